@@ -1,0 +1,1 @@
+"""ActiveSeg web app: server, persistence, jobs and routes around the ``ml/`` core."""

@@ -1,0 +1,47 @@
+"""``python -m app``: start ActiveSeg on http://127.0.0.1:8050 with a ready demo project."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from app.config import Config
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8050)
+    p.add_argument("--workspace", default=None, help="folder for the SQLite file and arrays (APP_WORKSPACE)")
+    p.add_argument("--demo", default=None, help="'synthetic' (default), a volume path, or 'none' (APP_DEMO)")
+    p.add_argument("--demo-gt", default=None, help="dense ground-truth labels for a --demo path (optional)")
+    p.add_argument("--debug", action="store_true")
+    return p.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    config = Config.from_env(workspace=args.workspace, demo=args.demo)
+    demo = config.demo
+    if demo and demo.lower() not in ("synthetic", "none"):
+        # a path given by whoever starts the server is trusted: its folder becomes a data root
+        parent = Path(demo).expanduser().resolve().parent
+        if not any(parent == r or r in parent.parents for r in config.data_roots):
+            config = config.with_(data_roots=config.data_roots + (parent,))
+    return config
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from app.demo import ensure_demo
+    from app.server import create_app
+
+    config = config_from_args(args)
+    ensure_demo(config, config.demo, args.demo_gt)
+    app = create_app(config)
+    logging.getLogger(__name__).info("ActiveSeg on http://%s:%d  (workspace %s)", args.host, args.port, config.workspace)
+    app.run(host=args.host, port=args.port, debug=args.debug)
+
+
+if __name__ == "__main__":
+    main()

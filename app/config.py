@@ -1,0 +1,126 @@
+"""App configuration from environment variables (12-factor), overridable in code and tests.
+
+One ``Config`` object travels everywhere (services, routes, jobs); background processes
+rebuild it from the environment, so every setting has an ``APP_*`` variable.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+JOB_BACKENDS = ("diskcache", "celery")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _default_roots(workspace: Path) -> list[Path]:
+    roots = [workspace / "data"]
+    shared = REPO_ROOT.parent / "shared" / "data"
+    if shared.is_dir():
+        roots.append(shared)
+    return roots
+
+
+@dataclass(frozen=True)
+class Config:
+    workspace: Path = Path("workspace")
+    data_roots: tuple[Path, ...] = ()
+    job_backend: str = "diskcache"
+    redis_url: str = "redis://localhost:6379/0"
+    max_upload_mb: int = 2048
+    secret_key: str = "activeseg-dev"
+    demo: str = "synthetic"
+    device: str = "auto"
+    torch_threads: int = 0            # 0 = torch default (all cores); forked jobs always use 1
+    auth_enabled: bool = False
+    tile_cache_mb: int = 256
+    demo_shape: tuple[int, int, int] = (16, 512, 512)
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        ws = Path(self.workspace).expanduser().resolve()
+        object.__setattr__(self, "workspace", ws)
+        roots = self.data_roots or tuple(_default_roots(ws))
+        object.__setattr__(self, "data_roots", tuple(Path(r).expanduser().resolve() for r in roots))
+        if self.job_backend not in JOB_BACKENDS:
+            raise ValueError(f"APP_JOB_BACKEND={self.job_backend!r}; use one of {JOB_BACKENDS}")
+        if self.device not in DEVICES:
+            raise ValueError(f"APP_DEVICE={self.device!r}; use one of {DEVICES}")
+        if int(self.max_upload_mb) <= 0:
+            raise ValueError("APP_MAX_UPLOAD_MB must be a positive number of megabytes")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb) * 1024 * 1024
+
+    @property
+    def device_preference(self) -> str | None:
+        """Argument for ``ml.device.pick_device`` (None = CUDA when present)."""
+        return None if self.device == "auto" else self.device
+
+    @classmethod
+    def from_env(cls, env: dict | None = None, **overrides) -> "Config":
+        """Read ``APP_*`` variables (see docs/APP.md); keyword overrides win."""
+        env = dict(os.environ if env is None else env)
+        kw: dict = {}
+        if "APP_WORKSPACE" in env:
+            kw["workspace"] = Path(env["APP_WORKSPACE"])
+        if env.get("APP_DATA_ROOTS"):
+            kw["data_roots"] = tuple(Path(p) for p in env["APP_DATA_ROOTS"].split(os.pathsep) if p)
+        for key, name, conv in (
+            ("APP_JOB_BACKEND", "job_backend", str),
+            ("REDIS_URL", "redis_url", str),
+            ("APP_MAX_UPLOAD_MB", "max_upload_mb", int),
+            ("APP_SECRET_KEY", "secret_key", str),
+            ("APP_DEMO", "demo", str),
+            ("APP_DEVICE", "device", str),
+            ("APP_TORCH_THREADS", "torch_threads", int),
+            ("APP_TILE_CACHE_MB", "tile_cache_mb", int),
+        ):
+            if env.get(key):
+                try:
+                    kw[name] = conv(env[key])
+                except ValueError as e:
+                    raise ValueError(f"{key}={env[key]!r} is not a valid {conv.__name__}") from e
+        if env.get("APP_AUTH"):
+            kw["auth_enabled"] = env["APP_AUTH"].lower() in ("1", "true", "yes", "on")
+        kw.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = set(kw) - known
+        if unknown:
+            raise TypeError(f"unknown config keys: {sorted(unknown)}")
+        return cls(**kw)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that rebuilds this config in another process (Celery worker, spawn)."""
+        return {
+            "APP_WORKSPACE": str(self.workspace),
+            "APP_DATA_ROOTS": os.pathsep.join(str(p) for p in self.data_roots),
+            "APP_JOB_BACKEND": self.job_backend,
+            "REDIS_URL": self.redis_url,
+            "APP_MAX_UPLOAD_MB": str(self.max_upload_mb),
+            "APP_DEVICE": self.device,
+            "APP_TORCH_THREADS": str(self.torch_threads),
+            "APP_AUTH": "1" if self.auth_enabled else "0",
+        }
+
+    def with_(self, **changes) -> "Config":
+        return replace(self, **changes)
+
+
+_CURRENT: Config | None = None
+
+
+def set_current(config: Config) -> None:
+    """Make ``config`` the one callbacks see (``create_app`` calls this)."""
+    global _CURRENT
+    _CURRENT = config
+
+
+def get_config() -> Config:
+    """The app's config; in a process that never ran ``create_app`` (worker) read the environment."""
+    global _CURRENT
+    if _CURRENT is None:
+        _CURRENT = Config.from_env()
+    return _CURRENT

@@ -1,0 +1,39 @@
+"""User-facing errors: anything a user did wrong becomes one short message, never a traceback."""
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+
+class UserError(Exception):
+    """Something the user can fix (bad path, unsupported file, invalid value); ``str()`` is the message."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotFound(UserError):
+    """A project/volume/model id that does not exist (any more)."""
+
+
+def user_message(exc: BaseException) -> str:
+    """One line for the UI: the message of known input errors, a generic line (and a log entry) otherwise."""
+    if isinstance(exc, UserError):
+        return exc.message
+    try:
+        from ml.io.errors import VolumeFormatError
+    except ImportError:  # pragma: no cover - ml.io not installed yet
+        VolumeFormatError = ()  # type: ignore[assignment]
+    if VolumeFormatError and isinstance(exc, VolumeFormatError):
+        return str(exc)
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ValueError):
+        return str(exc) or "invalid value"
+    log.exception("unexpected error", exc_info=exc)
+    return f"Unexpected error ({type(exc).__name__}): {exc}. The details are in the server log."

@@ -1,0 +1,156 @@
+"""Slice -> PNG: contrast window, colour overlays, fast encoding and an LRU of encoded tiles.
+
+Scrubbing must feel instant, so encoding is Pillow with ``compress_level=1`` (a 1024x1024
+grey slice in a few ms) and encoded PNGs are kept in a byte-bounded LRU keyed by
+everything that determines the pixels.
+"""
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from typing import Hashable, Sequence
+
+import numpy as np
+from PIL import Image
+
+PLANES = ("xy", "xz", "yz")
+
+
+def encode_png(arr: np.ndarray, compress_level: int = 1) -> bytes:
+    """uint8 (H,W) grey or (H,W,4) RGBA -> PNG bytes."""
+    arr = np.ascontiguousarray(arr)
+    mode = "L" if arr.ndim == 2 else "RGBA"
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode=mode).save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def window(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Map [lo, hi] linearly to 0..255 (clipped); uint8 input goes through a 256-entry table."""
+    if hi <= lo:
+        hi = lo + 1e-6
+    if arr.dtype == np.uint8:
+        lut = np.clip((np.arange(256, dtype=np.float32) - lo) * (255.0 / (hi - lo)), 0, 255)
+        return np.rint(lut).astype(np.uint8)[arr]
+    out = (arr.astype(np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
+    return np.rint(np.clip(out, 0, 255, out=out)).astype(np.uint8)
+
+
+def downsample(arr: np.ndarray, level: int) -> np.ndarray:
+    """Every 2**level-th pixel (level 0 = full resolution); for overview tiles."""
+    if level <= 0:
+        return arr
+    step = 2 ** int(level)
+    return arr[..., ::step, ::step]
+
+
+def hex_to_rgb(color: str) -> tuple[int, int, int]:
+    c = color.lstrip("#")
+    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
+
+
+def label_lut(classes: Sequence[dict], alpha: int = 255) -> np.ndarray:
+    """(256, 4) RGBA table: label value v (1..C) -> colour of class v-1; 0 transparent."""
+    lut = np.zeros((256, 4), np.uint8)
+    for i, c in enumerate(classes[:255]):
+        lut[i + 1, :3] = hex_to_rgb(c["color"])
+        lut[i + 1, 3] = alpha
+    return lut
+
+
+def labels_rgba(labels: np.ndarray, classes: Sequence[dict]) -> np.ndarray:
+    return label_lut(classes)[labels.astype(np.uint8, copy=False)]
+
+
+def mask_rgba(mask: np.ndarray, color: str = "#00ff66") -> np.ndarray:
+    """Binary mask (e.g. ground truth) in one colour."""
+    lut = np.zeros((2, 4), np.uint8)
+    lut[1, :3], lut[1, 3] = hex_to_rgb(color), 255
+    return lut[(mask > 0).astype(np.uint8)]
+
+
+def prediction_rgba(prob: np.ndarray, classes: Sequence[dict]) -> np.ndarray:
+    """(C,H,W) probabilities -> argmax class colour for non-background classes, alpha = its probability."""
+    prob = np.asarray(prob, np.float32)
+    arg = prob.argmax(axis=0)
+    conf = prob.max(axis=0)
+    colours = np.zeros((prob.shape[0], 3), np.uint8)
+    for i in range(prob.shape[0]):
+        if i < len(classes):
+            colours[i] = hex_to_rgb(classes[i]["color"])
+    rgba = np.zeros(arg.shape + (4,), np.uint8)
+    rgba[..., :3] = colours[arg]
+    rgba[..., 3] = np.where(arg > 0, np.rint(conf * 255), 0).astype(np.uint8)
+    return rgba
+
+
+def entropy_of(prob: np.ndarray) -> np.ndarray:
+    """Normalised predictive entropy in [0, 1] from (C,H,W) probabilities."""
+    p = np.clip(np.asarray(prob, np.float32), 1e-6, 1.0)
+    return (-(p * np.log(p)).sum(axis=0) / np.log(max(p.shape[0], 2))).astype(np.float32)
+
+
+_MAGMA: np.ndarray | None = None
+
+
+def _magma() -> np.ndarray:
+    global _MAGMA
+    if _MAGMA is None:
+        from matplotlib import colormaps
+
+        _MAGMA = (colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+    return _MAGMA
+
+
+def uncertainty_rgba(u: np.ndarray, vmax: float = 1.0) -> np.ndarray:
+    """Uncertainty (H,W) -> magma colours, alpha rising with the value (certain = transparent)."""
+    idx = np.clip(np.asarray(u, np.float32) / max(vmax, 1e-6) * 255, 0, 255).astype(np.uint8)
+    rgba = np.empty(idx.shape + (4,), np.uint8)
+    rgba[..., :3] = _magma()[idx]
+    rgba[..., 3] = idx
+    return rgba
+
+
+TRANSPARENT_PNG = encode_png(np.zeros((1, 1, 4), np.uint8))
+
+
+class PNGCache:
+    """Thread-safe LRU of encoded PNGs bounded by total bytes."""
+
+    def __init__(self, max_bytes: int = 256 * 2**20):
+        self.max_bytes = int(max_bytes)
+        self._items: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: Hashable) -> bytes | None:
+        with self._lock:
+            data = self._items.get(key)
+            if data is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return data
+
+    def put(self, key: Hashable, data: bytes) -> None:
+        if len(data) > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old)
+            self._items[key] = data
+            self._bytes += len(data)
+            while self._bytes > self.max_bytes:
+                _, ev = self._items.popitem(last=False)
+                self._bytes -= len(ev)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes

@@ -1,0 +1,303 @@
+"""Background jobs: the Job table is the source of truth, Dash's manager only runs them.
+
+``run_job`` wraps any long ``ml``/service function: it records the job (queued ->
+running -> done | failed | cancelled, with the error text), waits for the single compute
+lock, mirrors progress into the row and into the panel, and polls a cancel flag stored in
+the row. A job whose process died (killed by Dash's cancel, a server restart) is found by
+``recover_stale`` and marked failed/cancelled, so a reload always shows the truth.
+
+Fork trap (measured): a process forked after its parent ran a multi-threaded torch op
+hangs in its first parallel op unless it runs torch with one thread; ``run_job`` therefore
+sets ``torch.set_num_threads(1)`` in forked workers (Dash diskcache, Celery prefork) and
+``config.torch_threads`` otherwise.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import timezone
+from typing import Any, Callable, Iterator
+
+from app.config import Config
+from app.db import session_scope
+from app.errors import user_message
+from app.models import JOB_KINDS, Job, dumps, loads, utcnow
+from app.workspace import Workspace
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no cross-process lock
+    fcntl = None  # type: ignore[assignment]
+
+_MAIN_PID = os.getpid()           # the process that imported the app (server / worker parent)
+ACTIVE_STATES = ("queued", "running")
+PROGRESS_EVERY_S = 0.5
+CANCEL_POLL_S = 1.0
+
+ProgressFn = Callable[[int, int, dict], None]
+
+
+@dataclass
+class JobOutcome:
+    job_id: int
+    status: str                    # done | failed | cancelled
+    result: Any = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "done"
+
+
+# --- background manager ---------------------------------------------------------------------------
+def make_background_manager(config: Config):
+    """DiskcacheManager on the workspace (default) or CeleryManager (APP_JOB_BACKEND=celery)."""
+    if config.job_backend == "celery":
+        from dash import CeleryManager
+
+        from app.celery_app import make_celery
+
+        return CeleryManager(make_celery(config))
+    import diskcache
+    from dash import DiskcacheManager
+
+    return DiskcacheManager(diskcache.Cache(str(Workspace(config.workspace).jobs_cache_dir())))
+
+
+# --- records ---------------------------------------------------------------------------------------
+def job_dict(j: Job) -> dict:
+    return {
+        "id": j.id, "kind": j.kind, "project_id": j.project_id, "status": j.status,
+        "progress": j.progress, "total": j.total, "info": loads(j.info_json, {}), "error": j.error,
+        "result": loads(j.result_json), "params": loads(j.params_json, {}),
+        "cancel_requested": bool(j.cancel_requested),
+        "created": j.created.isoformat(timespec="seconds") if j.created else None,
+        "started": j.started.isoformat(timespec="seconds") if j.started else None,
+        "finished": j.finished.isoformat(timespec="seconds") if j.finished else None,
+    }
+
+
+def create_job(config: Config, kind: str, project_id: int | None, params: dict | None = None) -> int:
+    if kind not in JOB_KINDS:
+        raise ValueError(f"unknown job kind {kind!r}; use one of {JOB_KINDS}")
+    with session_scope(config) as s:
+        j = Job(kind=kind, project_id=project_id, status="queued", params_json=dumps(params),
+                pid=os.getpid(), host=socket.gethostname())
+        s.add(j)
+        s.flush()
+        return j.id
+
+
+def get_job(config: Config, job_id: int) -> dict | None:
+    with session_scope(config) as s:
+        j = s.get(Job, job_id)
+        return job_dict(j) if j else None
+
+
+def list_jobs(config: Config, project_id: int | None = None, kind: str | None = None, limit: int = 20) -> list[dict]:
+    """Most recent first; stale running jobs are reconciled before listing."""
+    recover_stale(config)
+    with session_scope(config) as s:
+        q = s.query(Job)
+        if project_id is not None:
+            q = q.filter(Job.project_id == project_id)
+        if kind is not None:
+            q = q.filter(Job.kind == kind)
+        return [job_dict(j) for j in q.order_by(Job.id.desc()).limit(limit)]
+
+
+def latest_job(config: Config, kind: str, project_id: int | None) -> dict | None:
+    rows = list_jobs(config, project_id=project_id, kind=kind, limit=1)
+    return rows[0] if rows else None
+
+
+def set_state(config: Config, job_id: int, status: str, *, error: str | None = None, result: Any = None) -> None:
+    with session_scope(config) as s:
+        j = s.get(Job, job_id)
+        if j is None:
+            return
+        j.status = status
+        if status == "running":
+            j.started = utcnow()
+            j.pid = os.getpid()
+            j.host = socket.gethostname()
+        if status in ("done", "failed", "cancelled"):
+            j.finished = utcnow()
+        if error is not None:
+            j.error = error
+        if result is not None:
+            j.result_json = dumps(result)
+
+
+def update_progress(config: Config, job_id: int, done: int, total: int, info: dict | None = None) -> None:
+    with session_scope(config) as s:
+        j = s.get(Job, job_id)
+        if j is not None:
+            j.progress, j.total = int(done), int(total)
+            if info:
+                j.info_json = dumps(info)
+
+
+def request_cancel(config: Config, job_id: int | None = None, *, kind: str | None = None,
+                   project_id: int | None = None) -> int:
+    """Flag one job, or every active job of a kind/project, to stop; returns how many were flagged."""
+    with session_scope(config) as s:
+        q = s.query(Job).filter(Job.status.in_(ACTIVE_STATES))
+        if job_id is not None:
+            q = q.filter(Job.id == job_id)
+        if kind is not None:
+            q = q.filter(Job.kind == kind)
+        if project_id is not None:
+            q = q.filter(Job.project_id == project_id)
+        rows = q.all()
+        for j in rows:
+            j.cancel_requested = True
+    recover_stale(config)
+    return len(rows)
+
+
+def cancel_requested(config: Config, job_id: int) -> bool:
+    with session_scope(config) as s:
+        j = s.get(Job, job_id)
+        return bool(j and j.cancel_requested)
+
+
+def _process_alive(pid: int | None, since) -> bool:
+    if not pid:
+        return False
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return False
+        # a reused pid belongs to a process that started after the job was created
+        return since is None or p.create_time() <= since.replace(tzinfo=timezone.utc).timestamp() + 1.0
+    except psutil.Error:
+        return False
+
+
+def recover_stale(config: Config) -> int:
+    """Mark active jobs whose process (on this host) is gone as failed, or cancelled when asked."""
+    host = socket.gethostname()
+    n = 0
+    with session_scope(config) as s:
+        for j in s.query(Job).filter(Job.status.in_(ACTIVE_STATES)).all():
+            if j.host not in (None, host) or _process_alive(j.pid, j.started or j.created):
+                continue
+            if j.cancel_requested:
+                j.status = "cancelled"
+            else:
+                j.status = "failed"
+                j.error = j.error or "the process running this job stopped (killed or server restart); nothing was lost, run it again"
+            j.finished = utcnow()
+            n += 1
+    return n
+
+
+# --- compute lock + torch threads -------------------------------------------------------------------
+@contextlib.contextmanager
+def compute_lock(config: Config, cancel: Callable[[], bool] | None = None, poll_s: float = 0.5) -> Iterator[None]:
+    """One compute job at a time across processes (flock on a workspace file); waits, honours cancel."""
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    from ml.progress import check_cancel
+
+    path = Workspace(config.workspace).ensure().lock_path
+    with open(path, "a+") as fh:
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                check_cancel(cancel)
+                time.sleep(poll_s)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def configure_torch_threads(config: Config) -> int:
+    """1 thread in forked workers (fork-after-OpenMP hang), else config.torch_threads (0 = keep)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return 0
+    if os.getpid() != _MAIN_PID:
+        torch.set_num_threads(1)
+    elif config.torch_threads > 0:
+        torch.set_num_threads(config.torch_threads)
+    return torch.get_num_threads()
+
+
+# --- the wrapper every panel uses ------------------------------------------------------------------
+class _Reporter:
+    """progress(done, total, info) -> Job row (throttled) and the panel's own callback."""
+
+    def __init__(self, config: Config, job_id: int, set_progress: ProgressFn | None):
+        self.config, self.job_id, self.set_progress = config, job_id, set_progress
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int, info: dict | None = None) -> None:
+        now = time.monotonic()
+        if done < total and now - self._last < PROGRESS_EVERY_S:
+            return
+        self._last = now
+        update_progress(self.config, self.job_id, done, total, info or {})
+        if self.set_progress is not None:
+            self.set_progress(int(done), int(total), dict(info or {}))
+
+
+class _CancelFlag:
+    def __init__(self, config: Config, job_id: int, extra: Callable[[], bool] | None):
+        self.config, self.job_id, self.extra = config, job_id, extra
+        self._last, self._value = 0.0, False
+
+    def __call__(self) -> bool:
+        if self._value:
+            return True
+        if self.extra is not None and self.extra():
+            self._value = True
+            return True
+        now = time.monotonic()
+        if now - self._last >= CANCEL_POLL_S:
+            self._last = now
+            self._value = cancel_requested(self.config, self.job_id)
+        return self._value
+
+
+def run_job(config: Config, kind: str, project_id: int | None, fn: Callable[..., Any],
+            set_progress: ProgressFn | None = None, *, params: dict | None = None, compute: bool = True,
+            cancel: Callable[[], bool] | None = None, job_id: int | None = None, **kwargs) -> JobOutcome:
+    """Run ``fn(progress=..., cancel=..., **kwargs)`` as a recorded job; never raises for job errors.
+
+    ``fn`` returns a JSON-able result (stored in the row). ``set_progress(done, total, info)``
+    is the panel's adapter to Dash's progress output. ``compute=True`` holds the compute lock.
+    Pass ``job_id`` to run a row created earlier with ``create_job`` (e.g. to show it queued).
+    """
+    from ml.progress import Cancelled
+
+    if job_id is None:
+        job_id = create_job(config, kind, project_id, params)
+    progress = _Reporter(config, job_id, set_progress)
+    cancel_fn = _CancelFlag(config, job_id, cancel)
+    try:
+        configure_torch_threads(config)
+        lock = compute_lock(config, cancel_fn) if compute else contextlib.nullcontext()
+        with lock:
+            set_state(config, job_id, "running")
+            result = fn(progress=progress, cancel=cancel_fn, **kwargs)
+    except Cancelled:
+        set_state(config, job_id, "cancelled")
+        return JobOutcome(job_id, "cancelled")
+    except Exception as exc:  # every failure is recorded with its message, never lost
+        msg = user_message(exc)
+        set_state(config, job_id, "failed", error=msg)
+        return JobOutcome(job_id, "failed", error=msg)
+    set_state(config, job_id, "done", result=result)
+    return JobOutcome(job_id, "done", result=result)

@@ -1,0 +1,184 @@
+"""Flask routes for images: slice tiles, overlays, suggestion thumbnails (PNG, cache headers).
+
+Tiles of raw data never change for a volume id (ids are never reused), so they carry a
+strong ETag and a long max-age; overlays change as labels/predictions change, so they are
+revalidated (``no-cache`` + content ETag) and the viewer adds a revision to their URL.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from flask import Flask, Response, abort, request
+
+from app import imaging
+from app.config import Config
+from app.errors import NotFound, UserError
+from app.services import projects
+
+OVERLAY_KINDS = ("labels", "prediction", "uncertainty", "gt")
+TILE_MAX_AGE = 3600
+
+
+def _float_arg(name: str) -> float | None:
+    v = request.args.get(name)
+    if v in (None, ""):
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        abort(400, f"{name} must be a number")
+
+
+def _png_response(data: bytes, etag: str, cache_control: str) -> Response:
+    resp = Response(data, mimetype="image/png")
+    resp.headers["ETag"] = f'"{etag}"'
+    resp.headers["Cache-Control"] = cache_control
+    return resp
+
+
+def _not_modified(etag: str, cache_control: str) -> Response | None:
+    inm = request.headers.get("If-None-Match", "")
+    if inm and (inm.strip() == "*" or f'"{etag}"' in [t.strip().removeprefix("W/") for t in inm.split(",")]):
+        resp = Response(status=304)
+        resp.headers["ETag"] = f'"{etag}"'
+        resp.headers["Cache-Control"] = cache_control
+        return resp
+    return None
+
+
+def _check_plane(plane: str, index: int, shape) -> None:
+    if plane not in imaging.PLANES:
+        abort(404, f"plane must be one of {imaging.PLANES}")
+    axis = {"xy": 0, "xz": 1, "yz": 2}[plane]
+    if not 0 <= index < shape[axis]:
+        abort(404, f"index {index} outside 0..{shape[axis] - 1}")
+
+
+def label_plane(store, plane: str, index: int, shape) -> np.ndarray:
+    """One plane of a LabelStore (numpy-style indexing reads only the needed tiles)."""
+    if plane == "xy":
+        return store.read_slice(index)
+    return store[:, index, :] if plane == "xz" else store[:, :, index]
+
+
+def _array_plane(arr, plane: str, index: int) -> np.ndarray:
+    """A plane of a (..., Z, Y, X) array-like (leading channel axes kept)."""
+    if plane == "xy":
+        return np.asarray(arr[..., index, :, :])
+    if plane == "xz":
+        return np.asarray(arr[..., :, index, :])
+    return np.asarray(arr[..., :, :, index])
+
+
+def prediction_path(config: Config, vid: int, mid: int | None = None) -> Path | None:
+    """The prediction Zarr to overlay: of model ``mid``, else the newest segmentation's, else the active model's."""
+    from app.db import session_scope
+    from app.models import ModelVersion, Segmentation
+    from app.workspace import Workspace
+
+    ws = Workspace(config.workspace)
+    if mid is not None:
+        p = ws.prediction_path(vid, mid)
+        return p if p.exists() else None
+    with session_scope(config) as s:
+        seg = (s.query(Segmentation).filter(Segmentation.volume_id == vid, Segmentation.pred_path.isnot(None))
+               .order_by(Segmentation.id.desc()).first())
+        if seg and Path(seg.pred_path).exists():
+            return Path(seg.pred_path)
+        info = projects.volume_info(config, vid)
+        act = (s.query(ModelVersion).filter(ModelVersion.project_id == info["project_id"], ModelVersion.active)
+               .order_by(ModelVersion.id.desc()).first())
+        if act is not None and ws.prediction_path(vid, act.id).exists():
+            return ws.prediction_path(vid, act.id)
+    return None
+
+
+def _render_overlay(config: Config, vid: int, kind: str, plane: str, index: int, shape) -> np.ndarray | None:
+    if kind == "labels":
+        store = projects.label_store(config, vid)
+        return imaging.labels_rgba(label_plane(store, plane, index, shape), store.classes)
+    if kind == "gt":
+        gt = projects.open_ground_truth(config, vid)
+        return None if gt is None else imaging.mask_rgba(_array_plane(gt, plane, index))
+    mid = request.args.get("mid", type=int)
+    path = prediction_path(config, vid, mid)
+    if path is None:
+        return None
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    if kind == "prediction":
+        return imaging.prediction_rgba(_array_plane(group["prob"], plane, index), projects.get_classes(config, vid))
+    names = set(group.array_keys())
+    u = _array_plane(group["entropy"], plane, index) if "entropy" in names else imaging.entropy_of(
+        _array_plane(group["prob"], plane, index))
+    return imaging.uncertainty_rgba(np.asarray(u, np.float32))
+
+
+def register_routes(server: Flask, config: Config) -> imaging.PNGCache:
+    """Add the image routes to ``server``; returns the tile cache (for stats and tests)."""
+    cache = imaging.PNGCache(config.tile_cache_mb * 2**20)
+
+    @server.route("/tiles/<int:vid>/<plane>/<int:index>.png")
+    def tile(vid: int, plane: str, index: int):
+        try:
+            info = projects.volume_info(config, vid)
+        except NotFound:
+            abort(404)
+        _check_plane(plane, index, info["shape"])
+        lo = _float_arg("lo")
+        hi = _float_arg("hi")
+        lo = info["lo"] if lo is None else lo
+        hi = info["hi"] if hi is None else hi
+        level = max(0, min(int(request.args.get("level", 0) or 0), 6))
+        cc = f"private, max-age={TILE_MAX_AGE}"
+        etag = f"t{vid}-{info['created']}-{plane}-{index}-{lo!r}-{hi!r}-{level}"
+        etag = hashlib.sha1(etag.encode()).hexdigest()[:24]
+        nm = _not_modified(etag, cc)
+        if nm is not None:
+            return nm
+        data = cache.get(etag)
+        if data is None:
+            try:
+                vol = projects.open_volume(config, vid)
+            except UserError as e:
+                abort(410, str(e))
+            arr = imaging.downsample(vol.plane(plane, index), level)
+            data = imaging.encode_png(imaging.window(arr, lo, hi))
+            cache.put(etag, data)
+        return _png_response(data, etag, cc)
+
+    @server.route("/overlay/<int:vid>/<kind>/<plane>/<int:index>.png")
+    def overlay(vid: int, kind: str, plane: str, index: int):
+        if kind not in OVERLAY_KINDS:
+            abort(404, f"overlay kind must be one of {OVERLAY_KINDS}")
+        try:
+            info = projects.volume_info(config, vid)
+        except NotFound:
+            abort(404)
+        _check_plane(plane, index, info["shape"])
+        rgba = _render_overlay(config, vid, kind, plane, index, info["shape"])
+        data = imaging.TRANSPARENT_PNG if rgba is None else imaging.encode_png(
+            imaging.downsample(rgba.transpose(2, 0, 1), int(request.args.get("level", 0) or 0)).transpose(1, 2, 0))
+        etag = hashlib.sha1(data).hexdigest()[:24]
+        cc = "no-cache"
+        return _not_modified(etag, cc) or _png_response(data, etag, cc)
+
+    @server.route("/thumbs/<int:suggestion_id>.png")
+    def thumb(suggestion_id: int):
+        from app.db import session_scope
+        from app.models import Suggestion
+
+        with session_scope(config) as s:
+            sug = s.get(Suggestion, suggestion_id)
+            path = Path(sug.thumb_path) if sug is not None and sug.thumb_path else None
+        if path is None or not path.exists():
+            abort(404)
+        data = path.read_bytes()
+        etag = hashlib.sha1(data).hexdigest()[:24]
+        cc = "private, max-age=60"
+        return _not_modified(etag, cc) or _png_response(data, etag, cc)
+
+    return cache

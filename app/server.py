@@ -1,0 +1,49 @@
+"""Build the Dash app: config, database, jobs manager, routes, auth, layout and callbacks."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import dash
+import dash_bootstrap_components as dbc
+
+from app.config import Config, set_current
+from app.db import database
+from app.workspace import Workspace
+
+log = logging.getLogger(__name__)
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def create_app(config: Config | None = None, auth_check=None) -> dash.Dash:
+    """The ActiveSeg Dash app for ``config`` (defaults from the environment)."""
+    from app import jobs
+    from app.auth import install_auth
+    from app.routes import register_routes
+    from callbacks import register_all
+    from layouts.page import build_layout
+
+    config = config or Config.from_env()
+    set_current(config)
+    Workspace(config.workspace).ensure()
+    database(config)                      # create tables
+    jobs.recover_stale(config)            # jobs of a previous server process
+    app = dash.Dash(
+        __name__,
+        title="ActiveSeg",
+        assets_folder=str(ASSETS),
+        external_stylesheets=[dbc.themes.BOOTSTRAP],
+        background_callback_manager=jobs.make_background_manager(config),
+        suppress_callback_exceptions=True,
+        update_title=None,
+    )
+    server = app.server
+    server.secret_key = config.secret_key
+    # base64 adds 4/3; headroom so a slightly-too-big upload reaches the clear size message
+    server.config["MAX_CONTENT_LENGTH"] = int(config.max_upload_bytes * 1.5) + 64 * 2**20
+    server.config["ACTIVESEG"] = config
+    install_auth(server, config, auth_check)
+    app._activeseg_tiles = register_routes(server, config)   # type: ignore[attr-defined]
+    app.layout = build_layout
+    register_all(app)
+    return app

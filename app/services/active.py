@@ -1,0 +1,268 @@
+"""Active-learning rounds: score candidate patches with the active model, store a ranked queue.
+
+A round is an ``ALRound`` row with ``k`` ranked ``Suggestion`` rows and a PNG thumbnail per
+suggestion (served by the ``/thumbs/<id>.png`` route via :func:`thumbnail_png`). Patches
+that are already labeled, or that the user skipped before, never enter the pool. With no
+trained model yet, uncertainty means nothing, so the round falls back to k-means on an
+untrained network's features (representative patches) and says so.
+"""
+from __future__ import annotations
+
+import io
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select as sql_select
+from sqlalchemy.orm import Session
+
+from app.config import get_config
+from app.db import session_scope
+from app.errors import NotFound, UserError
+from app.models import ALRound, Suggestion
+from app.services import projects, training
+from app.workspace import Workspace
+from ml.progress import CancelFn, ProgressFn, check_cancel, report
+
+MAX_CANDIDATES = 2000       # bounded scoring time on big volumes (seeded subsample of the grid)
+MC_PASSES = 8               # MC-dropout passes for strategies that need BALD
+THUMB_PX = 96
+MAX_K = 64
+NO_MODEL_FALLBACK = "kmeans"
+MODEL_FREE = frozenset({"random", "kmeans", "coreset"})   # meaningful without a trained model
+
+
+def strategy_options() -> list[dict]:
+    """Dropdown options: every ``ml.active.strategies`` name with its one-line description."""
+    from ml.active.strategies import describe
+
+    return [{"value": name, "label": name.replace("_", " "), "description": text} for name, text in describe()]
+
+
+def _validate(strategy: str, k: int, patch_size: int, shape: tuple[int, int, int]) -> tuple[int, int]:
+    from ml.active.strategies import STRATEGIES
+
+    if strategy not in STRATEGIES:
+        raise UserError(f"Unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}.")
+    try:
+        k, patch_size = int(k), int(patch_size)
+    except (TypeError, ValueError):
+        raise UserError("Batch size and patch size must be whole numbers.") from None
+    if not 1 <= k <= MAX_K:
+        raise UserError(f"Batch size must be between 1 and {MAX_K}, got {k}.")
+    if patch_size < 16 or patch_size > min(shape[1], shape[2]):
+        raise UserError(f"Patch size must be between 16 and {min(shape[1], shape[2])} px "
+                        f"(the slice is {shape[1]}×{shape[2]}), got {patch_size}.")
+    return k, patch_size
+
+
+def _excluder(store: Any, skipped: set[tuple[int, int, int, int]]):
+    """Exclude patches that are labeled (labeled fraction above the pool's threshold) or were skipped."""
+    from ml.active.pool import labeled_fraction_excluder
+
+    labeled = labeled_fraction_excluder(store) if store is not None else (lambda p: False)
+    return lambda p: (p.z, p.y, p.x, p.size) in skipped or labeled(p)
+
+
+def _skipped(session: Session, volume_id: int) -> set[tuple[int, int, int, int]]:
+    rows = session.execute(
+        sql_select(Suggestion.z, Suggestion.y, Suggestion.x, Suggestion.size)
+        .join(ALRound, ALRound.id == Suggestion.round_id)
+        .where(ALRound.volume_id == volume_id, Suggestion.status == "skipped")
+    ).all()
+    return {tuple(int(v) for v in r) for r in rows}
+
+
+def _labeled_patches(session: Session, volume_id: int, limit: int = 256):
+    from ml.active.pool import Patch
+
+    rows = session.execute(
+        sql_select(Suggestion.z, Suggestion.y, Suggestion.x, Suggestion.size)
+        .join(ALRound, ALRound.id == Suggestion.round_id)
+        .where(ALRound.volume_id == volume_id, Suggestion.status == "labeled")
+        .order_by(Suggestion.id.desc()).limit(limit)
+    ).all()
+    return [Patch(*(int(v) for v in r)) for r in rows]
+
+
+def _thumbnail(volume: Any, lo: float, hi: float, z: int, y: int, x: int, size: int) -> bytes:
+    """Grey PNG of the patch, downscaled to at most THUMB_PX."""
+    from PIL import Image
+
+    crop = np.asarray(volume[z, y:y + size, x:x + size], dtype=np.float32)
+    img = np.clip((crop - lo) / max(hi - lo, 1e-6) * 255.0, 0, 255).astype(np.uint8)
+    pil = Image.fromarray(img)
+    if size > THUMB_PX:
+        pil = pil.resize((THUMB_PX, THUMB_PX), Image.BILINEAR)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def suggest_patches(
+    config: Any,
+    volume_id: int,
+    strategy: str = "entropy",
+    k: int = 8,
+    patch_size: int = 128,
+    progress: ProgressFn = None,
+    cancel: CancelFn = None,
+    seed: int = 0,
+) -> dict:
+    """Run one AL round on a volume; returns ``{round_id, strategy, requested, note, n_candidates}``.
+
+    Nothing is written until scoring finished, so a cancelled round leaves no trace.
+    """
+    from ml.active.pool import candidate_pool
+    from ml.active.scoring import score_patches, volume_reader
+    from ml.active.strategies import NEEDS_MC, select
+
+    info = projects.volume_info(config, volume_id)
+    project_id, lo, hi, shape = info["project_id"], float(info["lo"]), float(info["hi"]), tuple(info["shape"])
+    k, patch_size = _validate(strategy, k, patch_size, shape)
+    with session_scope(config) as s:
+        skipped = _skipped(s, volume_id)
+        labeled_patches = _labeled_patches(s, volume_id)
+    volume = projects.open_volume(config, volume_id)
+    store = projects.label_store(config, volume_id)
+    model, model_id, used, note = _model_and_strategy(config, project_id, volume_id, strategy)
+    report(progress, 0, 1, phase="building candidate pool")
+    pool = candidate_pool(shape, size=patch_size, exclude=_excluder(store, skipped),
+                          max_candidates=MAX_CANDIDATES, seed=seed)
+    if not pool:
+        raise UserError("No unlabeled patch of that size is left in this volume; try a smaller patch size.")
+    check_cancel(cancel)
+    device = training.device_for(config)
+    reader = volume_reader(volume, lo, hi)
+
+    def on_batch(done: int, total: int, info: dict) -> None:
+        report(progress, done, total, phase="scoring patches", **info)
+
+    scores = score_patches(model, reader, pool, mc_passes=MC_PASSES if used in NEEDS_MC else 0, device=device,
+                           progress=on_batch, cancel=cancel)
+    labeled_emb = None
+    if used == "coreset" and labeled_patches:
+        labeled_emb = score_patches(model, reader, labeled_patches, mc_passes=0, device=device).embeddings
+    check_cancel(cancel)
+    picks, values = select(used, scores, k, seed=seed, labeled_embeddings=labeled_emb)
+    round_id = _store_round(config, (project_id, volume_id, model_id), used, k, patch_size,
+                            [pool[i] for i in picks], values,
+                            thumb=lambda p: _thumbnail(volume, lo, hi, p.z, p.y, p.x, p.size))
+    report(progress, 1, 1, phase="done")
+    return {"round_id": round_id, "strategy": used, "requested": strategy, "note": note,
+            "n_candidates": len(pool)}
+
+
+def _model_and_strategy(config: Any, project_id: int, volume_id: int, strategy: str) -> tuple:
+    """``(model, model_id, strategy used, note)``: the active model, or an untrained one + fallback."""
+    loaded = training.load_active_model(config, project_id)
+    if loaded is not None:
+        return loaded[0], loaded[1], strategy, None
+    model = training.new_model(config, len(projects.get_classes(config, volume_id)))
+    if strategy in MODEL_FREE:
+        return model, None, strategy, "No trained model yet: patch features come from an untrained network."
+    note = (f"No trained model yet, and “{strategy}” needs one: these are representative patches instead "
+            "(k-means on an untrained network's features). Label them, train, then ask again.")
+    return model, None, NO_MODEL_FALLBACK, note
+
+
+def _store_round(config: Any, rec_info: tuple, strategy: str, k: int, patch_size: int,
+                 picks: list, values: list[float], thumb) -> int:
+    """One transaction: the round, its ranked suggestions, their thumbnails (written atomically)."""
+    project_id, volume_id, model_id = rec_info
+    ws = Workspace(config.workspace)
+    with session_scope(config) as s:
+        rnd = ALRound(project_id=project_id, volume_id=volume_id, model_id=model_id, strategy=strategy,
+                      k=k, patch_size=patch_size)
+        s.add(rnd)
+        s.flush()
+        for rank, (p, v) in enumerate(zip(picks, values), start=1):
+            sug = Suggestion(round_id=rnd.id, rank=rank, z=p.z, y=p.y, x=p.x, size=p.size,
+                             score=float(v), status="todo", n_strokes=0)
+            s.add(sug)
+            s.flush()
+            path = ws.thumbs_dir(rnd.id) / f"{sug.id}.png"
+            atomic_write_bytes(path, thumb(p))
+            sug.thumb_path = str(path)
+        return int(rnd.id)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file via a temp file in the same folder + rename (never a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def latest_round_id(session: Session, volume_id: int) -> int | None:
+    """The newest round of a volume (the queue the panel shows), or None."""
+    return session.execute(
+        sql_select(ALRound.id).where(ALRound.volume_id == volume_id).order_by(ALRound.id.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def round_rows(session: Session, round_id: int) -> list[dict]:
+    """The queue of a round, best first, as plain dicts (id, rank, z, y, x, size, score, status, strokes)."""
+    rows = session.execute(
+        sql_select(Suggestion).where(Suggestion.round_id == round_id).order_by(Suggestion.rank)
+    ).scalars().all()
+    return [dict(id=r.id, rank=r.rank, z=r.z, y=r.y, x=r.x, size=r.size, score=float(r.score), status=r.status,
+                 n_strokes=int(r.n_strokes or 0)) for r in rows]
+
+
+def round_info(session: Session, round_id: int) -> dict:
+    """Round header: strategy, k, patch size, model id, volume id, created."""
+    rnd = session.get(ALRound, round_id)
+    if rnd is None:
+        raise NotFound(f"AL round {round_id} does not exist.")
+    return dict(id=rnd.id, volume_id=rnd.volume_id, model_id=rnd.model_id, strategy=rnd.strategy, k=rnd.k,
+                patch_size=rnd.patch_size, created=rnd.created.isoformat(timespec="seconds"))
+
+
+def _suggestion(session: Session, suggestion_id: int) -> Suggestion:
+    sug = session.get(Suggestion, int(suggestion_id))
+    if sug is None:
+        raise NotFound(f"Suggestion {suggestion_id} does not exist.")
+    return sug
+
+
+def skip_suggestion(session: Session, suggestion_id: int) -> None:
+    """Mark a to-do suggestion skipped (a labeled one stays labeled); it never returns to the pool."""
+    sug = _suggestion(session, suggestion_id)
+    if sug.status == "todo":
+        sug.status = "skipped"
+
+
+def suggestion_nav(session: Session, suggestion_id: int) -> dict:
+    """Where the viewer should go: ``{vid, z, y0, y1, x0, x1, outline, source, t}`` (t: a fresh nonce)."""
+    sug = _suggestion(session, suggestion_id)
+    rnd = session.get(ALRound, sug.round_id)
+    return dict(vid=rnd.volume_id, z=sug.z, y0=sug.y, y1=sug.y + sug.size, x0=sug.x, x1=sug.x + sug.size,
+                outline=True, source=f"suggestion:{sug.id}", t=time.time())
+
+
+def thumbnail_png(suggestion_id: int, config: Any = None) -> bytes:
+    """PNG bytes of a suggestion's thumbnail for the ``/thumbs/<id>.png`` route (rebuilt if the file is gone)."""
+    config = config or get_config()
+    with session_scope(config) as s:
+        sug = _suggestion(s, suggestion_id)
+        if sug.thumb_path and Path(sug.thumb_path).is_file():
+            return Path(sug.thumb_path).read_bytes()
+        rnd = s.get(ALRound, sug.round_id)
+        box, round_id, volume_id = (sug.z, sug.y, sug.x, sug.size), rnd.id, rnd.volume_id
+    info = projects.volume_info(config, volume_id)
+    data = _thumbnail(projects.open_volume(config, volume_id), float(info["lo"]), float(info["hi"]), *box)
+    path = Workspace(config.workspace).thumbs_dir(round_id) / f"{int(suggestion_id)}.png"
+    atomic_write_bytes(path, data)
+    with session_scope(config) as s:
+        _suggestion(s, suggestion_id).thumb_path = str(path)
+    return data
+
+
+def patch_as_dict(p: Any) -> dict:
+    """JSON-able form of an ``ml.active.pool.Patch``."""
+    return asdict(p)

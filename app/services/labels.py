@@ -1,0 +1,143 @@
+"""Painting: a plotly stroke -> rasterised mask -> LabelStore.paint, plus undo, counts, effort.
+
+Coordinates follow layouts.viewer: pixel (r, c) is centred at figure point (x=c, y=r),
+which is also ml.labels.rasterize's convention, so paths go to the rasteriser unchanged.
+A stroke inside a suggested patch (same volume and z) marks that suggestion labeled and
+records its effort (first/last stroke time, stroke count).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+from app.config import Config
+from app.db import session_scope
+from app.errors import UserError
+from app.models import ALRound, LabelEvent, Suggestion, dumps, utcnow
+from app.services import projects
+
+MAX_BRUSH = 200.0
+
+
+def shape_to_path(shape: dict | str) -> str:
+    """SVG path of a plotly shape: 'path' shapes as-is, rect/line/circle converted."""
+    if isinstance(shape, str):
+        return shape
+    kind = shape.get("type", "path")
+    if kind == "path" and shape.get("path"):
+        return shape["path"]
+    try:
+        x0, y0, x1, y1 = (float(shape[k]) for k in ("x0", "y0", "x1", "y1"))
+    except (KeyError, TypeError, ValueError):
+        raise UserError("That shape has no coordinates; draw with the brush or the outline tool.") from None
+    if kind == "rect":
+        return f"M{x0},{y0}L{x1},{y0}L{x1},{y1}L{x0},{y1}Z"
+    if kind == "line":
+        return f"M{x0},{y0}L{x1},{y1}"
+    if kind == "circle":
+        cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, abs(x1 - x0) / 2, abs(y1 - y0) / 2
+        pts = [(cx + rx * math.cos(t), cy + ry * math.sin(t)) for t in (2 * math.pi * i / 48 for i in range(48))]
+        return "M" + "L".join(f"{x},{y}" for x, y in pts) + "Z"
+    raise UserError(f"Shapes of type {kind!r} cannot be painted.")
+
+
+def new_strokes(relayout: dict | None) -> list[str]:
+    """SVG paths drawn in this relayout event: new shapes (``shapes``) or edited ones (``shapes[N].path``)."""
+    if not relayout:
+        return []
+    out: list[str] = []
+    for key, val in relayout.items():
+        if key == "shapes" and isinstance(val, list):
+            out += [shape_to_path(s) for s in val if isinstance(s, dict) and s.get("name") != "outline"
+                    and s.get("editable", True) is not False]
+        elif key.startswith("shapes[") and key.endswith("].path") and isinstance(val, str):
+            out.append(val)
+    return out
+
+
+def _check_value(value: int, n_classes: int) -> int:
+    if value is None or not 0 <= int(value) <= n_classes:
+        raise UserError(f"Pick a class (1..{n_classes}) or the eraser before painting.")
+    return int(value)
+
+
+def apply_stroke(config: Config, vid: int, z: int, path: str, value: int, width: float,
+                 fill: bool | None = None) -> dict:
+    """Rasterise one stroke on slice z and store it (value 0 erases); returns the effort record."""
+    from ml.labels.rasterize import rasterize_path_bbox
+
+    store = projects.label_store(config, vid)
+    zmax, h, w = store.shape
+    if not 0 <= int(z) < zmax:
+        raise UserError(f"Slice {z} is outside 0..{zmax - 1}.")
+    value = _check_value(value, len(store.classes))
+    width = min(max(float(width or 1.0), 1.0), MAX_BRUSH)
+    try:
+        crop, y0, x0 = rasterize_path_bbox(path, (h, w), width, fill=fill)
+    except ValueError as e:
+        raise UserError(f"Could not read the stroke: {e}") from e
+    n = int(crop.sum())
+    if n == 0:
+        return {"stroke_id": None, "n_pixels": 0, "bbox": None, "suggestions": []}
+    sid = store.paint(int(z), crop, value, y0=y0, x0=x0)
+    bbox = [y0, y0 + crop.shape[0], x0, x0 + crop.shape[1]]
+    closed = path.rstrip().endswith(("Z", "z"))
+    kind = "erase" if value == 0 else ("fill" if (fill or (fill is None and closed)) else "stroke")
+    touched = _record(config, vid, int(z), kind, value, n, sid, bbox)
+    return {"stroke_id": sid, "n_pixels": n, "bbox": bbox, "suggestions": touched}
+
+
+def _overlaps(s: Suggestion, z: int, bbox: list[int]) -> bool:
+    y0, y1, x0, x1 = bbox
+    return s.z == z and y0 < s.y + s.size and s.y < y1 and x0 < s.x + s.size and s.x < x1
+
+
+def _record(config: Config, vid: int, z: int, kind: str, value: int, n: int, sid: int, bbox: list[int]) -> list[int]:
+    """Log the stroke; suggestions it touches become labeled with their effort updated."""
+    now = utcnow()
+    with session_scope(config) as s:
+        sugs = (s.query(Suggestion).join(ALRound, Suggestion.round_id == ALRound.id)
+                .filter(ALRound.volume_id == vid, Suggestion.z == z, Suggestion.status != "skipped").all())
+        touched = [g for g in sugs if _overlaps(g, z, bbox)]
+        for g in touched:
+            g.first_stroke_at = g.first_stroke_at or now
+            g.last_stroke_at = now
+            g.n_strokes = (g.n_strokes or 0) + 1
+            g.status = "labeled"
+        s.add(LabelEvent(volume_id=vid, kind=kind, z=z, value=value, n_pixels=n, stroke_id=sid,
+                         suggestion_id=touched[0].id if touched else None, bbox_json=dumps(bbox), created=now))
+        return [g.id for g in touched]
+
+
+def apply_relayout(config: Config, vid: int, z: int, relayout: dict | None, value: int, width: float) -> list[dict]:
+    """Paint every stroke of one relayout event; returns one record per stroke."""
+    return [apply_stroke(config, vid, z, p, value, width) for p in new_strokes(relayout)]
+
+
+def undo(config: Config, vid: int) -> bool:
+    """Revert the last stroke of this volume; False when nothing is left to undo."""
+    ok = projects.label_store(config, vid).undo()
+    if ok:
+        with session_scope(config) as s:
+            s.add(LabelEvent(volume_id=vid, kind="undo", n_pixels=0))
+    return ok
+
+
+def counts(config: Config, vid: int) -> list[dict]:
+    """Labeled pixels per class: [{value, name, color, pixels}]."""
+    store = projects.label_store(config, vid)
+    c = store.counts()
+    return [{"value": i + 1, "name": k["name"], "color": k["color"], "pixels": int(c.get(i + 1, 0))}
+            for i, k in enumerate(store.classes)]
+
+
+def events(config: Config, vid: int) -> list[dict[str, Any]]:
+    """The stroke/undo log of a volume, oldest first (for effort accounting)."""
+    from app.models import loads
+
+    with session_scope(config) as s:
+        rows: Iterable[LabelEvent] = (s.query(LabelEvent).filter(LabelEvent.volume_id == vid)
+                                      .order_by(LabelEvent.id))
+        return [{"id": e.id, "kind": e.kind, "z": e.z, "value": e.value, "n_pixels": e.n_pixels,
+                 "stroke_id": e.stroke_id, "suggestion_id": e.suggestion_id, "bbox": loads(e.bbox_json),
+                 "created": e.created.isoformat()} for e in rows]

@@ -1,0 +1,265 @@
+"""Whole-volume segmentation with the active model, post-processing into objects, object views.
+
+Predictions are written to a temporary folder and swapped in when complete, so the viewer's
+overlay (which reads :func:`latest_prediction_path`) never sees a half-written or vanished
+prediction, and a cancelled run leaves the previous one in place. Each post-processing
+run is a ``Segmentation`` row with its instance labels (Zarr), object table (CSV) and
+summary; the panel shows the newest.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select as sql_select
+
+from app.config import get_config
+from app.db import session_scope
+from app.errors import NotFound, UserError
+from app.models import Segmentation, dumps, loads
+from app.services import projects, training
+from app.workspace import Workspace
+from ml.progress import CancelFn, ProgressFn, check_cancel, report
+
+MC_PASSES = 8
+NM3_PER_UM3 = 1e9
+NM2_PER_UM2 = 1e6
+
+
+# --- prediction ---------------------------------------------------------------------------------------
+def _is_complete(path: Path) -> bool:
+    try:
+        from ml.infer import open_prediction
+
+        open_prediction(path)
+        return True
+    except Exception:  # missing, unreadable or unfinished: not a usable prediction
+        return False
+
+
+def segment_volume(config: Any, volume_id: int, mc: bool = False, progress: ProgressFn = None,
+                   cancel: CancelFn = None) -> dict:
+    """Predict every slice with the active model; returns ``{segmentation_id, pred_path, model_id}``."""
+    from ml.infer import predict_volume
+
+    info = projects.volume_info(config, volume_id)
+    loaded = training.load_active_model(config, info["project_id"])
+    if loaded is None:
+        raise UserError("No trained model yet: train one in the Training panel first.")
+    model, model_id = loaded
+    out = Workspace(config.workspace).prediction_path(volume_id, model_id)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    try:
+        predict_volume(model, projects.open_volume(config, volume_id), tmp, lo=info["lo"], hi=info["hi"],
+                       mc_passes=MC_PASSES if mc else 0, device=training.device_for(config),
+                       progress=progress, cancel=cancel,
+                       classes=[c["name"] for c in projects.get_classes(config, volume_id)])
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _swap_in(tmp, out)
+    with session_scope(config) as s:
+        row = Segmentation(volume_id=volume_id, model_id=model_id, pred_path=str(out),
+                           params_json=dumps({"mc_passes": MC_PASSES if mc else 0}))
+        s.add(row)
+        s.flush()
+        return {"segmentation_id": int(row.id), "pred_path": str(out), "model_id": model_id}
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Replace ``out`` by the finished ``tmp`` folder (old one renamed away first, then deleted)."""
+    old = out.with_name(f"{out.name}.old-{os.getpid()}")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _latest_prediction(config: Any, volume_id: int) -> tuple[Path, int | None] | None:
+    """(path, model id): the active model's complete prediction, else the newest complete one."""
+    info = projects.volume_info(config, volume_id)
+    mid = training.active_model_id(config, info["project_id"])
+    if mid is not None:
+        path = Workspace(config.workspace).prediction_path(volume_id, mid)
+        if path.exists() and _is_complete(path):
+            return path, mid
+    with session_scope(config) as s:
+        rows = s.execute(sql_select(Segmentation.pred_path, Segmentation.model_id)
+                         .where(Segmentation.volume_id == volume_id, Segmentation.pred_path.isnot(None))
+                         .order_by(Segmentation.id.desc())).all()
+    seen = set()
+    for path, model_id in rows:
+        if path in seen:
+            continue
+        seen.add(path)
+        if Path(path).exists() and _is_complete(Path(path)):
+            return Path(path), model_id
+    return None
+
+
+def latest_prediction_path(volume_id: int, config: Any = None) -> Path | None:
+    """The prediction the viewer overlays: the active model's, else the newest complete one (or None)."""
+    found = _latest_prediction(config or get_config(), int(volume_id))
+    return found[0] if found else None
+
+
+def prediction_summary(config: Any, volume_id: int) -> dict | None:
+    """``{path, model_id, mc_passes, seconds}`` of the prediction shown, or None."""
+    found = _latest_prediction(config, volume_id)
+    if found is None:
+        return None
+    from ml.infer import open_prediction
+
+    attrs = dict(open_prediction(found[0]).attrs)
+    return {"path": str(found[0]), "model_id": found[1], "mc_passes": attrs.get("mc_passes", 0),
+            "seconds": attrs.get("seconds")}
+
+
+# --- post-processing -----------------------------------------------------------------------------------
+def _validate_pp(threshold: Any, min_size: Any) -> tuple[float, int]:
+    try:
+        threshold, min_size = float(threshold), int(min_size or 0)
+    except (TypeError, ValueError):
+        raise UserError("Threshold must be a number in (0, 1) and min size a whole number of voxels.") from None
+    if not 0.0 < threshold < 1.0:
+        raise UserError(f"Threshold must be between 0 and 1, got {threshold}.")
+    if min_size < 0:
+        raise UserError(f"Min size must be 0 or more voxels, got {min_size}.")
+    return threshold, min_size
+
+
+def postprocess(config: Any, volume_id: int, threshold: float = 0.5, min_size: int = 0, split: bool = False,
+                progress: ProgressFn = None, cancel: CancelFn = None) -> dict:
+    """Threshold + connected components (+ split) of the prediction; store instances, table, summary."""
+    from ml.infer import foreground_probability, open_prediction
+    from ml.objects import object_table, summary
+    from ml.postprocess import segment
+
+    threshold, min_size = _validate_pp(threshold, min_size)
+    found = _latest_prediction(config, volume_id)
+    if found is None:
+        raise UserError("No prediction yet: press “Segment volume” first.")
+    pred_path, model_id = found
+    group = open_prediction(pred_path)
+    nz = int(group["prob"].shape[1])
+    fg = np.empty(group["prob"].shape[1:], np.float32)
+    for z in range(nz):
+        check_cancel(cancel)
+        fg[z] = foreground_probability(group, z)
+        report(progress, z + 1, nz + 2, phase="reading prediction")
+    vs = projects.volume_info(config, volume_id)["voxel_size"]
+    instances = segment(fg, threshold=threshold, min_size=min_size, split=bool(split), voxel_size=vs)
+    check_cancel(cancel)
+    report(progress, nz + 1, nz + 2, phase="measuring objects")
+    table = object_table(instances, vs)
+    summ = {**summary(table), "voxel_size_known": vs is not None}
+    params = {"threshold": threshold, "min_size": min_size, "split": bool(split), "pred_path": str(pred_path)}
+    ws = Workspace(config.workspace)
+    with session_scope(config) as s:
+        row = Segmentation(volume_id=volume_id, model_id=model_id, pred_path=str(pred_path),
+                           params_json=dumps(params), summary_json=dumps(summ))
+        s.add(row)
+        s.flush()
+        inst_path = projects.write_zarr(ws.instances_path(row.id), instances, attrs={"voxel_size": vs})
+        table_path = ws.segmentation_dir(row.id) / "objects.csv"
+        tmp = table_path.with_name(".objects.csv.tmp")
+        table.to_csv(tmp, index=False)
+        os.replace(tmp, table_path)
+        row.instances_path, row.table_path = str(inst_path), str(table_path)
+        seg_id = int(row.id)
+    report(progress, nz + 2, nz + 2, phase="done")
+    return {"segmentation_id": seg_id, "summary": summ}
+
+
+def latest_segmentation_id(config: Any, volume_id: int | None) -> int | None:
+    """Newest post-processed segmentation (with objects) of a volume."""
+    if volume_id is None:
+        return None
+    with session_scope(config) as s:
+        return s.execute(sql_select(Segmentation.id)
+                         .where(Segmentation.volume_id == volume_id, Segmentation.instances_path.isnot(None))
+                         .order_by(Segmentation.id.desc()).limit(1)).scalar_one_or_none()
+
+
+def segmentation_info(config: Any, seg_id: int) -> dict:
+    with session_scope(config) as s:
+        row = s.get(Segmentation, int(seg_id))
+        if row is None:
+            raise NotFound(f"Segmentation {seg_id} does not exist.")
+        return {"id": row.id, "volume_id": row.volume_id, "model_id": row.model_id, "pred_path": row.pred_path,
+                "instances_path": row.instances_path, "table_path": row.table_path,
+                "params": loads(row.params_json, {}), "summary": loads(row.summary_json, {})}
+
+
+def open_instances(config: Any, seg_id: int):
+    """The instance label volume (Zarr array, int32) of a post-processed segmentation."""
+    import zarr
+
+    info = segmentation_info(config, seg_id)
+    if not info["instances_path"] or not Path(info["instances_path"]).exists():
+        raise UserError(f"Segmentation {seg_id} has no objects; apply post-processing first.")
+    return zarr.open_array(info["instances_path"], mode="r")
+
+
+def object_table_frame(config: Any, seg_id: int):
+    """The stored object table (pandas DataFrame, ml.objects columns)."""
+    import pandas as pd
+
+    info = segmentation_info(config, seg_id)
+    if not info["table_path"] or not Path(info["table_path"]).exists():
+        raise UserError(f"Segmentation {seg_id} has no object table; apply post-processing first.")
+    return pd.read_csv(info["table_path"])
+
+
+def summary_view(summary: dict) -> dict:
+    """Summary in µm³ for display (voxel units when the voxel size is unknown)."""
+    scale = NM3_PER_UM3 if summary.get("voxel_size_known", True) else 1.0
+    return {"count": int(summary.get("count", 0)),
+            "total_volume_um3": float(summary.get("total_volume_nm3", 0.0)) / scale,
+            "mean_volume_um3": float(summary.get("mean_volume_nm3", 0.0)) / scale,
+            "units": "µm³" if summary.get("voxel_size_known", True) else "voxels"}
+
+
+def object_rows(config: Any, seg_id: int) -> list[dict]:
+    """Rows for the object DataTable: id, µm³ volume, µm² surface, voxels, centroid, bbox."""
+    t = object_table_frame(config, seg_id)
+    known = segmentation_info(config, seg_id)["summary"].get("voxel_size_known", True)
+    t["volume_um3"] = t["volume_nm3"] / (NM3_PER_UM3 if known else 1.0)
+    t["surface_um2"] = t["surface_nm2"] / (NM2_PER_UM2 if known else 1.0)
+    cols = ["id", "volume_um3", "surface_um2", "voxels", "centroid_z", "centroid_y", "centroid_x",
+            "bbox_z0", "bbox_z1", "bbox_y0", "bbox_y1", "bbox_x0", "bbox_x1"]
+    return t[cols].to_dict("records")
+
+
+def object_nav(config: Any, seg_id: int, object_id: int) -> dict:
+    """Viewer target of an object: slice = centroid z, box = its yx bounding box."""
+    t = object_table_frame(config, seg_id)
+    hit = t[t["id"] == int(object_id)]
+    if hit.empty:
+        raise NotFound(f"Object {object_id} is not in segmentation {seg_id}.")
+    r = hit.iloc[0]
+    return {"vid": segmentation_info(config, seg_id)["volume_id"], "z": int(round(r["centroid_z"])),
+            "y0": int(r["bbox_y0"]), "y1": int(r["bbox_y1"]), "x0": int(r["bbox_x0"]), "x1": int(r["bbox_x1"]),
+            "outline": True, "source": f"object:{int(object_id)}", "t": time.time()}
+
+
+def object_meshes(config: Any, seg_id: int, max_objects: int = 50, step: int = 2) -> dict | None:
+    """One decimated mesh of the ``max_objects`` largest objects in µm: x, y, z, i, j, k, object id per vertex."""
+    from ml.objects import objects_mesh
+
+    info = segmentation_info(config, seg_id)
+    known = info["summary"].get("voxel_size_known", True)
+    vs = projects.volume_info(config, info["volume_id"])["voxel_size"]
+    verts, faces, ids = objects_mesh(np.asarray(open_instances(config, seg_id)[:]), vs,
+                                     max_objects=max(1, int(max_objects)), step=step)
+    if len(faces) == 0:
+        return None
+    scale = 1e-3 if known else 1.0
+    return {"x": (verts[:, 2] * scale).tolist(), "y": (verts[:, 1] * scale).tolist(),
+            "z": (verts[:, 0] * scale).tolist(), "i": faces[:, 0].tolist(), "j": faces[:, 1].tolist(),
+            "k": faces[:, 2].tolist(), "object_id": ids.tolist(), "units": "µm" if known else "voxels"}
+

@@ -1,0 +1,354 @@
+"""Model versions: train or fine-tune on the project's labels, list them, pick the active one.
+
+A training job gathers every labeled region of the project's volumes, trains (new U-Net or
+warm start from a version), evaluates against ground truth on a fixed slab when a volume
+has it, and stores a ``ModelVersion`` row + checkpoint. Live curves: the progress info
+carries a compact loss / validation-IoU history, which ``app.jobs.run_job`` mirrors into the
+Job row, so the panel (and a reloaded page) can draw it.
+Cancel keeps the work: the best weights so far become a new, *inactive* version marked
+"cancelled" (activate it by hand if it is good enough).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select as sql_select
+
+from app.db import session_scope
+from app.errors import NotFound, UserError
+from app.models import ALRound, ModelVersion, Suggestion, VolumeRecord, dumps, loads
+from app.services import projects
+from app.workspace import Workspace
+from ml.progress import CancelFn, Cancelled, ProgressFn, report
+
+GRID = 128                   # n_labeled_patches counts 128x128 grid tiles holding labels
+MIN_STEPS_PER_EPOCH = 20
+MAX_HISTORY_POINTS = 400     # live-curve points kept in the Job row
+EVAL_SLAB_SLICES = 3         # ground-truth IoU: central slices ...
+EVAL_SLAB_PX = 512           # ... centre crop of at most this many pixels per side
+DEFAULT_ARCH = {"base": 16, "depth": 4}
+
+
+# --- model helpers (also used by active learning and segmentation) ------------------------------
+def device_for(config: Any):
+    from ml.device import pick_device
+
+    return pick_device(config.device_preference)
+
+
+def architecture(config: Any) -> dict:
+    """UNet2D size for new models: ``config.extra["model"]`` overrides base/depth/dropout."""
+    return {**DEFAULT_ARCH, **dict(config.extra.get("model", {}))}
+
+
+def new_model(config: Any, n_classes: int, seed: int = 0):
+    """A freshly initialised (seeded, so reproducible) U-Net for ``n_classes`` classes."""
+    import torch
+
+    from ml.model import UNet2D
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return UNet2D(n_classes=int(n_classes), **architecture(config))
+
+
+def active_model_row(session, project_id: int) -> ModelVersion | None:
+    return session.execute(
+        sql_select(ModelVersion).where(ModelVersion.project_id == project_id, ModelVersion.active.is_(True))
+        .order_by(ModelVersion.id.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def active_model_id(config: Any, project_id: int) -> int | None:
+    with session_scope(config) as s:
+        row = active_model_row(s, project_id)
+        return row.id if row else None
+
+
+def load_model(config: Any, model_id: int):
+    """``(model, info)`` of a stored version, on CPU (callers move it)."""
+    from ml.checkpoint import load_checkpoint
+
+    with session_scope(config) as s:
+        row = s.get(ModelVersion, int(model_id))
+        if row is None:
+            raise NotFound(f"Model version {model_id} does not exist.")
+        path = row.path
+    return load_checkpoint(path)
+
+
+def load_active_model(config: Any, project_id: int) -> tuple[Any, int] | None:
+    """``(model, model_id)`` of the project's active version, or None when none is trained yet."""
+    mid = active_model_id(config, project_id)
+    if mid is None:
+        return None
+    model, _ = load_model(config, mid)
+    return model, mid
+
+
+# --- what the labels are ----------------------------------------------------------------------
+def labeled_patch_count(store: Any, grid: int = GRID) -> int:
+    """Distinct (z, grid-tile) cells holding at least one labeled pixel (reads only labeled tiles)."""
+    cells: set[tuple[int, int, int]] = set()
+    for z, y0, y1, x0, x1 in store.labeled_boxes():
+        lab = np.asarray(store.read(z, y0, y1, x0, x1)) > 0
+        ys, xs = np.nonzero(lab)
+        cells.update((int(z), int(a), int(b)) for a, b in set(zip(((ys + y0) // grid).tolist(),
+                                                                  ((xs + x0) // grid).tolist())))
+    return len(cells)
+
+
+def _project_volumes(config: Any, project_id: int) -> list[dict]:
+    vols = projects.list_volumes(config, project_id)
+    if not vols:
+        raise UserError("This project has no volume yet: add one in the Data panel.")
+    return vols
+
+
+def gather_regions(config: Any, project_id: int) -> tuple[list, dict]:
+    """Training regions from every volume's labels, and label statistics for the version row."""
+    from ml.dataset import regions_from_store
+
+    regions, n_pixels, n_patches, values = [], 0, 0, set()
+    for v in _project_volumes(config, project_id):
+        store = projects.label_store(config, v["id"])
+        counts = store.counts()
+        if not any(n for val, n in counts.items() if val > 0):
+            continue
+        values |= {val for val, n in counts.items() if val > 0 and n > 0}
+        n_pixels += sum(n for val, n in counts.items() if val > 0)
+        n_patches += labeled_patch_count(store)
+        volume = projects.open_volume(config, v["id"])
+        regions += regions_from_store(volume, store, v["lo"], v["hi"])
+    if not regions:
+        raise UserError("Nothing is labeled yet: paint some background and some mitochondria first.")
+    if len(values) < 2:
+        raise UserError("Only one class is labeled: paint at least two classes (e.g. background and "
+                        "mitochondria) so the model can tell them apart.")
+    return regions, {"n_labeled_pixels": int(n_pixels), "n_labeled_patches": int(n_patches)}
+
+
+# --- evaluation against ground truth -------------------------------------------------------------
+def eval_slab(shape: tuple[int, int, int]) -> tuple[slice, slice, slice]:
+    """The fixed evaluation slab: central slices, central crop (same for every version)."""
+    z, h, w = shape
+    nz = min(EVAL_SLAB_SLICES, z)
+    z0 = (z - nz) // 2
+    ch, cw = min(EVAL_SLAB_PX, h), min(EVAL_SLAB_PX, w)
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    return slice(z0, z0 + nz), slice(y0, y0 + ch), slice(x0, x0 + cw)
+
+
+def ground_truth_iou(config: Any, project_id: int, model: Any, device=None) -> dict | None:
+    """Foreground IoU on the eval slab of the first volume with ground truth, else None."""
+    from ml.infer import predict_image
+    from ml.metrics import iou
+
+    for v in projects.list_volumes(config, project_id):
+        gt = projects.open_ground_truth(config, v["id"])
+        if gt is None:
+            continue
+        volume = projects.open_volume(config, v["id"])
+        zs, ys, xs = eval_slab(tuple(v["shape"]))
+        lo, hi = float(v["lo"]), float(v["hi"])
+        preds, truths = [], []
+        for z in range(zs.start, zs.stop):
+            img = np.clip((np.asarray(volume[z, ys, xs], np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
+            prob = predict_image(model, img, device=device)["prob"]
+            preds.append(prob.argmax(0) > 0)
+            truths.append(np.asarray(gt[z, ys, xs]) > 0)
+        return {"gt_iou": float(iou(np.stack(preds), np.stack(truths))), "gt_volume_id": v["id"],
+                "gt_slab": [zs.start, zs.stop, ys.start, ys.stop, xs.start, xs.stop]}
+    return None
+
+
+# --- the training job -----------------------------------------------------------------------------
+def compact_history(history: list[dict], max_points: int = MAX_HISTORY_POINTS) -> list[dict]:
+    """At most ``max_points`` entries: every validation point plus evenly thinned loss points."""
+    if len(history) <= max_points:
+        return history
+    stride = math.ceil(len(history) / max_points)
+    return [h for i, h in enumerate(history) if i % stride == 0 or h.get("val_iou") is not None
+            or i == len(history) - 1]
+
+
+def steps_for(regions: list, epochs: int, batch_size: int, crop: int) -> int:
+    """Epoch = enough crops to cover the labeled regions' area once (at least MIN_STEPS_PER_EPOCH)."""
+    area = sum(int(r.image.size) for r in regions)
+    per_epoch = max(MIN_STEPS_PER_EPOCH, math.ceil(area / (batch_size * crop * crop)))
+    return int(epochs) * per_epoch
+
+
+def _validate_params(epochs: Any, lr: Any) -> tuple[int, float]:
+    try:
+        epochs, lr = int(epochs), float(lr)
+    except (TypeError, ValueError):
+        raise UserError("Epochs must be a whole number and the learning rate a number.") from None
+    if not 1 <= epochs <= 1000:
+        raise UserError(f"Epochs must be between 1 and 1000, got {epochs}.")
+    if not 0 < lr <= 1:
+        raise UserError(f"The learning rate must be in (0, 1], e.g. 0.001; got {lr}.")
+    return epochs, lr
+
+
+def _start_model(config: Any, project_id: int, parent_id: int | None, classes: list):
+    if parent_id is None:
+        return new_model(config, len(classes))
+    with session_scope(config) as s:
+        row = s.get(ModelVersion, int(parent_id))
+        if row is None or row.project_id != project_id:
+            raise UserError(f"Model version {parent_id} is not part of this project.")
+    model, info = load_model(config, int(parent_id))
+    if int(model.config["n_classes"]) != len(classes):
+        raise UserError(f"Version {parent_id} knows {model.config['n_classes']} classes but the project now has "
+                        f"{len(classes)}: train a new model instead.")
+    return model
+
+
+def train_model(config: Any, project_id: int, parent_id: int | None = None, epochs: int = 10, lr: float = 1e-3,
+                progress: ProgressFn = None, cancel: CancelFn = None, steps: int | None = None,
+                train_overrides: dict | None = None) -> dict:
+    """Train a version (new, or warm-started from ``parent_id``); returns ``{model_id, metrics}``.
+
+    ``steps`` overrides the epoch-derived step count; ``train_overrides`` sets other
+    ``ml.train.TrainConfig`` fields (tests use tiny crops). On cancel the partial model is
+    stored inactive, then Cancelled propagates so the job reads "cancelled".
+    """
+    from ml.train import TrainConfig, train
+
+    epochs, lr = _validate_params(epochs, lr)
+    report(progress, 0, 1, phase="reading labels")
+    regions, label_stats = gather_regions(config, project_id)
+    vols = _project_volumes(config, project_id)
+    classes = projects.get_classes(config, vols[0]["id"])
+    model = _start_model(config, project_id, parent_id, classes)
+    overrides = dict(config.extra.get("train", {}), **(train_overrides or {}))
+    probe = TrainConfig(lr=lr, **overrides)
+    n_steps = int(steps) if steps else steps_for(regions, epochs, probe.batch_size, probe.crop)
+    tcfg = TrainConfig(**{**overrides, "lr": lr, "steps": n_steps})
+    device = device_for(config)
+    history: list[dict] = []
+    started = time.monotonic()
+
+    def on_step(done: int, total: int, info: dict) -> None:
+        evaluated = done % tcfg.eval_every == 0 or done == total   # when ml.train validates
+        history.append({"step": done, "loss": info.get("loss"),
+                        "val_iou": info.get("val_iou") if evaluated else None})
+        report(progress, done, total, phase="training", loss=info.get("loss"), val_iou=info.get("val_iou"),
+               eta_s=info.get("eta_s"), history=compact_history(history))
+
+    meta = {"parent_id": parent_id, "epochs": epochs, "train_config": _asdict(tcfg), **label_stats}
+    try:
+        result = train(model, regions, None, tcfg, progress=on_step, cancel=cancel, device=device)
+    except Cancelled as exc:
+        partial = getattr(exc, "result", None)
+        if partial is not None and partial.history:
+            _store_version(config, project_id, parent_id, partial, classes, label_stats, meta,
+                           {"cancelled": True, "steps": len(partial.history)}, activate=False)
+        raise
+    report(progress, n_steps, n_steps, phase="evaluating", history=compact_history(history))
+    metrics = {"steps": n_steps, "seconds": round(time.monotonic() - started, 1), "device": str(device),
+               "n_regions": len(regions)}
+    gt = ground_truth_iou(config, project_id, result.model, device)
+    if gt:
+        metrics.update(gt)
+    mid = _store_version(config, project_id, parent_id, result, classes, label_stats, meta, metrics, activate=True)
+    return {"model_id": mid, "metrics": metrics}
+
+
+def _asdict(tcfg: Any) -> dict:
+    from ml.train import config_dict
+
+    return config_dict(tcfg)
+
+
+def _store_version(config: Any, project_id: int, parent_id: int | None, result: Any, classes: list,
+                   label_stats: dict, meta: dict, metrics: dict, activate: bool) -> int:
+    """Row + checkpoint in one transaction (checkpoint written atomically before commit)."""
+    from ml.checkpoint import save_checkpoint
+
+    metrics = {"val_iou": result.best_val_iou, "best_step": result.best_step, **metrics}
+    ws = Workspace(config.workspace)
+    with session_scope(config) as s:
+        row = ModelVersion(project_id=project_id, parent_id=parent_id, path="", active=False,
+                           n_labeled_pixels=label_stats["n_labeled_pixels"],
+                           n_labeled_patches=label_stats["n_labeled_patches"],
+                           metrics_json=dumps(metrics), history_json=dumps(compact_history(result.history, 1000)))
+        s.add(row)
+        s.flush()
+        path = ws.model_path(row.id)
+        save_checkpoint(path, result.model, classes, history=result.history,
+                        meta={**meta, "model_id": row.id, "project_id": project_id, "metrics": metrics})
+        row.path = str(path)
+        if activate:
+            _set_active(s, project_id, row.id)
+        return int(row.id)
+
+
+def _set_active(session, project_id: int, model_id: int) -> None:
+    for r in session.execute(sql_select(ModelVersion).where(ModelVersion.project_id == project_id)).scalars():
+        r.active = r.id == model_id
+
+
+def activate_model(config: Any, project_id: int, model_id: int) -> None:
+    """Make ``model_id`` the project's active version (used for suggestions and segmentation)."""
+    with session_scope(config) as s:
+        row = s.get(ModelVersion, int(model_id))
+        if row is None or row.project_id != project_id:
+            raise NotFound(f"Model version {model_id} is not part of this project.")
+        _set_active(s, project_id, int(model_id))
+
+
+# --- listing -----------------------------------------------------------------------------------------
+def _version_dict(r: ModelVersion) -> dict:
+    m = loads(r.metrics_json, {})
+    return {"id": r.id, "parent_id": r.parent_id, "created": r.created.isoformat(timespec="seconds"),
+            "active": bool(r.active), "active_mark": "●" if r.active else "",
+            "n_labeled_pixels": r.n_labeled_pixels, "n_labeled_patches": r.n_labeled_patches,
+            "val_iou": _round(m.get("val_iou")), "gt_iou": _round(m.get("gt_iou")), "steps": m.get("steps"),
+            "cancelled": bool(m.get("cancelled")), "note": "cancelled (partial)" if m.get("cancelled") else "",
+            "path": r.path}
+
+
+def _round(v: Any) -> float | None:
+    return None if v is None else round(float(v), 4)
+
+
+def list_versions(config: Any, project_id: int | None) -> list[dict]:
+    """Every version of the project, newest first."""
+    if project_id is None:
+        return []
+    with session_scope(config) as s:
+        rows = s.execute(sql_select(ModelVersion).where(ModelVersion.project_id == project_id)
+                         .order_by(ModelVersion.id.desc())).scalars().all()
+        return [_version_dict(r) for r in rows]
+
+
+def version_history(config: Any, model_id: int) -> list[dict]:
+    with session_scope(config) as s:
+        row = s.get(ModelVersion, int(model_id))
+        return loads(row.history_json, []) if row else []
+
+
+def efficiency_points(config: Any, project_id: int | None) -> list[dict]:
+    """Completed versions in labeling order: labeled patches/pixels vs validation and GT IoU."""
+    pts = [v for v in list_versions(config, project_id) if not v["cancelled"]]
+    return sorted(pts, key=lambda v: (v["n_labeled_patches"], v["n_labeled_pixels"], v["id"]))
+
+
+def labeled_suggestions(config: Any, project_id: int) -> int:
+    """How many AL suggestions of the project were labeled (shown beside the grid-tile count)."""
+    with session_scope(config) as s:
+        return int(s.query(Suggestion).join(ALRound, ALRound.id == Suggestion.round_id)
+                   .filter(ALRound.project_id == project_id, Suggestion.status == "labeled").count())
+
+
+def has_ground_truth(config: Any, project_id: int | None) -> bool:
+    if project_id is None:
+        return False
+    with session_scope(config) as s:
+        return s.query(VolumeRecord).filter(VolumeRecord.project_id == project_id,
+                                            VolumeRecord.gt_path.isnot(None)).count() > 0

@@ -1,0 +1,1 @@
+"""Pure functions that return Dash component trees (no callbacks, no I/O)."""

@@ -1,0 +1,86 @@
+"""Component ids of the page shell, Data panel, Viewer, Painting and Jobs list.
+
+Callbacks and end-to-end tests select components by these strings: keep them stable.
+The Active-learning/Training/Results/Export/Effort panels keep theirs in ``layouts/ids_panels.py``.
+Pattern-matching ids are dicts ``{"type": <TYPE>, "index": <n>}``.
+"""
+from __future__ import annotations
+
+# --- Page shell / shared stores ------------------------------------------------------------
+PAGE = "page"
+URL = "url"
+ALERT = "page-alert"                   # global dbc.Alert for user errors not tied to a panel
+PROJECT_STORE = "project-store"        # data: selected project id (int | None)
+VOLUME_STORE = "volume-store"          # data: selected volume info dict (id, shape, dtype, voxel_size, lo, hi, ...)
+LABELS_REV = "labels-rev-store"        # data: int, bumps after every stroke / undo / class change
+CLASSES_STORE = "classes-store"        # data: list of {"name", "color"} of the selected volume
+VIEW_STATE = "view-state-store"        # data: {"vid", "plane", "index"} what the viewer shows now
+
+# panel slots (page.py fills them with each panel's build())
+SLOT_DATA = "slot-data"
+SLOT_VIEWER = "slot-viewer"
+SLOT_ACTIVE = "slot-active"
+SLOT_TRAINING = "slot-training"
+SLOT_RESULTS = "slot-results"
+SLOT_EXPORT = "slot-export"
+SLOT_EFFORT = "slot-effort"
+SLOT_JOBS = "slot-jobs"
+
+# --- Data panel -------------------------------------------------------------------------------
+PROJECT_SELECT = "project-select"
+PROJECT_NAME = "project-name-input"
+PROJECT_CREATE = "project-create-btn"
+PROJECT_ALERT = "project-alert"
+VOLUME_SELECT = "volume-select"
+VOLUME_PATH = "volume-path-input"
+VOLUME_DATASET = "volume-dataset-input"    # HDF5 dataset / Zarr array inside the file (optional)
+VOLUME_ADD = "volume-add-btn"
+VOLUME_UPLOAD = "volume-upload"
+VOLUME_ALERT = "volume-alert"
+DATA_ROOTS_NOTE = "data-roots-note"
+VOLUME_INFO = "volume-info"
+VOXEL_Z = "voxel-z-input"
+VOXEL_Y = "voxel-y-input"
+VOXEL_X = "voxel-x-input"
+VOXEL_SAVE = "voxel-save-btn"
+CLASS_LIST = "class-list"
+CLASS_NAME_TYPE = "class-name"         # pattern id type, index = class index (0 = background)
+CLASS_COLOR_TYPE = "class-color"       # pattern id type
+CLASS_NEW_NAME = "class-new-name"
+CLASS_ADD = "class-add-btn"
+CLASS_SAVE = "class-save-btn"
+CLASS_ALERT = "class-alert"
+
+# --- Viewer ------------------------------------------------------------------------------------
+GRAPH = "viewer-graph"
+PLANE = "viewer-plane"                 # radio xy | xz | yz
+SLICE = "viewer-slice"                 # slider, index along the plane's normal
+SLICE_LABEL = "viewer-slice-label"
+SLICE_PREV = "viewer-slice-prev"       # buttons; the keyboard script clicks them (left/j, right/k)
+SLICE_NEXT = "viewer-slice-next"
+CONTRAST = "viewer-contrast"           # range slider [lo, hi]
+CONTRAST_RESET = "viewer-contrast-reset"
+OVERLAY_LABELS = "overlay-labels-opacity"        # sliders 0..1 (0 = hidden)
+OVERLAY_PREDICTION = "overlay-prediction-opacity"
+OVERLAY_UNCERTAINTY = "overlay-uncertainty-opacity"
+OVERLAY_GT = "overlay-gt-opacity"
+VIEWER_NOTE = "viewer-note"            # e.g. "painting only in the xy plane"
+VIEWER_ALERT = "viewer-alert"
+
+# --- Painting ------------------------------------------------------------------------------------
+CLASS_BUTTONS = "paint-class-buttons"
+CLASS_BUTTON_TYPE = "paint-class"      # pattern id type, index = label value (1..C)
+ERASER = "paint-eraser-btn"
+PAINT_VALUE = "paint-value-store"      # data: label value being painted (0 = erase)
+BRUSH = "paint-brush-width"
+PAINT_MODE = "paint-mode"              # radio: "stroke" (drawopenpath) | "fill" (drawclosedpath) | "pan"
+UNDO = "paint-undo-btn"
+COUNTS = "paint-counts"
+PAINT_ALERT = "paint-alert"
+
+# --- Jobs list ----------------------------------------------------------------------------------------
+JOBS_TABLE = "jobs-table"
+JOBS_POLL = "jobs-poll-interval"
+JOBS_REFRESH = "jobs-refresh-store"    # any panel may bump this (allow_duplicate) to refresh the list now
+PREFETCH = "viewer-prefetch-store"     # data: URLs the browser preloaded (neighbouring slices)
+KEYS = "viewer-keys-store"             # data: last key step (written by the keyboard script's clicks)

@@ -1,0 +1,115 @@
+"""Training panel: train or fine-tune, watch loss / validation IoU live, manage model versions."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import dash_bootstrap_components as dbc
+import plotly.graph_objects as go
+from dash import dash_table, dcc, html
+
+from layouts import ids_panels as ids
+
+VERSION_COLUMNS = [
+    {"name": "id", "id": "id"},
+    {"name": "active", "id": "active_mark"},
+    {"name": "created", "id": "created"},
+    {"name": "parent", "id": "parent_id"},
+    {"name": "labeled px", "id": "n_labeled_pixels"},
+    {"name": "labeled patches", "id": "n_labeled_patches"},
+    {"name": "val IoU", "id": "val_iou"},
+    {"name": "GT IoU", "id": "gt_iou"},
+    {"name": "steps", "id": "steps"},
+    {"name": "status", "id": "note"},
+]
+
+
+def empty_figure(title: str, message: str = "") -> go.Figure:
+    """A blank, labelled figure (shown before any data exists)."""
+    fig = go.Figure()
+    fig.update_layout(title=title, height=260, margin=dict(l=40, r=10, t=40, b=30), template="plotly_white")
+    if message:
+        fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    return fig
+
+
+def live_figure(history: Sequence[dict], title: str = "Training curves") -> go.Figure:
+    """Training loss (left axis) and validation IoU (right axis) against step."""
+    if not history:
+        return empty_figure(title, "no training run yet")
+    steps = [h.get("step") for h in history if h.get("loss") is not None]
+    loss = [h["loss"] for h in history if h.get("loss") is not None]
+    val = [(h.get("step"), h["val_iou"]) for h in history if h.get("val_iou") is not None]
+    fig = empty_figure(title)
+    fig.add_trace(go.Scatter(x=steps, y=loss, name="loss", mode="lines"))
+    if val:
+        fig.add_trace(go.Scatter(x=[v[0] for v in val], y=[v[1] for v in val], name="val IoU",
+                                 mode="lines+markers", yaxis="y2"))
+    fig.update_layout(xaxis_title="step", yaxis=dict(title="loss"),
+                      yaxis2=dict(title="IoU", overlaying="y", side="right", range=[0, 1]),
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def efficiency_figure(points: Sequence[dict], x_key: str = "n_labeled_patches") -> go.Figure:
+    """Validation (and ground-truth) IoU per model version against labeling effort."""
+    if not points:
+        return empty_figure("Label efficiency", "train a model to see IoU against labeled data")
+    fig = empty_figure("Label efficiency")
+    xs = [p[x_key] for p in points]
+    fig.add_trace(go.Scatter(x=xs, y=[p.get("val_iou") for p in points], name="val IoU", mode="lines+markers",
+                             text=[f"model {p['id']}" for p in points]))
+    if any(p.get("gt_iou") is not None for p in points):
+        fig.add_trace(go.Scatter(x=xs, y=[p.get("gt_iou") for p in points], name="IoU vs ground truth",
+                                 mode="lines+markers"))
+    label = "labeled patches" if x_key == "n_labeled_patches" else "labeled pixels"
+    fig.update_layout(xaxis_title=label, yaxis=dict(title="IoU", range=[0, 1]), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def build() -> Any:
+    """The panel."""
+    return dbc.Card(
+        [
+            dbc.CardHeader("Training"),
+            dbc.CardBody(
+                [
+                    dbc.RadioItems(id=ids.TR_MODE, inline=True, value="new",
+                                   options=[{"label": "New model", "value": "new"},
+                                            {"label": "Continue from version", "value": "continue"}]),
+                    dcc.Dropdown(id=ids.TR_PARENT, options=[], placeholder="model version", className="mb-2"),
+                    dbc.Row(
+                        [
+                            dbc.Col([dbc.Label("Epochs", html_for=ids.TR_EPOCHS),
+                                     dbc.Input(id=ids.TR_EPOCHS, type="number", min=1, max=500, step=1, value=10)]),
+                            dbc.Col([dbc.Label("Learning rate", html_for=ids.TR_LR),
+                                     dbc.Input(id=ids.TR_LR, type="number", min=1e-6, max=1.0, value=1e-3,
+                                               step="any")]),
+                        ],
+                        className="mb-2",
+                    ),
+                    dbc.ButtonGroup([
+                        dbc.Button("Train", id=ids.TR_TRAIN, color="primary"),
+                        dbc.Button("Cancel", id=ids.TR_CANCEL, color="secondary", outline=True, disabled=True),
+                    ], className="mb-2"),
+                    html.Small("Cancel stops at the next step and keeps the best model so far as a new version.",
+                               className="text-muted d-block"),
+                    dbc.Progress(id=ids.TR_PROGRESS, value=0, striped=True, className="my-1"),
+                    html.Div(id=ids.TR_STATUS, className="small"),
+                    dcc.Graph(id=ids.TR_LIVE, figure=live_figure([]), config={"displaylogo": False}),
+                    dcc.Interval(id=ids.TR_POLL, interval=1500),
+                    dcc.Store(id=ids.TR_DONE),
+                    dcc.Store(id=ids.TR_LIVE_KEY),
+                    html.H6("Model versions", className="mt-2"),
+                    dash_table.DataTable(id=ids.TR_VERSIONS, columns=VERSION_COLUMNS, data=[],
+                                         row_selectable="single", sort_action="native", page_size=8,
+                                         style_table={"overflowX": "auto"},
+                                         style_cell={"fontSize": 12, "padding": "2px 6px"}),
+                    dbc.Button("Activate selected", id=ids.TR_ACTIVATE, size="sm", className="mt-1"),
+                    dcc.Graph(id=ids.TR_EFFICIENCY, figure=efficiency_figure([]), config={"displaylogo": False}),
+                    html.Small(id=ids.TR_GT_NOTE, className="text-muted d-block"),
+                    html.Small(id=ids.TR_EFFORT_NOTE, className="text-muted d-block"),
+                ]
+            ),
+        ],
+        className="mb-3",
+    )

@@ -1,0 +1,139 @@
+"""Viewer + painting canvas: a plotly figure whose images are PNG URLs, controls around it.
+
+Coordinates: pixel (row r, column c) of the shown plane has its centre at figure point
+(x=c, y=r) and covers [c-0.5, c+0.5) x [r-0.5, r+0.5); the images are placed at
+x0 = y0 = -0.5. Hover coordinates therefore read as pixel indices, and a stroke point
+(x, y) paints pixel (round(y), round(x)) (see app.services.labels).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+
+from layouts import ids
+
+IMAGE_ORIGIN = -0.5
+OVERLAYS = ("labels", "prediction", "uncertainty", "gt")   # layout.images[1..] in this order
+OVERLAY_IDS = {"labels": ids.OVERLAY_LABELS, "prediction": ids.OVERLAY_PREDICTION,
+               "uncertainty": ids.OVERLAY_UNCERTAINTY, "gt": ids.OVERLAY_GT}
+OVERLAY_DEFAULT = {"labels": 0.5, "prediction": 0.0, "uncertainty": 0.0, "gt": 0.0}
+DRAGMODES = {"stroke": "drawopenpath", "fill": "drawclosedpath", "pan": "pan", "zoom": "zoom"}
+GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False, "doubleClick": "reset",
+                "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
+                "modeBarButtonsToAdd": ["drawopenpath", "drawclosedpath"]}
+
+
+def image(url: str | None, w: int, h: int, opacity: float = 1.0, name: str = "") -> dict:
+    return {"source": url or "", "xref": "x", "yref": "y", "x": IMAGE_ORIGIN, "y": IMAGE_ORIGIN,
+            "sizex": w, "sizey": h, "xanchor": "left", "yanchor": "top", "sizing": "stretch",
+            "layer": "below", "opacity": float(opacity), "visible": bool(url) and opacity > 0, "name": name}
+
+
+def make_figure(w: int, h: int, tile_url: str | None = None, overlays: dict[str, tuple[str, float]] | None = None,
+                dragmode: str = "drawopenpath", color: str = "#ff7f0e", brush: float = 6.0,
+                uirevision: Any = None, aspect: float = 1.0, outline: dict | None = None) -> dict:
+    """The canvas for a (h, w) plane; ``overlays[kind] = (url, opacity)``; aspect = row/column pixel size."""
+    overlays = overlays or {}
+    images = [image(tile_url, w, h, 1.0, "raw")]
+    for kind in OVERLAYS:
+        url, opacity = overlays.get(kind, (None, 0.0))
+        images.append(image(url, w, h, opacity, kind))
+    x0, x1, y0, y1 = IMAGE_ORIGIN, w + IMAGE_ORIGIN, IMAGE_ORIGIN, h + IMAGE_ORIGIN
+    layout = {
+        "images": images,
+        "xaxis": {"range": [x0, x1], "showgrid": False, "zeroline": False, "constrain": "domain",
+                  "showticklabels": True, "ticks": "", "tickfont": {"size": 9}},
+        "yaxis": {"range": [y1, y0], "showgrid": False, "zeroline": False, "scaleanchor": "x",
+                  "scaleratio": float(aspect), "constrain": "domain", "tickfont": {"size": 9}},
+        "margin": {"l": 30, "r": 5, "t": 5, "b": 20},
+        "dragmode": dragmode,
+        "newshape": {"line": {"color": color, "width": max(1.0, float(brush))}, "fillcolor": color,
+                     "opacity": 0.6, "layer": "above"},
+        "shapes": [outline_shape(outline)] if outline else [],
+        "uirevision": uirevision,
+        "plot_bgcolor": "#222", "paper_bgcolor": "white", "height": 640,
+        "hovermode": "closest",
+    }
+    trace = {"type": "scatter", "x": [x0, x1], "y": [y0, y1], "mode": "markers",
+             "marker": {"opacity": 0}, "hoverinfo": "none", "showlegend": False}
+    return {"data": [trace], "layout": layout}
+
+
+def outline_shape(box: dict) -> dict:
+    """A non-editable rectangle (e.g. the suggested patch) around pixels [y0, y1) x [x0, x1)."""
+    return {"type": "rect", "x0": box["x0"] + IMAGE_ORIGIN, "x1": box["x1"] + IMAGE_ORIGIN,
+            "y0": box["y0"] + IMAGE_ORIGIN, "y1": box["y1"] + IMAGE_ORIGIN, "editable": False,
+            "line": {"color": "#ffd400", "width": 2, "dash": "dot"}, "name": "outline"}
+
+
+def class_buttons(classes: Sequence[dict], value: int | None) -> list:
+    """One button per class (label value i+1) in the class colour; the chosen one is solid."""
+    out = []
+    for i, c in enumerate(classes):
+        active = value == i + 1
+        out.append(dbc.Button(c["name"], id={"type": ids.CLASS_BUTTON_TYPE, "index": i + 1}, size="sm",
+                              className="me-1 mb-1",
+                              style={"backgroundColor": c["color"] if active else "white", "borderColor": c["color"],
+                                     "color": "white" if active else c["color"], "borderWidth": "2px"}))
+    return out
+
+
+def counts_table(rows: Sequence[dict]) -> Any:
+    if not rows:
+        return html.Span("no labels yet", className="text-muted small")
+    return html.Div([html.Span([html.Span("\u25A0 ", style={"color": r["color"]}), f"{r['name']}: {r['pixels']:,} px"],
+                               className="me-3 small") for r in rows])
+
+
+def _overlay_slider(kind: str) -> Any:
+    return dbc.Col([html.Small(kind), dcc.Slider(id=OVERLAY_IDS[kind], min=0, max=1, step=0.05,
+                                                  value=OVERLAY_DEFAULT[kind], marks=None,
+                                                  tooltip={"placement": "bottom"})], xs=6, md=3)
+
+
+def build() -> Any:
+    paint_bar = html.Div([
+        html.Div(id=ids.CLASS_BUTTONS, className="d-inline"),
+        dbc.Button("Eraser", id=ids.ERASER, size="sm", color="dark", outline=True, className="me-2 mb-1"),
+        dbc.RadioItems(id=ids.PAINT_MODE, inline=True, value="stroke", className="d-inline-block small me-2",
+                       options=[{"label": "brush", "value": "stroke"}, {"label": "fill outline", "value": "fill"},
+                                {"label": "pan/zoom", "value": "pan"}]),
+        html.Span("width", className="small me-1"),
+        html.Div(dcc.Slider(id=ids.BRUSH, min=1, max=40, step=1, value=6, marks=None,
+                            tooltip={"placement": "bottom"}), style={"width": "140px", "display": "inline-block",
+                                                                     "verticalAlign": "middle"}),
+        dbc.Button("Undo", id=ids.UNDO, size="sm", color="secondary", className="ms-2 mb-1"),
+        dcc.Store(id=ids.PAINT_VALUE, data=2),
+        dcc.Store(id=ids.PREFETCH),
+    ], className="mb-1")
+    return dbc.Card([
+        dbc.CardHeader("Viewer and labels"),
+        dbc.CardBody([
+            paint_bar,
+            dcc.Graph(id=ids.GRAPH, figure=make_figure(1, 1), config=GRAPH_CONFIG, clear_on_unhover=True),
+            dbc.Row([
+                dbc.Col(dbc.RadioItems(id=ids.PLANE, inline=True, value="xy", className="small",
+                                       options=[{"label": p, "value": p} for p in ("xy", "xz", "yz")]), width="auto"),
+                dbc.Col(dbc.Button("\u25C0", id=ids.SLICE_PREV, size="sm", color="light", title="previous (left / j)"),
+                        width="auto"),
+                dbc.Col(dcc.Slider(id=ids.SLICE, min=0, max=0, step=1, value=0, marks=None, updatemode="drag",
+                                   tooltip={"placement": "bottom"})),
+                dbc.Col(dbc.Button("\u25B6", id=ids.SLICE_NEXT, size="sm", color="light", title="next (right / k)"),
+                        width="auto"),
+                dbc.Col(html.Span(id=ids.SLICE_LABEL, className="small"), width="auto"),
+            ], className="g-1 align-items-center"),
+            dbc.Row([
+                dbc.Col(html.Small("contrast"), width="auto"),
+                dbc.Col(dcc.RangeSlider(id=ids.CONTRAST, min=0, max=255, value=[0, 255], marks=None,
+                                        allowCross=False, tooltip={"placement": "bottom"})),
+                dbc.Col(dbc.Button("auto", id=ids.CONTRAST_RESET, size="sm", color="light"), width="auto"),
+            ], className="g-1 align-items-center"),
+            dbc.Row([_overlay_slider(k) for k in OVERLAYS], className="g-2"),
+            html.Div(id=ids.COUNTS, className="mt-1"),
+            html.Div(id=ids.VIEWER_NOTE, className="text-muted small"),
+            dbc.Alert(id=ids.PAINT_ALERT, is_open=False, dismissable=True, color="danger", className="small py-1"),
+            dbc.Alert(id=ids.VIEWER_ALERT, is_open=False, dismissable=True, color="danger", className="small py-1"),
+        ], className="p-2"),
+    ])

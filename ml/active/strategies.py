@@ -1,0 +1,157 @@
+"""Query strategies: which k candidate patches should the expert label next.
+
+Every strategy has the same signature ``fn(scores, k, seed, labeled_embeddings) ->
+(indices, selection_scores)``: indices into the candidate list, best first, and one number
+per pick saying why it was chosen (higher = stronger reason; see each strategy's doc).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .diversity import k_center_greedy, kmeans_representatives
+from .scores import PatchScores
+
+Selection = tuple[list[int], list[float]]
+StrategyFn = Callable[[PatchScores, int, int, "np.ndarray | None"], Selection]
+
+#: Candidates kept before the diversity step of hybrid strategies: top ``BETA * k`` most uncertain.
+BETA = 10
+#: Hybrid strategies cluster the shortlist into ``OVERCLUSTER * k`` groups and keep the best k.
+OVERCLUSTER = 2
+
+
+def _top_k(values: np.ndarray, k: int) -> Selection:
+    """Indices of the k largest values (NaN counts as least wanted; ties -> lower index first)."""
+    v = np.where(np.isnan(values), -np.inf, values)
+    order = np.argsort(-v, kind="stable")[:k]
+    return [int(i) for i in order], [float(values[i]) for i in order]
+
+
+def _need_bald(scores: PatchScores, name: str) -> np.ndarray:
+    if scores.bald is None:
+        raise ValueError(f"strategy {name!r} needs BALD scores: score the candidates with mc_passes > 0")
+    return scores.bald
+
+
+def random_strategy(scores: PatchScores, k: int, seed: int = 0, labeled_embeddings=None) -> Selection:
+    """Uniformly random patches (seeded); scores are the random priorities drawn."""
+    key = np.random.default_rng(seed).random(len(scores))
+    return _top_k(key, k)
+
+
+def entropy_strategy(scores: PatchScores, k: int, seed: int = 0, labeled_embeddings=None) -> Selection:
+    """Highest mean pixel entropy (normalised to [0, 1])."""
+    return _top_k(scores.entropy, k)
+
+
+def least_confidence_strategy(scores: PatchScores, k: int, seed: int = 0, labeled_embeddings=None) -> Selection:
+    """Highest mean (1 - max class probability)."""
+    return _top_k(scores.least_confidence, k)
+
+
+def margin_strategy(scores: PatchScores, k: int, seed: int = 0, labeled_embeddings=None) -> Selection:
+    """Smallest mean top-1 minus top-2 probability margin; scores are ``1 - margin``."""
+    return _top_k(1.0 - scores.margin, k)
+
+
+def bald_strategy(scores: PatchScores, k: int, seed: int = 0, labeled_embeddings=None) -> Selection:
+    """Highest mean mutual information between prediction and weights (MC-dropout disagreement)."""
+    return _top_k(_need_bald(scores, "bald"), k)
+
+
+def kmeans_strategy(scores: PatchScores, k: int, seed: int = 0, labeled_embeddings=None) -> Selection:
+    """k-means on embeddings, the patch nearest each centroid; scores are cluster size shares."""
+    return kmeans_representatives(scores.embeddings, k, seed=seed)
+
+
+def coreset_strategy(scores: PatchScores, k: int, seed: int = 0, labeled_embeddings=None) -> Selection:
+    """Greedy k-center from the labeled set's embeddings; scores are distances to the covered set."""
+    return k_center_greedy(scores.embeddings, k, labeled=labeled_embeddings)
+
+
+def diverse_uncertain(scores: PatchScores, k: int, uncertainty: np.ndarray, seed: int = 0, beta: int = BETA,
+                      overcluster: int = OVERCLUSTER) -> Selection:
+    """Uncertain *and* diverse (after Zhdanov 2019, "diverse mini-batch active learning").
+
+    Shortlist the ``beta*k`` most uncertain patches, cluster them into ``overcluster*k`` groups
+    with uncertainty-weighted k-means, take each group's most uncertain member, and keep the
+    k best of those. Near-duplicates share a group, so they take one slot; over-clustering
+    and ranking groups by their best member keep easy patches out while uncertain ones
+    remain. Returned most uncertain first; scores are the uncertainties.
+    """
+    u = np.where(np.isnan(uncertainty), 0.0, np.asarray(uncertainty, dtype=np.float64))
+    shortlist, _ = _top_k(u, max(int(beta) * k, k))
+    shortlist = np.asarray(shortlist)
+    groups = min(max(int(overcluster), 1) * k, max(k, len(shortlist) // 2))
+    local, _ = kmeans_representatives(scores.embeddings[shortlist], groups, seed=seed, weights=u[shortlist],
+                                      pick="heaviest")
+    picks = sorted((int(i) for i in shortlist[local]), key=lambda i: (-u[i], i))[:k]
+    return picks, [float(u[i]) for i in picks]
+
+
+def hybrid_strategy(scores: PatchScores, k: int, seed: int = 0, labeled_embeddings=None) -> Selection:
+    """Uncertainty-weighted diversity; uncertainty = BALD when MC passes were run, else entropy."""
+    return diverse_uncertain(scores, k, scores.uncertainty(), seed=seed)
+
+
+def bald_diverse_strategy(scores: PatchScores, k: int, seed: int = 0, labeled_embeddings=None) -> Selection:
+    """Uncertainty-weighted diversity on BALD."""
+    return diverse_uncertain(scores, k, _need_bald(scores, "bald_diverse"), seed=seed)
+
+
+def entropy_diverse_strategy(scores: PatchScores, k: int, seed: int = 0, labeled_embeddings=None) -> Selection:
+    """Uncertainty-weighted diversity on entropy."""
+    return diverse_uncertain(scores, k, scores.entropy, seed=seed)
+
+
+STRATEGIES: dict[str, StrategyFn] = {
+    "random": random_strategy,
+    "entropy": entropy_strategy,
+    "least_confidence": least_confidence_strategy,
+    "margin": margin_strategy,
+    "bald": bald_strategy,
+    "kmeans": kmeans_strategy,
+    "coreset": coreset_strategy,
+    "hybrid": hybrid_strategy,
+    "entropy_diverse": entropy_diverse_strategy,
+    "bald_diverse": bald_diverse_strategy,
+}
+
+#: Strategies that need scores from MC-dropout passes (``score_patches(..., mc_passes > 0)``).
+NEEDS_MC = frozenset({"bald", "bald_diverse"})
+
+_DESCRIPTIONS = {
+    "random": "Random patches (baseline).",
+    "entropy": "Most uncertain: highest mean pixel entropy.",
+    "least_confidence": "Most uncertain: lowest mean top-class probability.",
+    "margin": "Most ambiguous: smallest gap between the two likeliest classes.",
+    "bald": "Where MC-dropout samples disagree most (BALD mutual information).",
+    "kmeans": "Representative: one patch per k-means cluster of image features.",
+    "coreset": "Coverage: patches farthest (in feature space) from what is labeled.",
+    "hybrid": "Uncertain and diverse: uncertainty-weighted clustering of the most uncertain (BALD if available).",
+    "entropy_diverse": "Uncertain and diverse, using entropy.",
+    "bald_diverse": "Uncertain and diverse, using BALD (needs MC dropout).",
+}
+
+
+def describe() -> list[tuple[str, str]]:
+    """``(name, one-line description)`` for every strategy, in registry order (for a dropdown)."""
+    return [(name, _DESCRIPTIONS[name]) for name in STRATEGIES]
+
+
+def select(
+    name: str, scores: PatchScores, k: int, seed: int = 0, labeled_embeddings: np.ndarray | None = None
+) -> Selection:
+    """Pick ``min(k, N)`` distinct candidates with strategy ``name``; best first."""
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; valid names: {', '.join(STRATEGIES)}")
+    if not isinstance(scores, PatchScores):
+        raise TypeError(f"scores must be a PatchScores (from score_patches), got {type(scores).__name__}")
+    if int(k) < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    k = min(int(k), len(scores))
+    if k == 0:
+        return [], []
+    return STRATEGIES[name](scores, k, seed, labeled_embeddings)

@@ -1,0 +1,227 @@
+"""Tiled inference: seamless probability and uncertainty maps for images and whole volumes.
+
+Tiles overlap and are blended with a raised-cosine window that falls to ~0 at inner tile
+edges (where the network lacks context) and stays 1 at the image border, so there are no
+seams. Volumes stream slice by slice into a Zarr v3 group, never holding more than one
+slice in memory; ``complete`` is set only when every slice is written.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ml.device import autocast, pick_device
+from ml.model import mc_dropout
+from ml.progress import CancelFn, ProgressFn, check_cancel, report
+
+
+class PredictionError(ValueError):
+    """A prediction store is missing, unreadable or was not finished."""
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Tile origins covering [0, size); the last tile is aligned to the end."""
+    if size <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, size - tile, step))
+    return starts + [size - tile]
+
+
+def _ramp(length: int, overlap: int, start_edge: bool, end_edge: bool) -> np.ndarray:
+    """1D weights: raised-cosine ramps of ``overlap`` px at inner edges, 1 at image borders."""
+    w = np.ones(length, np.float32)
+    n = min(overlap, length // 2)
+    if n > 0:
+        r = 0.5 - 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)
+        if not start_edge:
+            w[:n] = r
+        if not end_edge:
+            w[-n:] = r[::-1]
+    return w
+
+
+def _entropy(p: torch.Tensor) -> torch.Tensor:
+    """Entropy over the class axis (dim 1), normalised by log(C) to [0, 1]."""
+    return -(p * torch.log(p.clamp_min(1e-12))).sum(1) / math.log(p.shape[1])
+
+
+def _run_batch(model: nn.Module, x: torch.Tensor, device: torch.device,
+               mc_passes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Softmax probabilities [N,C,h,w] (MC mean when mc_passes>0) and mean per-pass entropy."""
+    if mc_passes <= 0:
+        with autocast(device):
+            return torch.softmax(model(x).float(), 1), None
+    mean_p, mean_h = None, None
+    with mc_dropout(model):
+        for _ in range(mc_passes):
+            with autocast(device):
+                p = torch.softmax(model(x).float(), 1)
+            h = _entropy(p)
+            mean_p = p if mean_p is None else mean_p + p
+            mean_h = h if mean_h is None else mean_h + h
+    return mean_p / mc_passes, mean_h / mc_passes
+
+
+def _check_args(image: np.ndarray, tile: int, overlap: int, batch_size: int, mc_passes: int) -> None:
+    if image.ndim != 2:
+        raise ValueError(f"predict_image needs a 2D (H, W) image, got shape {image.shape}")
+    if tile < 16 or not 0 <= overlap < tile // 2 or batch_size < 1 or mc_passes < 0:
+        raise ValueError(
+            f"need tile >= 16, 0 <= overlap < tile/2, batch_size >= 1, mc_passes >= 0; "
+            f"got tile={tile}, overlap={overlap}, batch_size={batch_size}, mc_passes={mc_passes}"
+        )
+
+
+def predict_image(model: nn.Module, image: np.ndarray, tile: int = 256, overlap: int = 32,
+                  batch_size: int = 8, mc_passes: int = 0,
+                  device: torch.device | str | None = None) -> dict[str, np.ndarray]:
+    """Blend overlapping tile predictions of a normalised (H, W) image.
+
+    Returns ``prob`` float32 (C,H,W); with ``mc_passes > 0`` ``prob`` is the MC-dropout mean
+    and ``entropy`` (predictive) and ``bald`` (mutual information) float32 (H,W) are added,
+    both normalised by log(C) to [0, 1]. The model's train/eval flags are restored.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    _check_args(image, int(tile), int(overlap), int(batch_size), int(mc_passes))
+    device = device if isinstance(device, torch.device) else pick_device(device)
+    h, w = image.shape
+    th, tw = min(tile, h), min(tile, w)
+    boxes = [(y, x) for y in tile_starts(h, th, overlap) for x in tile_starts(w, tw, overlap)]
+    n_classes = None
+    acc = wsum = acc_h = None
+    flags = {m: m.training for m in model.modules()}
+    model.to(device).eval()
+    try:
+        with torch.inference_mode():
+            for i in range(0, len(boxes), batch_size):
+                batch = boxes[i:i + batch_size]
+                x = torch.from_numpy(np.stack([image[y:y + th, x0:x0 + tw] for y, x0 in batch])[:, None])
+                x = x.to(device)
+                if device.type == "cuda":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                p, mh = _run_batch(model, x, device, int(mc_passes))
+                p = p.cpu().numpy()
+                mh = mh.cpu().numpy() if mh is not None else None
+                if acc is None:
+                    n_classes = p.shape[1]
+                    acc = np.zeros((n_classes, h, w), np.float32)
+                    wsum = np.zeros((h, w), np.float32)
+                    acc_h = np.zeros((h, w), np.float32) if mh is not None else None
+                for j, (y, x0) in enumerate(batch):
+                    win = np.outer(_ramp(th, overlap, y == 0, y + th >= h), _ramp(tw, overlap, x0 == 0, x0 + tw >= w))
+                    acc[:, y:y + th, x0:x0 + tw] += p[j] * win
+                    wsum[y:y + th, x0:x0 + tw] += win
+                    if acc_h is not None:
+                        acc_h[y:y + th, x0:x0 + tw] += mh[j] * win
+    finally:
+        for m, flag in flags.items():
+            m.train(flag)
+    wsum = np.maximum(wsum, 1e-8)
+    prob = acc / wsum
+    out = {"prob": prob}
+    if acc_h is not None:
+        ent = _entropy(torch.from_numpy(prob[None]))[0].numpy()
+        out["entropy"] = ent.astype(np.float32)
+        out["bald"] = np.clip(ent - acc_h / wsum, 0.0, None).astype(np.float32)
+    return out
+
+
+def _class_names(classes: Sequence[Any] | None, n: int) -> list:
+    if classes is None:
+        return ["background"] + [f"class_{i}" for i in range(1, n)]
+    if len(classes) != n:
+        raise ValueError(f"{len(classes)} class names given for a model with {n} classes")
+    return list(classes)
+
+
+def _create_group(out_path: Path, shape: tuple[int, int, int], n_classes: int, mc: bool, attrs: dict):
+    import zarr
+
+    z, h, w = shape
+    group = zarr.open_group(str(out_path), mode="w", zarr_format=3)
+    chunks = (1, 1, min(512, h), min(512, w))
+    group.create_array("prob", shape=(n_classes, z, h, w), chunks=chunks, dtype="float16", fill_value=0)
+    if mc:
+        for name in ("entropy", "bald"):
+            group.create_array(name, shape=(z, h, w), chunks=chunks[1:], dtype="float16", fill_value=0)
+    group.attrs.update(attrs)
+    return group
+
+
+def predict_volume(model: nn.Module, volume: Any, out_path: str | Path, lo: float | None = None,
+                   hi: float | None = None, tile: int = 256, overlap: int = 32, batch_size: int = 8,
+                   mc_passes: int = 0, device: torch.device | str | None = None,
+                   progress: ProgressFn = None, cancel: CancelFn = None,
+                   classes: Sequence[Any] | None = None) -> Path:
+    """Predict every slice of a (Z, Y, X) volume into a Zarr v3 group at ``out_path``.
+
+    Arrays: ``prob`` (C,Z,Y,X) float16; with ``mc_passes > 0`` also ``entropy`` and ``bald``
+    (Z,Y,X) float16. Attrs: voxel_size, classes, lo, hi, mc_passes, slices_done, complete.
+    Intensities are scaled with ``lo``/``hi`` (default ``volume.percentiles()``). Reads one
+    slice at a time; on cancel raises Cancelled with ``complete`` left False.
+    """
+    if lo is None or hi is None:
+        if not hasattr(volume, "percentiles"):
+            raise TypeError("predict_volume needs lo and hi for an array without .percentiles(); pass both")
+        lo, hi = volume.percentiles()
+    lo, hi = float(lo), float(hi)
+    scale = 1.0 / (hi - lo) if hi > lo else 1.0
+    shape = tuple(int(s) for s in volume.shape)
+    if len(shape) != 3:
+        raise ValueError(f"predict_volume needs a (Z, Y, X) volume, got shape {shape}")
+    n_classes = int(model.config["n_classes"]) if hasattr(model, "config") else 2
+    voxel = getattr(volume, "voxel_size", None)
+    attrs = {"voxel_size": list(voxel) if voxel else None, "classes": _class_names(classes, n_classes),
+             "lo": lo, "hi": hi, "mc_passes": int(mc_passes), "tile": int(tile), "overlap": int(overlap),
+             "slices_done": 0, "complete": False}
+    out_path = Path(out_path)
+    group = _create_group(out_path, shape, n_classes, mc_passes > 0, attrs)
+    start = time.monotonic()
+    for z in range(shape[0]):
+        check_cancel(cancel)
+        image = np.clip((np.asarray(volume[z], dtype=np.float32) - lo) * scale, 0.0, 1.0)
+        out = predict_image(model, image, tile, overlap, batch_size, mc_passes, device)
+        group["prob"][:, z] = out["prob"].astype(np.float16)
+        if mc_passes > 0:
+            group["entropy"][z] = out["entropy"].astype(np.float16)
+            group["bald"][z] = out["bald"].astype(np.float16)
+        group.attrs["slices_done"] = z + 1
+        elapsed = time.monotonic() - start
+        report(progress, z + 1, shape[0], stage="predict", eta_s=round(elapsed / (z + 1) * (shape[0] - z - 1), 1))
+    group.attrs.update({"complete": True, "seconds": round(time.monotonic() - start, 3)})
+    return out_path
+
+
+def open_prediction(path: str | Path, allow_incomplete: bool = False):
+    """Open a prediction group read-only; raise PredictionError if missing or unfinished."""
+    import zarr
+
+    path = Path(path)
+    if not path.exists():
+        raise PredictionError(f"no prediction at {path}")
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        group["prob"]
+    except Exception as exc:
+        raise PredictionError(f"{path} is not a prediction store written by predict_volume ({exc})") from exc
+    if not group.attrs.get("complete", False) and not allow_incomplete:
+        raise PredictionError(
+            f"prediction at {path} is incomplete ({group.attrs.get('slices_done', 0)} slices written); "
+            "it was cancelled or crashed: run it again, or pass allow_incomplete=True"
+        )
+    return group
+
+
+def foreground_probability(group: Any, z: int) -> np.ndarray:
+    """P(not background) for slice ``z`` as float32 (Y, X): the sum over classes 1..C-1."""
+    prob = group["prob"]
+    if not 0 <= int(z) < prob.shape[1]:
+        raise IndexError(f"slice {z} outside 0..{prob.shape[1] - 1}")
+    return np.asarray(prob[1:, int(z)], dtype=np.float32).sum(0)

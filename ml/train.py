@@ -1,0 +1,230 @@
+"""Fine-tune a U-Net on sparse labels, with validation, best-weight keeping and cancel.
+
+The loss only sees labeled pixels (label 0 is ignored; label c+1 is class c) and is
+normalised by their count, so a few strokes train as well as dense masks. Class weights
+from inverse label frequency counter the background/mitochondria imbalance. The learning
+rate decays by a cosine within each run: a reference run with a constant rate swung
+wildly between evaluations. Warm start is simply passing a model loaded from a checkpoint.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ml.dataset import CropSampler, Region, split_regions
+from ml.device import autocast, pick_device
+from ml.infer import predict_image
+from ml.progress import CancelFn, Cancelled, ProgressFn, check_cancel, report
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; JSON-able through ``asdict`` (stored in checkpoint history/meta)."""
+
+    steps: int = 200
+    lr: float = 1e-3
+    batch_size: int = 8
+    crop: int = 128
+    val_fraction: float = 0.2
+    seed: int = 0
+    augment: bool = True
+    class_weights: str | list[float] | None = "auto"
+    amp: bool = True
+    cosine: bool = True
+    eval_every: int = 25
+    weight_decay: float = 1e-4
+    dice_weight: float = 0.0
+    max_class_weight: float = 10.0
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.05
+    channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.crop < 16 or self.lr <= 0 or self.eval_every < 1:
+            raise ValueError(f"invalid TrainConfig (need steps, batch_size, eval_every >= 1, crop >= 16, lr > 0): {self}")
+        if isinstance(self.class_weights, str) and self.class_weights != "auto":
+            raise ValueError(f"class_weights must be 'auto', None or a list of floats, got {self.class_weights!r}")
+
+
+@dataclass
+class TrainResult:
+    """Trained model (best validation weights loaded), per-step history and best score."""
+
+    model: nn.Module
+    history: list[dict]
+    best_val_iou: float | None
+    best_step: int | None
+
+
+def class_weights(counts: dict[int, int], n_classes: int, max_weight: float = 10.0) -> torch.Tensor:
+    """Inverse-frequency weights per class (label c+1 -> class c), clipped, mean weight per pixel 1."""
+    n = np.array([counts.get(c + 1, 0) for c in range(n_classes)], dtype=np.float64)
+    present = n > 0
+    w = np.ones(n_classes)
+    w[present] = n[present].sum() / (present.sum() * n[present])
+    w = np.clip(w, 1.0 / max_weight, max_weight)
+    if present.any():
+        w /= (w[present] * n[present]).sum() / n[present].sum()
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def labeled_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None,
+                 dice_weight: float = 0.0) -> torch.Tensor:
+    """Cross-entropy over labeled pixels / labeled count (+ optional soft dice on foreground)."""
+    target = labels.long() - 1  # unlabeled -> -1, ignored
+    mask = target >= 0
+    count = mask.sum().clamp_min(1)
+    ce = F.cross_entropy(logits.float(), target.clamp_min(0), weight=weight, reduction="none")
+    loss = (ce * mask).sum() / count
+    if dice_weight > 0:
+        prob = torch.softmax(logits.float(), 1)[:, 1:]
+        onehot = F.one_hot(target.clamp_min(0), logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].float()
+        m = mask[:, None].float()
+        inter = (prob * onehot * m).sum((0, 2, 3))
+        denom = ((prob + onehot) * m).sum((0, 2, 3))
+        loss = loss + dice_weight * (1.0 - ((2 * inter + 1.0) / (denom + 1.0)).mean())
+    return loss
+
+
+def evaluate(model: nn.Module, regions: Sequence[Region], device: torch.device,
+             tile: int = 256) -> dict[str, float | None]:
+    """Foreground IoU (mean over classes 1..C-1, labeled pixels only) and loss on ``regions``."""
+    n_classes = int(model.config["n_classes"])
+    inter = np.zeros(n_classes)
+    union = np.zeros(n_classes)
+    loss_sum, count = 0.0, 0
+    for r in regions:
+        prob = predict_image(model, r.image, tile=tile, overlap=min(32, tile // 4), device=device)["prob"]
+        mask = r.labels > 0
+        truth = r.labels[mask].astype(np.int64) - 1
+        p = prob[:, mask]
+        pred = p.argmax(0)
+        for c in range(1, n_classes):
+            inter[c] += np.sum((pred == c) & (truth == c))
+            union[c] += np.sum((pred == c) | (truth == c))
+        loss_sum += float(-np.log(np.clip(p[truth, np.arange(truth.size)], 1e-7, 1.0)).sum())
+        count += truth.size
+    valid = union[1:] > 0
+    iou = float((inter[1:][valid] / union[1:][valid]).mean()) if valid.any() else None
+    return {"val_iou": iou, "val_loss": loss_sum / max(count, 1)}
+
+
+def _lr_lambda(config: TrainConfig):
+    def f(step: int) -> float:
+        if config.warmup_steps > 0 and step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        if not config.cosine:
+            return 1.0
+        t = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return f
+
+
+def _grad_scaler(device: torch.device, use_amp: bool):
+    """fp16 autocast needs loss scaling; bf16 and CPU do not."""
+    fp16 = use_amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    return torch.amp.GradScaler("cuda", enabled=fp16)
+
+
+def _better(score: dict, best: tuple | None) -> tuple | None:
+    """Rank by val IoU, ties (or no foreground) broken by lower val loss."""
+    key = (score["val_iou"] if score["val_iou"] is not None else -1.0, -score["val_loss"])
+    return key if best is None or key > best else None
+
+
+def train(model: nn.Module, train_regions: Sequence[Region], val_regions: Sequence[Region] | None,
+          config: TrainConfig | None = None, progress: ProgressFn = None, cancel: CancelFn = None,
+          device: torch.device | str | None = None) -> TrainResult:
+    """Train ``model`` in place; returns it with the best-validation weights loaded (eval mode).
+
+    ``val_regions=None`` splits ``train_regions`` with ``config.val_fraction``; an empty list
+    means no validation (final weights kept). ``progress(step, steps, {loss, val_iou, lr,
+    eta_s})`` is called every step. On cancel the best weights so far are restored and
+    :class:`Cancelled` is raised with the partial :class:`TrainResult` as ``exc.result``.
+    """
+    config = config or TrainConfig()
+    device = device if isinstance(device, torch.device) else pick_device(device)
+    if val_regions is None:
+        train_regions, val_regions = split_regions(train_regions, config.val_fraction, config.seed)
+    sampler = CropSampler(train_regions, crop=config.crop, augment=config.augment, seed=config.seed)
+    n_classes = int(model.config["n_classes"])
+    if max(sampler.classes) > n_classes:
+        raise ValueError(f"labels use value {max(sampler.classes)} but the model has {n_classes} classes")
+    weight = None
+    if config.class_weights == "auto":
+        weight = class_weights(sampler.label_counts(), n_classes, config.max_class_weight).to(device)
+    elif config.class_weights is not None:
+        weight = torch.tensor(config.class_weights, dtype=torch.float32, device=device)
+    use_amp = config.amp and device.type == "cuda"
+    fmt = torch.channels_last if config.channels_last and device.type == "cuda" else torch.contiguous_format
+    model.to(device).to(memory_format=fmt)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config))
+    scaler = _grad_scaler(device, use_amp)
+    history: list[dict] = []
+    state = {"best": None, "best_state": None, "best_step": None, "best_iou": None, "val_iou": None}
+    devices = [device.index or 0] if device.type == "cuda" else []
+    start = time.monotonic()
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(config.seed)
+        try:
+            for step in range(1, config.steps + 1):
+                check_cancel(cancel)
+                entry = _train_step(model, sampler, opt, sched, scaler, weight, config, device, use_amp, fmt, step)
+                if val_regions and (step % config.eval_every == 0 or step == config.steps):
+                    entry.update(_validate(model, val_regions, device, config, state, step))
+                history.append(entry)
+                eta = (time.monotonic() - start) / step * (config.steps - step)
+                report(progress, step, config.steps, loss=entry["loss"], val_iou=state["val_iou"],
+                       lr=entry["lr"], eta_s=round(eta, 1))
+        except Cancelled as exc:
+            result = _finish(model, history, state)
+            exc.result = result  # type: ignore[attr-defined]
+            raise
+    return _finish(model, history, state)
+
+
+def _train_step(model, sampler, opt, sched, scaler, weight, config, device, use_amp, fmt, step) -> dict:
+    model.train()
+    imgs, labs = sampler.sample(config.batch_size)
+    x = torch.from_numpy(imgs).to(device).contiguous(memory_format=fmt)
+    y = torch.from_numpy(labs).to(device)
+    with autocast(device, enabled=use_amp):
+        logits = model(x)
+    loss = labeled_loss(logits, y, weight, config.dice_weight)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    lr = opt.param_groups[0]["lr"]
+    sched.step()
+    return {"step": step, "loss": round(float(loss.detach()), 6), "lr": lr}
+
+
+def _validate(model, val_regions, device, config, state, step) -> dict:
+    score = evaluate(model, val_regions, device, tile=max(2 * config.crop, 64))
+    key = _better(score, state["best"])
+    if key is not None:
+        state.update(best=key, best_step=step, best_iou=score["val_iou"],
+                     best_state={k: v.detach().clone() for k, v in model.state_dict().items()})
+    state["val_iou"] = score["val_iou"]
+    return score
+
+
+def _finish(model: nn.Module, history: list[dict], state: dict) -> TrainResult:
+    if state["best_state"] is not None:
+        model.load_state_dict(state["best_state"])
+    model.eval()
+    return TrainResult(model, history, state["best_iou"], state["best_step"])
+
+
+def config_dict(config: TrainConfig) -> dict:
+    """JSON-able form of a config (for checkpoint meta)."""
+    return asdict(config)

@@ -1,0 +1,93 @@
+"""Candidate pool: grid geometry, ranges, exclusion of labeled patches, seeded subsampling."""
+from __future__ import annotations
+
+from dataclasses import asdict
+import json
+
+import numpy as np
+import pytest
+
+from ml.active.pool import Patch, candidate_pool, labeled_fraction_excluder
+
+
+class ArrayLabels:
+    """A LabelStore-like object over a dense array (the real store has the same read())."""
+
+    def __init__(self, arr: np.ndarray):
+        self.arr = arr
+        self.reads = 0
+
+    def read(self, z, y0=0, y1=None, x0=0, x1=None):
+        self.reads += 1
+        return self.arr[z, y0:y1, x0:x1]
+
+
+def test_grid_default_stride_tiles_without_overlap():
+    pool = candidate_pool((2, 256, 384), size=128)
+    assert len(pool) == 2 * 2 * 3
+    assert pool[0] == Patch(0, 0, 0, 128) and pool[-1] == Patch(1, 128, 256, 128)
+    assert json.loads(json.dumps(asdict(pool[1]))) == {"z": 0, "y": 0, "x": 128, "size": 128}
+
+
+def test_stride_and_patches_stay_inside_volume():
+    pool = candidate_pool((1, 200, 200), size=64, stride=32)
+    assert {p.y for p in pool} == {0, 32, 64, 96, 128}
+    assert all(p.y + p.size <= 200 and p.x + p.size <= 200 for p in pool)
+
+
+def test_ranges_restrict_positions():
+    pool = candidate_pool((6, 512, 512), size=128, y_range=(0, 256), z_range=(2, 4))
+    assert pool and all(p.y + p.size <= 256 for p in pool)
+    assert {p.z for p in pool} == {2, 3}
+    right = candidate_pool((1, 512, 512), size=128, x_range=(256, 512))
+    assert {p.x for p in right} == {256, 384}
+
+
+def test_bad_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match="does not fit"):
+        candidate_pool((1, 100, 100), size=128)
+    with pytest.raises(ValueError, match="y_range"):
+        candidate_pool((1, 256, 256), size=64, y_range=(200, 100))
+    with pytest.raises(ValueError, match="Z, Y, X"):
+        candidate_pool((256, 256), size=64)
+    with pytest.raises(TypeError, match="exclude"):
+        candidate_pool((1, 256, 256), size=64, exclude=42)
+
+
+def test_callable_exclude():
+    pool = candidate_pool((3, 128, 128), size=64, exclude=lambda p: p.z == 1)
+    assert len(pool) == 8 and all(p.z != 1 for p in pool)
+
+
+def test_label_store_excludes_labeled_patches_only():
+    labels = np.zeros((2, 256, 256), np.uint8)
+    labels[0, 0:64, 0:64] = 2  # fully labeled patch
+    labels[1, 130, 130] = 1  # one pixel: below the labeled-fraction threshold
+    store = ArrayLabels(labels)
+    pool = candidate_pool((2, 256, 256), size=128, exclude=store)
+    assert Patch(0, 0, 0, 128) not in pool
+    assert Patch(1, 128, 128, 128) in pool
+    assert len(pool) == 7
+
+
+def test_label_store_uses_labeled_boxes_to_skip_reads():
+    labels = np.zeros((1, 512, 512), np.uint8)
+    labels[0, 10:20, 10:20] = 1
+    store = ArrayLabels(labels)
+    store.labeled_boxes = lambda: [(0, 10, 20, 10, 20)]
+    exclude = labeled_fraction_excluder(store, threshold=0.001)
+    kept = [p for p in candidate_pool((1, 512, 512), size=128) if not exclude(p)]
+    assert len(kept) == 15 and store.reads == 1
+
+
+def test_max_candidates_is_seeded_and_sorted():
+    a = candidate_pool((4, 512, 512), size=64, max_candidates=20, seed=3)
+    b = candidate_pool((4, 512, 512), size=64, max_candidates=20, seed=3)
+    c = candidate_pool((4, 512, 512), size=64, max_candidates=20, seed=4)
+    assert a == b and a != c and len(a) == 20
+    assert a == sorted(a, key=lambda p: (p.z, p.y, p.x))
+
+
+def test_max_candidates_with_exclusion_still_fills_quota():
+    pool = candidate_pool((4, 256, 256), size=64, max_candidates=10, exclude=lambda p: p.z < 3)
+    assert len(pool) == 10 and all(p.z == 3 for p in pool)
