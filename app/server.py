@@ -5,14 +5,13 @@ import logging
 from pathlib import Path
 
 import dash
-import dash_bootstrap_components as dbc
 
 from app.config import Config, set_current
 from app.db import database
 from app.workspace import Workspace
 
 log = logging.getLogger(__name__)
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parent / "assets"   # vendored Bootstrap CSS (works offline), keys, styles
 
 
 def create_app(config: Config | None = None, auth_check=None) -> dash.Dash:
@@ -32,7 +31,6 @@ def create_app(config: Config | None = None, auth_check=None) -> dash.Dash:
         __name__,
         title="ActiveSeg",
         assets_folder=str(ASSETS),
-        external_stylesheets=[dbc.themes.BOOTSTRAP],
         background_callback_manager=jobs.make_background_manager(config),
         suppress_callback_exceptions=True,
         update_title=None,

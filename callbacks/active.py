@@ -6,6 +6,7 @@ The shared helpers at the top are used by the other panel callback modules too.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable
 
 from dash import ALL, Input, Output, State, ctx, no_update
@@ -67,7 +68,7 @@ def run_suggest(config: Config, volume: dict | None, strategy: str, k: Any, size
     vid = volume_id_of(volume)
     if vid is None:
         return no_update, "Select a volume first.", "", False
-    outcome = jobs.run_job(config, "suggest", volume.get("project_id"), active.suggest_patches,
+    outcome = jobs.run_job(config, "suggest", volume.get("project_id"), partial(active.suggest_patches, config),
                            progress_adapter(set_progress),
                            params={"volume_id": vid, "strategy": strategy, "k": k, "patch_size": size},
                            volume_id=vid, strategy=strategy, k=k, patch_size=size)

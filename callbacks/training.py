@@ -5,6 +5,7 @@ The live figure is drawn from the Job row (history mirrored by ``run_job``), pol
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable
 
 from dash import Input, Output, State, ctx, no_update
@@ -28,9 +29,9 @@ def run_training(config: Config, project_id: int | None, mode: str, parent_id: A
     if mode == "continue" and parent_id in (None, ""):
         return "Pick the version to continue from (or choose “New model”).", no_update
     parent = int(parent_id) if mode == "continue" else None
-    outcome = jobs.run_job(config, "train", project_id, training.train_model, progress_adapter(set_progress),
-                           params={"parent_id": parent, "epochs": epochs, "lr": lr},
-                           project_id=project_id, parent_id=parent, epochs=epochs, lr=lr)
+    outcome = jobs.run_job(config, "train", project_id, partial(training.train_model, config, project_id),
+                           progress_adapter(set_progress), params={"parent_id": parent, "epochs": epochs, "lr": lr},
+                           parent_id=parent, epochs=epochs, lr=lr)
     if outcome.status == "cancelled":
         return ("Cancelled: the best weights so far were kept as an inactive version marked “cancelled” "
                 "(activate it if it is good enough)."), outcome.job_id

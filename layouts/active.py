@@ -15,7 +15,7 @@ STATUS_BADGE = {"todo": ("to do", "secondary"), "labeled": ("labeled", "success"
 
 
 def _strategy_dropdown(options: Sequence[dict]) -> Any:
-    opts = [{"label": o["label"], "value": o["value"], "title": o.get("description", "")} for o in options]
+    opts = [{"label": o["label"], "value": o["value"]} for o in options]
     values = [o["value"] for o in opts]
     default = DEFAULT_STRATEGY if DEFAULT_STRATEGY in values else (values[0] if values else None)
     return dcc.Dropdown(id=ids.AL_STRATEGY, options=opts, value=default, clearable=False)

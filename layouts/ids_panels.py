@@ -56,7 +56,8 @@ OBJ_TABLE = "obj-table"
 OBJ_SUMMARY = "obj-summary"
 OBJ_MESH = "obj-mesh-graph"
 OBJ_MESH_N = "obj-mesh-n"
-OBJ_SEG = "obj-seg-store"            # data: id of the Segmentation row shown
+OBJ_SEG = "obj-seg-store"            # data: id of the Segmentation row just made (triggers the views)
+OBJ_SHOWN = "obj-shown-store"        # data: id of the Segmentation row the table/3D view show
 
 # --- Export -------------------------------------------------------------------------------
 EXP_WHAT = "exp-what"

@@ -77,6 +77,7 @@ def build() -> Any:
                     dbc.Button("Apply", id=ids.PP_APPLY, className="my-2"),
                     html.Div(id=ids.PP_STATUS, className="small"),
                     dcc.Store(id=ids.OBJ_SEG),
+                    dcc.Store(id=ids.OBJ_SHOWN),
                     html.Div(summary_view(None), id=ids.OBJ_SUMMARY),
                     dash_table.DataTable(id=ids.OBJ_TABLE, columns=OBJECT_COLUMNS, data=[], sort_action="native",
                                          page_size=10, style_table={"overflowX": "auto"},

@@ -184,7 +184,8 @@ class CropSampler:
         for ri, r in enumerate(self.regions):
             flat = r.labels.ravel()
             for v in np.unique(flat[flat > 0]):
-                self.index.setdefault(int(v), []).append((ri, np.flatnonzero(flat == v)))
+                idx = np.flatnonzero(flat == v)
+                self.index.setdefault(int(v), []).append((ri, idx.astype(np.int32) if flat.size < 2**31 else idx))
         self.classes = sorted(self.index)
 
     def _centre(self) -> tuple[Region, int, int]:

@@ -48,8 +48,8 @@ def _spacing(voxel_size: Sequence[float] | None) -> tuple[float, float, float]:
 def _section_sdf(mask: np.ndarray, spacing_yx: tuple[float, float]) -> np.ndarray:
     """Signed in-plane distance (nm, positive inside) per z section, with empty cap sections
     above and below that close the object half a section beyond its end sections."""
-    sdf = np.stack([ndi.distance_transform_edt(m, sampling=spacing_yx) - ndi.distance_transform_edt(~m, sampling=spacing_yx)
-                    for m in mask])
+    edt = ndi.distance_transform_edt
+    sdf = np.stack([edt(m, sampling=spacing_yx) - edt(~m, sampling=spacing_yx) for m in mask])
     return np.concatenate([-np.abs(sdf[:1]), sdf, -np.abs(sdf[-1:])]).astype(np.float32)
 
 

@@ -161,6 +161,8 @@ def train(model: nn.Module, train_regions: Sequence[Region], val_regions: Sequen
     if config.class_weights == "auto":
         weight = class_weights(sampler.label_counts(), n_classes, config.max_class_weight).to(device)
     elif config.class_weights is not None:
+        if len(config.class_weights) != n_classes:
+            raise ValueError(f"class_weights has {len(config.class_weights)} values for {n_classes} classes")
         weight = torch.tensor(config.class_weights, dtype=torch.float32, device=device)
     use_amp = config.amp and device.type == "cuda"
     fmt = torch.channels_last if config.channels_last and device.type == "cuda" else torch.contiguous_format

@@ -247,11 +247,12 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
         partial = getattr(exc, "result", None)
         if partial is not None and partial.history:
             _store_version(config, project_id, parent_id, partial, classes, label_stats, meta,
-                           {"cancelled": True, "steps": len(partial.history)}, activate=False)
+                           {"val_iou": partial.best_val_iou, "best_step": partial.best_step, "cancelled": True,
+                            "steps": len(partial.history)}, activate=False)
         raise
     report(progress, n_steps, n_steps, phase="evaluating", history=compact_history(history))
-    metrics = {"steps": n_steps, "seconds": round(time.monotonic() - started, 1), "device": str(device),
-               "n_regions": len(regions)}
+    metrics = {"val_iou": result.best_val_iou, "best_step": result.best_step, "steps": n_steps,
+               "seconds": round(time.monotonic() - started, 1), "device": str(device), "n_regions": len(regions)}
     gt = ground_truth_iou(config, project_id, result.model, device)
     if gt:
         metrics.update(gt)
@@ -270,7 +271,6 @@ def _store_version(config: Any, project_id: int, parent_id: int | None, result: 
     """Row + checkpoint in one transaction (checkpoint written atomically before commit)."""
     from ml.checkpoint import save_checkpoint
 
-    metrics = {"val_iou": result.best_val_iou, "best_step": result.best_step, **metrics}
     ws = Workspace(config.workspace)
     with session_scope(config) as s:
         row = ModelVersion(project_id=project_id, parent_id=parent_id, path="", active=False,

@@ -46,6 +46,8 @@ def k_center_greedy(emb: np.ndarray, k: int, labeled: np.ndarray | None = None) 
     k = min(int(k), n)
     if k <= 0:
         return [], []
+    picks: list[int] = []
+    scores: list[float] = []
     if labeled is not None and len(labeled):
         lab = _as_matrix(labeled, "labeled_embeddings")
         if lab.shape[1] != emb.shape[1]:
@@ -54,15 +56,14 @@ def k_center_greedy(emb: np.ndarray, k: int, labeled: np.ndarray | None = None) 
             )
         dist = min_distances(emb, lab)
     else:
-        dist = np.full(n, np.inf)
         first = int(np.argmin(min_distances(emb, emb.mean(0, keepdims=True))))
-        dist[first] = np.finfo(np.float64).max  # forces it to be the first argmax
-    picks: list[int] = []
-    scores: list[float] = []
-    for _ in range(k):
+        picks, scores = [first], [0.0]
+        dist = min_distances(emb, emb[first:first + 1])
+        dist[first] = -1.0
+    while len(picks) < k:
         i = int(np.argmax(dist))
         picks.append(i)
-        scores.append(float(dist[i]) if np.isfinite(dist[i]) and dist[i] < np.finfo(np.float64).max else 0.0)
+        scores.append(float(dist[i]))
         dist = np.minimum(dist, min_distances(emb, emb[i:i + 1]))
         dist[picks] = -1.0
     return picks, scores

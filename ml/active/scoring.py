@@ -173,7 +173,11 @@ def score_patches(
     read = _as_reader(reader)
     device = device if isinstance(device, torch.device) else pick_device(device)
     patches = list(patches)
+    if len({p.size for p in patches}) > 1:
+        raise ValueError(f"all patches must share one size, got sizes {sorted({p.size for p in patches})}")
     flags = {m: m.training for m in model.modules()}
+    was_channels_last = any(w.ndim == 4 and not w.is_contiguous()
+                            and w.is_contiguous(memory_format=torch.channels_last) for w in model.parameters())
     model.to(device, memory_format=torch.channels_last).eval()
     cols: dict[str, list[np.ndarray]] = {}
     try:
@@ -187,7 +191,8 @@ def score_patches(
                     cols.setdefault(key, []).append(val.cpu().numpy())
                 report(progress, start + len(batch), len(patches), stage="scoring")
     finally:
-        model.to(memory_format=torch.contiguous_format)
+        if not was_channels_last:
+            model.to(memory_format=torch.contiguous_format)
         for m, flag in flags.items():
             m.train(flag)
     dim = int(getattr(model, "embed_dim", 0))

@@ -9,7 +9,7 @@ first, so a stroke drawn on a downsampled view lands on the full-resolution imag
 A stroke is a thick polyline with round caps and joins: a pixel is on iff its centre is
 within width/2 of a segment (widths below 1 act as 1, giving a connected one-pixel
 line). Closed paths (ending in Z) are also filled. All work is numpy over the stroke's
-own bounding box, one segment at a time, so cost follows the stroke, not the image.
+own bounding box, in batches of nearby segments, so cost follows the stroke, not the image.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ _TOKEN = re.compile(
 )
 _NARGS = {"M": 2, "L": 2, "H": 1, "V": 1}
 _EPS = 1e-9
+_BATCH_BUDGET = 1 << 14  # segments x pixels evaluated per numpy batch
 
 
 def _tokens(path: str) -> list[str | float]:
@@ -121,29 +122,74 @@ def _check_positive(name: str, v: float) -> float:
     return float(v)
 
 
-def _stamp_segment(crop: np.ndarray, a: np.ndarray, b: np.ndarray, r: float, oy: int, ox: int) -> None:
-    """OR into ``crop`` (whose pixel (0, 0) is image pixel (oy, ox)) the capsule of radius r around a-b."""
-    lo_x = max(math.ceil(min(a[0], b[0]) - r) - ox, 0)
-    hi_x = min(math.floor(max(a[0], b[0]) + r) - ox + 1, crop.shape[1])
-    lo_y = max(math.ceil(min(a[1], b[1]) - r) - oy, 0)
-    hi_y = min(math.floor(max(a[1], b[1]) + r) - oy + 1, crop.shape[0])
+def _stamp_segments(crop: np.ndarray, a: np.ndarray, b: np.ndarray, r: float, oy: int, ox: int) -> None:
+    """OR into ``crop`` (whose pixel (0, 0) is image pixel (oy, ox)) the capsules of
+    radius r around segments a[k]-b[k], evaluated together over their joint bbox."""
+    lo_x = max(math.ceil(min(a[:, 0].min(), b[:, 0].min()) - r) - ox, 0)
+    hi_x = min(math.floor(max(a[:, 0].max(), b[:, 0].max()) + r) - ox + 1, crop.shape[1])
+    lo_y = max(math.ceil(min(a[:, 1].min(), b[:, 1].min()) - r) - oy, 0)
+    hi_y = min(math.floor(max(a[:, 1].max(), b[:, 1].max()) + r) - oy + 1, crop.shape[0])
     if lo_x >= hi_x or lo_y >= hi_y:
         return
-    px = np.arange(lo_x + ox, hi_x + ox, dtype=np.float64)[None, :] - a[0]
-    py = np.arange(lo_y + oy, hi_y + oy, dtype=np.float64)[:, None] - a[1]
-    dx, dy = b[0] - a[0], b[1] - a[1]
-    seg2 = dx * dx + dy * dy
-    t = np.clip((px * dx + py * dy) / seg2, 0.0, 1.0) if seg2 > 0 else 0.0
+    px = np.arange(lo_x + ox, hi_x + ox, dtype=np.float64)[None, None, :] - a[:, 0, None, None]
+    py = np.arange(lo_y + oy, hi_y + oy, dtype=np.float64)[None, :, None] - a[:, 1, None, None]
+    d = b - a
+    dx, dy = d[:, 0, None, None], d[:, 1, None, None]
+    seg2 = np.maximum(dx * dx + dy * dy, 1e-300)  # zero-length segment: t = 0, a disc
+    t = np.clip((px * dx + py * dy) / seg2, 0.0, 1.0)
     d2 = (px - t * dx) ** 2 + (py - t * dy) ** 2
-    crop[lo_y:hi_y, lo_x:hi_x] |= d2 <= r * r + _EPS
+    crop[lo_y:hi_y, lo_x:hi_x] |= (d2 <= r * r + _EPS).any(axis=0)
+
+
+def _stamp_polyline(crop: np.ndarray, pts: np.ndarray, r: float, oy: int, ox: int) -> None:
+    """Stamp consecutive segments in batches whose joint bbox x count stays small, so a
+    freehand stroke of many short segments costs a few numpy calls, not one per segment."""
+    if len(pts) == 1:
+        pts = np.vstack([pts, pts])
+    a, b = pts[:-1], pts[1:]
+    lo = (np.minimum(a, b) - r).tolist()
+    hi = (np.maximum(a, b) + r).tolist()
+    i, n = 0, len(a)
+    while i < n:
+        (x0, y0), (x1, y1) = lo[i], hi[i]
+        j = i + 1
+        while j < n:
+            nx0, ny0 = min(x0, lo[j][0]), min(y0, lo[j][1])
+            nx1, ny1 = max(x1, hi[j][0]), max(y1, hi[j][1])
+            if (j - i + 1) * (nx1 - nx0 + 1) * (ny1 - ny0 + 1) > _BATCH_BUDGET:
+                break
+            x0, y0, x1, y1 = nx0, ny0, nx1, ny1
+            j += 1
+        _stamp_segments(crop, a[i:j], b[i:j], r, oy, ox)
+        i = j
 
 
 def _fill_polygon(crop: np.ndarray, pts: np.ndarray, oy: int, ox: int) -> None:
-    """Even-odd fill of pixels whose centres are inside the polygon."""
-    from skimage.draw import polygon  # lazy: skimage import is slow and only fills need it
-
-    rr, cc = polygon(pts[:, 1] - oy, pts[:, 0] - ox, shape=crop.shape)
-    crop[rr, cc] = True
+    """Even-odd scanline fill of pixels whose centres are inside the polygon: per row the
+    sorted edge crossings pair up into [enter, leave) spans, written via a difference array."""
+    q = pts - (ox, oy)
+    p0, p1 = q, np.roll(q, -1, axis=0)
+    keep = p0[:, 1] != p1[:, 1]  # horizontal edges never cross a row
+    p0, p1 = p0[keep], p1[keep]
+    if len(p0) < 2:
+        return
+    h, w = crop.shape
+    ys = np.arange(h, dtype=np.float64)[:, None]
+    ylo, yhi = np.minimum(p0[:, 1], p1[:, 1]), np.maximum(p0[:, 1], p1[:, 1])
+    crosses = (ys >= ylo) & (ys < yhi)  # half-open so a vertex is counted once
+    xs = p0[:, 0] + (ys - p0[:, 1]) * (p1[:, 0] - p0[:, 0]) / (p1[:, 1] - p0[:, 1])
+    xs = np.sort(np.where(crosses, xs, np.inf), axis=1)
+    if xs.shape[1] % 2:
+        xs = np.hstack([xs, np.full((h, 1), np.inf)])
+    enter, leave = xs[:, 0::2], xs[:, 1::2]
+    ok = np.isfinite(leave)
+    rows = np.broadcast_to(np.arange(h)[:, None], enter.shape)[ok]
+    c0 = np.clip(np.ceil(enter[ok]), 0, w).astype(np.int64)
+    c1 = np.clip(np.ceil(leave[ok]), 0, w).astype(np.int64)
+    diff = np.zeros((h, w + 1), np.int32)
+    np.add.at(diff, (rows, c0), 1)
+    np.add.at(diff, (rows, c1), -1)
+    crop |= np.cumsum(diff, axis=1)[:, :w] > 0
 
 
 def rasterize_path_bbox(
@@ -180,9 +226,7 @@ def rasterize_path_bbox(
             _fill_polygon(crop, pts, y0, x0)
         if closed and len(pts) > 1:
             pts = np.vstack([pts, pts[:1]])
-        ends = pts if len(pts) > 1 else np.vstack([pts, pts])
-        for a, b in zip(ends[:-1], ends[1:]):
-            _stamp_segment(crop, a, b, r, y0, x0)
+        _stamp_polyline(crop, pts, r, y0, x0)
     return crop, y0, x0
 
 

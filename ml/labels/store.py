@@ -25,8 +25,10 @@ import numpy as np
 from ml.labels import journal as jr
 from ml.labels.chunks import CHUNK, LabelStoreError, parse_key
 from ml.labels.tiles import read_box, write_box
+from ml.labels.dense import import_slices
 from ml.labels.history import decode_undo, encode_undo, history_relpath, merge_log
 from ml.labels.validate import check_box, check_classes, check_range, check_shape, check_z, clip_mask
+from ml.progress import CancelFn, ProgressFn
 
 DEFAULT_CLASSES: list[dict] = [
     {"name": "background", "color": "#1f77b4"},
@@ -182,7 +184,10 @@ class LabelStore:
             if not meta["undo"]:
                 return False
             sid = meta["undo"].pop()
-            z, y0, x0, mask, old_vals = decode_undo((self.path / history_relpath(sid)).read_bytes())
+            record = self.path / history_relpath(sid)
+            if not record.is_file():
+                raise LabelStoreError(f"undo record {record} of stroke {sid} is missing")
+            z, y0, x0, mask, old_vals = decode_undo(record.read_bytes())
             restore = np.zeros(mask.shape, np.uint8)
             restore[mask] = old_vals
             txn = jr.Transaction()
@@ -211,7 +216,12 @@ class LabelStore:
             self._commit(txn, meta)
 
     def import_dense(
-        self, array_like: Any, mapping: dict | None = None, merge: bool = False, progress=None, cancel=None
+        self,
+        array_like: Any,
+        mapping: dict | None = None,
+        merge: bool = False,
+        progress: ProgressFn = None,
+        cancel: CancelFn = None,
     ) -> dict[int, int]:
         """Load a dense label volume slice by slice (one transaction per slice).
 
@@ -220,8 +230,6 @@ class LabelStore:
         ``merge=True`` writes only pixels whose mapped label is nonzero. Clears the undo
         history. On cancel the slices done so far stay imported.
         """
-        from ml.labels.dense import import_slices
-
         import_slices(self, array_like, mapping, merge, progress, cancel)
         return self.counts()
 
@@ -253,7 +261,7 @@ class LabelStore:
         y0, y1 = check_box(y0, y1, self.shape[1], "y")
         x0, x1 = check_box(x0, x1, self.shape[2], "x")
         with self._reading():
-            return read_box(self.path, self._meta(), z, y0, y1, x0, x1)
+            return read_box(self.path, z, y0, y1, x0, x1)
 
     def read_slice(self, z: int) -> np.ndarray:
         return self.read(z)
@@ -262,15 +270,19 @@ class LabelStore:
         """(Z, Y, X) block for step-1 slices (ints keep their axis, as length 1)."""
         (z0, z1), (y0, y1), (x0, x1) = (check_range(s, n, a) for s, n, a in zip((zs, ys, xs), self.shape, "zyx"))
         with self._reading():
-            meta = self._meta()
             out = np.zeros((z1 - z0, y1 - y0, x1 - x0), np.uint8)
             for z in range(z0, z1):
-                out[z - z0] = read_box(self.path, meta, z, y0, y1, x0, x1)
+                out[z - z0] = read_box(self.path, z, y0, y1, x0, x1)
         return out
 
     def __getitem__(self, key: Any) -> np.ndarray:
         """numpy-style indexing, so the store can back a Volume or an exporter."""
         key = key if isinstance(key, tuple) else (key,)
+        if Ellipsis in key:
+            i = key.index(Ellipsis)
+            key = key[:i] + (slice(None),) * (4 - len(key)) + key[i + 1:]
+        if len(key) > 3:
+            raise IndexError(f"too many indices for a 3D label store: {key!r}")
         key = key + (slice(None),) * (3 - len(key))
         block = self.read_block(*key)
         return block[tuple(0 if isinstance(k, (int, np.integer)) else slice(None) for k in key)]

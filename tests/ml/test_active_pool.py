@@ -8,18 +8,20 @@ import numpy as np
 import pytest
 
 from ml.active.pool import Patch, candidate_pool, labeled_fraction_excluder
+from ml.labels.store import LabelStore
 
 
-class ArrayLabels:
-    """A LabelStore-like object over a dense array (the real store has the same read())."""
+def counting(store: LabelStore) -> LabelStore:
+    """Count read() calls on a real store (to check that untouched patches are never read)."""
+    store.reads = 0
+    original = store.read
 
-    def __init__(self, arr: np.ndarray):
-        self.arr = arr
-        self.reads = 0
+    def read(*args, **kwargs):
+        store.reads += 1
+        return original(*args, **kwargs)
 
-    def read(self, z, y0=0, y1=None, x0=0, x1=None):
-        self.reads += 1
-        return self.arr[z, y0:y1, x0:x1]
+    store.read = read
+    return store
 
 
 def test_grid_default_stride_tiles_without_overlap():
@@ -59,22 +61,20 @@ def test_callable_exclude():
     assert len(pool) == 8 and all(p.z != 1 for p in pool)
 
 
-def test_label_store_excludes_labeled_patches_only():
-    labels = np.zeros((2, 256, 256), np.uint8)
-    labels[0, 0:64, 0:64] = 2  # fully labeled patch
-    labels[1, 130, 130] = 1  # one pixel: below the labeled-fraction threshold
-    store = ArrayLabels(labels)
+def test_label_store_excludes_labeled_patches_only(tmp_path):
+    store = LabelStore.create(tmp_path / "labels", (2, 256, 256))
+    full = np.ones((64, 64), bool)
+    store.paint(0, full, 2)  # a quarter of patch (0, 0, 0) labeled
+    store.paint(1, np.ones((1, 1), bool), 1, y0=130, x0=130)  # one pixel: below the threshold
     pool = candidate_pool((2, 256, 256), size=128, exclude=store)
     assert Patch(0, 0, 0, 128) not in pool
     assert Patch(1, 128, 128, 128) in pool
     assert len(pool) == 7
 
 
-def test_label_store_uses_labeled_boxes_to_skip_reads():
-    labels = np.zeros((1, 512, 512), np.uint8)
-    labels[0, 10:20, 10:20] = 1
-    store = ArrayLabels(labels)
-    store.labeled_boxes = lambda: [(0, 10, 20, 10, 20)]
+def test_label_store_uses_labeled_boxes_to_skip_reads(tmp_path):
+    store = counting(LabelStore.create(tmp_path / "labels", (1, 512, 512)))
+    store.paint(0, np.ones((10, 10), bool), 1, y0=10, x0=10)
     exclude = labeled_fraction_excluder(store, threshold=0.001)
     kept = [p for p in candidate_pool((1, 512, 512), size=128) if not exclude(p)]
     assert len(kept) == 15 and store.reads == 1

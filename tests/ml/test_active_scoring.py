@@ -125,6 +125,8 @@ def test_model_state_restored_progress_and_cancel(volume):
 def test_reader_errors_and_empty_pool(volume):
     with pytest.raises(ValueError, match="reader returned shape"):
         score_patches(tiny(), lambda p: np.zeros((5, 5), np.float32), [Patch(0, 0, 0, 64)])
+    with pytest.raises(ValueError, match="share one size"):
+        score_patches(tiny(), volume, [Patch(0, 0, 0, 64), Patch(0, 0, 0, 32)])
     with pytest.raises(TypeError, match="reader"):
         score_patches(tiny(), 3, [Patch(0, 0, 0, 64)])
     empty = score_patches(tiny(), volume, [], mc_passes=2)

@@ -51,6 +51,7 @@ def test_paint_round_trip_across_tiles(store):
     assert np.array_equal(store.read_block(slice(1, 3), slice(240, 300), slice(None)), mirror[1:3, 240:])
     assert np.array_equal(store[1:3, 250:260, 505:], mirror[1:3, 250:260, 505:])
     assert np.array_equal(store[2, 295], mirror[2, 295])
+    assert np.array_equal(store[:, 250, :], mirror[:, 250, :]) and np.array_equal(store[..., 300], mirror[..., 300])
     assert store.counts() == expected_counts(mirror)
 
 

@@ -132,3 +132,35 @@ def test_bad_arguments_raise_value_error(kwargs):
     kwargs = {"shape": (20, 20), **kwargs}
     with pytest.raises(ValueError):
         rasterize_path("M1,1L5,5", **kwargs)
+
+
+def test_fill_matches_point_in_polygon_reference():
+    from matplotlib.path import Path as MplPath
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:140, :140]
+    centres = np.c_[xx.ravel(), yy.ravel()]
+    for _ in range(3):  # random star-shaped polygons with non-integer vertices
+        ang = np.sort(rng.uniform(0, 2 * np.pi, 40))
+        rad = rng.uniform(10, 60, 40)
+        pts = np.c_[70 + rad * np.cos(ang), 70 + rad * np.sin(ang)]
+        path = "M" + "L".join(f"{x:.4f},{y:.4f}" for x, y in pts) + "Z"
+        inside = MplPath(pts).contains_points(centres).reshape(140, 140)
+        outline = rasterize_path(path, (140, 140), 1, fill=False)
+        assert np.array_equal(rasterize_path(path, (140, 140), 1), inside | outline)
+
+
+def test_self_intersecting_lasso_uses_even_odd_rule():
+    star = "M50,5L76,85L8,35L92,35L24,85Z"  # pentagram: the centre pentagon is crossed twice
+    m = rasterize_path(star, (100, 100), 1)
+    assert m[20, 50] and m[70, 30] and not m[50, 50]
+
+
+def test_long_freehand_stroke_equals_per_segment_union():
+    t = np.linspace(0, 4 * np.pi, 300)
+    pts = np.c_[100 + 80 * np.cos(t) * t / 12, 100 + 80 * np.sin(t) * t / 12]
+    path = "M" + "L".join(f"{x:.3f},{y:.3f}" for x, y in pts)
+    union = np.zeros((200, 200), bool)
+    for a, b in zip(pts[:-1], pts[1:]):
+        union |= rasterize_path(f"M{a[0]},{a[1]}L{b[0]},{b[1]}", (200, 200), 4)
+    assert np.array_equal(rasterize_path(path, (200, 200), 4), union)

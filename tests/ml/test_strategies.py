@@ -73,8 +73,10 @@ def test_coreset_starts_farthest_from_labeled_set():
 def test_coreset_without_labels_covers_clusters():
     centers = np.array([[0, 0], [40, 0], [0, 40]], float)
     emb, cid = clusters(centers, per=10, spread=0.5, seed=3)
-    idx, _ = select("coreset", make_scores(len(emb), emb=emb), 3)
+    idx, sc = select("coreset", make_scores(len(emb), emb=emb), 3)
     assert sorted(cid[idx]) == [0, 1, 2]
+    assert idx[0] == int(np.argmin(np.linalg.norm(emb - emb.mean(0), axis=1))) and sc[0] == 0.0
+    assert sc[1] >= sc[2] > 20.0
 
 
 def _duplicates_plus_diverse(seed: int = 0):

@@ -1,0 +1,70 @@
+"""Export panel callbacks: format choices, the export job, then the download.
+
+Files up to ``INLINE_LIMIT_MB`` go through ``dcc.Download`` (Dash sends them base64 in the
+response); larger ones stay in the workspace exports folder and the status names the file,
+so a browser never has to hold gigabytes of JSON.
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+from dash import Input, Output, State, dcc, no_update
+
+from app import jobs
+from app.config import Config, get_config
+from app.services import exports
+from callbacks.active import outcome_text, progress_adapter, volume_id_of
+from layouts import export as view
+from layouts import ids
+from layouts import ids_panels as pids
+
+INLINE_LIMIT_MB = 256
+
+
+# --- logic (plain functions; tests call these) -------------------------------------------------------
+def format_choice(what: str | None, current: str | None) -> tuple[list[dict], str | None]:
+    """-> (format options for ``what``, value: the current one if still offered, else the first)."""
+    options = view.format_options(what)
+    values = [o["value"] for o in options]
+    return options, current if current in values else (values[0] if values else None)
+
+
+def run_export(config: Config, volume: dict | None, what: str, fmt: str,
+               set_progress: Callable | None = None) -> tuple[Any, str]:
+    """-> (dcc.Download data or no_update, status text)."""
+    vid = volume_id_of(volume)
+    if vid is None:
+        return no_update, "Select a volume first."
+    outcome = jobs.run_job(config, "export", volume.get("project_id"), partial(exports.export, config),
+                           progress_adapter(set_progress), params={"volume_id": vid, "what": what, "format": fmt},
+                           compute=False, volume_id=vid, what=what, fmt=fmt)
+    if not outcome.ok:
+        return no_update, outcome_text(outcome, "")
+    path = Path(outcome.result["path"])
+    size_mb = path.stat().st_size / 2**20
+    if size_mb > INLINE_LIMIT_MB:
+        return no_update, (f"{path.name} ({size_mb:.0f} MB) is in the workspace exports folder: {path.parent}. "
+                           "It is too large to send through the page.")
+    return dcc.send_file(str(path), filename=path.name), f"Exported {path.name} ({size_mb:.1f} MB)."
+
+
+# --- registration ----------------------------------------------------------------------------------------
+def register(app) -> None:
+    @app.callback(Output(pids.EXP_FORMAT, "options"), Output(pids.EXP_FORMAT, "value"),
+                  Input(pids.EXP_WHAT, "value"), State(pids.EXP_FORMAT, "value"))
+    def _formats(what, current):
+        return format_choice(what, current)
+
+    @app.callback(
+        Output(pids.EXP_DOWNLOAD, "data"), Output(pids.EXP_STATUS, "children"),
+        Input(pids.EXP_RUN, "n_clicks"),
+        State(ids.VOLUME_STORE, "data"), State(pids.EXP_WHAT, "value"), State(pids.EXP_FORMAT, "value"),
+        background=True,
+        progress=[Output(pids.EXP_PROGRESS, "value"), Output(pids.EXP_PROGRESS, "label")],
+        running=[(Output(pids.EXP_RUN, "disabled"), True, False)],
+        prevent_initial_call=True,
+    )
+    def _export(set_progress, _n, volume, what, fmt):
+        return run_export(get_config(), volume, what, fmt, set_progress)

@@ -1,0 +1,130 @@
+"""Segmentation and results callbacks: segment (background), post-process, object table, 3D view, jump to object.
+
+"Segment volume" predicts with the active model, then post-processes with the current
+settings in the same click, so objects appear without a second step; "Apply" re-runs only
+the post-processing. ``SEG_DONE`` tells the viewer to reload its prediction overlay.
+"""
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any, Callable
+
+from dash import Input, Output, State, no_update
+
+from app import jobs
+from app.config import Config, get_config
+from app.errors import user_message
+from app.services import segmentation
+from callbacks.active import outcome_text, progress_adapter, volume_id_of
+from layouts import ids
+from layouts import ids_panels as pids
+from layouts import results as view
+
+
+# --- logic (plain functions; tests call these) -------------------------------------------------------
+def run_postprocess(config: Config, volume: dict | None, threshold: Any, min_size: Any, split: Any) -> tuple:
+    """-> (segmentation id or no_update, status text)."""
+    vid = volume_id_of(volume)
+    if vid is None:
+        return no_update, "Select a volume first."
+    outcome = jobs.run_job(config, "segment", volume.get("project_id"), partial(segmentation.postprocess, config),
+                           params={"volume_id": vid, "threshold": threshold, "min_size": min_size,
+                                   "split": bool(split), "step": "postprocess"},
+                           compute=False, volume_id=vid, threshold=threshold, min_size=min_size, split=bool(split))
+    if not outcome.ok:
+        return no_update, outcome_text(outcome, "")
+    s = segmentation.summary_view(outcome.result["summary"])
+    return outcome.result["segmentation_id"], f"{s['count']} objects (threshold {threshold}, min size {min_size})."
+
+
+def run_segment(config: Config, volume: dict | None, mc: Any, threshold: Any, min_size: Any, split: Any,
+                set_progress: Callable | None = None) -> tuple:
+    """-> (status text, overlay revision, segmentation id)."""
+    vid = volume_id_of(volume)
+    if vid is None:
+        return "Select a volume first.", no_update, no_update
+    mc = bool(mc)
+    outcome = jobs.run_job(config, "segment", volume.get("project_id"), partial(segmentation.segment_volume, config),
+                           progress_adapter(set_progress), params={"volume_id": vid, "mc": mc},
+                           volume_id=vid, mc=mc)
+    if not outcome.ok:
+        return outcome_text(outcome, ""), no_update, no_update
+    rev = f"{outcome.result['segmentation_id']}-{int(time.time())}"
+    seg_id, pp_text = run_postprocess(config, volume, threshold, min_size, split)
+    text = f"Segmented with model {outcome.result['model_id']}{' (with MC-dropout uncertainty)' if mc else ''}. "
+    return text + pp_text, rev, seg_id
+
+
+def cancel_segment(config: Config, project_id: int | None) -> str:
+    n = jobs.request_cancel(config, kind="segment", project_id=project_id)
+    return "Stopping after the current slice (the previous prediction stays)…" if n else "Nothing to cancel."
+
+
+def objects_view(config: Config, volume: dict | None, max_objects: Any) -> tuple:
+    """-> (table rows, summary children, 3D figure, segmentation id shown)."""
+    vid = volume_id_of(volume)
+    seg_id = segmentation.latest_segmentation_id(config, vid)
+    if seg_id is None:
+        return [], view.summary_view(None), view.mesh_figure(None), None
+    try:
+        info = segmentation.segmentation_info(config, seg_id)
+        rows = segmentation.object_rows(config, seg_id)
+        n = int(max_objects or view.DEFAULT_MESH_N)
+        mesh = segmentation.object_meshes(config, seg_id, max_objects=n)
+    except Exception as e:  # noqa: BLE001 - shown to the user
+        return [], user_message(e), view.mesh_figure(None), seg_id
+    return rows, view.summary_view(segmentation.summary_view(info["summary"])), view.mesh_figure(mesh), seg_id
+
+
+def goto_object(config: Config, seg_id: Any, active_cell: dict | None) -> Any:
+    """Navigation request for the clicked row's object (slice = centroid z, box = bbox)."""
+    if seg_id is None or not active_cell or active_cell.get("row_id") is None:
+        return no_update
+    return segmentation.object_nav(config, int(seg_id), int(active_cell["row_id"]))
+
+
+# --- registration ----------------------------------------------------------------------------------------
+def register(app) -> None:
+    @app.callback(
+        Output(pids.SEG_STATUS, "children"), Output(pids.SEG_DONE, "data"), Output(pids.OBJ_SEG, "data"),
+        Input(pids.SEG_RUN, "n_clicks"),
+        State(ids.VOLUME_STORE, "data"), State(pids.SEG_MC, "value"), State(pids.PP_THRESHOLD, "value"),
+        State(pids.PP_MIN_SIZE, "value"), State(pids.PP_SPLIT, "value"),
+        background=True,
+        progress=[Output(pids.SEG_PROGRESS, "value"), Output(pids.SEG_PROGRESS, "label")],
+        running=[(Output(pids.SEG_RUN, "disabled"), True, False), (Output(pids.SEG_CANCEL, "disabled"), False, True),
+                 (Output(pids.PP_APPLY, "disabled"), True, False)],
+        prevent_initial_call=True,
+    )
+    def _segment(set_progress, _n, volume, mc, threshold, min_size, split):
+        return run_segment(get_config(), volume, "mc" in (mc or []), threshold, min_size, "split" in (split or []),
+                           set_progress)
+
+    @app.callback(Output(pids.SEG_STATUS, "children", allow_duplicate=True), Input(pids.SEG_CANCEL, "n_clicks"),
+                  State(ids.PROJECT_STORE, "data"), prevent_initial_call=True)
+    def _cancel(_n, project_id):
+        return cancel_segment(get_config(), project_id)
+
+    @app.callback(
+        Output(pids.OBJ_SEG, "data", allow_duplicate=True), Output(pids.PP_STATUS, "children"),
+        Input(pids.PP_APPLY, "n_clicks"),
+        State(ids.VOLUME_STORE, "data"), State(pids.PP_THRESHOLD, "value"), State(pids.PP_MIN_SIZE, "value"),
+        State(pids.PP_SPLIT, "value"),
+        background=True,
+        running=[(Output(pids.PP_APPLY, "disabled"), True, False), (Output(pids.SEG_RUN, "disabled"), True, False)],
+        prevent_initial_call=True,
+    )
+    def _postprocess(_n, volume, threshold, min_size, split):
+        return run_postprocess(get_config(), volume, threshold, min_size, "split" in (split or []))
+
+    @app.callback(Output(pids.OBJ_TABLE, "data"), Output(pids.OBJ_SUMMARY, "children"), Output(pids.OBJ_MESH, "figure"),
+                  Output(pids.OBJ_SHOWN, "data"),
+                  Input(pids.OBJ_SEG, "data"), Input(ids.VOLUME_STORE, "data"), Input(pids.OBJ_MESH_N, "value"))
+    def _objects(_seg, volume, max_objects):
+        return objects_view(get_config(), volume, max_objects)
+
+    @app.callback(Output(pids.NAV_REQUEST, "data", allow_duplicate=True), Input(pids.OBJ_TABLE, "active_cell"),
+                  State(pids.OBJ_SHOWN, "data"), prevent_initial_call=True)
+    def _goto(cell, seg_id):
+        return goto_object(get_config(), seg_id, cell)

@@ -1,0 +1,124 @@
+"""Segmentation service: prediction zarr, overlay path, post-processing into objects, cancel."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import zarr
+
+from app.config import Config
+from app.db import session_scope
+from app.errors import UserError
+from app.models import Segmentation
+from app.services import projects, segmentation, training
+from ml.infer import open_prediction
+from ml.progress import Cancelled
+from ml.synthetic import make_em_volume
+
+TINY = {"model": {"base": 4, "depth": 2}, "train": {"crop": 32, "batch_size": 2, "eval_every": 10}}
+
+
+def _make_env(workspace: Path) -> SimpleNamespace:
+    cfg = Config(workspace=workspace, demo="none", device="cpu", extra=TINY)
+    pid = projects.create_project(cfg, "p")["id"]
+    raw, gt = make_em_volume((3, 96, 96), seed=1)
+    vid = projects.add_volume_from_array(cfg, pid, "syn", raw, voxel_size=(40, 5, 5), ground_truth=gt)["id"]
+    return SimpleNamespace(config=cfg, pid=pid, vid=vid, gt=gt, store=projects.label_store(cfg, vid))
+
+
+@pytest.fixture
+def env(tmp_path):
+    return _make_env(tmp_path / "ws")
+
+
+@pytest.fixture(scope="module")
+def trained_workspace(tmp_path_factory):
+    """A workspace with labels and one trained model (trained once per module, copied per test)."""
+    env = _make_env(tmp_path_factory.mktemp("trained") / "ws")
+    for z in range(3):
+        g = env.gt[z, :64, :64]
+        env.store.paint(z, g == 0, 1)
+        env.store.paint(z, g > 0, 2)
+    env.model_id = training.train_model(env.config, env.pid, lr=3e-3, steps=60)["model_id"]
+    return env
+
+
+@pytest.fixture
+def trained(trained_workspace, tmp_path):
+    src = trained_workspace
+    shutil.copytree(src.config.workspace, tmp_path / "ws")
+    cfg = Config(workspace=tmp_path / "ws", demo="none", device="cpu", extra=TINY)
+    return SimpleNamespace(config=cfg, pid=src.pid, vid=src.vid, gt=src.gt, model_id=src.model_id)
+
+
+def test_segment_needs_a_model(env):
+    with pytest.raises(UserError, match="No trained model"):
+        segmentation.segment_volume(env.config, env.vid)
+    assert segmentation.latest_prediction_path(env.vid, env.config) is None
+
+
+def test_segment_writes_complete_prediction_and_overlay_path(trained):
+    res = segmentation.segment_volume(trained.config, trained.vid, mc=True)
+    path = Path(res["pred_path"])
+    group = open_prediction(path)
+    assert group["prob"].shape == (2, 3, 96, 96) and "bald" in set(group.array_keys())
+    assert res["model_id"] == trained.model_id
+    assert segmentation.latest_prediction_path(trained.vid, trained.config) == path
+    assert not [p for p in path.parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+
+
+def test_postprocess_stores_instances_table_and_summary(trained):
+    segmentation.segment_volume(trained.config, trained.vid)
+    res = segmentation.postprocess(trained.config, trained.vid, threshold=0.5, min_size=5)
+    seg_id = res["segmentation_id"]
+    assert segmentation.latest_segmentation_id(trained.config, trained.vid) == seg_id
+    inst = np.asarray(segmentation.open_instances(trained.config, seg_id)[:])
+    rows = segmentation.object_rows(trained.config, seg_id)
+    ids = sorted(int(i) for i in np.unique(inst) if i)
+    assert res["summary"]["count"] == len(rows) == len(ids) > 0
+    assert sorted(r["id"] for r in rows) == ids
+    total = sum(r["volume_um3"] for r in rows)
+    view = segmentation.summary_view(res["summary"])
+    assert view["count"] == len(rows) and view["total_volume_um3"] == pytest.approx(total)
+    assert view["total_volume_um3"] == pytest.approx(np.count_nonzero(inst) * 40 * 5 * 5 / 1e9)
+    nav = segmentation.object_nav(trained.config, seg_id, rows[0]["id"])
+    assert rows[0]["bbox_z0"] <= nav["z"] < rows[0]["bbox_z1"] and nav["vid"] == trained.vid
+    mesh = segmentation.object_meshes(trained.config, seg_id, max_objects=2)
+    assert mesh["units"] == "µm" and len(mesh["i"]) > 0 and len(set(mesh["object_id"])) <= 2
+
+
+def test_threshold_changes_objects_and_each_run_is_kept(trained):
+    segmentation.segment_volume(trained.config, trained.vid)
+    low = segmentation.postprocess(trained.config, trained.vid, threshold=0.9, min_size=0)
+    high = segmentation.postprocess(trained.config, trained.vid, threshold=0.1, min_size=0)
+    vox = [np.count_nonzero(segmentation.open_instances(trained.config, r["segmentation_id"])[:]) for r in (low, high)]
+    assert vox[0] < vox[1]
+    with session_scope(trained.config) as s:
+        assert s.query(Segmentation).filter(Segmentation.instances_path.isnot(None)).count() == 2
+
+
+def test_postprocess_needs_a_prediction_and_valid_settings(trained):
+    with pytest.raises(UserError, match="No prediction"):
+        segmentation.postprocess(trained.config, trained.vid)
+    segmentation.segment_volume(trained.config, trained.vid)
+    with pytest.raises(UserError, match="Threshold"):
+        segmentation.postprocess(trained.config, trained.vid, threshold=1.5)
+
+
+def test_cancel_keeps_the_previous_prediction(trained):
+    first = Path(segmentation.segment_volume(trained.config, trained.vid)["pred_path"])
+    before = np.asarray(zarr.open_group(str(first), mode="r")["prob"][:])
+    calls = {"n": 0}
+
+    def cancel() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 2
+
+    with pytest.raises(Cancelled):
+        segmentation.segment_volume(trained.config, trained.vid, cancel=cancel)
+    assert segmentation.latest_prediction_path(trained.vid, trained.config) == first
+    assert np.array_equal(np.asarray(open_prediction(first)["prob"][:]), before)
+    assert not [p for p in first.parent.iterdir() if ".tmp-" in p.name]

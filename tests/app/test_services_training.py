@@ -1,0 +1,151 @@
+"""Training service: versions with history and metrics, warm start, cancel, activation, live history."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from app import jobs
+from app.config import Config
+from app.db import session_scope
+from app.errors import UserError
+from app.models import Job, ModelVersion
+from app.services import projects, training
+from ml.checkpoint import load_checkpoint
+from ml.progress import Cancelled
+from ml.synthetic import make_em_volume
+
+TINY = {"model": {"base": 4, "depth": 2}, "train": {"crop": 32, "batch_size": 2, "eval_every": 5}}
+
+
+@pytest.fixture
+def env(tmp_path):
+    cfg = Config(workspace=tmp_path / "ws", demo="none", device="cpu", extra=TINY)
+    pid = projects.create_project(cfg, "p")["id"]
+    raw, gt = make_em_volume((3, 64, 64), seed=1)
+    vid = projects.add_volume_from_array(cfg, pid, "syn", raw, voxel_size=(40, 5, 5), ground_truth=gt)["id"]
+    return SimpleNamespace(config=cfg, pid=pid, vid=vid, gt=gt, store=projects.label_store(cfg, vid))
+
+
+def _label(env, zs=(0, 1, 2)):
+    for z in zs:
+        g = env.gt[z, :48, :48]
+        env.store.paint(z, g == 0, 1)
+        env.store.paint(z, g > 0, 2)
+
+
+def _weights(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_train_creates_active_version_with_history_and_metrics(env):
+    _label(env)
+    res = training.train_model(env.config, env.pid, epochs=1, lr=3e-3, steps=12)
+    versions = training.list_versions(env.config, env.pid)
+    assert [v["id"] for v in versions] == [res["model_id"]] and versions[0]["active"]
+    counts = env.store.counts()
+    assert versions[0]["n_labeled_pixels"] == counts[1] + counts[2]
+    assert versions[0]["n_labeled_patches"] == 3          # 48x48 labels sit in one 128-grid tile per slice
+    m = res["metrics"]
+    assert m["steps"] == 12 and m["val_iou"] is not None and 0.0 <= m["gt_iou"] <= 1.0
+    history = training.version_history(env.config, res["model_id"])
+    assert len(history) == 12 and all("loss" in h for h in history)
+    model, info = load_checkpoint(versions[0]["path"])
+    assert info["meta"]["model_id"] == res["model_id"] and model.config["base"] == 4
+
+
+def test_continue_from_uses_parent_weights(env):
+    _label(env)
+    parent = training.train_model(env.config, env.pid, epochs=1, lr=3e-3, steps=6)["model_id"]
+    parent_w = _weights(training.load_model(env.config, parent)[0])
+    # A vanishing learning rate leaves the warm-started weights where the parent left them ...
+    child = training.train_model(env.config, env.pid, parent_id=parent, lr=1e-12, steps=2)["model_id"]
+    child_w = _weights(training.load_model(env.config, child)[0])
+    assert all(torch.allclose(parent_w[k], child_w[k], atol=1e-6) for k in parent_w)
+    # ... while a new model with the same settings starts elsewhere.
+    fresh = training.train_model(env.config, env.pid, lr=1e-12, steps=2)["model_id"]
+    fresh_w = _weights(training.load_model(env.config, fresh)[0])
+    assert not all(torch.allclose(parent_w[k], fresh_w[k], atol=1e-6) for k in parent_w)
+    assert next(v for v in training.list_versions(env.config, env.pid) if v["id"] == child)["parent_id"] == parent
+
+
+def test_cancel_keeps_partial_model_inactive(env):
+    _label(env)
+    first = training.train_model(env.config, env.pid, steps=4)["model_id"]
+    calls = {"n": 0}
+
+    def cancel() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    outcome = jobs.run_job(env.config, "train", env.pid,
+                           lambda progress, cancel: training.train_model(env.config, env.pid, steps=50,
+                                                                         progress=progress, cancel=cancel),
+                           cancel=cancel)
+    assert outcome.status == "cancelled"
+    with session_scope(env.config) as s:
+        assert s.get(Job, outcome.job_id).status == "cancelled"
+        rows = s.query(ModelVersion).order_by(ModelVersion.id).all()
+        assert [r.active for r in rows] == [True, False] and rows[0].id == first
+    partial = training.list_versions(env.config, env.pid)[0]
+    assert partial["cancelled"] and 0 < partial["steps"] < 50
+    assert [p["id"] for p in training.efficiency_points(env.config, env.pid)] == [first]
+    load_checkpoint(partial["path"])                          # the partial checkpoint is complete and loads
+
+
+def test_live_history_reaches_the_job_row(env):
+    _label(env)
+    seen = []
+    outcome = jobs.run_job(env.config, "train", env.pid,
+                           lambda progress, cancel: training.train_model(env.config, env.pid, steps=10,
+                                                                         progress=progress, cancel=cancel),
+                           set_progress=lambda d, t, info: seen.append(info))
+    assert outcome.ok
+    info = jobs.get_job(env.config, outcome.job_id)["info"]
+    assert info["history"][-1]["step"] == 10
+    assert any(h["val_iou"] is not None for h in info["history"])
+    assert any("loss" in i for i in seen)
+
+
+def test_activation_switches_the_active_version(env):
+    _label(env)
+    a = training.train_model(env.config, env.pid, steps=2)["model_id"]
+    b = training.train_model(env.config, env.pid, steps=2)["model_id"]
+    assert training.active_model_id(env.config, env.pid) == b
+    training.activate_model(env.config, env.pid, a)
+    assert training.active_model_id(env.config, env.pid) == a
+    with pytest.raises(UserError):
+        training.activate_model(env.config, env.pid, 999)
+
+
+def test_refuses_without_two_labeled_classes(env):
+    with pytest.raises(UserError, match="Nothing is labeled"):
+        training.train_model(env.config, env.pid, steps=2)
+    env.store.paint(0, np.ones((8, 8), bool), 2)
+    with pytest.raises(UserError, match="Only one class"):
+        training.train_model(env.config, env.pid, steps=2)
+
+
+@pytest.mark.parametrize("epochs, lr", [(0, 1e-3), (5, 0), ("x", 1e-3)])
+def test_bad_parameters(env, epochs, lr):
+    with pytest.raises(UserError):
+        training.train_model(env.config, env.pid, epochs=epochs, lr=lr)
+
+
+def test_steps_per_epoch_and_history_compaction():
+    regions = [SimpleNamespace(image=np.zeros((512, 512)))]
+    assert training.steps_for(regions, 3, batch_size=8, crop=128) == 3 * training.MIN_STEPS_PER_EPOCH
+    big = [SimpleNamespace(image=np.zeros((4096, 4096)))]
+    assert training.steps_for(big, 1, batch_size=8, crop=128) == 128
+    hist = [{"step": i, "loss": 1.0, "val_iou": 0.5 if i % 100 == 0 else None} for i in range(1, 2001)]
+    small = training.compact_history(hist, 400)
+    assert len(small) <= 421 and small[-1]["step"] == 2000
+    assert sum(h["val_iou"] is not None for h in small) == 20
+
+
+def test_eval_slab_is_central_and_bounded():
+    zs, ys, xs = training.eval_slab((20, 1024, 1024))
+    assert (zs.start, zs.stop) == (8, 11) and (ys.stop - ys.start, xs.stop - xs.start) == (512, 512)
+    assert training.eval_slab((1, 64, 64))[0] == slice(0, 1)
