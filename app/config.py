@@ -35,6 +35,7 @@ class Config:
     torch_threads: int = 0            # 0 = torch default (all cores); forked jobs always use 1
     auth_enabled: bool = False
     tile_cache_mb: int = 256
+    png_level: int = 0               # zlib level of grey tiles: 0 = fastest (EM noise barely compresses)
     demo_shape: tuple[int, int, int] = (16, 512, 512)
     extra: dict = field(default_factory=dict)
 
@@ -47,6 +48,8 @@ class Config:
             raise ValueError(f"APP_JOB_BACKEND={self.job_backend!r}; use one of {JOB_BACKENDS}")
         if self.device not in DEVICES:
             raise ValueError(f"APP_DEVICE={self.device!r}; use one of {DEVICES}")
+        if not 0 <= int(self.png_level) <= 9:
+            raise ValueError("APP_PNG_LEVEL must be 0..9 (zlib level)")
         if int(self.max_upload_mb) <= 0:
             raise ValueError("APP_MAX_UPLOAD_MB must be a positive number of megabytes")
 
@@ -77,6 +80,7 @@ class Config:
             ("APP_DEVICE", "device", str),
             ("APP_TORCH_THREADS", "torch_threads", int),
             ("APP_TILE_CACHE_MB", "tile_cache_mb", int),
+            ("APP_PNG_LEVEL", "png_level", int),
         ):
             if env.get(key):
                 try:

@@ -121,12 +121,20 @@ def register_routes(server: Flask, config: Config) -> imaging.PNGCache:
     """Add the image routes to ``server``; returns the tile cache (for stats and tests)."""
     cache = imaging.PNGCache(config.tile_cache_mb * 2**20)
 
+    infos: dict[int, dict] = {}   # shape/window/created of a volume never change: skip the DB per tile
+
+    def tile_info(vid: int) -> dict:
+        info = infos.get(vid)
+        if info is None:
+            try:
+                info = infos[vid] = projects.volume_info(config, vid)
+            except NotFound:
+                abort(404)
+        return info
+
     @server.route("/tiles/<int:vid>/<plane>/<int:index>.png")
     def tile(vid: int, plane: str, index: int):
-        try:
-            info = projects.volume_info(config, vid)
-        except NotFound:
-            abort(404)
+        info = tile_info(vid)
         _check_plane(plane, index, info["shape"])
         lo = _float_arg("lo")
         hi = _float_arg("hi")
@@ -146,7 +154,7 @@ def register_routes(server: Flask, config: Config) -> imaging.PNGCache:
             except UserError as e:
                 abort(410, str(e))
             arr = imaging.downsample(vol.plane(plane, index), level)
-            data = imaging.encode_png(imaging.window(arr, lo, hi))
+            data = imaging.encode_png(imaging.window(arr, lo, hi), config.png_level)
             cache.put(etag, data)
         return _png_response(data, etag, cc)
 

@@ -14,6 +14,16 @@ log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parent / "assets"   # vendored Bootstrap CSS (works offline), keys, styles
 
 
+def show_callback_error(exc: Exception) -> None:
+    """Global safety net: an exception escaping any callback becomes the page alert, not a silent failure."""
+    from dash import set_props
+
+    from app.errors import user_message
+    from layouts import ids
+
+    set_props(ids.ALERT, {"children": user_message(exc), "is_open": True})
+
+
 def create_app(config: Config | None = None, auth_check=None) -> dash.Dash:
     """The ActiveSeg Dash app for ``config`` (defaults from the environment)."""
     from app import jobs
@@ -34,6 +44,7 @@ def create_app(config: Config | None = None, auth_check=None) -> dash.Dash:
         background_callback_manager=jobs.make_background_manager(config),
         suppress_callback_exceptions=True,
         update_title=None,
+        on_error=show_callback_error,
     )
     server = app.server
     server.secret_key = config.secret_key

@@ -61,20 +61,28 @@ def cancel_segment(config: Config, project_id: int | None) -> str:
     return "Stopping after the current slice (the previous prediction stays)…" if n else "Nothing to cancel."
 
 
-def objects_view(config: Config, volume: dict | None, max_objects: Any) -> tuple:
-    """-> (table rows, summary children, 3D figure, segmentation id shown)."""
-    vid = volume_id_of(volume)
-    seg_id = segmentation.latest_segmentation_id(config, vid)
+def objects_view(config: Config, volume: dict | None) -> tuple:
+    """-> (table rows, summary children, segmentation id shown) of the volume's newest segmentation."""
+    seg_id = segmentation.latest_segmentation_id(config, volume_id_of(volume))
     if seg_id is None:
-        return [], view.summary_view(None), view.mesh_figure(None), None
+        return [], view.summary_view(None), None
     try:
         info = segmentation.segmentation_info(config, seg_id)
         rows = segmentation.object_rows(config, seg_id)
-        n = int(max_objects or view.DEFAULT_MESH_N)
-        mesh = segmentation.object_meshes(config, seg_id, max_objects=n)
     except Exception as e:  # noqa: BLE001 - shown to the user
-        return [], user_message(e), view.mesh_figure(None), seg_id
-    return rows, view.summary_view(segmentation.summary_view(info["summary"])), view.mesh_figure(mesh), seg_id
+        return [], user_message(e), seg_id
+    return rows, view.summary_view(segmentation.summary_view(info["summary"])), seg_id
+
+
+def mesh_view(config: Config, seg_id: Any, max_objects: Any) -> Any:
+    """3D figure of the largest objects (drawn after the table, as meshing takes a moment)."""
+    if seg_id is None:
+        return view.mesh_figure(None)
+    try:
+        n = int(max_objects or view.DEFAULT_MESH_N)
+        return view.mesh_figure(segmentation.object_meshes(config, int(seg_id), max_objects=n))
+    except Exception as e:  # noqa: BLE001 - shown in the figure
+        return view.empty_figure("3D objects", user_message(e))
 
 
 def goto_object(config: Config, seg_id: Any, active_cell: dict | None) -> Any:
@@ -118,11 +126,14 @@ def register(app) -> None:
     def _postprocess(_n, volume, threshold, min_size, split):
         return run_postprocess(get_config(), volume, threshold, min_size, "split" in (split or []))
 
-    @app.callback(Output(pids.OBJ_TABLE, "data"), Output(pids.OBJ_SUMMARY, "children"), Output(pids.OBJ_MESH, "figure"),
-                  Output(pids.OBJ_SHOWN, "data"),
-                  Input(pids.OBJ_SEG, "data"), Input(ids.VOLUME_STORE, "data"), Input(pids.OBJ_MESH_N, "value"))
-    def _objects(_seg, volume, max_objects):
-        return objects_view(get_config(), volume, max_objects)
+    @app.callback(Output(pids.OBJ_TABLE, "data"), Output(pids.OBJ_SUMMARY, "children"), Output(pids.OBJ_SHOWN, "data"),
+                  Input(pids.OBJ_SEG, "data"), Input(ids.VOLUME_STORE, "data"))
+    def _objects(_seg, volume):
+        return objects_view(get_config(), volume)
+
+    @app.callback(Output(pids.OBJ_MESH, "figure"), Input(pids.OBJ_SHOWN, "data"), Input(pids.OBJ_MESH_N, "value"))
+    def _mesh(seg_id, max_objects):
+        return mesh_view(get_config(), seg_id, max_objects)
 
     @app.callback(Output(pids.NAV_REQUEST, "data", allow_duplicate=True), Input(pids.OBJ_TABLE, "active_cell"),
                   State(pids.OBJ_SHOWN, "data"), prevent_initial_call=True)

@@ -219,7 +219,7 @@ def register(app) -> None:
         """function(state, contrast, info) {
             if (!state || !contrast || !info) { return dash_clientside.no_update; }
             const ax = {xy: 0, xz: 1, yz: 2}[state.plane], n = info.shape[ax], urls = [];
-            const f = (v) => Number.isInteger(v) ? String(v) : v.toFixed(4).replace(/0+$/, "").replace(/\.$/, "");
+            const f = (v) => Number.isInteger(v) ? String(v) : v.toFixed(4).replace(/0+$/, "").replace(/[.]$/, "");
             for (const d of [1, -1, 2, -2]) {
                 const i = state.index + d;
                 if (i < 0 || i >= n) continue;

@@ -24,8 +24,8 @@ def volume_facts(info: dict | None) -> Any:
             ("source", info.get("source_path") or "generated")]
     if info.get("gt_path"):
         rows.append(("ground truth", "yes (for evaluation)"))
-    return html.Table([html.Tr([html.Td(k, className="text-muted pe-2"), html.Td(v, className="text-break")])
-                       for k, v in rows], className="small mb-2")
+    return html.Table(html.Tbody([html.Tr([html.Td(k, className="text-muted pe-2"), html.Td(v, className="text-break")])
+                                  for k, v in rows]), className="small mb-2")
 
 
 def class_rows(classes: Sequence[dict]) -> Any:

@@ -57,7 +57,7 @@ def efficiency_figure(points: Sequence[dict], x_key: str = "n_labeled_patches") 
     fig = empty_figure("Label efficiency")
     xs = [p[x_key] for p in points]
     fig.add_trace(go.Scatter(x=xs, y=[p.get("val_iou") for p in points], name="val IoU", mode="lines+markers",
-                             text=[f"model {p['id']}" for p in points]))
+                             text=[f"model {p['id']}: {p['n_labeled_pixels']:,} labeled px" for p in points]))
     if any(p.get("gt_iou") is not None for p in points):
         fig.add_trace(go.Scatter(x=xs, y=[p.get("gt_iou") for p in points], name="IoU vs ground truth",
                                  mode="lines+markers"))

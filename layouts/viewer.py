@@ -25,8 +25,10 @@ GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False, "doubleClick": "reset"
                 "modeBarButtonsToAdd": ["drawopenpath", "drawclosedpath"]}
 
 
-def image(url: str | None, w: int, h: int, opacity: float = 1.0, name: str = "") -> dict:
-    return {"source": url or "", "xref": "x", "yref": "y", "x": IMAGE_ORIGIN, "y": IMAGE_ORIGIN,
+def image(url: str | None, w: int, h: int, opacity: float = 1.0, name: str = "", slot: int = 0) -> dict:
+    """A layout image over the plane. plotly.js keys layout images by (x, y, size): images with
+    identical geometry collapse into one, so each slot is shifted by an invisible 1e-6 px."""
+    return {"source": url or "", "xref": "x", "yref": "y", "x": IMAGE_ORIGIN + slot * 1e-6, "y": IMAGE_ORIGIN,
             "sizex": w, "sizey": h, "xanchor": "left", "yanchor": "top", "sizing": "stretch",
             "layer": "below", "opacity": float(opacity), "visible": bool(url) and opacity > 0, "name": name}
 
@@ -37,9 +39,9 @@ def make_figure(w: int, h: int, tile_url: str | None = None, overlays: dict[str,
     """The canvas for a (h, w) plane; ``overlays[kind] = (url, opacity)``; aspect = row/column pixel size."""
     overlays = overlays or {}
     images = [image(tile_url, w, h, 1.0, "raw")]
-    for kind in OVERLAYS:
+    for slot, kind in enumerate(OVERLAYS, start=1):
         url, opacity = overlays.get(kind, (None, 0.0))
-        images.append(image(url, w, h, opacity, kind))
+        images.append(image(url, w, h, opacity, kind, slot))
     x0, x1, y0, y1 = IMAGE_ORIGIN, w + IMAGE_ORIGIN, IMAGE_ORIGIN, h + IMAGE_ORIGIN
     layout = {
         "images": images,

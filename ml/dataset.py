@@ -8,7 +8,7 @@ unlabeled pixels stay 0 and are ignored by the loss.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 

@@ -75,6 +75,18 @@ def class_weights(counts: dict[int, int], n_classes: int, max_weight: float = 10
     return torch.tensor(w, dtype=torch.float32)
 
 
+def crop_label_counts(regions: Sequence[Region], config: TrainConfig, n_crops: int = 64) -> dict[int, int]:
+    """Label frequencies as the loss will see them: in class-balanced crops, not in the raw labels.
+
+    Weighting by raw-label frequency on top of balanced sampling compensates twice and
+    makes the model over-predict the rare class.
+    """
+    probe = CropSampler(regions, crop=config.crop, augment=False, seed=config.seed + 1)
+    _, labels = probe.sample(n_crops)
+    values, counts = np.unique(labels[labels > 0], return_counts=True)
+    return {int(v): int(c) for v, c in zip(values, counts)}
+
+
 def labeled_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None,
                  dice_weight: float = 0.0) -> torch.Tensor:
     """Cross-entropy over labeled pixels / labeled count (+ optional soft dice on foreground)."""
@@ -159,7 +171,7 @@ def train(model: nn.Module, train_regions: Sequence[Region], val_regions: Sequen
         raise ValueError(f"labels use value {max(sampler.classes)} but the model has {n_classes} classes")
     weight = None
     if config.class_weights == "auto":
-        weight = class_weights(sampler.label_counts(), n_classes, config.max_class_weight).to(device)
+        weight = class_weights(crop_label_counts(train_regions, config), n_classes, config.max_class_weight).to(device)
     elif config.class_weights is not None:
         if len(config.class_weights) != n_classes:
             raise ValueError(f"class_weights has {len(config.class_weights)} values for {n_classes} classes")

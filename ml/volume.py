@@ -13,6 +13,19 @@ import numpy as np
 VoxelSize = tuple[float, float, float]
 
 
+def _voxel_size(value: Sequence[float] | None) -> VoxelSize | None:
+    """Three positive finite numbers (z, y, x) in nm, or None; anything else is a caller bug."""
+    if value is None or len(value) == 0:
+        return None
+    try:
+        vs = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        vs = ()
+    if len(vs) != 3 or not all(np.isfinite(v) and v > 0 for v in vs):
+        raise ValueError(f"voxel_size must be three positive numbers (z, y, x) in nm, got {value!r}")
+    return vs  # type: ignore[return-value]
+
+
 class Volume:
     """Read-only (Z, Y, X) view over an array-like; indexing returns numpy arrays."""
 
@@ -27,7 +40,7 @@ class Volume:
         if len(data.shape) != 3:
             raise ValueError(f"Volume needs 3 axes (Z, Y, X), got shape {tuple(data.shape)}")
         self._data = data
-        self.voxel_size: VoxelSize | None = tuple(float(v) for v in voxel_size) if voxel_size else None
+        self.voxel_size: VoxelSize | None = _voxel_size(voxel_size)
         self.path = str(path) if path is not None else None
         self.name = name or (Path(path).name if path else "array")
         self._closer = closer

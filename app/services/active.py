@@ -1,8 +1,9 @@
 """Active-learning rounds: score candidate patches with the active model, store a ranked queue.
 
 A round is an ``ALRound`` row with ``k`` ranked ``Suggestion`` rows and a PNG thumbnail per
-suggestion (served by the ``/thumbs/<id>.png`` route via :func:`thumbnail_png`). Patches
-that are already labeled, or that the user skipped before, never enter the pool. With no
+suggestion (served by the ``/thumbs/<id>.png`` route; :func:`thumbnail_png` also rebuilds a
+missing one). Patches that are already labeled (in the label store, or marked labeled in an
+earlier round) or that the user skipped never enter the pool. With no
 trained model yet, uncertainty means nothing, so the round falls back to k-means on an
 untrained network's features (representative patches) and says so.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import io
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from app.config import get_config
 from app.db import session_scope
 from app.errors import NotFound, UserError
 from app.models import ALRound, Suggestion
-from app.services import projects, training
+from app.services import exports, projects, training
 from app.workspace import Workspace
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
@@ -31,6 +31,7 @@ MAX_CANDIDATES = 2000       # bounded scoring time on big volumes (seeded subsam
 MC_PASSES = 8               # MC-dropout passes for strategies that need BALD
 THUMB_PX = 96
 MAX_K = 64
+MAX_LABELED_FOR_CORESET = 256   # labeled patches whose features the coreset strategy keeps away from
 NO_MODEL_FALLBACK = "kmeans"
 MODEL_FREE = frozenset({"random", "kmeans", "coreset"})   # meaningful without a trained model
 
@@ -59,33 +60,22 @@ def _validate(strategy: str, k: int, patch_size: int, shape: tuple[int, int, int
     return k, patch_size
 
 
-def _excluder(store: Any, skipped: set[tuple[int, int, int, int]]):
-    """Exclude patches that are labeled (labeled fraction above the pool's threshold) or were skipped."""
+def _excluder(store: Any, done: set[tuple[int, int, int, int]]):
+    """Exclude patches handled in earlier rounds and patches whose labeled fraction is above the pool's threshold."""
     from ml.active.pool import labeled_fraction_excluder
 
     labeled = labeled_fraction_excluder(store) if store is not None else (lambda p: False)
-    return lambda p: (p.z, p.y, p.x, p.size) in skipped or labeled(p)
+    return lambda p: (p.z, p.y, p.x, p.size) in done or labeled(p)
 
 
-def _skipped(session: Session, volume_id: int) -> set[tuple[int, int, int, int]]:
+def _done(session: Session, volume_id: int) -> set[tuple[int, int, int, int]]:
+    """(z, y, x, size) of suggestions already labeled or skipped in earlier rounds."""
     rows = session.execute(
         sql_select(Suggestion.z, Suggestion.y, Suggestion.x, Suggestion.size)
         .join(ALRound, ALRound.id == Suggestion.round_id)
-        .where(ALRound.volume_id == volume_id, Suggestion.status == "skipped")
+        .where(ALRound.volume_id == volume_id, Suggestion.status.in_(("skipped", "labeled")))
     ).all()
     return {tuple(int(v) for v in r) for r in rows}
-
-
-def _labeled_patches(session: Session, volume_id: int, limit: int = 256):
-    from ml.active.pool import Patch
-
-    rows = session.execute(
-        sql_select(Suggestion.z, Suggestion.y, Suggestion.x, Suggestion.size)
-        .join(ALRound, ALRound.id == Suggestion.round_id)
-        .where(ALRound.volume_id == volume_id, Suggestion.status == "labeled")
-        .order_by(Suggestion.id.desc()).limit(limit)
-    ).all()
-    return [Patch(*(int(v) for v in r)) for r in rows]
 
 
 def _thumbnail(volume: Any, lo: float, hi: float, z: int, y: int, x: int, size: int) -> bytes:
@@ -124,13 +114,12 @@ def suggest_patches(
     project_id, lo, hi, shape = info["project_id"], float(info["lo"]), float(info["hi"]), tuple(info["shape"])
     k, patch_size = _validate(strategy, k, patch_size, shape)
     with session_scope(config) as s:
-        skipped = _skipped(s, volume_id)
-        labeled_patches = _labeled_patches(s, volume_id)
+        done = _done(s, volume_id)
     volume = projects.open_volume(config, volume_id)
     store = projects.label_store(config, volume_id)
     model, model_id, used, note = _model_and_strategy(config, project_id, volume_id, strategy)
     report(progress, 0, 1, phase="building candidate pool")
-    pool = candidate_pool(shape, size=patch_size, exclude=_excluder(store, skipped),
+    pool = candidate_pool(shape, size=patch_size, exclude=_excluder(store, done),
                           max_candidates=MAX_CANDIDATES, seed=seed)
     if not pool:
         raise UserError("No unlabeled patch of that size is left in this volume; try a smaller patch size.")
@@ -138,14 +127,16 @@ def suggest_patches(
     device = training.device_for(config)
     reader = volume_reader(volume, lo, hi)
 
-    def on_batch(done: int, total: int, info: dict) -> None:
-        report(progress, done, total, phase="scoring patches", **info)
+    def on_batch(n_done: int, total: int, info: dict) -> None:
+        report(progress, n_done, total, phase="scoring patches", **info)
 
     scores = score_patches(model, reader, pool, mc_passes=MC_PASSES if used in NEEDS_MC else 0, device=device,
                            progress=on_batch, cancel=cancel)
     labeled_emb = None
-    if used == "coreset" and labeled_patches:
-        labeled_emb = score_patches(model, reader, labeled_patches, mc_passes=0, device=device).embeddings
+    if used == "coreset":
+        labeled = exports.labeled_patches(config, volume_id, grid=patch_size)[:MAX_LABELED_FOR_CORESET]
+        if labeled:
+            labeled_emb = score_patches(model, reader, labeled, mc_passes=0, device=device).embeddings
     check_cancel(cancel)
     picks, values = select(used, scores, k, seed=seed, labeled_embeddings=labeled_emb)
     round_id = _store_round(config, (project_id, volume_id, model_id), used, k, patch_size,
@@ -261,8 +252,3 @@ def thumbnail_png(suggestion_id: int, config: Any = None) -> bytes:
     with session_scope(config) as s:
         _suggestion(s, suggestion_id).thumb_path = str(path)
     return data
-
-
-def patch_as_dict(p: Any) -> dict:
-    """JSON-able form of an ``ml.active.pool.Patch``."""
-    return asdict(p)

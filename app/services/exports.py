@@ -13,7 +13,7 @@ import shutil
 import zipfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from app.errors import UserError
 from app.models import ALRound, Suggestion
 from app.services import effort, projects, segmentation, training
 from app.workspace import Workspace
+from ml.io.readers_axes import MappedView
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
 VOLUME_EXPORTS = ("segmentation", "instances", "labels")
@@ -30,32 +31,6 @@ EXTENSIONS = {"tiff": ".tif", "ome-zarr": ".ome.zarr.zip", "nrrd": ".nrrd", "csv
               "pt": ".pt"}
 FORMATS = {"segmentation": VOLUME_FORMATS, "instances": VOLUME_FORMATS, "labels": VOLUME_FORMATS,
            "objects": ("csv",), "effort": ("csv",), "patches": ("zip",), "checkpoint": ("pt",)}
-
-
-class ZView:
-    """A lazy (Z, Y, X) view applying ``fn`` to each slice read from ``source`` (sliceable by z)."""
-
-    def __init__(self, source: Any, fn: Callable[[np.ndarray], np.ndarray], dtype: Any):
-        self.source, self.fn, self.dtype = source, fn, np.dtype(dtype)
-        self.shape = tuple(int(s) for s in source.shape)
-        self.ndim = 3
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        key = key if isinstance(key, tuple) else (key,)
-        zkey, rest = key[0], key[1:]
-        if isinstance(zkey, (int, np.integer)):
-            return np.asarray(self.fn(np.asarray(self.source[int(zkey)])), dtype=self.dtype)[rest]
-        zs = range(*zkey.indices(self.shape[0])) if isinstance(zkey, slice) else [int(z) for z in zkey]
-        block = np.stack([np.asarray(self.fn(np.asarray(self.source[z])), dtype=self.dtype) for z in zs]) \
-            if len(zs) else np.zeros((0, *self.shape[1:]), self.dtype)
-        return block[(slice(None), *rest)]
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        arr = self[:]
-        return arr.astype(dtype) if dtype is not None else arr
 
 
 def _safe(text: str) -> str:
@@ -82,7 +57,7 @@ def _instances_dtype(instances: Any) -> np.dtype:
 
 
 def volume_source(config: Any, volume_id: int, what: str) -> Any:
-    """The lazy (Z, Y, X) array to export for ``what`` (segmentation | instances | labels)."""
+    """The lazy (Z, Y, X) array to export for ``what`` (segmentation | instances | labels); read by slabs."""
     if what == "labels":
         return projects.label_store(config, volume_id)
     seg_id = segmentation.latest_segmentation_id(config, volume_id)
@@ -91,22 +66,24 @@ def volume_source(config: Any, volume_id: int, what: str) -> Any:
     inst = segmentation.open_instances(config, seg_id)
     if what == "instances":
         dtype = _instances_dtype(inst)
-        return ZView(inst, lambda a: a.astype(dtype), dtype)
-    return ZView(inst, lambda a: (a > 0).astype(np.uint8), np.uint8)
+        return MappedView(inst, lambda a: a.astype(dtype), dtype)
+    return MappedView(inst, lambda a: a > 0, np.uint8)
 
 
 # --- writers -------------------------------------------------------------------------------------------
-def _write_volume(path: Path, data: Any, fmt: str, voxel_size: Any, name: str, arc_root: str) -> None:
+def _write_volume(path: Path, data: Any, fmt: str, voxel_size: Any, name: str, arc_root: str,
+                  progress: ProgressFn = None, cancel: CancelFn = None) -> None:
+    """One volume in ``fmt``; the writers stream slabs and report progress themselves."""
     from ml.io import export as writers
 
     if fmt == "tiff":
-        writers.write_tiff(path, data, voxel_size)
+        writers.write_tiff(path, data, voxel_size, progress=progress, cancel=cancel)
     elif fmt == "nrrd":
-        writers.write_nrrd(path, data, voxel_size)
+        writers.write_nrrd(path, data, voxel_size, progress=progress, cancel=cancel)
     else:
         folder = path.with_name(path.name[: -len(".zip")] + ".dir")
         try:
-            writers.write_ome_zarr(folder, data, voxel_size, name)
+            writers.write_ome_zarr(folder, data, voxel_size, name, progress=progress, cancel=cancel)
             zip_folder(folder, path, arc_root=arc_root)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -122,7 +99,7 @@ def zip_folder(folder: Path, out: Path, arc_root: str) -> Path:
 
 
 def labeled_patches(config: Any, volume_id: int, grid: int = training.GRID) -> list:
-    """Patches to export as pairs: labeled AL suggestions, else the grid tiles holding labels."""
+    """Labeled patches (export pairs, coreset reference): labeled AL suggestions, else grid tiles holding labels."""
     from ml.active.pool import Patch
 
     with session_scope(config) as s:
@@ -186,12 +163,12 @@ def export(config: Any, volume_id: int, what: str, fmt: str, progress: ProgressF
     final = Workspace(config.workspace).exports_dir() / export_filename(info["name"], what, fmt)
     tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")
     arc_root = final.name[: -len(".zip")] if final.name.endswith(".zip") else final.stem
-    report(progress, 0, 2, phase=f"exporting {what}")
+    report(progress, 0, 1, phase=f"exporting {what}")
     check_cancel(cancel)
     try:
         if what in VOLUME_EXPORTS:
             data = volume_source(config, volume_id, what)
-            _write_volume(tmp, data, fmt, info["voxel_size"], f"{info['name']} {what}", arc_root)
+            _write_volume(tmp, data, fmt, info["voxel_size"], f"{info['name']} {what}", arc_root, progress, cancel)
         elif what == "objects":
             _write_objects_csv(config, volume_id, tmp)
         elif what == "effort":
@@ -205,7 +182,7 @@ def export(config: Any, volume_id: int, what: str, fmt: str, progress: ProgressF
     finally:
         if tmp.exists():
             tmp.unlink()
-    report(progress, 2, 2, phase="done")
+    report(progress, 1, 1, phase="done")
     return {"path": str(final), "filename": final.name}
 
 

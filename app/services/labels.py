@@ -17,6 +17,7 @@ from app.models import ALRound, LabelEvent, Suggestion, dumps, utcnow
 from app.services import projects
 
 MAX_BRUSH = 200.0
+MIN_BRUSH = 1.5   # radius 0.75 > half a pixel diagonal: every click paints at least its nearest pixel
 
 
 def shape_to_path(shape: dict | str) -> str:
@@ -71,7 +72,7 @@ def apply_stroke(config: Config, vid: int, z: int, path: str, value: int, width:
     if not 0 <= int(z) < zmax:
         raise UserError(f"Slice {z} is outside 0..{zmax - 1}.")
     value = _check_value(value, len(store.classes))
-    width = min(max(float(width or 1.0), 1.0), MAX_BRUSH)
+    width = min(max(float(width or 1.0), MIN_BRUSH), MAX_BRUSH)
     try:
         crop, y0, x0 = rasterize_path_bbox(path, (h, w), width, fill=fill)
     except ValueError as e:

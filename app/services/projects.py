@@ -5,7 +5,6 @@ and generated volumes are stored as chunked Zarr in the workspace so every plane
 """
 from __future__ import annotations
 
-import base64
 import re
 import shutil
 import threading
@@ -18,7 +17,8 @@ import numpy as np
 from app.config import Config
 from app.db import session_scope
 from app.errors import NotFound, UserError
-from app.models import Project, VolumeRecord, dumps, loads
+from app.models import Project, VolumeRecord, dumps
+from app.storage import decode_upload, safe_name, write_zarr  # noqa: F401  (write_zarr: public here too)
 from app.workspace import Workspace
 
 _VOL_LOCK = threading.Lock()
@@ -141,26 +141,6 @@ def add_volume_from_path(config: Config, project_id: int, path: str, dataset: st
 
 
 # --- uploads ------------------------------------------------------------------------------------------
-def decode_upload(contents: str, filename: str, max_bytes: int) -> bytes:
-    """Decode a dcc.Upload data URL, refusing files over the size limit before decoding."""
-    if not contents or "," not in contents:
-        raise UserError(f"{filename or 'The upload'} arrived empty or incomplete; try again.")
-    b64 = contents.split(",", 1)[1]
-    approx = len(b64) * 3 // 4
-    if approx > max_bytes:
-        raise UserError(f"{filename} is {approx / 2**20:.0f} MB; uploads are limited to {max_bytes / 2**20:.0f} MB. "
-                        "For large volumes put the file in a data folder and add it by path.")
-    try:
-        return base64.b64decode(b64, validate=False)
-    except (ValueError, TypeError) as e:
-        raise UserError(f"{filename} could not be decoded ({e}).") from e
-
-
-def _safe_name(filename: str) -> str:
-    name = Path(filename or "upload").name
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "upload"
-
-
 def add_volume_from_upload(config: Config, project_id: int, filenames: Sequence[str] | str,
                            contents: Sequence[str] | str, voxel_size=None) -> dict:
     """Save uploaded file(s) (several 2D slices = one stack), read them, keep a Zarr copy in the workspace."""
@@ -178,7 +158,7 @@ def add_volume_from_upload(config: Config, project_id: int, filenames: Sequence[
         for fn, c in zip(filenames, contents):
             data = decode_upload(c, fn, config.max_upload_bytes - total)
             total += len(data)
-            (tmp / _safe_name(fn)).write_bytes(data)
+            (tmp / safe_name(fn)).write_bytes(data)
         files = sorted(tmp.iterdir())
         src = files[0] if len(files) == 1 else tmp
         vol = _open_path(src, voxel_size=voxel_size)
@@ -190,24 +170,6 @@ def add_volume_from_upload(config: Config, project_id: int, filenames: Sequence[
 
 
 # --- stored arrays ------------------------------------------------------------------------------------
-def write_zarr(path: Path, data, chunk_yx: int = 512, attrs: dict | None = None) -> Path:
-    """Stream a (Z,Y,X) array-like into a chunked Zarr array slice by slice (atomic: tmp dir + rename)."""
-    import zarr
-
-    shape = tuple(int(s) for s in data.shape)
-    tmp = path.with_name(path.name + f".tmp-{uuid.uuid4().hex[:8]}")
-    arr = zarr.create_array(store=str(tmp), shape=shape, dtype=np.dtype(data.dtype),
-                            chunks=(1, min(chunk_yx, shape[1]), min(chunk_yx, shape[2])), overwrite=True)
-    for z in range(shape[0]):
-        arr[z] = np.asarray(data[z])
-    if attrs:
-        arr.attrs.update(attrs)
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
-    return path
-
-
 def add_volume_from_array(config: Config, project_id: int, name: str, data, voxel_size=None,
                           ground_truth=None, source_path: str | None = None) -> dict:
     """Store an array (or Volume) as Zarr in the workspace; optional dense ground truth beside it."""

@@ -26,6 +26,8 @@ from app.workspace import Workspace
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
 MC_PASSES = 8
+MAX_MESH_FACES = 60_000      # 3D view budget (~2 MB of figure JSON)
+MAX_MESH_STEP = 8
 NM3_PER_UM3 = 1e9
 NM2_PER_UM2 = 1e6
 
@@ -247,19 +249,29 @@ def object_nav(config: Any, seg_id: int, object_id: int) -> dict:
             "outline": True, "source": f"object:{int(object_id)}", "t": time.time()}
 
 
-def object_meshes(config: Any, seg_id: int, max_objects: int = 50, step: int = 2) -> dict | None:
-    """One decimated mesh of the ``max_objects`` largest objects in µm: x, y, z, i, j, k, object id per vertex."""
+def object_meshes(config: Any, seg_id: int, max_objects: int = 50, step: int = 2,
+                  max_faces: int = MAX_MESH_FACES) -> dict | None:
+    """One mesh of the ``max_objects`` largest objects in µm: x, y, z, i, j, k, object id per vertex.
+
+    Decimated by the marching-cubes step; when the mesh has more than ``max_faces`` faces it is
+    rebuilt once with a coarser step (up to MAX_MESH_STEP), so the figure stays ~2 MB at most.
+    """
     from ml.objects import objects_mesh
 
     info = segmentation_info(config, seg_id)
     known = info["summary"].get("voxel_size_known", True)
     vs = projects.volume_info(config, info["volume_id"])["voxel_size"]
-    verts, faces, ids = objects_mesh(np.asarray(open_instances(config, seg_id)[:]), vs,
-                                     max_objects=max(1, int(max_objects)), step=step)
+    inst = np.asarray(open_instances(config, seg_id)[:])
+    n = max(1, int(max_objects))
+    verts, faces, ids = objects_mesh(inst, vs, max_objects=n, step=step)
+    if len(faces) > max_faces and step < MAX_MESH_STEP:
+        # faces shrink ~ step**2: jump straight to the power-of-two step that fits the budget
+        factor = 2 ** int(np.ceil(np.log2(np.sqrt(len(faces) / max_faces))))
+        step = min(MAX_MESH_STEP, step * max(2, factor))
+        verts, faces, ids = objects_mesh(inst, vs, max_objects=n, step=step)
     if len(faces) == 0:
         return None
-    scale = 1e-3 if known else 1.0
-    return {"x": (verts[:, 2] * scale).tolist(), "y": (verts[:, 1] * scale).tolist(),
-            "z": (verts[:, 0] * scale).tolist(), "i": faces[:, 0].tolist(), "j": faces[:, 1].tolist(),
-            "k": faces[:, 2].tolist(), "object_id": ids.tolist(), "units": "µm" if known else "voxels"}
-
+    xyz = np.round(verts * (1e-3 if known else 1.0), 4)
+    return {"x": xyz[:, 2].tolist(), "y": xyz[:, 1].tolist(), "z": xyz[:, 0].tolist(), "i": faces[:, 0].tolist(),
+            "j": faces[:, 1].tolist(), "k": faces[:, 2].tolist(), "object_id": ids.tolist(),
+            "units": "µm" if known else "voxels", "step": step}

@@ -19,7 +19,7 @@ from sqlalchemy import select as sql_select
 
 from app.db import session_scope
 from app.errors import NotFound, UserError
-from app.models import ALRound, ModelVersion, Suggestion, VolumeRecord, dumps, loads
+from app.models import ModelVersion, VolumeRecord, dumps, loads
 from app.services import projects
 from app.workspace import Workspace
 from ml.progress import CancelFn, Cancelled, ProgressFn, report
@@ -27,6 +27,7 @@ from ml.progress import CancelFn, Cancelled, ProgressFn, report
 GRID = 128                   # n_labeled_patches counts 128x128 grid tiles holding labels
 MIN_STEPS_PER_EPOCH = 20
 MAX_HISTORY_POINTS = 400     # live-curve points kept in the Job row
+CURVE_EVERY_S = 0.4          # how often the live curve is re-thinned (the Job row is written every 0.5 s)
 EVAL_SLAB_SLICES = 3         # ground-truth IoU: central slices ...
 EVAL_SLAB_PX = 512           # ... centre crop of at most this many pixels per side
 DEFAULT_ARCH = {"base": 16, "depth": 4}
@@ -217,7 +218,7 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
     ``ml.train.TrainConfig`` fields (tests use tiny crops). On cancel the partial model is
     stored inactive, then Cancelled propagates so the job reads "cancelled".
     """
-    from ml.train import TrainConfig, train
+    from ml.train import TrainConfig, config_dict, train
 
     epochs, lr = _validate_params(epochs, lr)
     report(progress, 0, 1, phase="reading labels")
@@ -226,21 +227,24 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
     classes = projects.get_classes(config, vols[0]["id"])
     model = _start_model(config, project_id, parent_id, classes)
     overrides = dict(config.extra.get("train", {}), **(train_overrides or {}))
-    probe = TrainConfig(lr=lr, **overrides)
+    probe = TrainConfig(**{**overrides, "lr": lr})
     n_steps = int(steps) if steps else steps_for(regions, epochs, probe.batch_size, probe.crop)
     tcfg = TrainConfig(**{**overrides, "lr": lr, "steps": n_steps})
     device = device_for(config)
     history: list[dict] = []
     started = time.monotonic()
+    shown = {"at": 0.0, "curve": []}
 
     def on_step(done: int, total: int, info: dict) -> None:
         evaluated = done % tcfg.eval_every == 0 or done == total   # when ml.train validates
         history.append({"step": done, "loss": info.get("loss"),
                         "val_iou": info.get("val_iou") if evaluated else None})
+        if time.monotonic() - shown["at"] >= CURVE_EVERY_S or done == total:   # thinning costs O(steps)
+            shown.update(at=time.monotonic(), curve=compact_history(history))
         report(progress, done, total, phase="training", loss=info.get("loss"), val_iou=info.get("val_iou"),
-               eta_s=info.get("eta_s"), history=compact_history(history))
+               eta_s=info.get("eta_s"), history=shown["curve"])
 
-    meta = {"parent_id": parent_id, "epochs": epochs, "train_config": _asdict(tcfg), **label_stats}
+    meta = {"parent_id": parent_id, "epochs": epochs, "train_config": config_dict(tcfg), **label_stats}
     try:
         result = train(model, regions, None, tcfg, progress=on_step, cancel=cancel, device=device)
     except Cancelled as exc:
@@ -258,12 +262,6 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
         metrics.update(gt)
     mid = _store_version(config, project_id, parent_id, result, classes, label_stats, meta, metrics, activate=True)
     return {"model_id": mid, "metrics": metrics}
-
-
-def _asdict(tcfg: Any) -> dict:
-    from ml.train import config_dict
-
-    return config_dict(tcfg)
 
 
 def _store_version(config: Any, project_id: int, parent_id: int | None, result: Any, classes: list,
@@ -337,13 +335,6 @@ def efficiency_points(config: Any, project_id: int | None) -> list[dict]:
     """Completed versions in labeling order: labeled patches/pixels vs validation and GT IoU."""
     pts = [v for v in list_versions(config, project_id) if not v["cancelled"]]
     return sorted(pts, key=lambda v: (v["n_labeled_patches"], v["n_labeled_pixels"], v["id"]))
-
-
-def labeled_suggestions(config: Any, project_id: int) -> int:
-    """How many AL suggestions of the project were labeled (shown beside the grid-tile count)."""
-    with session_scope(config) as s:
-        return int(s.query(Suggestion).join(ALRound, ALRound.id == Suggestion.round_id)
-                   .filter(ALRound.project_id == project_id, Suggestion.status == "labeled").count())
 
 
 def has_ground_truth(config: Any, project_id: int | None) -> bool:

@@ -9,10 +9,19 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from app import db
 from app.config import Config
 from app.db import session_scope
 from app.models import ALRound, Suggestion
 from app.services import effort, projects
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """Each test sees its own engines and volume caches (as after a restart)."""
+    yield
+    db.forget_all()
+    projects.forget_caches()
 
 
 @pytest.fixture

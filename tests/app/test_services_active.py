@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from app import db
 from app.config import Config
 from app.db import session_scope
 from app.errors import UserError
@@ -16,6 +17,14 @@ from ml.progress import Cancelled
 from ml.synthetic import make_em_volume
 
 TINY = {"model": {"base": 4, "depth": 2}}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """Each test sees its own engines and volume caches (as after a restart)."""
+    yield
+    db.forget_all()
+    projects.forget_caches()
 
 
 @pytest.fixture
@@ -90,9 +99,20 @@ def test_labeled_and_skipped_patches_are_excluded(env):
     assert len(rows) == 7 and (0, 0, 32) not in boxes
     with session_scope(env.config) as s:
         active.skip_suggestion(s, rows[0]["id"])
+        s.get(Suggestion, rows[1]["id"]).status = "labeled"   # e.g. one small stroke, below the 1% rule
     second = active.suggest_patches(env.config, env.vid, "random", k=8, patch_size=32)
     boxes2 = {(r["z"], r["y"], r["x"]) for r in _suggestions(env, second["round_id"])}
-    assert len(boxes2) == 6 and (rows[0]["z"], rows[0]["y"], rows[0]["x"]) not in boxes2
+    assert len(boxes2) == 5 and not {(r["z"], r["y"], r["x"]) for r in rows[:2]} & boxes2
+
+
+def test_coreset_keeps_away_from_labeled_patches(env):
+    _add_active_model(env)
+    env.store.paint(1, np.ones((32, 32), bool), 2, y0=32, x0=0)
+    res = active.suggest_patches(env.config, env.vid, "coreset", k=3, patch_size=32)
+    rows = _suggestions(env, res["round_id"])
+    assert res["strategy"] == "coreset" and len(rows) == 3
+    assert (1, 32, 0) not in {(r["z"], r["y"], r["x"]) for r in rows}
+    assert all(r["score"] > 0 for r in rows)          # distances to the labeled set's features
 
 
 def test_thumbnails_are_pngs_and_rebuilt_when_missing(env):

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import zarr
 
+from app import db
 from app.config import Config
 from app.db import session_scope
 from app.errors import UserError
-from app.models import Segmentation
+from app.models import ModelVersion, Segmentation
 from app.services import projects, segmentation, training
+from app.workspace import Workspace
 from ml.infer import open_prediction
 from ml.progress import Cancelled
 from ml.synthetic import make_em_volume
@@ -29,29 +31,43 @@ def _make_env(workspace: Path) -> SimpleNamespace:
     return SimpleNamespace(config=cfg, pid=pid, vid=vid, gt=gt, store=projects.label_store(cfg, vid))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """Each test sees its own engines and volume caches (as after a restart)."""
+    yield
+    db.forget_all()
+    projects.forget_caches()
+
+
 @pytest.fixture
 def env(tmp_path):
     return _make_env(tmp_path / "ws")
 
 
 @pytest.fixture(scope="module")
-def trained_workspace(tmp_path_factory):
-    """A workspace with labels and one trained model (trained once per module, copied per test)."""
+def checkpoint(tmp_path_factory) -> Path:
+    """A model trained once per module on this volume's labels (its checkpoint file)."""
     env = _make_env(tmp_path_factory.mktemp("trained") / "ws")
     for z in range(3):
         g = env.gt[z, :64, :64]
         env.store.paint(z, g == 0, 1)
         env.store.paint(z, g > 0, 2)
-    env.model_id = training.train_model(env.config, env.pid, lr=3e-3, steps=60)["model_id"]
-    return env
+    training.train_model(env.config, env.pid, lr=3e-3, steps=60)
+    return Path(training.list_versions(env.config, env.pid)[0]["path"])
 
 
 @pytest.fixture
-def trained(trained_workspace, tmp_path):
-    src = trained_workspace
-    shutil.copytree(src.config.workspace, tmp_path / "ws")
-    cfg = Config(workspace=tmp_path / "ws", demo="none", device="cpu", extra=TINY)
-    return SimpleNamespace(config=cfg, pid=src.pid, vid=src.vid, gt=src.gt, model_id=src.model_id)
+def trained(env, checkpoint):
+    """A fresh workspace whose active model is the module's trained checkpoint."""
+    with session_scope(env.config) as s:
+        row = ModelVersion(project_id=env.pid, path="", active=True)
+        s.add(row)
+        s.flush()
+        path = Workspace(env.config.workspace).model_path(row.id)
+        shutil.copyfile(checkpoint, path)
+        row.path = str(path)
+        env.model_id = row.id
+    return env
 
 
 def test_segment_needs_a_model(env):
@@ -88,6 +104,8 @@ def test_postprocess_stores_instances_table_and_summary(trained):
     assert rows[0]["bbox_z0"] <= nav["z"] < rows[0]["bbox_z1"] and nav["vid"] == trained.vid
     mesh = segmentation.object_meshes(trained.config, seg_id, max_objects=2)
     assert mesh["units"] == "µm" and len(mesh["i"]) > 0 and len(set(mesh["object_id"])) <= 2
+    coarse = segmentation.object_meshes(trained.config, seg_id, max_objects=2, max_faces=len(mesh["i"]) // 3)
+    assert coarse["step"] > mesh["step"] and len(coarse["i"]) < len(mesh["i"])
 
 
 def test_threshold_changes_objects_and_each_run_is_kept(trained):

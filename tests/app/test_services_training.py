@@ -7,17 +7,24 @@ import numpy as np
 import pytest
 import torch
 
-from app import jobs
+from app import db, jobs
 from app.config import Config
 from app.db import session_scope
 from app.errors import UserError
 from app.models import Job, ModelVersion
 from app.services import projects, training
 from ml.checkpoint import load_checkpoint
-from ml.progress import Cancelled
 from ml.synthetic import make_em_volume
 
 TINY = {"model": {"base": 4, "depth": 2}, "train": {"crop": 32, "batch_size": 2, "eval_every": 5}}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """Each test sees its own engines and volume caches (as after a restart)."""
+    yield
+    db.forget_all()
+    projects.forget_caches()
 
 
 @pytest.fixture

@@ -1,0 +1,228 @@
+"""The active-learning benchmark protocol: parameters, data split, candidate pools, evaluation.
+
+An oracle plays the expert: the volume is split halfway along y into a pool half (patches
+are "labeled" by copying the ground truth) and a test half (never used for tuning). Every
+strategy of a seed starts from the same m initial patches and the same initial model, so
+curves differ only by what the strategy picked. Validation (best-checkpoint keeping) uses
+a few held-out pool patches that no strategy may pick.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ml.active import Patch, PatchScores, select
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Everything that defines one benchmark run (stored in summary.json)."""
+
+    name: str
+    patch: int = 128              # labeled patch side (px)
+    pool_stride: int = 64         # grid stride of candidate patches in the pool half
+    pool_size: int = 200          # candidates scored per round (fresh seeded subset of the grid)
+    m: int = 20                   # initial random patches
+    k: int = 10                   # patches added per round
+    rounds: int = 8
+    max_overlap: float = 0.25     # candidates more than this fraction labeled are excluded
+    val_patches: int = 8          # held-out pool patches for best-checkpoint keeping
+    init_steps: int = 200         # initial model (shared by all strategies of a seed)
+    round_steps: int = 40         # warm-start fine-tuning per round (cosine decay within)
+    lr: float = 1e-3
+    round_lr: float = 5e-4
+    batch: int = 8
+    crop: int = 128
+    base: int = 8
+    depth: int = 4
+    dropout: float = 0.1
+    mc_passes: int = 8
+    eval_slices: int = 4          # test-half slices scored (same evenly spaced subset for everyone)
+    eval_tile: int = 256
+    full_chunk: int = 200         # full supervision: extra steps per plateau check
+    full_max_factor: float = 2.5  # ... up to this many times the longest AL run's steps
+    full_tol: float = 0.005       # plateau: best validation IoU improved by less than this
+    full_seeds: int = 1           # seeds given a full-supervision reference (costly)
+    rf_trees: int = 50
+    rf_max_pixels: int = 60_000   # labeled pixels sampled to fit the forest
+    rf_every: int = 2             # RF evaluated every this many rounds (plus mid and final)
+    strategies: tuple[str, ...] = ("random", "bald", "bald_diverse")
+    seeds: int = 3
+    workers: int = 2
+
+    @property
+    def budgets(self) -> list[int]:
+        """Labeled patches after each round 0..rounds."""
+        return [self.m + r * self.k for r in range(self.rounds + 1)]
+
+    @property
+    def mid_round(self) -> int:
+        return self.rounds // 2
+
+    @property
+    def al_steps(self) -> int:
+        """Training steps behind the final model of one AL run (initial + every round)."""
+        return self.init_steps + self.rounds * self.round_steps
+
+    def rf_rounds(self) -> list[int]:
+        rounds = set(range(0, self.rounds + 1, max(1, self.rf_every)))
+        return sorted(rounds | {self.mid_round, self.rounds})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(budgets=self.budgets, mid_budget=self.budgets[self.mid_round], al_steps=self.al_steps)
+        return d
+
+
+#: ~25-30 min on 2 CPU cores for 3 seeds (see bench/README or the report for the estimate).
+QUICK = Protocol(name="quick")
+#: The seed's full protocol, for a GPU.
+FULL = Protocol(name="full", pool_stride=64, pool_size=2000, m=20, k=20, rounds=25, init_steps=500,
+                round_steps=200, base=16, eval_slices=0, full_seeds=3, rf_every=5,
+                strategies=("random", "entropy", "least_confidence", "bald", "bald_diverse", "hybrid",
+                            "coreset"), seeds=3, workers=1, rf_max_pixels=200_000, rf_trees=100)
+#: Seconds on CPU: the whole pipeline on a tiny synthetic volume, for tests.
+TINY = Protocol(name="tiny", patch=32, pool_stride=32, pool_size=24, m=3, k=2, rounds=2, val_patches=2,
+                init_steps=4, round_steps=2, batch=2, crop=32, base=4, depth=2, mc_passes=2, eval_slices=2,
+                eval_tile=64, full_chunk=2, full_max_factor=1.5, rf_trees=5, rf_max_pixels=2000, rf_every=1,
+                strategies=("random", "bald"), seeds=1, workers=2)
+PRESETS = {"quick": QUICK, "full": FULL, "tiny": TINY}
+
+
+def with_overrides(proto: Protocol, **changes: Any) -> Protocol:
+    """A copy with the given fields replaced (None values ignored)."""
+    return replace(proto, **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclass
+class BenchData:
+    """Normalised volume and 0/1 mask in memory, plus the pool/test split and the eval slices."""
+
+    image: np.ndarray             # float32 (Z, Y, X) in [0, 1]
+    mask: np.ndarray              # uint8 (Z, Y, X), 1 = mitochondria
+    split_y: int                  # pool half = y < split_y, test half = y >= split_y
+    eval_z: list[int] = field(default_factory=list)
+
+    @property
+    def pool_shape(self) -> tuple[int, int, int]:
+        z, _, x = self.image.shape
+        return (z, self.split_y, x)
+
+
+def load_data(raw: str, labels: str, proto: Protocol, dataset: str | None = None,
+              labels_dataset: str | None = None) -> BenchData:
+    """Read raw + ground truth (any ml.io format), normalise by the 1/99.5 percentiles, split."""
+    from ml.io.readers import open_labels, open_volume
+
+    volume = open_volume(raw, dataset=dataset)
+    truth = open_labels(labels, dataset=labels_dataset)
+    if tuple(truth.shape) != tuple(volume.shape):
+        raise ValueError(f"labels shape {truth.shape} differs from raw shape {volume.shape}")
+    lo, hi = volume.percentiles()
+    scale = 1.0 / (hi - lo) if hi > lo else 1.0
+    zdim, h, w = volume.shape
+    if h // 2 < proto.patch or w < proto.patch:
+        raise ValueError(f"volume {volume.shape} too small for {proto.patch}px patches in each y half")
+    image = np.empty(volume.shape, np.float32)
+    mask = np.empty(volume.shape, np.uint8)
+    for z in range(zdim):
+        image[z] = np.clip((volume[z].astype(np.float32) - lo) * scale, 0.0, 1.0)
+        mask[z] = truth[z] != 0
+    n_eval = zdim if proto.eval_slices <= 0 else min(zdim, proto.eval_slices)
+    eval_z = sorted({int(round(v)) for v in np.linspace(0, zdim - 1, n_eval + 2)[1:-1]}) if n_eval < zdim \
+        else list(range(zdim))
+    return BenchData(image, mask, h // 2, eval_z)
+
+
+def pool_grid(data: BenchData, proto: Protocol) -> list[Patch]:
+    """Every grid patch lying fully inside the pool half."""
+    from ml.active import candidate_pool
+
+    return candidate_pool(data.image.shape, size=proto.patch, stride=proto.pool_stride, y_range=(0, data.split_y))
+
+
+def validation_patches(data: BenchData, grid: list[Patch], proto: Protocol, seed: int) -> list[Patch]:
+    """Held-out pool patches, half of them holding foreground so validation IoU means something."""
+    rng = np.random.default_rng([seed, 7])
+    order = rng.permutation(len(grid))
+    has_fg = [i for i in order if data.mask[grid[i].z, grid[i].y:grid[i].y + grid[i].size,
+                                            grid[i].x:grid[i].x + grid[i].size].any()]
+    chosen = has_fg[:proto.val_patches // 2]
+    chosen += [i for i in order if i not in set(chosen)][:proto.val_patches - len(chosen)]
+    return [grid[i] for i in sorted(chosen)]
+
+
+class LabelState:
+    """What the oracle has labeled so far in one AL run (a pixel mask over the pool half)."""
+
+    def __init__(self, data: BenchData, val: list[Patch], proto: Protocol):
+        self.proto = proto
+        self.labeled = np.zeros(data.pool_shape, bool)
+        self.blocked = np.zeros(data.pool_shape, bool)
+        for p in val:
+            self.blocked[p.z, p.y:p.y + p.size, p.x:p.x + p.size] = True
+        self.patches: list[Patch] = []
+
+    def available(self, p: Patch) -> bool:
+        win = np.s_[p.z, p.y:p.y + p.size, p.x:p.x + p.size]
+        return not self.blocked[win].any() and self.labeled[win].mean() <= self.proto.max_overlap
+
+    def add(self, patches: list[Patch]) -> None:
+        for p in patches:
+            self.labeled[p.z, p.y:p.y + p.size, p.x:p.x + p.size] = True
+            self.patches.append(p)
+
+
+def candidates(grid: list[Patch], state: LabelState, proto: Protocol, seed: int, rnd: int) -> list[Patch]:
+    """This round's candidates: a fresh seeded subset of the available grid patches."""
+    free = [p for p in grid if state.available(p)]
+    if len(free) > proto.pool_size:
+        idx = np.sort(np.random.default_rng([seed, rnd, 11]).choice(len(free), proto.pool_size, replace=False))
+        free = [free[i] for i in idx]
+    return free
+
+
+def random_picks(cands: list[Patch], n: int, seed: int, rnd: int) -> list[Patch]:
+    """The random strategy's picks (needs no model, so the RF baseline can replay them)."""
+    dummy = np.zeros(len(cands))
+    scores = PatchScores(dummy, dummy, dummy, dummy, np.zeros((len(cands), 1)))
+    idx, _ = select("random", scores, n, seed=seed * 1000 + rnd)
+    return [cands[i] for i in idx]
+
+
+def initial_patches(data: BenchData, grid: list[Patch], state: LabelState, proto: Protocol, seed: int) -> list[Patch]:
+    """The m random starting patches of a seed (shared by every strategy and the RF baseline)."""
+    return random_picks(candidates(grid, state, proto, seed, 0), proto.m, seed, 0)
+
+
+def random_sequence(data: BenchData, proto: Protocol, seed: int) -> list[list[Patch]]:
+    """Patches labeled at each budget by the random strategy (round 0 = initial), replayed without a model."""
+    grid = pool_grid(data, proto)
+    state = LabelState(data, validation_patches(data, grid, proto, seed), proto)
+    state.add(initial_patches(data, grid, state, proto, seed))
+    out = [list(state.patches)]
+    for rnd in range(1, proto.rounds + 1):
+        state.add(random_picks(candidates(grid, state, proto, seed, rnd), proto.k, seed, rnd))
+        out.append(list(state.patches))
+    return out
+
+
+def heldout_iou(predict_fg, data: BenchData) -> float:
+    """Foreground IoU over the eval slices of the test half; ``predict_fg(image2d) -> bool mask``."""
+    tp = fp = fn = 0
+    for z in data.eval_z:
+        pred = predict_fg(data.image[z, data.split_y:])
+        gt = data.mask[z, data.split_y:] > 0
+        tp += int(np.count_nonzero(pred & gt))
+        fp += int(np.count_nonzero(pred & ~gt))
+        fn += int(np.count_nonzero(~pred & gt))
+    return tp / (tp + fp + fn) if tp + fp + fn else 1.0
+
+
+def fg_share(data: BenchData, patches: list[Patch]) -> float:
+    """Share of patches holding any mitochondria (class imbalance diagnostic)."""
+    if not patches:
+        return 0.0
+    return float(np.mean([data.mask[p.z, p.y:p.y + p.size, p.x:p.x + p.size].any() for p in patches]))

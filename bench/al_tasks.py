@@ -1,0 +1,187 @@
+"""The benchmark's units of work, run in spawn worker processes with one torch thread each.
+
+A worker loads the volume once (``init_worker``) and then runs tasks: the initial model of a
+seed (shared by every strategy of that seed, saved to disk), one strategy's AL run (warm
+start from round to round), the full-supervision reference and the random-forest baseline.
+Tasks return plain dicts (rows for curves.csv plus timing details).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ml.active import NEEDS_MC, Patch, select
+from ml.active.scoring import score_patches
+from ml.dataset import Region, regions_from_patches
+from ml.device import pick_device
+from ml.infer import predict_image
+from ml.model import UNet2D
+from ml.train import TrainConfig, train
+
+from .al_protocol import (BenchData, LabelState, Protocol, candidates, fg_share, heldout_iou, initial_patches,
+                          load_data, pool_grid, random_picks, random_sequence, validation_patches)
+
+_STATE: dict = {}
+
+
+def init_worker(raw: str, labels: str, proto: Protocol, workdir: str, dataset: str | None = None,
+                labels_dataset: str | None = None, device: str | None = None, threads: int = 1) -> None:
+    """Pool initializer: one thread, the data in memory, the device chosen."""
+    if int(threads) > 0:  # 0: keep the caller's setting (inline runs)
+        torch.set_num_threads(int(threads))
+    _STATE.update(proto=proto, workdir=Path(workdir), device=pick_device(device),
+                  data=load_data(raw, labels, proto, dataset, labels_dataset))
+
+
+def _ctx() -> tuple[BenchData, Protocol, torch.device]:
+    return _STATE["data"], _STATE["proto"], _STATE["device"]
+
+
+def _new_model(proto: Protocol, seed: int) -> UNet2D:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return UNet2D(base=proto.base, depth=proto.depth, dropout=proto.dropout)
+
+
+def _regions(data: BenchData, patches: list[Patch], proto: Protocol) -> list[Region]:
+    """Fully labeled patches with a little real image context, taken from the pool half only."""
+    pool = data.image[:, :data.split_y]
+    return regions_from_patches(pool, data.mask, patches, offset=1, pad=proto.patch // 8)
+
+
+def _fit(model: UNet2D, regions: list[Region], val: list[Region], steps: int, lr: float, seed: int,
+         proto: Protocol, device: torch.device):
+    config = TrainConfig(steps=steps, lr=lr, batch_size=proto.batch, crop=proto.crop, seed=seed,
+                         eval_every=max(1, steps // 2), warmup_steps=min(10, steps // 5))
+    return train(model, regions, val, config, device=device)
+
+
+def unet_iou(model: UNet2D, data: BenchData, proto: Protocol, device: torch.device) -> float:
+    def predict(image: np.ndarray) -> np.ndarray:
+        prob = predict_image(model, image, tile=proto.eval_tile, overlap=proto.eval_tile // 8, batch_size=4,
+                             device=device)["prob"]
+        return prob[1] > 0.5
+    return heldout_iou(predict, data)
+
+
+def _init_path(seed: int) -> Path:
+    return _STATE["workdir"] / f"initial_seed{seed}.pt"
+
+
+def initial_task(seed: int) -> dict:
+    """Train the seed's initial model on its m random patches; save it for the strategy runs."""
+    data, proto, device = _ctx()
+    start = time.monotonic()
+    grid = pool_grid(data, proto)
+    val = validation_patches(data, grid, proto, seed)
+    state = LabelState(data, val, proto)
+    patches = initial_patches(data, grid, state, proto, seed)
+    model = _new_model(proto, seed)
+    _fit(model, _regions(data, patches, proto), _regions(data, val, proto), proto.init_steps, proto.lr, seed,
+         proto, device)
+    iou = unet_iou(model, data, proto, device)
+    path = _init_path(seed)
+    torch.save(model.state_dict(), path)
+    return {"kind": "initial", "seed": seed, "iou": iou, "fg_share": fg_share(data, patches),
+            "seconds": time.monotonic() - start}
+
+
+def _pick(strategy: str, model: UNet2D, cands: list[Patch], state: LabelState, seed: int, rnd: int,
+          proto: Protocol, data: BenchData, device: torch.device) -> list[Patch]:
+    if strategy == "random":
+        return random_picks(cands, proto.k, seed, rnd)
+    def reader(p: Patch) -> np.ndarray:
+        return data.image[p.z, p.y:p.y + p.size, p.x:p.x + p.size]
+    mc = proto.mc_passes if strategy in NEEDS_MC or strategy == "hybrid" else 0
+    scores = score_patches(model, reader, cands, mc_passes=mc, batch_size=16, device=device)
+    labeled = None
+    if strategy == "coreset":
+        labeled = score_patches(model, reader, state.patches, mc_passes=0, batch_size=16, device=device).embeddings
+    idx, _ = select(strategy, scores, proto.k, seed=seed * 1000 + rnd, labeled_embeddings=labeled)
+    return [cands[i] for i in idx]
+
+
+def strategy_task(seed: int, strategy: str, initial_iou: float) -> dict:
+    """One AL run: rounds of (score, pick k, label, warm-start fine-tune, test IoU)."""
+    data, proto, device = _ctx()
+    grid = pool_grid(data, proto)
+    val = validation_patches(data, grid, proto, seed)
+    val_regions = _regions(data, val, proto)
+    state = LabelState(data, val, proto)
+    state.add(initial_patches(data, grid, state, proto, seed))
+    model = _new_model(proto, seed)
+    model.load_state_dict(torch.load(_init_path(seed), weights_only=True))
+    rows = [dict(strategy=strategy, seed=seed, round=0, n_labeled=len(state.patches), iou=initial_iou)]
+    details = []
+    for rnd in range(1, proto.rounds + 1):
+        t0 = time.monotonic()
+        picks = _pick(strategy, model, candidates(grid, state, proto, seed, rnd), state, seed, rnd, proto, data,
+                      device)
+        state.add(picks)
+        t1 = time.monotonic()
+        _fit(model, _regions(data, state.patches, proto), val_regions, proto.round_steps, proto.round_lr,
+             seed * 1000 + rnd, proto, device)
+        t2 = time.monotonic()
+        iou = unet_iou(model, data, proto, device)
+        rows.append(dict(strategy=strategy, seed=seed, round=rnd, n_labeled=len(state.patches), iou=iou))
+        details.append(dict(strategy=strategy, seed=seed, round=rnd, fg_share=fg_share(data, picks),
+                            select_s=t1 - t0, train_s=t2 - t1, eval_s=time.monotonic() - t2))
+    return {"kind": "strategy", "seed": seed, "strategy": strategy, "rows": rows, "details": details}
+
+
+def _full_regions(data: BenchData, val: list[Patch]) -> list[Region]:
+    """The whole pool half labeled (one region per slice), minus the validation patches."""
+    regions = []
+    for z in range(data.image.shape[0]):
+        labels = data.mask[z, :data.split_y] + np.uint8(1)
+        for p in (p for p in val if p.z == z):
+            labels[p.y:p.y + p.size, p.x:p.x + p.size] = 0
+        regions.append(Region(data.image[z, :data.split_y], labels, z, 0, 0))
+    return regions
+
+
+def full_task(seed: int) -> dict:
+    """Full supervision: all pool labels, from scratch, at least the AL runs' steps, then until plateau."""
+    data, proto, device = _ctx()
+    start = time.monotonic()
+    grid = pool_grid(data, proto)
+    val = validation_patches(data, grid, proto, seed)
+    regions, val_regions = _full_regions(data, val), _regions(data, val, proto)
+    model = _new_model(proto, seed)
+    result = _fit(model, regions, val_regions, proto.al_steps, proto.lr, seed, proto, device)
+    best, best_state, steps = result.best_val_iou or 0.0, _copy(model), proto.al_steps
+    trace = [dict(steps=steps, val_iou=best)]
+    while steps + proto.full_chunk <= proto.full_max_factor * proto.al_steps:
+        result = _fit(model, regions, val_regions, proto.full_chunk, proto.round_lr, seed + steps, proto, device)
+        steps += proto.full_chunk
+        score = result.best_val_iou or 0.0
+        trace.append(dict(steps=steps, val_iou=score))
+        if score < best + proto.full_tol:
+            break
+        best, best_state = score, _copy(model)
+    model.load_state_dict(best_state)
+    return {"kind": "full", "seed": seed, "iou": unet_iou(model, data, proto, device), "steps": steps,
+            "n_labeled": round(sum(r.n_labeled for r in regions) / proto.patch ** 2), "trace": trace, "seconds": time.monotonic() - start}
+
+
+def _copy(model: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def rf_task(seed: int) -> dict:
+    """The RF baseline on the random strategy's patches at the protocol's RF budgets."""
+    from .rf_baseline import RFBaseline
+
+    data, proto, _ = _ctx()
+    start = time.monotonic()
+    sequence = random_sequence(data, proto, seed)
+    rf = RFBaseline(data, proto, seed)
+    rows = []
+    for rnd in proto.rf_rounds():
+        patches = sequence[rnd]
+        rows.append(dict(strategy="rf_baseline", seed=seed, round=rnd, n_labeled=len(patches),
+                         iou=rf.iou(rf.fit(patches))))
+    return {"kind": "rf", "seed": seed, "rows": rows, "seconds": time.monotonic() - start}

@@ -1,0 +1,308 @@
+"""Command line for volumes too big for the browser: ``python -m ml train | predict | stats``.
+
+The same ``ml`` functions the app uses, driven from a terminal: progress goes to stderr as
+a few readable lines (throttled, never a flood), results to stdout. Bad input ends with a
+one-line ``error: ...`` on stderr and exit code 2, never a traceback (``--traceback``
+shows one for bug reports). Ctrl-C stops cleanly: training saves the best weights so far.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+#: How --labels values are read: see ml.cli_train.
+LABEL_MODES = ("mask", "classes")
+
+
+class InputError(Exception):
+    """Bad user input found by the CLI itself (shape mismatch, missing labels, ...)."""
+
+
+def _voxel_size(text: str) -> tuple[float, float, float]:
+    try:
+        vs = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        vs = ()
+    if len(vs) != 3 or min(vs) <= 0:
+        raise argparse.ArgumentTypeError(f"expected three positive numbers z,y,x in nm (e.g. 40,4,4), got {text!r}")
+    return vs  # type: ignore[return-value]
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+    return parse
+
+
+class Progress:
+    """``progress(done, total, info)`` printing at most one line per ``interval`` s (plus marks and the end)."""
+
+    def __init__(self, label: str, unit: str, interval: float = 5.0, mark: int = 0, stream=None):
+        self.label, self.unit, self.interval, self.mark = label, unit, interval, mark
+        self.stream = stream or sys.stderr
+        self.last: float | None = None
+
+    def __call__(self, done: int, total: int, info: dict) -> None:
+        now = time.monotonic()
+        marked = self.mark > 0 and done % self.mark == 0
+        if done < total and not marked and self.last is not None and now - self.last < self.interval:
+            return
+        self.last = now
+        parts = [f"{self.label} {done}/{total} {self.unit}"]
+        for key in ("loss", "val_iou"):
+            if isinstance(info.get(key), (int, float)):
+                parts.append(f"{key} {info[key]:.4f}")
+        if isinstance(info.get("eta_s"), (int, float)) and done < total:
+            parts.append(f"eta {_duration(info['eta_s'])}")
+        print("  ".join(parts), file=self.stream, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Interrupt:
+    """First Ctrl-C asks the running job to stop cleanly (cancel()), a second one kills."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "Interrupt":
+        def handler(signum, frame):
+            self.requested = True
+            print("\nstopping after the current step (Ctrl-C again to abort)...", file=sys.stderr, flush=True)
+            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+        self._previous = signal.signal(signal.SIGINT, handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+def device_from_arg(name: str | None):
+    import torch
+
+    from ml.device import pick_device
+
+    try:
+        device = pick_device(name)
+    except RuntimeError as exc:
+        raise InputError(f"unknown --device {name!r} ({exc}); use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda requested but no CUDA GPU is available; use --device cpu")
+    return device
+
+
+def intensity_window(volume, norm: dict) -> tuple[float, float]:
+    """Intensity window: absolute lo/hi when stored, else the volume's percentiles."""
+    if "lo" in norm and "hi" in norm:
+        return float(norm["lo"]), float(norm["hi"])
+    return volume.percentiles(float(norm.get("lo_pct", 1.0)), float(norm.get("hi_pct", 99.5)))
+
+
+def cmd_train(args) -> int:
+    from ml.cli_train import run_train
+
+    return run_train(args)
+
+
+# ----------------------------------------------------------------------------- predict
+def _check_output_dir(out: Path) -> None:
+    """Only ever overwrite a previous prediction, never an unrelated folder or file."""
+    if not out.exists():
+        return
+    from ml.infer import PredictionError, open_prediction
+
+    try:
+        open_prediction(out, allow_incomplete=True)
+    except PredictionError:
+        raise InputError(f"--out {out} exists and is not a prediction store; choose a new path") from None
+    print(f"note: overwriting the previous prediction at {out}", file=sys.stderr)
+
+
+def cmd_predict(args) -> int:
+    from ml.checkpoint import load_checkpoint
+    from ml.infer import predict_volume
+    from ml.io.readers import open_volume
+    from ml.progress import Cancelled
+
+    device = device_from_arg(args.device)
+    model, info = load_checkpoint(args.model, device)
+    volume = open_volume(args.raw, dataset=args.dataset)
+    out = Path(args.out)
+    _check_output_dir(out)
+    lo, hi = intensity_window(volume, dict(info.get("normalization") or {}))
+    names = [c["name"] if isinstance(c, dict) else str(c) for c in info["classes"]]
+    z, h, w = volume.shape
+    print(f"predicting {volume.name} {z}x{h}x{w} on {device} (tile {args.tile}, batch {args.batch}, "
+          f"MC passes {args.mc_passes})", file=sys.stderr, flush=True)
+    start = time.monotonic()
+    with Interrupt() as stop:
+        try:
+            predict_volume(model, volume, out, lo, hi, tile=args.tile, overlap=args.overlap, batch_size=args.batch,
+                           mc_passes=args.mc_passes, device=device, progress=Progress("predict", "slices"),
+                           cancel=stop, classes=names)
+        except Cancelled:
+            print(f"interrupted: {out} is incomplete (rerun to finish)", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    secs = time.monotonic() - start
+    extra = " + entropy, bald" if args.mc_passes > 0 else ""
+    print(f"wrote {out}: prob {len(names)}x{z}x{h}x{w} float16{extra} in {secs:.1f} s "
+          f"({z * h * w / 1e6 / max(secs, 1e-9):.2f} Mvoxel/s)")
+    return 0
+
+
+# ----------------------------------------------------------------------------- stats
+def _write_csv_atomic(table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        table.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cmd_stats(args) -> int:
+    from ml.infer import foreground_probability, open_prediction
+    from ml.objects import object_table, summary
+    from ml.postprocess import segment
+
+    group = open_prediction(args.pred)
+    _, zdim, h, w = group["prob"].shape
+    fg = np.empty((zdim, h, w), np.float16)
+    for z in range(zdim):
+        fg[z] = foreground_probability(group, z)
+    stored = group.attrs.get("voxel_size")
+    vs = args.voxel_size or (tuple(stored) if stored else None)
+    print(f"segmenting {zdim}x{h}x{w} at threshold {args.threshold} ...", file=sys.stderr, flush=True)
+    inst = segment(fg, threshold=args.threshold, min_size=args.min_size, split=args.split, voxel_size=vs)
+    del fg
+    table = object_table(inst, vs)
+    _write_csv_atomic(table, Path(args.out))
+    if args.instances:
+        _write_instances(Path(args.instances), inst, vs)
+    s = summary(table)
+    vol_unit, area_unit = ("nm^3", "nm^2") if vs else ("voxels", "voxel faces (no --voxel-size)")
+    print(f"objects: {s['count']}")
+    print(f"total volume: {s['total_volume_nm3']:.6g} {vol_unit} (mean {s['mean_volume_nm3']:.6g} {vol_unit})")
+    print(f"total surface: {s['total_surface_nm2']:.6g} {area_unit}")
+    print(f"wrote {args.out}" + (f" and {args.instances}" if args.instances else ""))
+    return 0
+
+
+def _write_instances(path: Path, inst: np.ndarray, vs) -> None:
+    from ml.io.export import write_ome_zarr, write_tiff
+
+    if path.suffix.lower() in (".tif", ".tiff"):
+        write_tiff(path, inst, vs)
+    elif path.suffix.lower() == ".zarr":
+        write_ome_zarr(path, inst, vs, "instances")
+    else:
+        raise InputError(f"--instances must end in .tif, .tiff or .zarr, got {path.name}")
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ml", description="ActiveSeg: train, predict and measure from a terminal.")
+    p.add_argument("--traceback", action="store_true", help="show the full traceback on errors (for bug reports)")
+    sub = p.add_subparsers(dest="command", metavar="{train,predict,stats}")
+    t = sub.add_parser("train", help="train (or fine-tune) a U-Net on labels")
+    t.add_argument("--raw", required=True, help="image volume: TIFF, folder of slices, Zarr, HDF5, MRC")
+    t.add_argument("--labels", required=True, help="dense label volume (same formats) or a LabelStore folder")
+    t.add_argument("--label-values", choices=LABEL_MODES, default="mask",
+                   help="mask: 0 = background, nonzero = mitochondria (default); classes: 0 = unlabeled, "
+                        "1 = background, 2.. = classes (sparse)")
+    t.add_argument("--out", required=True, help="checkpoint to write (e.g. model.pt)")
+    t.add_argument("--from", dest="from_", help="checkpoint to fine-tune from (warm start)")
+    t.add_argument("--epochs", type=_positive(int), default=10)
+    t.add_argument("--steps-per-epoch", type=_positive(int), default=100, help="steps between validations")
+    t.add_argument("--lr", type=_positive(float), default=1e-3)
+    t.add_argument("--crop", type=_positive(int), default=128, help="training crop size (px)")
+    t.add_argument("--batch", type=_positive(int), default=8)
+    t.add_argument("--base", type=_positive(int), default=16, help="U-Net width (ignored with --from)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--labels-dataset", help="HDF5 dataset path inside --labels")
+    pr = sub.add_parser("predict", help="probability (and uncertainty) maps for a whole volume, as Zarr")
+    pr.add_argument("--model", required=True)
+    pr.add_argument("--raw", required=True)
+    pr.add_argument("--out", required=True, help="output Zarr folder (e.g. pred.zarr)")
+    pr.add_argument("--mc-passes", type=int, default=0, help="MC-dropout passes for entropy/BALD maps (0 = off)")
+    pr.add_argument("--tile", type=_positive(int), default=256)
+    pr.add_argument("--overlap", type=int, default=32)
+    pr.add_argument("--batch", type=_positive(int), default=8, help="tiles per forward pass")
+    st = sub.add_parser("stats", help="objects (3D connected components) and their sizes from a prediction")
+    st.add_argument("--pred", required=True, help="prediction Zarr written by `predict`")
+    st.add_argument("--out", required=True, help="CSV table, one row per object")
+    st.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold")
+    st.add_argument("--min-size", type=int, default=0, help="drop objects smaller than this (voxels)")
+    st.add_argument("--voxel-size", type=_voxel_size, help="z,y,x in nm (default: stored with the prediction)")
+    st.add_argument("--split", action="store_true", help="split touching objects (watershed)")
+    st.add_argument("--instances", help="also write the instance label volume (.tif or .zarr)")
+    for cmd in (t, pr):
+        cmd.add_argument("--dataset", help="HDF5 dataset path inside --raw")
+        cmd.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    t.set_defaults(func=cmd_train)
+    pr.set_defaults(func=cmd_predict)
+    st.set_defaults(func=cmd_stats)
+    return p
+
+
+def _input_errors() -> tuple[type, ...]:
+    from ml.checkpoint import CheckpointError
+    from ml.infer import PredictionError
+    from ml.labels import LabelStoreError
+
+    return (InputError, CheckpointError, PredictionError, LabelStoreError, ValueError, OSError)
+
+
+def _fail(message: str) -> None:
+    print("error: " + " ".join(str(message).split()), file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code (0 ok, 2 bad input, 130 interrupted, 1 internal error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if args.traceback:
+            raise
+        if isinstance(exc, _input_errors()):
+            _fail(str(exc) or type(exc).__name__)
+            return EXIT_BAD_INPUT
+        if isinstance(exc, MemoryError):
+            _fail("out of memory: try a smaller --tile/--batch, or a machine with more RAM")
+            return 1
+        _fail(f"internal error ({type(exc).__name__}: {exc}); rerun with --traceback and report it")
+        return 1

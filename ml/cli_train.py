@@ -1,0 +1,140 @@
+"""``python -m ml train``: training data from a dense label volume or a LabelStore, then fine-tune.
+
+Dense volumes are read slice by slice and cut into tiles; at most ``MAX_TRAIN_PIXELS`` stay
+in memory (a seeded random subset of labeled tiles beyond that), so a huge fully labeled
+volume trains without exhausting RAM.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml.cli import EXIT_INTERRUPTED, InputError, Interrupt, Progress, device_from_arg, intensity_window
+
+#: Dense label volumes are cut into tiles of this size; at most MAX_TRAIN_PIXELS are kept in memory.
+TRAIN_TILE = 1024
+MAX_TRAIN_PIXELS = 1 << 26
+
+
+def _label_source(args, shape: tuple[int, int, int]) -> tuple[Any, str]:
+    """(label array-like, mode): a LabelStore directory, or a dense label volume."""
+    path = Path(args.labels)
+    if path.is_dir() and (path / "meta.json").is_file():
+        from ml.labels import LabelStore
+
+        store = LabelStore.open(path, durable=False)
+        if tuple(store.shape) != tuple(shape):
+            raise InputError(f"label store {path} has shape {tuple(store.shape)} but --raw has shape {shape}")
+        return store, "store"
+    from ml.io.readers import open_labels
+
+    labels = open_labels(str(path), dataset=args.labels_dataset)
+    if tuple(labels.shape) != tuple(shape):
+        raise InputError(f"--labels has shape {tuple(labels.shape)} but --raw has shape {shape}; they must match")
+    return labels, args.label_values
+
+
+def _map_labels(lab: np.ndarray, mode: str) -> np.ndarray:
+    """mask: 0 -> background (1), nonzero -> mitochondria (2); classes: values kept (0 = unlabeled)."""
+    if mode == "mask":
+        return (lab != 0).astype(np.uint8) + 1
+    if lab.min() < 0 or lab.max() > 255:
+        raise InputError(f"--label-values classes needs labels in 0..255, got {lab.min()}..{lab.max()}")
+    return lab.astype(np.uint8)
+
+
+def _dense_regions(volume, labels, mode: str, lo: float, hi: float, seed: int) -> list:
+    """Tiles of the labeled slices (at most MAX_TRAIN_PIXELS, a seeded random subset beyond)."""
+    from ml.dataset import Region
+
+    zdim, h, w = volume.shape
+    grid = [(y0, x0) for y0 in range(0, h, TRAIN_TILE) for x0 in range(0, w, TRAIN_TILE)]
+    boxes = []
+    for z in range(zdim):
+        if mode == "mask":  # every pixel is labeled: no need to read
+            boxes += [(z, y0, x0) for y0, x0 in grid]
+            continue
+        lab = _map_labels(np.asarray(labels[z]), mode)
+        boxes += [(z, y0, x0) for y0, x0 in grid if lab[y0:y0 + TRAIN_TILE, x0:x0 + TRAIN_TILE].any()]
+    if not boxes:
+        raise InputError("--labels holds no labeled pixels (with --label-values classes, 0 means unlabeled)")
+    budget = max(1, MAX_TRAIN_PIXELS // (TRAIN_TILE * TRAIN_TILE))
+    if len(boxes) > budget:
+        keep = np.sort(np.random.default_rng(seed).choice(len(boxes), budget, replace=False))
+        print(f"note: training on {budget} of {len(boxes)} labeled {TRAIN_TILE}px tiles (memory cap)", file=sys.stderr)
+        boxes = [boxes[i] for i in keep]
+    scale = 1.0 / (hi - lo) if hi > lo else 1.0
+    regions = []
+    for z in sorted({b[0] for b in boxes}):
+        lab = _map_labels(np.asarray(labels[z]), mode)
+        img = np.clip((np.asarray(volume[z], dtype=np.float32) - lo) * scale, 0.0, 1.0)
+        for _, y0, x0 in (b for b in boxes if b[0] == z):
+            win = np.s_[y0:y0 + TRAIN_TILE, x0:x0 + TRAIN_TILE]
+            regions.append(Region(img[win], lab[win], z, y0, x0))
+    return regions
+
+
+def _classes_for(mode: str, source: Any, regions: list, parent_info: dict | None) -> list:
+    from ml.labels import DEFAULT_CLASSES
+
+    if mode == "store":
+        return list(source.classes)
+    if mode == "mask":
+        return [dict(c) for c in DEFAULT_CLASSES]
+    n = max(2, max(int(r.labels.max()) for r in regions))
+    if parent_info is not None and len(parent_info["classes"]) >= n:
+        return list(parent_info["classes"])
+    return ["background"] + [f"class_{i}" for i in range(1, n)]
+
+
+def run_train(args) -> int:
+    """Train or fine-tune from ``args`` (see ml.cli.build_parser); saves the checkpoint, returns the exit code."""
+    from ml.checkpoint import DEFAULT_NORMALIZATION, load_checkpoint, save_checkpoint
+    from ml.dataset import regions_from_store
+    from ml.io.readers import open_volume
+    from ml.model import UNet2D
+    from ml.progress import Cancelled
+    from ml.train import TrainConfig, config_dict, train
+
+    device = device_from_arg(args.device)
+    volume = open_volume(args.raw, dataset=args.dataset)
+    source, mode = _label_source(args, volume.shape)
+    norm = dict(DEFAULT_NORMALIZATION)
+    parent, parent_info = None, None
+    if args.from_:
+        parent, parent_info = load_checkpoint(args.from_, device)
+        norm = dict(parent_info.get("normalization") or norm)
+    lo, hi = intensity_window(volume, norm)
+    print(f"reading labels ({mode}) from {args.labels} ...", file=sys.stderr, flush=True)
+    regions = (regions_from_store(volume, source, lo, hi) if mode == "store"
+               else _dense_regions(volume, source, mode, lo, hi, args.seed))
+    if not regions:
+        raise InputError(f"no labeled pixels in {args.labels}")
+    classes = _classes_for(mode, source, regions, parent_info)
+    model = parent if parent is not None else UNet2D(n_classes=len(classes), base=args.base)
+    if int(model.config["n_classes"]) != len(classes):
+        raise InputError(f"--from model has {model.config['n_classes']} classes but the labels have {len(classes)}")
+    n_labeled = sum(r.n_labeled for r in regions)
+    steps = args.epochs * args.steps_per_epoch
+    config = TrainConfig(steps=steps, lr=args.lr, crop=args.crop, batch_size=args.batch,
+                         eval_every=args.steps_per_epoch, seed=args.seed)
+    print(f"training on {len(regions)} regions, {n_labeled:,} labeled pixels, {steps} steps on {device}",
+          file=sys.stderr, flush=True)
+    progress = Progress("train", "steps", mark=args.steps_per_epoch)
+    meta = {"parent": str(args.from_) if args.from_ else None, "labels_used": n_labeled, "raw": str(args.raw),
+            "labels": str(args.labels), "train_config": config_dict(config), "source": "cli"}
+    status = 0
+    with Interrupt() as stop:
+        try:
+            result = train(model, regions, None, config, progress, stop, device)
+        except Cancelled as exc:
+            result, status = exc.result, EXIT_INTERRUPTED  # type: ignore[attr-defined]
+            meta["interrupted"] = True
+    meta.update(best_val_iou=result.best_val_iou, best_step=result.best_step)
+    save_checkpoint(args.out, result.model, classes, result.history, meta, norm)
+    best = "n/a" if result.best_val_iou is None else f"{result.best_val_iou:.4f}"
+    print(f"{'interrupted; ' if status else ''}saved {args.out} (best validation IoU {best} at step {result.best_step})")
+    return status

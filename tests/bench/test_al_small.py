@@ -1,0 +1,102 @@
+"""The AL benchmark end to end on a toy volume (--tiny), and its summary arithmetic."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from bench.al_protocol import TINY, BenchData, LabelState, pool_grid, random_sequence, validation_patches, with_overrides
+from bench.al_report import CURVE_COLUMNS, summarize
+from ml.synthetic import make_em_volume
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_tiny_protocol_writes_all_outputs(tmp_path):
+    raw, mask = make_em_volume((5, 128, 128), seed=2)
+    tifffile.imwrite(tmp_path / "raw.tif", raw, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "mask.tif", mask * 255, photometric="minisblack")
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "bench.al", "--raw", str(tmp_path / "raw.tif"), "--labels",
+                        str(tmp_path / "mask.tif"), "--out", str(out), "--tiny", "--device", "cpu"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = list(csv.DictReader((out / "curves.csv").open()))
+    assert list(rows[0]) == CURVE_COLUMNS
+    budgets = TINY.budgets
+    for strategy in TINY.strategies:
+        mine = [row for row in rows if row["strategy"] == strategy]
+        assert [int(row["n_labeled"]) for row in mine] == budgets
+        assert all(0.0 <= float(row["iou"]) <= 1.0 for row in mine)
+    assert {int(row["round"]) for row in rows if row["strategy"] == "rf_baseline"} == set(TINY.rf_rounds())
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("full_supervision_iou", "rf_baseline_iou_at_mid", "rf_baseline_final_iou", "protocol", "wall_time_s"):
+        assert summary[key] is not None, key
+    for key in ("final_iou", "iou_at_mid", "gain_vs_random_at_mid", "labels_to_match_random_final",
+                "paired_gain_at_mid", "paired_gain_final"):
+        assert key in summary["strategies"]["bald"], key
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| bald |" in r.stdout
+
+
+def test_bad_input_is_a_clean_error(tmp_path):
+    (tmp_path / "raw.tif").write_text("nope")
+    r = subprocess.run([sys.executable, "-m", "bench.al", "--raw", str(tmp_path / "raw.tif"), "--labels",
+                        str(tmp_path / "raw.tif"), "--out", str(tmp_path / "o"), "--tiny"],
+                       cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.startswith("error:")
+
+
+def _data() -> BenchData:
+    raw, mask = make_em_volume((4, 128, 128), seed=5)
+    return BenchData(raw.astype(np.float32) / 255, mask, 64, [1, 2])
+
+
+def test_random_replay_is_nested_in_pool_half_and_avoids_validation():
+    data, proto = _data(), with_overrides(TINY, rounds=3)
+    seq = random_sequence(data, proto, seed=1)
+    assert [len(s) for s in seq] == proto.budgets
+    assert all(a == b[:len(a)] for a, b in zip(seq, seq[1:]))  # each budget extends the previous one
+    assert random_sequence(data, proto, seed=1) == seq and random_sequence(data, proto, seed=2) != seq
+    val = validation_patches(data, pool_grid(data, proto), proto, 1)
+    state = LabelState(data, val, proto)
+    for p in seq[-1]:
+        assert p.y + p.size <= data.split_y and state.available(p)
+
+
+def _results(curves: dict[str, list[list[float]]]) -> dict:
+    """Hand-made results: curves[strategy][seed] = IoU per round of a protocol with budgets 10..50."""
+    res = {"strategy": [], "rf": [], "full": [{"iou": 0.8, "steps": 10, "n_labeled": 99, "trace": []}],
+           "initial": {0: {"iou": 0.1}, 1: {"iou": 0.1}}, "wall_s": 1.0}
+    for name, seeds in curves.items():
+        for seed, ious in enumerate(seeds):
+            rows = [dict(strategy=name, seed=seed, round=r, n_labeled=10 + 10 * r, iou=v) for r, v in enumerate(ious)]
+            details = [dict(strategy=name, seed=seed, round=r, fg_share=0.5, select_s=0, train_s=0, eval_s=0)
+                       for r in range(1, len(ious))]
+            res["rf" if name == "rf_baseline" else "strategy"].append({"rows": rows, "details": details})
+    return res
+
+
+def test_summary_gains_and_labels_to_match():
+    proto = with_overrides(TINY, m=10, k=10, rounds=4, strategies=("random", "bald"), seeds=2)
+    res = _results({"random": [[.1, .2, .3, .4, .5], [.1, .2, .3, .4, .7]],
+                    "bald": [[.1, .4, .6, .6, .7], [.1, .2, .6, .7, .8]],
+                    "rf_baseline": [[.1, .1, .2, .2, .3], [.1, .1, .2, .2, .3]]})
+    s = summarize(res, proto)
+    bald = s["strategies"]["bald"]
+    assert bald["iou_at_mid"] == pytest.approx(0.6)           # mid round 2 = 30 labels
+    assert bald["gain_vs_random_at_mid"] == pytest.approx(1.0)  # 0.6 vs 0.3
+    assert bald["paired_gain_final"] == {"0": pytest.approx(0.4), "1": pytest.approx(0.8 / 0.7 - 1, abs=1e-4)}
+    assert bald["labels_to_match_random_final"] == pytest.approx(0.6)  # reaches 0.6 at 30 of 50
+    assert s["strategies"]["random"]["labels_to_match_random_final"] == pytest.approx(1.0)
+    assert s["rf_baseline_iou_at_mid"] == pytest.approx(0.2) and s["full_supervision_iou"] == 0.8
+    assert s["targets"]["best_strategy"] == "bald" and s["targets"]["gain_at_mid"]["met"]
+    assert s["targets"]["unet_minus_rf_at_mid"]["value"] == pytest.approx(0.1)
