@@ -161,7 +161,8 @@ class Page:
 
     def reset_zoom(self) -> None:
         """Plotly's own 'reset axes' button on the viewer's mode bar."""
-        btn = self.css("#viewer-graph .modebar-btn[data-val='reset'], #viewer-graph .modebar-btn[data-title='Reset axes']")
+        btn = self.css("#viewer-graph .modebar-btn[data-val='reset'], "
+                       "#viewer-graph .modebar-btn[data-title='Reset axes']")
         assert btn, "the viewer has no 'reset axes' mode bar button"
         self.d.execute_script("arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}));", btn[0])
 
@@ -239,7 +240,8 @@ class Page:
     def pick_class(self, name: str) -> None:
         """Click the class's paint button; the brush then draws in that class's colour (Data panel)."""
         buttons = [b for b in self.css("#paint-class-buttons button") if b.text.strip() == name]
-        assert buttons, f"no paint button for class {name!r}: {[b.text for b in self.css('#paint-class-buttons button')]}"
+        shown = [b.text for b in self.css("#paint-class-buttons button")]
+        assert buttons, f"no paint button for class {name!r}: {shown}"
         color = self.class_color(name)
         self.click_el(buttons[0])
         self.wait(lambda: self.brush_color() == color, 10, f"the brush to take the colour {color} of class {name!r}",

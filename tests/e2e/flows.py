@@ -35,7 +35,8 @@ def fg_strokes(mask2d: np.ndarray, n: int = 3, min_len: int = 6) -> list[list[tu
             continue
         rows = np.nonzero(inner.any(axis=1))[0]
         r = int(rows[len(rows) // 2])
-        cols = np.nonzero(inner[r])[0]
+        cols = max(np.split(np.nonzero(inner[r])[0], np.nonzero(np.diff(np.nonzero(inner[r])[0]) > 1)[0] + 1),
+                   key=len)                                # the longest run inside the object on that row
         if len(cols) < min_len:
             continue
         strokes.append([(int(cols[0]), r), (int((cols[0] + cols[-1]) // 2), r), (int(cols[-1]), r)])
@@ -45,7 +46,8 @@ def fg_strokes(mask2d: np.ndarray, n: int = 3, min_len: int = 6) -> list[list[tu
     return strokes
 
 
-def bg_strokes(mask2d: np.ndarray, n: int = 4, length: int = 36, margin: int = BG_MARGIN) -> list[list[tuple[int, int]]]:
+def bg_strokes(mask2d: np.ndarray, n: int = 4, length: int = 36,
+               margin: int = BG_MARGIN) -> list[list[tuple[int, int]]]:
     """Horizontal strokes at least ``margin`` px away from every object, one per region of the slice."""
     far = ndimage.distance_transform_edt(~mask2d) > margin
     h, w = mask2d.shape

@@ -87,7 +87,8 @@ def _check_strokes_landed_where_drawn(workspace, z: int, mito: np.ndarray) -> No
     fg, bg = labels == 2, labels == 1
     assert fg.any() and bg.any()
     assert outside[fg].max() <= brush_reach, f"mitochondria paint {outside[fg].max():.1f} px off the objects"
-    assert outside[bg].min() >= flows.BG_MARGIN - brush_reach, f"background paint {outside[bg].min():.1f} px from an object"
+    assert outside[bg].min() >= flows.BG_MARGIN - brush_reach, \
+        f"background paint only {outside[bg].min():.1f} px from an object"
 
 
 def _check_exports(tif, csv, shape, summary: str) -> None:
