@@ -5,6 +5,7 @@ rebuild it from the environment, so every setting has an ``APP_*`` variable.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -87,6 +88,11 @@ class Config:
                     kw[name] = conv(env[key])
                 except ValueError as e:
                     raise ValueError(f"{key}={env[key]!r} is not a valid {conv.__name__}") from e
+        if env.get("APP_DEMO_SHAPE"):
+            kw["demo_shape"] = _parse_shape(env["APP_DEMO_SHAPE"])
+        extra = {name: _parse_json(key, env[key]) for key, name in (("APP_MODEL", "model"), ("APP_TRAIN", "train")) if env.get(key)}
+        if extra:
+            kw["extra"] = extra
         if env.get("APP_AUTH"):
             kw["auth_enabled"] = env["APP_AUTH"].lower() in ("1", "true", "yes", "on")
         kw.update({k: v for k, v in overrides.items() if v is not None})
@@ -107,10 +113,34 @@ class Config:
             "APP_DEVICE": self.device,
             "APP_TORCH_THREADS": str(self.torch_threads),
             "APP_AUTH": "1" if self.auth_enabled else "0",
+            "APP_DEMO_SHAPE": ",".join(str(int(n)) for n in self.demo_shape),
+            **{key: json.dumps(self.extra[name]) for key, name in (("APP_MODEL", "model"), ("APP_TRAIN", "train")) if name in self.extra},
         }
 
     def with_(self, **changes) -> "Config":
         return replace(self, **changes)
+
+
+def _parse_shape(text: str) -> tuple[int, int, int]:
+    """'Z,Y,X' -> (Z, Y, X) of positive ints (the synthetic demo's size)."""
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) <= 0:
+        raise ValueError(f"APP_DEMO_SHAPE={text!r}; give three positive integers 'Z,Y,X', e.g. 16,512,512")
+    return shape  # type: ignore[return-value]
+
+
+def _parse_json(key: str, text: str) -> dict:
+    """A JSON object of model/training settings (APP_MODEL, APP_TRAIN)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{key} must be a JSON object, e.g. {{\"base\": 8}}: {e}") from e
+    if not isinstance(value, dict):
+        raise ValueError(f"{key} must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 _CURRENT: Config | None = None

@@ -39,7 +39,12 @@ def patch_samples(data: BenchData, patch) -> tuple[np.ndarray, np.ndarray]:
 
 
 class RFBaseline:
-    """Fit on labeled patches (features cached per patch), score on the test half's eval slices."""
+    """Fit on labeled patches (features cached per patch), score on the test half's eval slices.
+
+    Training pixels are sampled class-balanced (up to ``rf_max_pixels / 2`` per class), as an
+    ilastik user paints both classes: on ~5 % mitochondria an unbalanced forest predicts
+    almost no foreground (IoU 0.02-0.05 at 20-30 random patches in a trial run).
+    """
 
     def __init__(self, data: BenchData, proto: Protocol, seed: int):
         self.data, self.proto, self.seed = data, proto, seed
@@ -52,11 +57,11 @@ class RFBaseline:
                 self._patch_cache[p] = patch_samples(self.data, p)
         xs = np.concatenate([self._patch_cache[p][0] for p in patches])
         ys = np.concatenate([self._patch_cache[p][1] for p in patches])
-        if len(ys) > self.proto.rf_max_pixels:
-            idx = np.random.default_rng([self.seed, len(patches)]).choice(len(ys), self.proto.rf_max_pixels,
-                                                                          replace=False)
-            xs, ys = xs[idx], ys[idx]
-        return xs, ys
+        rng = np.random.default_rng([self.seed, len(patches)])
+        per_class = self.proto.rf_max_pixels // 2
+        idx = [rng.choice(w, min(per_class, len(w)), replace=False) for w in (np.flatnonzero(ys == c) for c in (0, 1))]
+        idx = np.sort(np.concatenate(idx))
+        return xs[idx], ys[idx]
 
     def fit(self, patches: Sequence) -> RandomForestClassifier:
         xs, ys = self._samples(patches)

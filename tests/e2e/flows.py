@@ -148,9 +148,9 @@ def suggest(page: Page, k: int = 4, patch: int = 64) -> list[str]:
 
 def train(page: Page, epochs: int | None = None) -> dict:
     """Train a new model; the live curve shows progress while it runs and a version row appears."""
-    from tests.e2e.procs import train_epochs
+    from tests.e2e.procs import TRAIN_EPOCHS
 
-    epochs = epochs or train_epochs()
+    epochs = epochs or TRAIN_EPOCHS
     page.tab("Training")
     n_versions = len(page.table_rows("tr-versions-table"))
     page.set_input("tr-epochs", epochs)

@@ -26,9 +26,7 @@ REDIS_SERVER = "/usr/bin/redis-server"
 TINY_SHAPE = (8, 256, 256)
 TINY_MODEL = {"base": 8, "depth": 3}
 TINY_TRAIN = {"crop": 64, "batch_size": 4, "eval_every": 10}
-# Environment knobs for a tiny demo / model / training. APP_DEMO_SHAPE, APP_MODEL and APP_TRAIN
-# are requested from app/config.py (not read yet: harmless until then; the workspace is
-# pre-built at TINY_SHAPE by ``make_workspace`` either way).
+# Environment knobs (app/config.py) for a tiny demo / model / training.
 TINY_ENV = {
     "APP_DEMO_SHAPE": ",".join(map(str, TINY_SHAPE)),
     "APP_MODEL": json.dumps(TINY_MODEL),
@@ -37,17 +35,7 @@ TINY_ENV = {
 }
 
 
-def tiny_knobs_read() -> bool:
-    """True once app/config.py reads the tiny-model/training knobs of TINY_ENV (training is then ~10x faster)."""
-    from app.config import Config
-
-    cfg = Config.from_env(env={**TINY_ENV, "APP_WORKSPACE": "/tmp"})
-    return bool(cfg.extra.get("model")) and tuple(cfg.demo_shape) == TINY_SHAPE
-
-
-def train_epochs() -> int:
-    """Epochs for the e2e trainings: long enough to watch the live curve, short on a default-size model."""
-    return 3 if tiny_knobs_read() else 1
+TRAIN_EPOCHS = 3  # with the tiny model of TINY_ENV: long enough to watch the live curve
 
 
 def free_port() -> int:
