@@ -5,6 +5,7 @@ the browser console and a screenshot are printed / saved so the failure can be r
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -106,6 +107,9 @@ def dev_app(workspace, processes, tmp_path):
 
 
 @pytest.fixture
-def screenshots() -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    return SCREENSHOTS
+def screenshots(tmp_path) -> Path:
+    """Where the tests save panel screenshots: docs/screenshots (the README tour) when
+    ACTIVESEG_SCREENSHOTS=1, else a temp dir, so a plain test run leaves the tree clean."""
+    target = SCREENSHOTS if os.environ.get("ACTIVESEG_SCREENSHOTS") == "1" else tmp_path / "screenshots"
+    target.mkdir(parents=True, exist_ok=True)
+    return target
