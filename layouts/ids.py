@@ -26,6 +26,12 @@ SLOT_EXPORT = "slot-export"
 SLOT_EFFORT = "slot-effort"
 SLOT_JOBS = "slot-jobs"
 
+# page columns: the Data column can be hidden to give the viewer its width
+COL_DATA = "col-data"
+COL_VIEWER = "col-viewer"
+COL_RIGHT = "col-right"
+DATA_TOGGLE = "data-toggle-btn"        # in the viewer's header: hide / show the Data column
+
 # --- Data panel -------------------------------------------------------------------------------
 PROJECT_SELECT = "project-select"
 PROJECT_NAME = "project-name-input"

@@ -31,6 +31,7 @@ TR_CANCEL = "tr-cancel-btn"
 TR_PROGRESS = "tr-progress"
 TR_STATUS = "tr-status"
 TR_LIVE = "tr-live-graph"            # loss + validation IoU while training
+TR_LIVE_TITLE = "tr-live-title"      # heading above it: "Training job N: status (step i/n)"
 TR_POLL = "tr-poll-interval"
 TR_VERSIONS = "tr-versions-table"
 TR_ACTIVATE = "tr-activate-btn"
@@ -66,6 +67,7 @@ EXP_RUN = "exp-run-btn"
 EXP_PROGRESS = "exp-progress"
 EXP_STATUS = "exp-status"
 EXP_DOWNLOAD = "exp-download"
+EXP_LINK = "exp-link"                # link to /exports/<name> (files too large for EXP_DOWNLOAD)
 
 # --- Effort -----------------------------------------------------------------------------------
 EFF_ROUNDS = "eff-rounds-table"

@@ -8,44 +8,51 @@ import plotly.graph_objects as go
 from dash import dash_table, dcc, html
 
 from layouts import ids_panels as ids
+from layouts.charts import empty_figure, titled_graph
+
+TABLE_STYLE = dict(style_table={"overflowX": "auto"}, style_cell={"fontSize": 12, "padding": "2px 6px"},
+                   style_header={"whiteSpace": "normal", "height": "auto"})
 
 VERSION_COLUMNS = [
     {"name": "id", "id": "id"},
     {"name": "active", "id": "active_mark"},
-    {"name": "created", "id": "created"},
+    {"name": "created", "id": "created_short"},
     {"name": "parent", "id": "parent_id"},
     {"name": "labeled px", "id": "n_labeled_pixels"},
-    {"name": "labeled patches", "id": "n_labeled_patches"},
-    {"name": "val IoU", "id": "val_iou"},
-    {"name": "GT IoU", "id": "gt_iou"},
+    {"name": "patches", "id": "n_labeled_patches"},
+    {"name": "val IoU", "id": "val_iou_text"},
+    {"name": "GT IoU", "id": "gt_iou_text"},
     {"name": "steps", "id": "steps"},
     {"name": "status", "id": "note"},
 ]
+LIVE_TITLE = "Training curves"
+IOU_AXIS = dict(title="IoU", range=[0, 1], tickmode="linear", tick0=0, dtick=0.2, showgrid=False)
 
 
-def empty_figure(title: str, message: str = "") -> go.Figure:
-    """A blank, labelled figure (shown before any data exists)."""
-    fig = go.Figure()
-    fig.update_layout(title=title, height=260, margin=dict(l=40, r=10, t=40, b=30), template="plotly_white")
-    if message:
-        fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    return fig
+def iou_text(value: float | None) -> str:
+    """An IoU for tables and labels; "n/a" when it could not be measured."""
+    return "n/a" if value is None else f"{value:.3f}"
 
 
-def live_figure(history: Sequence[dict], title: str = "Training curves") -> go.Figure:
-    """Training loss (left axis) and validation IoU (right axis) against step."""
+def version_row(version: dict) -> dict:
+    """A version dict (``app.services.training.list_versions``) with the table's display fields."""
+    return {**version, "created_short": version["created"][5:16].replace("T", " "),
+            "val_iou_text": iou_text(version["val_iou"]), "gt_iou_text": iou_text(version["gt_iou"])}
+
+
+def live_figure(history: Sequence[dict]) -> go.Figure:
+    """Training loss (left axis) and validation IoU (right axis, 0..1) against step."""
     if not history:
-        return empty_figure(title, "no training run yet")
+        return empty_figure("no training run yet")
     steps = [h.get("step") for h in history if h.get("loss") is not None]
     loss = [h["loss"] for h in history if h.get("loss") is not None]
     val = [(h.get("step"), h["val_iou"]) for h in history if h.get("val_iou") is not None]
-    fig = empty_figure(title)
+    fig = empty_figure()
     fig.add_trace(go.Scatter(x=steps, y=loss, name="loss", mode="lines"))
     if val:
         fig.add_trace(go.Scatter(x=[v[0] for v in val], y=[v[1] for v in val], name="val IoU",
                                  mode="lines+markers", yaxis="y2"))
-    fig.update_layout(xaxis_title="step", yaxis=dict(title="loss"),
-                      yaxis2=dict(title="IoU", overlaying="y", side="right", range=[0, 1]),
+    fig.update_layout(xaxis_title="step", yaxis=dict(title="loss"), yaxis2=dict(IOU_AXIS, overlaying="y", side="right"),
                       legend=dict(orientation="h", y=-0.25))
     return fig
 
@@ -53,8 +60,8 @@ def live_figure(history: Sequence[dict], title: str = "Training curves") -> go.F
 def efficiency_figure(points: Sequence[dict], x_key: str = "n_labeled_patches") -> go.Figure:
     """Validation (and ground-truth) IoU per model version against labeling effort."""
     if not points:
-        return empty_figure("Label efficiency", "train a model to see IoU against labeled data")
-    fig = empty_figure("Label efficiency")
+        return empty_figure("train a model to see IoU against labeled data")
+    fig = empty_figure()
     xs = [p[x_key] for p in points]
     fig.add_trace(go.Scatter(x=xs, y=[p.get("val_iou") for p in points], name="val IoU", mode="lines+markers",
                              text=[f"model {p['id']}: {p['n_labeled_pixels']:,} labeled px" for p in points]))
@@ -62,7 +69,7 @@ def efficiency_figure(points: Sequence[dict], x_key: str = "n_labeled_patches") 
         fig.add_trace(go.Scatter(x=xs, y=[p.get("gt_iou") for p in points], name="IoU vs ground truth",
                                  mode="lines+markers"))
     label = "labeled patches" if x_key == "n_labeled_patches" else "labeled pixels"
-    fig.update_layout(xaxis_title=label, yaxis=dict(title="IoU", range=[0, 1]), legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(xaxis_title=label, yaxis=dict(IOU_AXIS, showgrid=True), legend=dict(orientation="h", y=-0.25))
     return fig
 
 
@@ -95,17 +102,16 @@ def build() -> Any:
                                className="text-muted d-block"),
                     dbc.Progress(id=ids.TR_PROGRESS, value=0, striped=True, className="my-1"),
                     html.Div(id=ids.TR_STATUS, className="small"),
-                    dcc.Graph(id=ids.TR_LIVE, figure=live_figure([]), config={"displaylogo": False}),
+                    titled_graph(LIVE_TITLE, ids.TR_LIVE, live_figure([]), title_id=ids.TR_LIVE_TITLE),
                     dcc.Interval(id=ids.TR_POLL, interval=1500),
                     dcc.Store(id=ids.TR_DONE),
                     dcc.Store(id=ids.TR_LIVE_KEY),
                     html.H6("Model versions", className="mt-2"),
                     dash_table.DataTable(id=ids.TR_VERSIONS, columns=VERSION_COLUMNS, data=[],
                                          row_selectable="single", sort_action="native", page_size=8,
-                                         style_table={"overflowX": "auto"},
-                                         style_cell={"fontSize": 12, "padding": "2px 6px"}),
+                                         **TABLE_STYLE),
                     dbc.Button("Activate selected", id=ids.TR_ACTIVATE, size="sm", className="mt-1"),
-                    dcc.Graph(id=ids.TR_EFFICIENCY, figure=efficiency_figure([]), config={"displaylogo": False}),
+                    titled_graph("Label efficiency", ids.TR_EFFICIENCY, efficiency_figure([])),
                     html.Small(id=ids.TR_GT_NOTE, className="text-muted d-block"),
                     html.Small(id=ids.TR_EFFORT_NOTE, className="text-muted d-block"),
                 ]

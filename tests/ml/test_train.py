@@ -146,8 +146,17 @@ def _after(n: int):
 
 def test_auto_split_and_label_range_check(data):
     tr, _ = data
-    res = train(tiny(), tr, None, cfg(steps=10, val_fraction=0.3), device=CPU)
+    res = train(tiny(), tr, None, cfg(steps=10, val_fraction=0.3, class_weights="auto"), device=CPU)
     assert any("val_iou" in h for h in res.history)
     bad = [Region(np.zeros((32, 32)), np.full((32, 32), 3, np.uint8))]
     with pytest.raises(ValueError, match="classes"):
         train(tiny(), bad, [], cfg(), device=CPU)
+
+
+def test_auto_weights_use_crop_frequencies(data):
+    from ml.train import crop_label_counts
+
+    region = Region(np.zeros((200, 200), np.float32), np.ones((200, 200), np.uint8))
+    region.labels[90:100, 90:100] = 2  # 0.25 % of labeled pixels
+    counts = crop_label_counts([region], cfg(crop=32))
+    assert counts[2] / (counts[1] + counts[2]) > 0.02  # balanced centres: far above the raw 0.25 %
