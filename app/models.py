@@ -38,28 +38,51 @@ def _fk(target: str, nullable: bool = False) -> Mapped:
     return mapped_column(ForeignKey(target, ondelete="CASCADE"), nullable=nullable, index=True)
 
 
-class Project(Base):
-    __tablename__ = "project"
+def _model_fk() -> Mapped:
+    """A model version a row was made with; the row outlives the version (SET NULL)."""
+    return mapped_column(ForeignKey("model_version.id", ondelete="SET NULL"))
+
+
+def _text() -> Mapped:
+    return mapped_column(Text)
+
+
+def _int(default: int | None = None) -> Mapped:
+    return mapped_column(Integer, default=default)
+
+
+def _when() -> Mapped:
+    return mapped_column(DateTime)
+
+
+class _Id:
+    """Integer primary key (never reused: ``sqlite_autoincrement``)."""
+
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class _Created(_Id):
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-class VolumeRecord(Base):
+class Project(_Created, Base):
+    __tablename__ = "project"
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class VolumeRecord(_Created, Base):
     __tablename__ = "volume"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = _fk("project.id")
     name: Mapped[str] = mapped_column(String(300))
-    source_path: Mapped[Optional[str]] = mapped_column(Text)       # where the user's file was
-    stored_path: Mapped[str] = mapped_column(Text)                  # what the app opens (source or workspace copy)
+    source_path: Mapped[Optional[str]] = _text()                    # where the user's file was
+    stored_path: Mapped[str] = _text()                              # what the app opens (source or workspace copy)
     dataset: Mapped[Optional[str]] = mapped_column(String(300))     # HDF5/Zarr dataset inside stored_path
-    shape_json: Mapped[str] = mapped_column(Text)
+    shape_json: Mapped[str] = _text()
     dtype: Mapped[str] = mapped_column(String(32))
-    voxel_size_json: Mapped[Optional[str]] = mapped_column(Text)
+    voxel_size_json: Mapped[Optional[str]] = _text()
     lo: Mapped[float] = mapped_column(Float, default=0.0)          # default display window (percentiles)
     hi: Mapped[float] = mapped_column(Float, default=255.0)
-    gt_path: Mapped[Optional[str]] = mapped_column(Text)            # Zarr uint8 binary mask, 1 = object class (demo GT, for evaluation)
-    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    gt_path: Mapped[Optional[str]] = _text()    # Zarr uint8 binary mask, 1 = object class (demo GT, for evaluation)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -71,95 +94,84 @@ class VolumeRecord(Base):
         return tuple(v) if v else None  # type: ignore[return-value]
 
 
-class ModelVersion(Base):
+class ModelVersion(_Created, Base):
     __tablename__ = "model_version"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = _fk("project.id")
-    parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("model_version.id", ondelete="SET NULL"))
-    path: Mapped[str] = mapped_column(Text)
-    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    n_labeled_pixels: Mapped[int] = mapped_column(Integer, default=0)
-    n_labeled_patches: Mapped[int] = mapped_column(Integer, default=0)
-    metrics_json: Mapped[Optional[str]] = mapped_column(Text)
-    history_json: Mapped[Optional[str]] = mapped_column(Text)
+    parent_id: Mapped[Optional[int]] = _model_fk()
+    path: Mapped[str] = _text()
+    n_labeled_pixels: Mapped[int] = _int(0)
+    n_labeled_patches: Mapped[int] = _int(0)
+    metrics_json: Mapped[Optional[str]] = _text()
+    history_json: Mapped[Optional[str]] = _text()
     active: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-class ALRound(Base):
+class ALRound(_Created, Base):
     __tablename__ = "al_round"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = _fk("project.id")
     volume_id: Mapped[int] = _fk("volume.id")
-    model_id: Mapped[Optional[int]] = mapped_column(ForeignKey("model_version.id", ondelete="SET NULL"))
+    model_id: Mapped[Optional[int]] = _model_fk()
     strategy: Mapped[str] = mapped_column(String(64))
-    k: Mapped[int] = mapped_column(Integer)
-    patch_size: Mapped[int] = mapped_column(Integer)
-    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    started_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
-    finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    k: Mapped[int] = _int()
+    patch_size: Mapped[int] = _int()
+    started_at: Mapped[Optional[datetime]] = _when()
+    finished_at: Mapped[Optional[datetime]] = _when()
 
 
-class Suggestion(Base):
+class Suggestion(_Id, Base):
     __tablename__ = "suggestion"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     round_id: Mapped[int] = _fk("al_round.id")
-    rank: Mapped[int] = mapped_column(Integer)
-    z: Mapped[int] = mapped_column(Integer)
-    y: Mapped[int] = mapped_column(Integer)
-    x: Mapped[int] = mapped_column(Integer)
-    size: Mapped[int] = mapped_column(Integer)
+    rank: Mapped[int] = _int()
+    z: Mapped[int] = _int()
+    y: Mapped[int] = _int()
+    x: Mapped[int] = _int()
+    size: Mapped[int] = _int()
     score: Mapped[float] = mapped_column(Float, default=0.0)
     status: Mapped[str] = mapped_column(String(16), default="todo")
-    thumb_path: Mapped[Optional[str]] = mapped_column(Text)
-    first_stroke_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
-    last_stroke_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
-    n_strokes: Mapped[int] = mapped_column(Integer, default=0)
+    thumb_path: Mapped[Optional[str]] = _text()
+    first_stroke_at: Mapped[Optional[datetime]] = _when()
+    last_stroke_at: Mapped[Optional[datetime]] = _when()
+    n_strokes: Mapped[int] = _int(0)
 
 
-class LabelEvent(Base):
+class LabelEvent(_Created, Base):
     """One stroke or undo on a label store: the effort log (time, pixels, where)."""
 
     __tablename__ = "label_event"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     volume_id: Mapped[int] = _fk("volume.id")
     kind: Mapped[str] = mapped_column(String(16))                 # stroke | fill | erase | undo
-    z: Mapped[Optional[int]] = mapped_column(Integer)
-    value: Mapped[Optional[int]] = mapped_column(Integer)         # label value painted (0 = erase)
-    n_pixels: Mapped[int] = mapped_column(Integer, default=0)     # pixels covered by the stroke
-    stroke_id: Mapped[Optional[int]] = mapped_column(Integer)     # LabelStore's undo entry
+    z: Mapped[Optional[int]] = _int()
+    value: Mapped[Optional[int]] = _int()                         # label value painted (0 = erase)
+    n_pixels: Mapped[int] = _int(0)                               # pixels covered by the stroke
+    stroke_id: Mapped[Optional[int]] = _int()                     # LabelStore's undo entry
     suggestion_id: Mapped[Optional[int]] = mapped_column(ForeignKey("suggestion.id", ondelete="SET NULL"))
-    bbox_json: Mapped[Optional[str]] = mapped_column(Text)        # [y0, y1, x0, x1]
-    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    bbox_json: Mapped[Optional[str]] = _text()                    # [y0, y1, x0, x1]
 
 
-class Job(Base):
+class Job(_Created, Base):
     __tablename__ = "job"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
     project_id: Mapped[Optional[int]] = _fk("project.id", nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="queued")
-    progress: Mapped[int] = mapped_column(Integer, default=0)
-    total: Mapped[int] = mapped_column(Integer, default=0)
-    info_json: Mapped[Optional[str]] = mapped_column(Text)
-    error: Mapped[Optional[str]] = mapped_column(Text)
-    result_json: Mapped[Optional[str]] = mapped_column(Text)
-    params_json: Mapped[Optional[str]] = mapped_column(Text)
-    pid: Mapped[Optional[int]] = mapped_column(Integer)             # process running it (stale detection)
+    progress: Mapped[int] = _int(0)
+    total: Mapped[int] = _int(0)
+    info_json: Mapped[Optional[str]] = _text()
+    error: Mapped[Optional[str]] = _text()
+    result_json: Mapped[Optional[str]] = _text()
+    params_json: Mapped[Optional[str]] = _text()
+    pid: Mapped[Optional[int]] = _int()                             # process running it (stale detection)
     host: Mapped[Optional[str]] = mapped_column(String(255))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    started: Mapped[Optional[datetime]] = mapped_column(DateTime)
-    finished: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    started: Mapped[Optional[datetime]] = _when()
+    finished: Mapped[Optional[datetime]] = _when()
 
 
-class Segmentation(Base):
+class Segmentation(_Created, Base):
     __tablename__ = "segmentation"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     volume_id: Mapped[int] = _fk("volume.id")
-    model_id: Mapped[Optional[int]] = mapped_column(ForeignKey("model_version.id", ondelete="SET NULL"))
-    pred_path: Mapped[Optional[str]] = mapped_column(Text)
-    instances_path: Mapped[Optional[str]] = mapped_column(Text)
-    table_path: Mapped[Optional[str]] = mapped_column(Text)
-    params_json: Mapped[Optional[str]] = mapped_column(Text)
-    summary_json: Mapped[Optional[str]] = mapped_column(Text)
-    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    model_id: Mapped[Optional[int]] = _model_fk()
+    pred_path: Mapped[Optional[str]] = _text()
+    instances_path: Mapped[Optional[str]] = _text()
+    table_path: Mapped[Optional[str]] = _text()
+    params_json: Mapped[Optional[str]] = _text()
+    summary_json: Mapped[Optional[str]] = _text()

@@ -1,8 +1,9 @@
-"""Flask routes for images: slice tiles, overlays, suggestion thumbnails (PNG, cache headers).
+"""Flask routes: slice tiles, overlays, suggestion thumbnails (PNG, cache headers) and exports.
 
 Tiles of raw data never change for a volume id (ids are never reused), so they carry a
 strong ETag and a long max-age; overlays change as labels/predictions change, so they are
 revalidated (``no-cache`` + content ETag) and the viewer adds a revision to their URL.
+Finished exports are streamed from the workspace (files too large for ``dcc.Download``).
 """
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-from flask import Flask, Response, abort, request
+from flask import Flask, Response, abort, request, send_file
 
 from app import imaging
 from app.config import Config
 from app.errors import NotFound, UserError
-from app.services import projects
+from app.services import active, exports, projects
 
 OVERLAY_KINDS = ("labels", "prediction", "uncertainty", "gt")
 TILE_MAX_AGE = 3600
@@ -36,6 +37,12 @@ def _png_response(data: bytes, etag: str, cache_control: str) -> Response:
     resp.headers["ETag"] = f'"{etag}"'
     resp.headers["Cache-Control"] = cache_control
     return resp
+
+
+def _content_png(data: bytes, cache_control: str) -> Response:
+    """PNG whose ETag is a hash of its bytes (304 when the browser already has them)."""
+    etag = hashlib.sha1(data).hexdigest()[:24]
+    return _not_modified(etag, cache_control) or _png_response(data, etag, cache_control)
 
 
 def _not_modified(etag: str, cache_control: str) -> Response | None:
@@ -170,23 +177,22 @@ def register_routes(server: Flask, config: Config) -> imaging.PNGCache:
         rgba = _render_overlay(config, vid, kind, plane, index, info["shape"])
         data = imaging.TRANSPARENT_PNG if rgba is None else imaging.encode_png(
             imaging.downsample(rgba.transpose(2, 0, 1), int(request.args.get("level", 0) or 0)).transpose(1, 2, 0))
-        etag = hashlib.sha1(data).hexdigest()[:24]
-        cc = "no-cache"
-        return _not_modified(etag, cc) or _png_response(data, etag, cc)
+        return _content_png(data, "no-cache")
 
     @server.route("/thumbs/<int:suggestion_id>.png")
     def thumb(suggestion_id: int):
-        from app.db import session_scope
-        from app.models import Suggestion
-
-        with session_scope(config) as s:
-            sug = s.get(Suggestion, suggestion_id)
-            path = Path(sug.thumb_path) if sug is not None and sug.thumb_path else None
-        if path is None or not path.exists():
+        try:
+            data = active.thumbnail_png(suggestion_id, config)   # rebuilt when the file is gone
+        except UserError:
             abort(404)
-        data = path.read_bytes()
-        etag = hashlib.sha1(data).hexdigest()[:24]
-        cc = "private, max-age=60"
-        return _not_modified(etag, cc) or _png_response(data, etag, cc)
+        return _content_png(data, "private, max-age=60")
+
+    @server.route("/exports/<name>")
+    def export_file(name: str):
+        try:
+            path = exports.resolve_export(config, name)
+        except UserError:
+            abort(404)
+        return send_file(path, as_attachment=True, download_name=path.name, conditional=True, max_age=0)
 
     return cache

@@ -19,7 +19,7 @@ import numpy as np
 from .al_protocol import Protocol
 
 CURVE_COLUMNS = ["strategy", "seed", "round", "n_labeled", "iou"]
-DETAIL_COLUMNS = ["strategy", "seed", "round", "fg_share", "select_s", "train_s", "eval_s"]
+DETAIL_COLUMNS = ["strategy", "seed", "round", "miou", "fg_share", "select_s", "train_s", "eval_s"]
 TARGETS = {"gain_at_mid": 0.15, "labels_to_match": 0.5, "unet_minus_rf": 0.10, "final_vs_full": 0.10}
 
 
@@ -80,6 +80,7 @@ def _strategy_summary(name: str, table: dict, proto: Protocol, details: list[dic
         match = next((b / final for b in budgets if (_mean(cur.get(b)) or -1) >= rand_final), None)
     finals = list((cur.get(final) or {}).values())
     picks = [d["fg_share"] for d in details if d["strategy"] == name]
+    final_miou = [d["miou"] for d in details if d["strategy"] == name and d["round"] == proto.rounds and "miou" in d]
     return {
         "final_iou": _mean(cur.get(final)),
         "final_iou_std": float(np.std(finals)) if finals else None,
@@ -90,6 +91,7 @@ def _strategy_summary(name: str, table: dict, proto: Protocol, details: list[dic
         "paired_gain_at_mid": _paired(cur.get(mid), rnd.get(mid)),
         "paired_gain_final": _paired(cur.get(final), rnd.get(final)),
         "mito_patch_share": float(np.mean(picks)) if picks else None,
+        "final_miou_2class": float(np.mean(final_miou)) if final_miou else None,
         "mean_curve": {str(b): _mean(cur.get(b)) for b in budgets if cur.get(b)},
     }
 
@@ -104,6 +106,8 @@ def summarize(results: dict, proto: Protocol) -> dict:
     rf = table.get("rf_baseline", {})
     out: dict[str, Any] = {"strategies": strategies,
                            "full_supervision_iou": float(np.mean(full)) if full else None,
+                           "full_supervision_miou_2class": float(np.mean([f["miou"] for f in results["full"]]))
+                           if full else None,
                            "full_supervision_steps": [f["steps"] for f in results["full"]],
                            "full_supervision_trace": [f["trace"] for f in results["full"]],
                            "full_supervision_patches": results["full"][0]["n_labeled"] if full else None,

@@ -21,7 +21,7 @@ from ml.infer import predict_image
 from ml.model import UNet2D
 from ml.train import TrainConfig, train
 
-from .al_protocol import (BenchData, LabelState, Protocol, candidates, fg_share, heldout_iou, initial_patches,
+from .al_protocol import (BenchData, LabelState, Protocol, candidates, fg_share, heldout_scores, initial_patches,
                           load_data, pool_grid, random_picks, random_sequence, validation_patches)
 
 _STATE: dict = {}
@@ -59,12 +59,13 @@ def _fit(model: UNet2D, regions: list[Region], val: list[Region], steps: int, lr
     return train(model, regions, val, config, device=device)
 
 
-def unet_iou(model: UNet2D, data: BenchData, proto: Protocol, device: torch.device) -> float:
+def unet_scores(model: UNet2D, data: BenchData, proto: Protocol, device: torch.device) -> dict[str, float]:
+    """Test-half scores of the argmax prediction (tiled, as the app predicts)."""
     def predict(image: np.ndarray) -> np.ndarray:
         prob = predict_image(model, image, tile=proto.eval_tile, overlap=proto.eval_tile // 8, batch_size=4,
                              device=device)["prob"]
         return prob[1] > 0.5
-    return heldout_iou(predict, data)
+    return heldout_scores(predict, data)
 
 
 def _init_path(seed: int) -> Path:
@@ -82,10 +83,10 @@ def initial_task(seed: int) -> dict:
     model = _new_model(proto, seed)
     _fit(model, _regions(data, patches, proto), _regions(data, val, proto), proto.init_steps, proto.lr, seed,
          proto, device)
-    iou = unet_iou(model, data, proto, device)
+    scores = unet_scores(model, data, proto, device)
     path = _init_path(seed)
     torch.save(model.state_dict(), path)
-    return {"kind": "initial", "seed": seed, "iou": iou, "fg_share": fg_share(data, patches),
+    return {"kind": "initial", "seed": seed, **scores, "fg_share": fg_share(data, patches),
             "seconds": time.monotonic() - start}
 
 
@@ -125,9 +126,9 @@ def strategy_task(seed: int, strategy: str, initial_iou: float) -> dict:
         _fit(model, _regions(data, state.patches, proto), val_regions, proto.round_steps, proto.round_lr,
              seed * 1000 + rnd, proto, device)
         t2 = time.monotonic()
-        iou = unet_iou(model, data, proto, device)
-        rows.append(dict(strategy=strategy, seed=seed, round=rnd, n_labeled=len(state.patches), iou=iou))
-        details.append(dict(strategy=strategy, seed=seed, round=rnd, fg_share=fg_share(data, picks),
+        scores = unet_scores(model, data, proto, device)
+        rows.append(dict(strategy=strategy, seed=seed, round=rnd, n_labeled=len(state.patches), iou=scores["iou"]))
+        details.append(dict(strategy=strategy, seed=seed, round=rnd, miou=scores["miou"], fg_share=fg_share(data, picks),
                             select_s=t1 - t0, train_s=t2 - t1, eval_s=time.monotonic() - t2))
     return {"kind": "strategy", "seed": seed, "strategy": strategy, "rows": rows, "details": details}
 
@@ -163,7 +164,7 @@ def full_task(seed: int) -> dict:
             break
         best, best_state = score, _copy(model)
     model.load_state_dict(best_state)
-    return {"kind": "full", "seed": seed, "iou": unet_iou(model, data, proto, device), "steps": steps,
+    return {"kind": "full", "seed": seed, **unet_scores(model, data, proto, device), "steps": steps,
             "n_labeled": round(sum(r.n_labeled for r in regions) / proto.patch ** 2), "trace": trace, "seconds": time.monotonic() - start}
 
 
@@ -182,6 +183,6 @@ def rf_task(seed: int) -> dict:
     rows = []
     for rnd in proto.rf_rounds():
         patches = sequence[rnd]
-        rows.append(dict(strategy="rf_baseline", seed=seed, round=rnd, n_labeled=len(patches),
-                         iou=rf.iou(rf.fit(patches))))
+        scores = rf.scores(rf.fit(patches))
+        rows.append(dict(strategy="rf_baseline", seed=seed, round=rnd, n_labeled=len(patches), **scores))
     return {"kind": "rf", "seed": seed, "rows": rows, "seconds": time.monotonic() - start}

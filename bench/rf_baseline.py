@@ -14,7 +14,7 @@ import numpy as np
 from skimage.feature import multiscale_basic_features
 from sklearn.ensemble import RandomForestClassifier
 
-from .al_protocol import BenchData, Protocol, heldout_iou
+from .al_protocol import BenchData, Protocol, heldout_scores
 
 SIGMA_MIN, SIGMA_MAX = 0.7, 16.0
 #: Context (px) around a patch so the largest filters do not see an artificial border.
@@ -75,7 +75,7 @@ class RFBaseline:
             self._test_cache[key] = features(image)
         return self._test_cache[key]
 
-    def iou(self, rf: RandomForestClassifier) -> float:
+    def scores(self, rf: RandomForestClassifier) -> dict[str, float]:
         """Test-half IoU (same eval slices as the U-Net); a forest that saw one class predicts it everywhere."""
         def predict(image: np.ndarray) -> np.ndarray:
             f = self._test_features(image)
@@ -83,4 +83,4 @@ class RFBaseline:
                 return np.full(image.shape, bool(rf.classes_[0]))
             return (rf.predict_proba(f.reshape(-1, f.shape[-1]))[:, 1] > 0.5).reshape(image.shape)
 
-        return heldout_iou(predict, self.data)
+        return heldout_scores(predict, self.data)

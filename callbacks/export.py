@@ -1,14 +1,15 @@
 """Export panel callbacks: format choices, the export job, then the download.
 
 Files up to ``INLINE_LIMIT_MB`` go through ``dcc.Download`` (Dash sends them base64 in the
-response); larger ones stay in the workspace exports folder and the status names the file,
-so a browser never has to hold gigabytes of JSON.
+response); larger ones are only offered as a link to the ``/exports/<name>`` route (streamed
+by Flask), so a browser never has to hold gigabytes of JSON. Every export shows the link.
 """
 from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
 
 from dash import Input, Output, State, dcc, no_update
 
@@ -19,6 +20,7 @@ from callbacks.active import outcome_text, progress_adapter, volume_id_of
 from layouts import export as view
 from layouts import ids
 from layouts import ids_panels as pids
+from layouts.format import file_size
 
 INLINE_LIMIT_MB = 256
 
@@ -31,34 +33,42 @@ def format_choice(what: str | None, current: str | None) -> tuple[list[dict], st
     return options, current if current in values else (values[0] if values else None)
 
 
+def export_href(filename: str, prefix: str = "") -> str:
+    """URL of a finished export on the ``/exports/<name>`` route (``prefix``: the app's path prefix)."""
+    return f"{prefix.rstrip('/')}/exports/{quote(filename)}"
+
+
 def run_export(config: Config, volume: dict | None, what: str, fmt: str,
-               set_progress: Callable | None = None) -> tuple[Any, str]:
-    """-> (dcc.Download data or no_update, status text)."""
+               set_progress: Callable | None = None, prefix: str = "") -> tuple[Any, str, Any]:
+    """-> (dcc.Download data or no_update, status text, download link or None)."""
     vid = volume_id_of(volume)
     if vid is None:
-        return no_update, "Select a volume first."
+        return no_update, "Select a volume first.", None
     outcome = jobs.run_job(config, "export", volume.get("project_id"), partial(exports.export, config),
                            progress_adapter(set_progress), params={"volume_id": vid, "what": what, "format": fmt},
                            compute=False, volume_id=vid, what=what, fmt=fmt)
     if not outcome.ok:
-        return no_update, outcome_text(outcome, "")
+        return no_update, outcome_text(outcome, ""), None
     path = Path(outcome.result["path"])
-    size_mb = path.stat().st_size / 2**20
-    if size_mb > INLINE_LIMIT_MB:
-        return no_update, (f"{path.name} ({size_mb:.0f} MB) is in the workspace exports folder: {path.parent}. "
-                           "It is too large to send through the page.")
-    return dcc.send_file(str(path), filename=path.name), f"Exported {path.name} ({size_mb:.1f} MB)."
+    n_bytes = path.stat().st_size
+    link = view.export_link(export_href(path.name, prefix), path.name, n_bytes)
+    if n_bytes > INLINE_LIMIT_MB * 2**20:
+        return no_update, (f"Exported {path.name} ({file_size(n_bytes)}): too large to send through the page, "
+                           "use the link below."), link
+    return dcc.send_file(str(path), filename=path.name), f"Exported {path.name} ({file_size(n_bytes)}).", link
 
 
 # --- registration ----------------------------------------------------------------------------------------
 def register(app) -> None:
+    prefix = app.config.requests_pathname_prefix or "/"
+
     @app.callback(Output(pids.EXP_FORMAT, "options"), Output(pids.EXP_FORMAT, "value"),
                   Input(pids.EXP_WHAT, "value"), State(pids.EXP_FORMAT, "value"))
     def _formats(what, current):
         return format_choice(what, current)
 
     @app.callback(
-        Output(pids.EXP_DOWNLOAD, "data"), Output(pids.EXP_STATUS, "children"),
+        Output(pids.EXP_DOWNLOAD, "data"), Output(pids.EXP_STATUS, "children"), Output(pids.EXP_LINK, "children"),
         Input(pids.EXP_RUN, "n_clicks"),
         State(ids.VOLUME_STORE, "data"), State(pids.EXP_WHAT, "value"), State(pids.EXP_FORMAT, "value"),
         background=True,
@@ -67,4 +77,4 @@ def register(app) -> None:
         prevent_initial_call=True,
     )
     def _export(set_progress, _n, volume, what, fmt):
-        return run_export(get_config(), volume, what, fmt, set_progress)
+        return run_export(get_config(), volume, what, fmt, set_progress, prefix)

@@ -13,11 +13,12 @@ from dash import Input, Output, State, ctx, no_update
 from app import jobs
 from app.config import Config, get_config
 from app.errors import user_message
-from app.services import effort, training
+from app.services import effort, evaluation, training
 from callbacks.active import outcome_text, progress_adapter
 from layouts import ids
 from layouts import ids_panels as pids
 from layouts import training as view
+from layouts.format import plural
 
 
 # --- logic (plain functions; tests call these) -------------------------------------------------------
@@ -35,15 +36,22 @@ def run_training(config: Config, project_id: int | None, mode: str, parent_id: A
     if outcome.status == "cancelled":
         return ("Cancelled: the best weights so far were kept as an inactive version marked “cancelled” "
                 "(activate it if it is good enough)."), outcome.job_id
+    return training_status(outcome), outcome.job_id
+
+
+def training_status(outcome: jobs.JobOutcome) -> str:
+    """The status line of a finished training job: steps, validation and ground-truth IoU ("n/a" explained)."""
     if not outcome.ok:
-        return outcome_text(outcome, ""), outcome.job_id
+        return outcome_text(outcome, "")
     res = outcome.result
-    val = res["metrics"].get("val_iou")
-    gt = res["metrics"].get("gt_iou")
-    text = f"Model {res['model_id']} trained ({res['metrics']['steps']} steps) and activated"
-    text += f"; validation IoU {val:.3f}" if val is not None else "; no validation labels"
-    text += f"; IoU vs ground truth {gt:.3f}" if gt is not None else ""
-    return text + ".", outcome.job_id
+    metrics = res["metrics"]
+    text = (f"Model {res['model_id']} trained ({plural(metrics['steps'], 'step')}) and activated; "
+            f"validation IoU {view.iou_text(metrics.get('val_iou'))}")
+    if metrics.get("val_iou") is None:
+        text += f" ({evaluation.val_iou_missing_reason(metrics)})"
+    if metrics.get("gt_iou") is not None:
+        text += f"; IoU vs ground truth {view.iou_text(metrics['gt_iou'])}"
+    return text + "."
 
 
 def cancel_training(config: Config, project_id: int | None) -> str:
@@ -52,18 +60,17 @@ def cancel_training(config: Config, project_id: int | None) -> str:
 
 
 def live_view(config: Config, project_id: int | None, shown_key: Any) -> tuple:
-    """-> (figure, key): the newest training job's curves; no_update when nothing changed."""
+    """-> (figure, heading, key): the newest training job's curves; no_update when nothing changed."""
     job = jobs.latest_job(config, "train", project_id) if project_id is not None else None
-    key = [job["id"], job["status"], job["progress"]] if job else None
+    key = [job["id"], job["status"], job["progress"]] if job else []   # [] != the store's initial None
     if key == shown_key:
-        return no_update, no_update
+        return no_update, no_update, no_update
     if job is None:
-        return view.live_figure([]), key
-    info = job["info"] or {}
+        return view.live_figure([]), view.LIVE_TITLE, key
     title = f"Training job {job['id']}: {job['status']}"
     if job["status"] == "running" and job["total"]:
         title += f" (step {job['progress']}/{job['total']})"
-    return view.live_figure(info.get("history") or [], title), key
+    return view.live_figure((job["info"] or {}).get("history") or []), title, key
 
 
 def versions_view(config: Config, project_id: int | None, activate: bool, selected: list | None,
@@ -76,14 +83,13 @@ def versions_view(config: Config, project_id: int | None, activate: bool, select
         except Exception as e:  # noqa: BLE001 - shown to the user
             note = user_message(e)
     versions = training.list_versions(config, project_id)
-    options = [{"label": f"v{v['id']}{' (active)' if v['active'] else ''}"
-                         f"{' val IoU %.3f' % v['val_iou'] if v['val_iou'] is not None else ''}", "value": v["id"]}
-               for v in versions]
+    options = [{"label": f"v{v['id']}{' (active)' if v['active'] else ''} val IoU {view.iou_text(v['val_iou'])}",
+                "value": v["id"]} for v in versions]
     active_id = next((v["id"] for v in versions if v["active"]), versions[0]["id"] if versions else None)
     points = training.efficiency_points(config, project_id)
     gt_note = note or ("IoU vs ground truth: central slab of the volume with reference labels (same for every "
                        "version)." if training.has_ground_truth(config, project_id) else "")
-    return (versions, [], options, active_id, view.efficiency_figure(points), gt_note,
+    return ([view.version_row(v) for v in versions], [], options, active_id, view.efficiency_figure(points), gt_note,
             effort_note(config, project_id))
 
 
@@ -95,8 +101,9 @@ def effort_note(config: Config, project_id: int | None) -> str:
     labeled = sum(r["n_labeled"] for r in rounds)
     strokes = sum(r["n_strokes"] for r in rounds)
     minutes = sum(r["seconds"] for r in rounds) / 60.0
-    return (f"Effort: {labeled} suggested patches labeled over {len(rounds)} rounds, {strokes} strokes, "
-            f"~{minutes:.1f} min of painting (details in the Effort tab).")
+    return (f"Effort: {plural(labeled, 'suggested patch', 'suggested patches')} labeled over "
+            f"{plural(len(rounds), 'round')}, {plural(strokes, 'stroke')}, ~{minutes:.1f} min of painting "
+            "(details in the Effort tab).")
 
 
 # --- registration ----------------------------------------------------------------------------------------
@@ -120,7 +127,8 @@ def register(app) -> None:
     def _cancel(_n, project_id):
         return cancel_training(get_config(), project_id)
 
-    @app.callback(Output(pids.TR_LIVE, "figure"), Output(pids.TR_LIVE_KEY, "data"),
+    @app.callback(Output(pids.TR_LIVE, "figure"), Output(pids.TR_LIVE_TITLE, "children"),
+                  Output(pids.TR_LIVE_KEY, "data"),
                   Input(pids.TR_POLL, "n_intervals"), Input(ids.PROJECT_STORE, "data"),
                   State(pids.TR_LIVE_KEY, "data"))
     def _live(_n, project_id, key):

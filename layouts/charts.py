@@ -19,8 +19,10 @@ def empty_figure(message: str = "", height: int = CHART_HEIGHT) -> go.Figure:
     """A blank chart (shown before any data exists), with ``message`` in its middle."""
     fig = go.Figure()
     fig.update_layout(height=height, margin=CHART_MARGIN, template="plotly_white")
-    if message:
+    if message:   # nothing to plot yet: the message alone, no empty axes
         fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
     return fig
 
 

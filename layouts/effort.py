@@ -5,10 +5,11 @@ from typing import Any, Sequence
 
 import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
-from dash import dash_table, dcc, html
+from dash import dash_table, html
 
 from layouts import ids_panels as ids
-from layouts.training import empty_figure
+from layouts.charts import empty_figure, titled_graph
+from layouts.training import TABLE_STYLE
 
 ROUND_COLUMNS = [
     {"name": "round", "id": "round_id"}, {"name": "strategy", "id": "strategy"},
@@ -28,34 +29,34 @@ PATCH_COLUMNS = [
 def effort_figure(rounds: Sequence[dict]) -> go.Figure:
     """Labeling time (bars) and strokes (line) per AL round."""
     if not rounds:
-        return empty_figure("Effort per round", "no AL rounds yet")
-    fig = empty_figure("Effort per round")
+        return empty_figure("no AL rounds yet")
+    fig = empty_figure()
     xs = [str(r["round_id"]) for r in rounds]
     fig.add_trace(go.Bar(x=xs, y=[r["seconds"] for r in rounds], name="time (s)"))
     fig.add_trace(go.Scatter(x=xs, y=[r["n_strokes"] for r in rounds], name="strokes", yaxis="y2",
                              mode="lines+markers"))
     fig.update_layout(xaxis_title="round", yaxis_title="seconds",
-                      yaxis2=dict(title="strokes", overlaying="y", side="right"),
+                      yaxis2=dict(title="strokes", overlaying="y", side="right", tickmode="auto", showgrid=False,
+                                  rangemode="tozero"),
                       legend=dict(orientation="h", y=-0.25))
     return fig
 
 
 def build() -> Any:
     """The panel."""
-    table_style = dict(style_table={"overflowX": "auto"}, style_cell={"fontSize": 12, "padding": "2px 6px"})
     return dbc.Card(
         [
             dbc.CardHeader("Labeling effort"),
             dbc.CardBody(
                 [
                     dbc.Button("Refresh", id=ids.EFF_REFRESH, size="sm", className="mb-2"),
-                    dcc.Graph(id=ids.EFF_GRAPH, figure=effort_figure([]), config={"displaylogo": False}),
+                    titled_graph("Effort per round", ids.EFF_GRAPH, effort_figure([])),
                     html.H6("Per round"),
                     dash_table.DataTable(id=ids.EFF_ROUNDS, columns=ROUND_COLUMNS, data=[], sort_action="native",
-                                         page_size=8, **table_style),
+                                         page_size=8, **TABLE_STYLE),
                     html.H6("Per patch", className="mt-2"),
                     dash_table.DataTable(id=ids.EFF_PATCHES, columns=PATCH_COLUMNS, data=[], sort_action="native",
-                                         page_size=10, **table_style),
+                                         page_size=10, **TABLE_STYLE),
                 ]
             ),
         ],

@@ -1,4 +1,8 @@
-"""Export panel: choose what and in which format; the file is built in the background, then downloaded."""
+"""Export panel: choose what and in which format; the file is built in the background, then downloaded.
+
+Small files arrive through ``dcc.Download``; every export also gets a plain link to the
+``/exports/<name>`` route, which streams files of any size.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -7,6 +11,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from layouts import ids_panels as ids
+from layouts.format import file_size
 
 #: what -> (label, formats offered); formats: tiff | ome-zarr | nrrd | csv | zip | pt
 EXPORTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -28,6 +33,11 @@ def format_options(what: str | None) -> list[dict]:
     return [{"label": FORMAT_LABELS[f], "value": f} for f in formats]
 
 
+def export_link(href: str, name: str, n_bytes: int) -> Any:
+    """A link to a finished export on the ``/exports/`` route (streamed, so any size works)."""
+    return html.A(f"Download {name} ({file_size(n_bytes)})", href=href, download=name, className="small")
+
+
 def build() -> Any:
     """The panel."""
     return dbc.Card(
@@ -43,7 +53,8 @@ def build() -> Any:
                                  options=format_options("segmentation")),
                     dbc.Button("Export", id=ids.EXP_RUN, color="primary", className="my-2"),
                     dbc.Progress(id=ids.EXP_PROGRESS, value=0, striped=True, className="mb-1"),
-                    html.Div(id=ids.EXP_STATUS, className="small"),
+                    html.Div(id=ids.EXP_STATUS, className="small text-break"),
+                    html.Div(id=ids.EXP_LINK, className="text-break"),
                     dcc.Download(id=ids.EXP_DOWNLOAD),
                 ]
             ),

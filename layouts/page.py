@@ -1,5 +1,11 @@
 """The page: Data panel left, viewer/canvas centre, the learning panels right, jobs below.
 
+Widths (Bootstrap grid): from 1400 px (xxl) the three columns share 2/5/5 twelfths, so at
+1600-1700 px the viewer keeps its ~620 px canvas and the right panels get ~650 px (tabs in
+one row, tables without sideways scrolling); between 992 and 1400 px the Data panel and
+viewer share a row and the learning panels take the full width below; narrower, all stack.
+The viewer's header button hides the Data column and gives its width to the viewer.
+
 Each panel module exposes ``build()``; a panel whose module is not there yet (parallel
 development) is replaced by a placeholder so the page always renders.
 """
@@ -47,6 +53,19 @@ def stores() -> list:
     ]
 
 
+DATA_WIDTHS = dict(xs=12, lg=4, xxl=2)
+VIEWER_WIDTHS = dict(xs=12, lg=8, xxl=5)
+RIGHT_WIDTHS = dict(xs=12, lg=12, xxl=5)
+
+
+def viewer_widths(data_hidden: bool) -> dict:
+    """The viewer column's widths: it takes the Data column's share while that is hidden."""
+    widths = dict(VIEWER_WIDTHS)
+    if data_hidden:
+        widths.update(lg=VIEWER_WIDTHS["lg"] + DATA_WIDTHS["lg"], xxl=VIEWER_WIDTHS["xxl"] + DATA_WIDTHS["xxl"])
+    return widths
+
+
 def build_layout() -> Any:
     """The whole page (Dash calls it on every page load)."""
     right = dbc.Tabs([dbc.Tab(html.Div(panel(m), id=slot, className="pt-2"), label=label, tab_id=m)
@@ -59,9 +78,9 @@ def build_layout() -> Any:
                    color="dark", dark=True, className="mb-2"),
         dbc.Alert(id=ids.ALERT, is_open=False, dismissable=True, color="danger"),
         dbc.Row([
-            dbc.Col(html.Div(panel("data"), id=ids.SLOT_DATA), lg=3),
-            dbc.Col(html.Div(panel("viewer"), id=ids.SLOT_VIEWER), lg=6),
-            dbc.Col(right, lg=3),
+            dbc.Col(html.Div(panel("data"), id=ids.SLOT_DATA), id=ids.COL_DATA, **DATA_WIDTHS),
+            dbc.Col(html.Div(panel("viewer"), id=ids.SLOT_VIEWER), id=ids.COL_VIEWER, **VIEWER_WIDTHS),
+            dbc.Col(right, id=ids.COL_RIGHT, **RIGHT_WIDTHS),
         ], className="g-2"),
         dbc.Row(dbc.Col(html.Div(panel("jobs"), id=ids.SLOT_JOBS)), className="mt-2 mb-4"),
     ], fluid=True, id=ids.PAGE)

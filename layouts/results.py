@@ -8,7 +8,8 @@ import plotly.graph_objects as go
 from dash import dash_table, dcc, html
 
 from layouts import ids_panels as ids
-from layouts.training import empty_figure
+from layouts.charts import empty_figure, titled_graph
+from layouts.training import TABLE_STYLE
 
 OBJECT_COLUMNS = [
     {"name": "id", "id": "id", "type": "numeric"},
@@ -20,17 +21,18 @@ OBJECT_COLUMNS = [
     {"name": "x", "id": "centroid_x", "type": "numeric", "format": {"specifier": ".1f"}},
 ]
 DEFAULT_MESH_N = 50
+MESH_HEIGHT = 380
 
 
 def mesh_figure(mesh: dict | None) -> go.Figure:
     """One plotly Mesh3d of all shown objects, coloured by object id (``mesh`` from object_meshes)."""
     if not mesh:
-        return empty_figure("3D objects", "segment and post-process to see objects")
+        return empty_figure("segment and post-process to see objects", MESH_HEIGHT)
     unit = mesh.get("units", "µm")
     fig = go.Figure(go.Mesh3d(x=mesh["x"], y=mesh["y"], z=mesh["z"], i=mesh["i"], j=mesh["j"], k=mesh["k"],
                               intensity=mesh["object_id"], colorscale="Turbo", showscale=False, flatshading=True,
                               hovertemplate="object %{intensity}<extra></extra>"))
-    fig.update_layout(height=380, margin=dict(l=0, r=0, t=30, b=0), title="3D objects",
+    fig.update_layout(height=MESH_HEIGHT, margin=dict(l=0, r=0, t=30, b=0),
                       scene=dict(aspectmode="data", xaxis_title=f"x ({unit})", yaxis_title=f"y ({unit})",
                                  zaxis_title=f"z ({unit})"))
     return fig
@@ -80,14 +82,13 @@ def build() -> Any:
                     dcc.Store(id=ids.OBJ_SHOWN),
                     html.Div(summary_view(None), id=ids.OBJ_SUMMARY),
                     dash_table.DataTable(id=ids.OBJ_TABLE, columns=OBJECT_COLUMNS, data=[], sort_action="native",
-                                         page_size=10, style_table={"overflowX": "auto"},
-                                         style_cell={"fontSize": 12, "padding": "2px 6px"}),
+                                         page_size=10, **TABLE_STYLE),
                     dbc.Row([
                         dbc.Col(dbc.Label("3D: largest N objects", html_for=ids.OBJ_MESH_N), width="auto"),
                         dbc.Col(dbc.Input(id=ids.OBJ_MESH_N, type="number", min=1, max=500, step=1,
                                           value=DEFAULT_MESH_N, size="sm"), width=3),
                     ], className="mt-2 align-items-center"),
-                    dcc.Graph(id=ids.OBJ_MESH, figure=mesh_figure([]), config={"displaylogo": False}),
+                    titled_graph("3D objects", ids.OBJ_MESH, mesh_figure([])),
                 ]
             ),
         ],

@@ -102,7 +102,8 @@ def build() -> Any:
                                className="text-muted d-block"),
                     dbc.Progress(id=ids.TR_PROGRESS, value=0, striped=True, className="my-1"),
                     html.Div(id=ids.TR_STATUS, className="small"),
-                    titled_graph(LIVE_TITLE, ids.TR_LIVE, live_figure([]), title_id=ids.TR_LIVE_TITLE),
+                    # heading filled on page load by the live callback (job N: status, or LIVE_TITLE)
+                    titled_graph("", ids.TR_LIVE, live_figure([]), title_id=ids.TR_LIVE_TITLE),
                     dcc.Interval(id=ids.TR_POLL, interval=1500),
                     dcc.Store(id=ids.TR_DONE),
                     dcc.Store(id=ids.TR_LIVE_KEY),

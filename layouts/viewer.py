@@ -20,6 +20,7 @@ OVERLAY_IDS = {"labels": ids.OVERLAY_LABELS, "prediction": ids.OVERLAY_PREDICTIO
                "uncertainty": ids.OVERLAY_UNCERTAINTY, "gt": ids.OVERLAY_GT}
 OVERLAY_DEFAULT = {"labels": 0.5, "prediction": 0.0, "uncertainty": 0.0, "gt": 0.0}
 DRAGMODES = {"stroke": "drawopenpath", "fill": "drawclosedpath", "pan": "pan", "zoom": "zoom"}
+DATA_TOGGLE_TEXT = {False: "\u25C0 hide data panel", True: "show data panel \u25B6"}   # by "hidden"
 GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False, "doubleClick": "reset",
                 "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
                 "modeBarButtonsToAdd": ["drawopenpath", "drawclosedpath"]}
@@ -111,7 +112,10 @@ def build() -> Any:
         dcc.Store(id=ids.PREFETCH),
     ], className="mb-1")
     return dbc.Card([
-        dbc.CardHeader("Viewer and labels"),
+        dbc.CardHeader(html.Div([
+            html.Span("Viewer and labels"),
+            dbc.Button(DATA_TOGGLE_TEXT[False], id=ids.DATA_TOGGLE, size="sm", color="link", className="p-0"),
+        ], className="d-flex justify-content-between align-items-center")),
         dbc.CardBody([
             paint_bar,
             dcc.Graph(id=ids.GRAPH, figure=make_figure(1, 1), config=GRAPH_CONFIG, clear_on_unhover=True),

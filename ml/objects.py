@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from ml.volume import voxel_size_or_unit
+
 COLUMNS = ["id", "voxels", "volume_nm3", "surface_nm2", "centroid_z", "centroid_y", "centroid_x",
            "bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1", "bbox_y1", "bbox_x1"]
 
@@ -34,15 +36,6 @@ def _instances(data: Any) -> np.ndarray:
     if arr.size and arr.min() < 0:
         raise ValueError("instances must be >= 0 (0 = background, 1..n = objects)")
     return arr
-
-
-def _spacing(voxel_size: Sequence[float] | None) -> tuple[float, float, float]:
-    if voxel_size is None:
-        return (1.0, 1.0, 1.0)
-    vs = tuple(float(v) for v in voxel_size)
-    if len(vs) != 3 or min(vs) <= 0:
-        raise ValueError(f"voxel_size must be three positive numbers (z, y, x) in nm, got {voxel_size!r}")
-    return vs  # type: ignore[return-value]
 
 
 def _section_sdf(mask: np.ndarray, spacing_yx: tuple[float, float]) -> np.ndarray:
@@ -106,7 +99,7 @@ def object_table(instances: Any, voxel_size: Sequence[float] | None) -> pd.DataF
     volume edge are closed by the padding, so their surface includes the cut face.
     """
     inst = _instances(instances)
-    vs = _spacing(voxel_size)
+    vs = voxel_size_or_unit(voxel_size)
     voxel_nm3 = float(np.prod(vs))
     rows = []
     for idx, box in enumerate(ndi.find_objects(inst)):
@@ -158,14 +151,14 @@ def object_mesh(instances: Any, object_id: int, voxel_size: Sequence[float] | No
     ``step`` > 1 decimates (marching-cubes step size) for faster display of big objects.
     """
     inst = _instances(instances)
-    return _mesh_in_volume(inst, int(object_id), _box_of(inst, int(object_id)), _spacing(voxel_size), step)
+    return _mesh_in_volume(inst, int(object_id), _box_of(inst, int(object_id)), voxel_size_or_unit(voxel_size), step)
 
 
 def objects_mesh(instances: Any, voxel_size: Sequence[float] | None, max_objects: int = 200,
                  step: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One mesh for the ``max_objects`` largest objects: ``(verts, faces, object_id per vertex)``."""
     inst = _instances(instances)
-    vs = _spacing(voxel_size)
+    vs = voxel_size_or_unit(voxel_size)
     boxes = ndi.find_objects(inst)
     sizes = np.bincount(inst.ravel())
     ids = [i + 1 for i, b in enumerate(boxes) if b is not None]

@@ -12,6 +12,8 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from ml.volume import voxel_size_or_unit
+
 #: connectivity argument -> neighbourhood size in 3D.
 CONNECTIVITY = {1: 6, 2: 18, 3: 26}
 
@@ -28,15 +30,6 @@ def _as_array(data: Any, name: str) -> np.ndarray:
         return np.asarray(data)
     except Exception as exc:  # pragma: no cover - depends on the foreign type
         raise TypeError(f"{name} must be a numpy array, zarr array or Volume; got {type(data).__name__}") from exc
-
-
-def _voxel_size(voxel_size: Sequence[float] | None) -> tuple[float, float, float]:
-    if voxel_size is None:
-        return (1.0, 1.0, 1.0)
-    vs = tuple(float(v) for v in voxel_size)
-    if len(vs) != 3 or min(vs) <= 0:
-        raise ValueError(f"voxel_size must be three positive numbers (z, y, x) in nm, got {voxel_size!r}")
-    return vs  # type: ignore[return-value]
 
 
 def _structure(connectivity: int) -> np.ndarray:
@@ -172,7 +165,7 @@ def segment(
     flat = prob.ndim == 2
     prob = prob[None] if flat else prob
     structure = _structure(int(connectivity))
-    vs = _voxel_size(voxel_size)
+    vs = voxel_size_or_unit(voxel_size)
     if int(min_size) < 0:
         raise ValueError(f"min_size must be >= 0 voxels, got {min_size}")
     mask = prob > threshold

@@ -13,8 +13,8 @@ import numpy as np
 VoxelSize = tuple[float, float, float]
 
 
-def _voxel_size(value: Sequence[float] | None) -> VoxelSize | None:
-    """Three positive finite numbers (z, y, x) in nm, or None; anything else is a caller bug."""
+def as_voxel_size(value: Sequence[float] | None) -> VoxelSize | None:
+    """Validate a voxel size: three positive finite numbers (z, y, x) in nm, or None."""
     if value is None or len(value) == 0:
         return None
     try:
@@ -24,6 +24,11 @@ def _voxel_size(value: Sequence[float] | None) -> VoxelSize | None:
     if len(vs) != 3 or not all(np.isfinite(v) and v > 0 for v in vs):
         raise ValueError(f"voxel_size must be three positive numbers (z, y, x) in nm, got {value!r}")
     return vs  # type: ignore[return-value]
+
+
+def voxel_size_or_unit(value: Sequence[float] | None) -> VoxelSize:
+    """``as_voxel_size`` for measurements: unit voxels (1, 1, 1) when none is known."""
+    return as_voxel_size(value) or (1.0, 1.0, 1.0)
 
 
 class Volume:
@@ -40,7 +45,7 @@ class Volume:
         if len(data.shape) != 3:
             raise ValueError(f"Volume needs 3 axes (Z, Y, X), got shape {tuple(data.shape)}")
         self._data = data
-        self.voxel_size: VoxelSize | None = _voxel_size(voxel_size)
+        self.voxel_size: VoxelSize | None = as_voxel_size(voxel_size)
         self.path = str(path) if path is not None else None
         self.name = name or (Path(path).name if path else "array")
         self._closer = closer

@@ -44,14 +44,15 @@ def record_stroke_effort(session: Session, volume_id: int, z: int, bbox: Sequenc
     """Attribute one stroke (slice ``z``, ``bbox`` = (y0, y1, x0, x1)) to the suggestions it touches.
 
     Updates first/last stroke time and the stroke count, marks the suggestion labeled and
-    keeps the round's started/finished times; skipped suggestions are left alone (as in
-    ``app.services.labels``). Returns the ids of the suggestions updated.
+    keeps the round's started/finished times; skipped suggestions are left alone. Returns the
+    ids of the suggestions updated, in id order.
     """
     y0, y1, x0, x1 = (int(v) for v in bbox)
     when = _naive_utc(when)
     rows = session.execute(
         sql_select(Suggestion).join(ALRound, ALRound.id == Suggestion.round_id)
         .where(ALRound.volume_id == volume_id, Suggestion.z == int(z), Suggestion.status != "skipped")
+        .order_by(Suggestion.id)
     ).scalars().all()
     hit = [s for s in rows if _overlaps(s, y0, y1, x0, x1)]
     for sug in hit:

@@ -3,7 +3,7 @@
 Coordinates follow layouts.viewer: pixel (r, c) is centred at figure point (x=c, y=r),
 which is also ml.labels.rasterize's convention, so paths go to the rasteriser unchanged.
 A stroke inside a suggested patch (same volume and z) marks that suggestion labeled and
-records its effort (first/last stroke time, stroke count).
+records its effort (first/last stroke time, stroke count; ``app.services.effort``).
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any, Iterable
 from app.config import Config
 from app.db import session_scope
 from app.errors import UserError
-from app.models import ALRound, LabelEvent, Suggestion, dumps, utcnow
-from app.services import projects
+from app.models import LabelEvent, dumps, utcnow
+from app.services import effort, projects
 
 MAX_BRUSH = 200.0
 MIN_BRUSH = 1.5   # radius 0.75 > half a pixel diagonal: every click paints at least its nearest pixel
@@ -88,26 +88,14 @@ def apply_stroke(config: Config, vid: int, z: int, path: str, value: int, width:
     return {"stroke_id": sid, "n_pixels": n, "bbox": bbox, "suggestions": touched}
 
 
-def _overlaps(s: Suggestion, z: int, bbox: list[int]) -> bool:
-    y0, y1, x0, x1 = bbox
-    return s.z == z and y0 < s.y + s.size and s.y < y1 and x0 < s.x + s.size and s.x < x1
-
-
 def _record(config: Config, vid: int, z: int, kind: str, value: int, n: int, sid: int, bbox: list[int]) -> list[int]:
     """Log the stroke; suggestions it touches become labeled with their effort updated."""
     now = utcnow()
     with session_scope(config) as s:
-        sugs = (s.query(Suggestion).join(ALRound, Suggestion.round_id == ALRound.id)
-                .filter(ALRound.volume_id == vid, Suggestion.z == z, Suggestion.status != "skipped").all())
-        touched = [g for g in sugs if _overlaps(g, z, bbox)]
-        for g in touched:
-            g.first_stroke_at = g.first_stroke_at or now
-            g.last_stroke_at = now
-            g.n_strokes = (g.n_strokes or 0) + 1
-            g.status = "labeled"
+        touched = effort.record_stroke_effort(s, vid, z, bbox, now)
         s.add(LabelEvent(volume_id=vid, kind=kind, z=z, value=value, n_pixels=n, stroke_id=sid,
-                         suggestion_id=touched[0].id if touched else None, bbox_json=dumps(bbox), created=now))
-        return [g.id for g in touched]
+                         suggestion_id=touched[0] if touched else None, bbox_json=dumps(bbox), created=now))
+        return touched
 
 
 def apply_relayout(config: Config, vid: int, z: int, relayout: dict | None, value: int, width: float) -> list[dict]:

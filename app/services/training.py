@@ -7,6 +7,7 @@ carries a compact loss / validation-IoU history, which ``app.jobs.run_job`` mirr
 Job row, so the panel (and a reloaded page) can draw it.
 Cancel keeps the work: the best weights so far become a new, *inactive* version marked
 "cancelled" (activate it by hand if it is good enough).
+Validation and ground-truth IoU: ``app.services.evaluation``.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from app.db import session_scope
 from app.errors import NotFound, UserError
 from app.models import ModelVersion, VolumeRecord, dumps, loads
 from app.services import projects
+from app.services.evaluation import ground_truth_iou, split_for_validation, without_val_iou
 from app.workspace import Workspace
 from ml.progress import CancelFn, Cancelled, ProgressFn, report
 
@@ -28,8 +30,6 @@ GRID = 128                   # n_labeled_patches counts 128x128 grid tiles holdi
 MIN_STEPS_PER_EPOCH = 20
 MAX_HISTORY_POINTS = 400     # live-curve points kept in the Job row
 CURVE_EVERY_S = 0.4          # how often the live curve is re-thinned (the Job row is written every 0.5 s)
-EVAL_SLAB_SLICES = 3         # ground-truth IoU: central slices ...
-EVAL_SLAB_PX = 512           # ... centre crop of at most this many pixels per side
 DEFAULT_ARCH = {"base": 16, "depth": 4}
 
 
@@ -132,40 +132,6 @@ def gather_regions(config: Any, project_id: int) -> tuple[list, dict]:
     return regions, {"n_labeled_pixels": int(n_pixels), "n_labeled_patches": int(n_patches)}
 
 
-# --- evaluation against ground truth -------------------------------------------------------------
-def eval_slab(shape: tuple[int, int, int]) -> tuple[slice, slice, slice]:
-    """The fixed evaluation slab: central slices, central crop (same for every version)."""
-    z, h, w = shape
-    nz = min(EVAL_SLAB_SLICES, z)
-    z0 = (z - nz) // 2
-    ch, cw = min(EVAL_SLAB_PX, h), min(EVAL_SLAB_PX, w)
-    y0, x0 = (h - ch) // 2, (w - cw) // 2
-    return slice(z0, z0 + nz), slice(y0, y0 + ch), slice(x0, x0 + cw)
-
-
-def ground_truth_iou(config: Any, project_id: int, model: Any, device=None) -> dict | None:
-    """Foreground IoU on the eval slab of the first volume with ground truth, else None."""
-    from ml.infer import predict_image
-    from ml.metrics import iou
-
-    for v in projects.list_volumes(config, project_id):
-        gt = projects.open_ground_truth(config, v["id"])
-        if gt is None:
-            continue
-        volume = projects.open_volume(config, v["id"])
-        zs, ys, xs = eval_slab(tuple(v["shape"]))
-        lo, hi = float(v["lo"]), float(v["hi"])
-        preds, truths = [], []
-        for z in range(zs.start, zs.stop):
-            img = np.clip((np.asarray(volume[z, ys, xs], np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
-            prob = predict_image(model, img, device=device)["prob"]
-            preds.append(prob.argmax(0) > 0)
-            truths.append(np.asarray(gt[z, ys, xs]) > 0)
-        return {"gt_iou": float(iou(np.stack(preds), np.stack(truths))), "gt_volume_id": v["id"],
-                "gt_slab": [zs.start, zs.stop, ys.start, ys.stop, xs.start, xs.stop]}
-    return None
-
-
 # --- the training job -----------------------------------------------------------------------------
 def compact_history(history: list[dict], max_points: int = MAX_HISTORY_POINTS) -> list[dict]:
     """At most ``max_points`` entries: every validation point plus evenly thinned loss points."""
@@ -231,37 +197,48 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
     n_steps = int(steps) if steps else steps_for(regions, epochs, probe.batch_size, probe.crop)
     tcfg = TrainConfig(**{**overrides, "lr": lr, "steps": n_steps})
     device = device_for(config)
+    train_regions, val_regions, val_fg = split_for_validation(regions, tcfg)
     history: list[dict] = []
     started = time.monotonic()
     shown = {"at": 0.0, "curve": []}
 
     def on_step(done: int, total: int, info: dict) -> None:
         evaluated = done % tcfg.eval_every == 0 or done == total   # when ml.train validates
-        history.append({"step": done, "loss": info.get("loss"),
-                        "val_iou": info.get("val_iou") if evaluated else None})
+        val = info.get("val_iou") if val_fg else None
+        history.append({"step": done, "loss": info.get("loss"), "val_iou": val if evaluated else None})
         if time.monotonic() - shown["at"] >= CURVE_EVERY_S or done == total:   # thinning costs O(steps)
             shown.update(at=time.monotonic(), curve=compact_history(history))
-        report(progress, done, total, phase="training", loss=info.get("loss"), val_iou=info.get("val_iou"),
+        report(progress, done, total, phase="training", loss=info.get("loss"), val_iou=val,
                eta_s=info.get("eta_s"), history=shown["curve"])
 
     meta = {"parent_id": parent_id, "epochs": epochs, "train_config": config_dict(tcfg), **label_stats}
     try:
-        result = train(model, regions, None, tcfg, progress=on_step, cancel=cancel, device=device)
+        result = train(model, train_regions, val_regions, tcfg, progress=on_step, cancel=cancel, device=device)
     except Cancelled as exc:
         partial = getattr(exc, "result", None)
         if partial is not None and partial.history:
-            _store_version(config, project_id, parent_id, partial, classes, label_stats, meta,
-                           {"val_iou": partial.best_val_iou, "best_step": partial.best_step, "cancelled": True,
-                            "steps": len(partial.history)}, activate=False)
+            _store_version(config, project_id, parent_id, _measured(partial, val_fg), classes, label_stats, meta,
+                           {"val_iou": partial.best_val_iou if val_fg else None, "val_foreground": val_fg,
+                            "best_step": partial.best_step, "cancelled": True, "steps": len(partial.history)},
+                           activate=False)
         raise
     report(progress, n_steps, n_steps, phase="evaluating", history=compact_history(history))
-    metrics = {"val_iou": result.best_val_iou, "best_step": result.best_step, "steps": n_steps,
-               "seconds": round(time.monotonic() - started, 1), "device": str(device), "n_regions": len(regions)}
+    metrics = {"val_iou": result.best_val_iou if val_fg else None, "val_foreground": val_fg,
+               "best_step": result.best_step, "steps": n_steps, "seconds": round(time.monotonic() - started, 1),
+               "device": str(device), "n_regions": len(regions)}
     gt = ground_truth_iou(config, project_id, result.model, device)
     if gt:
         metrics.update(gt)
-    mid = _store_version(config, project_id, parent_id, result, classes, label_stats, meta, metrics, activate=True)
+    mid = _store_version(config, project_id, parent_id, _measured(result, val_fg), classes, label_stats, meta,
+                         metrics, activate=True)
     return {"model_id": mid, "metrics": metrics}
+
+
+def _measured(result: Any, val_fg: bool) -> Any:
+    """``result`` with its history's validation IoU dropped when validation had no foreground."""
+    if not val_fg:
+        result.history = without_val_iou(result.history)
+    return result
 
 
 def _store_version(config: Any, project_id: int, parent_id: int | None, result: Any, classes: list,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, NamedTuple, Sequence
 
-VoxelSize = tuple[float, float, float]
+from ml.volume import VoxelSize, as_voxel_size  # noqa: F401  (re-exported for the readers)
 
 
 class Opened(NamedTuple):
@@ -45,19 +45,6 @@ def _positive(v: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) and f > 0 else None
-
-
-def as_voxel_size(value: Any) -> VoxelSize | None:
-    """Validate a user-given voxel size: three positive numbers (z, y, x) in nm, or None."""
-    if value is None:
-        return None
-    try:
-        items = [float(v) for v in value]
-    except (TypeError, ValueError):
-        raise ValueError(f"voxel_size must be three numbers (z, y, x) in nm, got {value!r}") from None
-    if len(items) != 3 or any(_positive(v) is None for v in items):
-        raise ValueError(f"voxel_size must be three positive numbers (z, y, x) in nm, got {value!r}")
-    return (items[0], items[1], items[2])
 
 
 def complete_voxel(z: Any, y: Any, x: Any, depth: int) -> VoxelSize | None:

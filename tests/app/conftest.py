@@ -1,4 +1,8 @@
-"""App fixtures: a fresh workspace + data root per test, a small stored volume, a Flask test client."""
+"""App fixtures: a fresh workspace + data root per test, a small stored volume, a Flask test client.
+
+Every test starts with fresh engines and volume caches (as after a restart); service tests
+build their synthetic project with ``tests.app.envs``.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -9,13 +13,18 @@ from app.config import Config
 from app.services import projects
 
 
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """Each test sees its own engines and volume caches (as after a restart)."""
+    yield
+    db.forget_all()
+    projects.forget_caches()
+
+
 @pytest.fixture
 def config(tmp_path) -> Config:
     (tmp_path / "data").mkdir()
-    cfg = Config(workspace=tmp_path / "ws", data_roots=(tmp_path / "data",), demo="none", max_upload_mb=1)
-    yield cfg
-    db.forget_all()
-    projects.forget_caches()
+    return Config(workspace=tmp_path / "ws", data_roots=(tmp_path / "data",), demo="none", max_upload_mb=1)
 
 
 @pytest.fixture

@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import base64
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from dash import no_update
 
-from app import db
-from app.config import Config
-from app.services import projects
+from app.services import labels
 from app.server import create_app
 from callbacks import active as cb_active
 from callbacks import effort as cb_effort
@@ -18,26 +15,12 @@ from callbacks import export as cb_export
 from callbacks import results as cb_results
 from callbacks import training as cb_training
 from layouts import ids_panels as pids
-from ml.synthetic import make_em_volume
-
-TINY = {"model": {"base": 4, "depth": 2}, "train": {"crop": 32, "batch_size": 2, "eval_every": 5}}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    """Each test sees its own engines and volume caches (as after a restart)."""
-    yield
-    db.forget_all()
-    projects.forget_caches()
+from tests.app.envs import add_segmentation, paint_ground_truth, synthetic_env
 
 
 @pytest.fixture
 def env(tmp_path):
-    cfg = Config(workspace=tmp_path / "ws", demo="none", device="cpu", extra=TINY)
-    pid = projects.create_project(cfg, "p")["id"]
-    raw, gt = make_em_volume((2, 64, 64), seed=2)
-    vol = projects.add_volume_from_array(cfg, pid, "syn", raw, voxel_size=(40, 5, 5), ground_truth=gt)
-    return SimpleNamespace(config=cfg, pid=pid, vol=vol, gt=gt, store=projects.label_store(cfg, vol["id"]))
+    return synthetic_env(tmp_path / "ws", (2, 64, 64), seed=2)
 
 
 def _ids(component) -> list:
@@ -107,21 +90,45 @@ def test_failed_job_is_reported_not_raised(env):
 
 
 def test_training_views(env):
+    fig, title, key = cb_training.live_view(env.config, env.pid, None)      # page load, no job yet
+    assert title == "Training curves" and "no training run yet" in str(fig.layout.annotations)
+    assert cb_training.live_view(env.config, env.pid, key) == (no_update, no_update, no_update)
     assert cb_training.run_training(env.config, None, "new", None, 1, 1e-3)[0] == "Select a project first."
     assert "Pick the version" in cb_training.run_training(env.config, env.pid, "continue", None, 1, 1e-3)[0]
     text, _ = cb_training.run_training(env.config, env.pid, "new", None, 1, 1e-3)
     assert text.startswith("Failed: Nothing is labeled")
-    g = env.gt[0, :32, :32]
-    env.store.paint(0, g == 0, 1)
-    env.store.paint(0, g > 0, 2)
+    paint_ground_truth(env, [0], 32)
     text, job_id = cb_training.run_training(env.config, env.pid, "new", None, 1, 3e-3)
-    assert "trained" in text and "activated" in text
-    fig, key = cb_training.live_view(env.config, env.pid, None)
+    assert "trained (20 steps) and activated" in text and "validation IoU" in text
+    fig, title, key = cb_training.live_view(env.config, env.pid, None)
     assert key[0] == job_id and key[1] == "done" and len(fig.data) >= 1
-    assert cb_training.live_view(env.config, env.pid, key) == (no_update, no_update)
+    assert title == f"Training job {job_id}: done" and not fig.layout.title.text   # heading above, not in the plot
+    assert cb_training.live_view(env.config, env.pid, key) == (no_update, no_update, no_update)
     rows, selected, options, value, eff, gt_note, _ = cb_training.versions_view(env.config, env.pid, False, [], [])
     assert len(rows) == 1 and rows[0]["active"] and value == rows[0]["id"] and options[0]["value"] == rows[0]["id"]
+    assert rows[0]["val_iou_text"] in options[0]["label"] and len(rows[0]["created_short"]) == len("MM-DD HH:MM")
     assert "ground truth" in gt_note and len(eff.data) == 2     # val IoU and GT IoU curves
+
+
+def test_training_status_and_effort_note_read_naturally(env):
+    from app.jobs import JobOutcome
+
+    def status(metrics):
+        outcome = JobOutcome(1, "done", result={"model_id": 3, "metrics": {"steps": 1, **metrics}})
+        return cb_training.training_status(outcome)
+
+    assert status({"val_iou": 0.5, "gt_iou": 0.25}) == ("Model 3 trained (1 step) and activated; "
+                                                        "validation IoU 0.500; IoU vs ground truth 0.250.")
+    text = status({"val_iou": None, "val_foreground": False})
+    assert "validation IoU n/a (the held-out validation labels contain no foreground)" in text
+    assert "0.000" not in text and "ground truth" not in text
+    assert cb_training.effort_note(env.config, env.pid) == ""
+    round_id = cb_active.run_suggest(env.config, env.vol, "random", 1, 32)[0]
+    patch = cb_active.active_round_rows(env.config, round_id)[0]
+    z, y, x = patch["z"], patch["y"], patch["x"]
+    labels.apply_stroke(env.config, env.vid, z, f"M{x + 2},{y + 2}L{x + 8},{y + 2}", 1, 3)
+    note = cb_training.effort_note(env.config, env.pid)
+    assert note.startswith("Effort: 1 suggested patch labeled over 1 round, 1 stroke, "), note
 
 
 def test_results_and_export_views_without_segmentation(env):
@@ -133,15 +140,24 @@ def test_results_and_export_views_without_segmentation(env):
     assert status.startswith("Failed: No trained model")
     assert cb_export.format_choice("objects", "tiff") == ([{"label": "CSV", "value": "csv"}], "csv")
     assert cb_export.format_choice("instances", "nrrd")[1] == "nrrd"
-    data, status = cb_export.run_export(env.config, env.vol, "instances", "tiff")
-    assert data is no_update and "No segmentation yet" in status
+    data, status, link = cb_export.run_export(env.config, env.vol, "instances", "tiff")
+    assert data is no_update and "No segmentation yet" in status and link is None
 
 
-def test_effort_export_downloads_csv(env):
-    data, status = cb_export.run_export(env.config, env.vol, "effort", "csv")
-    assert status.startswith("Exported") and data["filename"].endswith(".csv")
+def test_effort_export_downloads_csv_and_links_it(env):
+    data, status, link = cb_export.run_export(env.config, env.vol, "effort", "csv", prefix="/app/")
+    name = data["filename"]
     text = base64.b64decode(data["content"]).decode() if data.get("base64") else data["content"]
     assert text.splitlines()[0].startswith("suggestion_id,round_id")
+    assert name.endswith(".csv") and status == f"Exported {name} ({len(text.encode())} bytes)."
+    assert link.href == f"/app/exports/{name}" and link.download == name and "bytes)" in link.children
+
+
+def test_large_export_is_offered_only_as_a_link(env, monkeypatch):
+    monkeypatch.setattr(cb_export, "INLINE_LIMIT_MB", 0)
+    data, status, link = cb_export.run_export(env.config, env.vol, "effort", "csv")
+    assert data is no_update and "too large to send through the page" in status
+    assert link.href.startswith("/exports/") and link.href.endswith(".csv")
 
 
 def test_effort_view(env):
@@ -153,23 +169,9 @@ def test_effort_view(env):
 
 
 def test_object_table_row_click_navigates(env):
-    from app.db import session_scope
-    from app.models import Segmentation
-    from app.workspace import Workspace
-    from ml.objects import object_table
-
     inst = np.zeros((2, 64, 64), np.int32)
     inst[1, 10:20, 30:50] = 1
-    ws = Workspace(env.config.workspace)
-    with session_scope(env.config) as s:
-        row = Segmentation(volume_id=env.vol["id"], summary_json='{"count": 1, "total_volume_nm3": 200000.0, '
-                                                                  '"mean_volume_nm3": 200000.0}')
-        s.add(row)
-        s.flush()
-        row.instances_path = str(projects.write_zarr(ws.instances_path(row.id), inst))
-        row.table_path = str(ws.segmentation_dir(row.id) / "objects.csv")
-        object_table(inst, (40, 5, 5)).to_csv(row.table_path, index=False)
-        seg_id = row.id
+    seg_id = add_segmentation(env, inst, {"count": 1, "total_volume_nm3": 200000.0, "mean_volume_nm3": 200000.0})
     rows, summary, shown = cb_results.objects_view(env.config, env.vol)
     assert shown == seg_id and [r["id"] for r in rows] == [1] and "µm³" in str(summary)
     nav = cb_results.goto_object(env.config, shown, {"row": 0, "column": 0, "row_id": 1})

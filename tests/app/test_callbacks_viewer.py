@@ -155,15 +155,20 @@ def test_stroke_inside_a_suggestion_marks_it_labeled(config, project, volume, st
         s.flush()
         inside = Suggestion(round_id=r.id, rank=0, z=state["index"], y=0, x=0, size=16)
         elsewhere = Suggestion(round_id=r.id, rank=1, z=state["index"], y=30, x=40, size=16)
-        s.add_all([inside, elsewhere])
+        skipped = Suggestion(round_id=r.id, rank=2, z=state["index"], y=0, x=4, size=16, status="skipped")
+        s.add_all([inside, elsewhere, skipped])
         s.flush()
-        ids_ = (inside.id, elsewhere.id)
+        ids_ = (inside.id, elsewhere.id, skipped.id)
+        round_id = r.id
     painting.paint_from_relayout(config, stroke("M2,2L8,2"), state, 2, 1, 0)
     painting.paint_from_relayout(config, stroke("M2,5L8,5"), state, 2, 1, 1)
     with session_scope(config) as s:
-        a, b = (s.get(Suggestion, i) for i in ids_)
+        a, b, c = (s.get(Suggestion, i) for i in ids_)
         assert (a.status, a.n_strokes) == ("labeled", 2) and a.first_stroke_at <= a.last_stroke_at
         assert (b.status, b.n_strokes) == ("todo", 0)
+        assert (c.status, c.n_strokes, c.first_stroke_at) == ("skipped", 0, None)   # skipped stays untouched
+        rnd = s.get(ALRound, round_id)
+        assert rnd.started_at == a.first_stroke_at and rnd.finished_at is None       # one patch still to do
     ev = labels.events(config, volume["id"])
     assert [e["suggestion_id"] for e in ev] == [ids_[0]] * 2 and ev[0]["n_pixels"] == 7
 

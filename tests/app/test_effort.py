@@ -4,43 +4,30 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from app import db
-from app.config import Config
 from app.db import session_scope
 from app.models import ALRound, Suggestion
-from app.services import effort, projects
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    """Each test sees its own engines and volume caches (as after a restart)."""
-    yield
-    db.forget_all()
-    projects.forget_caches()
+from app.services import effort
+from tests.app.envs import make_env
 
 
 @pytest.fixture
 def env(tmp_path):
-    cfg = Config(workspace=tmp_path / "ws", demo="none", device="cpu")
-    pid = projects.create_project(cfg, "p")["id"]
-    vid = projects.add_volume_from_array(cfg, pid, "v", np.zeros((2, 64, 64), np.uint8))["id"]
-    with session_scope(cfg) as s:   # one round with two 32-px patches on slice 0 and one on slice 1
-        rnd = ALRound(project_id=pid, volume_id=vid, strategy="entropy", k=3, patch_size=32)
+    env = make_env(tmp_path / "ws", np.zeros((2, 64, 64), np.uint8), name="v", voxel_size=None, extra={})
+    with session_scope(env.config) as s:   # one round with two 32-px patches on slice 0 and one on slice 1
+        rnd = ALRound(project_id=env.pid, volume_id=env.vid, strategy="entropy", k=3, patch_size=32)
         s.add(rnd)
         s.flush()
         sugs = [Suggestion(round_id=rnd.id, rank=i + 1, z=z, y=0, x=x, size=32, status="todo", n_strokes=0)
                 for i, (z, x) in enumerate([(0, 0), (0, 32), (1, 0)])]
         s.add_all(sugs)
         s.flush()
-        ids = [g.id for g in sugs]
-        round_id = rnd.id
-    return SimpleNamespace(config=cfg, pid=pid, vid=vid, sids=ids, round_id=round_id,
-                           store=projects.label_store(cfg, vid))
+        env.sids = [g.id for g in sugs]
+        env.round_id = rnd.id
+    return env
 
 
 def _sug(env, sid) -> Suggestion:

@@ -114,7 +114,7 @@ def test_prediction_and_uncertainty_overlays(config, client, volume):
     assert png(client.get(f"/overlay/{vid}/prediction/xy/1.png?mid=7")).shape == (48, 64, 4)
 
 
-def test_thumbnail_route(config, client, project, volume, tmp_path):
+def test_thumbnail_route(config, client, project, volume, raw, tmp_path):
     from app.db import session_scope
     from app.models import ALRound, Suggestion
 
@@ -130,6 +130,23 @@ def test_thumbnail_route(config, client, project, volume, tmp_path):
         sid = sug.id
     assert png(client.get(f"/thumbs/{sid}.png")).max() == 77
     assert client.get(f"/thumbs/{sid + 1}.png").status_code == 404
+    thumb.unlink()                                        # a lost thumbnail is rebuilt from the volume
+    lo, hi = volume["lo"], volume["hi"]
+    expected = np.clip((raw[0, :8, :8].astype(np.float32) - lo) / (hi - lo) * 255.0, 0, 255).astype(np.uint8)
+    assert np.array_equal(png(client.get(f"/thumbs/{sid}.png")), expected)
+
+
+def test_exports_route_serves_finished_exports_only(config, client, volume):
+    from app.services import exports
+
+    res = exports.export(config, volume["id"], "labels", "tiff")
+    resp = client.get(f"/exports/{res['filename']}")
+    assert resp.status_code == 200 and resp.data == open(res["path"], "rb").read()
+    assert f'filename={res["filename"]}' in resp.headers["Content-Disposition"]
+    assert client.get("/exports/nothing.tif").status_code == 404
+    assert client.get("/exports/activeseg.sqlite").status_code == 404       # in the workspace, not an export
+    escape = client.get("/exports/..%2Factiveseg.sqlite")                   # Dash's page catch-all at most
+    assert b"SQLite format" not in escape.data and escape.mimetype == "text/html"
 
 
 def test_page_layout_and_callbacks_are_served(client):

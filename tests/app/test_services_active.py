@@ -1,53 +1,28 @@
 """Active-learning service: rounds, ranking, exclusion of labeled/skipped patches, thumbnails, cancel."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
-from app import db
-from app.config import Config
 from app.db import session_scope
 from app.errors import UserError
-from app.models import ALRound, ModelVersion, Suggestion
+from app.models import ALRound, Suggestion
 from app.services import active, projects, training
-from app.workspace import Workspace
 from ml.progress import Cancelled
-from ml.synthetic import make_em_volume
-
-TINY = {"model": {"base": 4, "depth": 2}}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    """Each test sees its own engines and volume caches (as after a restart)."""
-    yield
-    db.forget_all()
-    projects.forget_caches()
+from tests.app.envs import TINY, add_model_version, synthetic_env
 
 
 @pytest.fixture
 def env(tmp_path):
-    cfg = Config(workspace=tmp_path / "ws", demo="none", device="cpu", extra=TINY)
-    pid = projects.create_project(cfg, "p")["id"]
-    raw, gt = make_em_volume((2, 64, 64), seed=3)
-    vid = projects.add_volume_from_array(cfg, pid, "syn", raw, voxel_size=(40, 5, 5), ground_truth=gt)["id"]
-    return SimpleNamespace(config=cfg, pid=pid, vid=vid, store=projects.label_store(cfg, vid))
+    return synthetic_env(tmp_path / "ws", (2, 64, 64), seed=3, extra={"model": TINY["model"]})
 
 
 def _add_active_model(env) -> int:
     """An (untrained) model registered as the active version, so uncertainty strategies run as asked."""
     from ml.checkpoint import save_checkpoint
 
-    with session_scope(env.config) as s:
-        row = ModelVersion(project_id=env.pid, path="", active=True)
-        s.add(row)
-        s.flush()
-        path = Workspace(env.config.workspace).model_path(row.id)
-        save_checkpoint(path, training.new_model(env.config, 2), projects.get_classes(env.config, env.vid))
-        row.path = str(path)
-        return row.id
+    classes = projects.get_classes(env.config, env.vid)
+    return add_model_version(env, lambda path: save_checkpoint(path, training.new_model(env.config, 2), classes))
 
 
 def _suggestions(env, round_id):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import nrrd
 import numpy as np
@@ -11,41 +10,27 @@ import pandas as pd
 import pytest
 import tifffile
 
-from app import db
-from app.config import Config
 from app.db import session_scope
 from app.errors import UserError
-from app.models import ALRound, ModelVersion, Segmentation, Suggestion
-from app.services import exports, projects
+from app.models import ALRound, Suggestion
+from app.services import exports
 from app.workspace import Workspace
 from ml.checkpoint import load_checkpoint, save_checkpoint
 from ml.io.readers import open_labels
 from ml.model import UNet2D
-from ml.objects import object_table
 from ml.progress import Cancelled
+from tests.app.envs import add_model_version, add_segmentation, make_env
 
 VOXEL = (40.0, 5.0, 5.0)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    """Each test sees its own engines and volume caches (as after a restart)."""
-    yield
-    db.forget_all()
-    projects.forget_caches()
-
-
 @pytest.fixture
 def env(tmp_path):
-    cfg = Config(workspace=tmp_path / "ws", demo="none", device="cpu")
-    pid = projects.create_project(cfg, "p")["id"]
-    rng = np.random.default_rng(0)
-    raw = rng.integers(0, 255, (3, 40, 48), dtype=np.uint8)
-    vid = projects.add_volume_from_array(cfg, pid, "my vol", raw, voxel_size=VOXEL)["id"]
-    store = projects.label_store(cfg, vid)
-    store.paint(1, np.ones((6, 8), bool), 2, y0=4, x0=4)
-    store.paint(2, np.ones((3, 3), bool), 1, y0=30, x0=40)
-    return SimpleNamespace(config=cfg, pid=pid, vid=vid, raw=raw, store=store)
+    raw = np.random.default_rng(0).integers(0, 255, (3, 40, 48), dtype=np.uint8)
+    env = make_env(tmp_path / "ws", raw, name="my vol", voxel_size=VOXEL, extra={})
+    env.store.paint(1, np.ones((6, 8), bool), 2, y0=4, x0=4)
+    env.store.paint(2, np.ones((3, 3), bool), 1, y0=30, x0=40)
+    return env
 
 
 @pytest.fixture
@@ -54,14 +39,7 @@ def segmented(env):
     inst = np.zeros(env.raw.shape, np.int32)
     inst[0:2, 5:15, 5:15] = 1
     inst[1:3, 20:30, 30:44] = 2
-    ws = Workspace(env.config.workspace)
-    with session_scope(env.config) as s:
-        row = Segmentation(volume_id=env.vid, summary_json='{"count": 2, "voxel_size_known": true}')
-        s.add(row)
-        s.flush()
-        row.instances_path = str(projects.write_zarr(ws.instances_path(row.id), inst))
-        row.table_path = str(ws.segmentation_dir(row.id) / "objects.csv")
-        object_table(inst, VOXEL).to_csv(row.table_path, index=False)
+    add_segmentation(env, inst, {"count": 2, "voxel_size_known": True}, VOXEL)
     env.instances = inst
     return env
 
@@ -128,12 +106,7 @@ def test_patch_pairs_zip_from_labeled_suggestions_or_grid(env, tmp_path):
 def test_checkpoint_and_effort_exports(env):
     with pytest.raises(UserError, match="No trained model"):
         exports.export(env.config, env.vid, "checkpoint", "pt")
-    with session_scope(env.config) as s:
-        row = ModelVersion(project_id=env.pid, path="", active=True)
-        s.add(row)
-        s.flush()
-        row.path = str(save_checkpoint(Workspace(env.config.workspace).model_path(row.id),
-                                       UNet2D(base=4, depth=2), ["background", "mito"]))
+    add_model_version(env, lambda path: save_checkpoint(path, UNet2D(base=4, depth=2), ["background", "mito"]))
     model, info = load_checkpoint(_export(env, "checkpoint", "pt"))
     assert model.config["base"] == 4 and info["classes"] == ["background", "mito"]
     text = _export(env, "effort", "csv").read_text()

@@ -9,34 +9,19 @@ import numpy as np
 import pytest
 import zarr
 
-from app import db
-from app.config import Config
 from app.db import session_scope
 from app.errors import UserError
-from app.models import ModelVersion, Segmentation
-from app.services import projects, segmentation, training
-from app.workspace import Workspace
+from app.models import Segmentation
+from app.services import segmentation, training
 from ml.infer import open_prediction
 from ml.progress import Cancelled
-from ml.synthetic import make_em_volume
+from tests.app.envs import TINY, add_model_version, paint_ground_truth, synthetic_env
 
-TINY = {"model": {"base": 4, "depth": 2}, "train": {"crop": 32, "batch_size": 2, "eval_every": 10}}
+TRAIN = {**TINY, "train": {**TINY["train"], "eval_every": 10}}
 
 
 def _make_env(workspace: Path) -> SimpleNamespace:
-    cfg = Config(workspace=workspace, demo="none", device="cpu", extra=TINY)
-    pid = projects.create_project(cfg, "p")["id"]
-    raw, gt = make_em_volume((3, 96, 96), seed=1)
-    vid = projects.add_volume_from_array(cfg, pid, "syn", raw, voxel_size=(40, 5, 5), ground_truth=gt)["id"]
-    return SimpleNamespace(config=cfg, pid=pid, vid=vid, gt=gt, store=projects.label_store(cfg, vid))
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    """Each test sees its own engines and volume caches (as after a restart)."""
-    yield
-    db.forget_all()
-    projects.forget_caches()
+    return synthetic_env(workspace, (3, 96, 96), seed=1, extra=TRAIN)
 
 
 @pytest.fixture
@@ -48,10 +33,7 @@ def env(tmp_path):
 def checkpoint(tmp_path_factory) -> Path:
     """A model trained once per module on this volume's labels (its checkpoint file)."""
     env = _make_env(tmp_path_factory.mktemp("trained") / "ws")
-    for z in range(3):
-        g = env.gt[z, :64, :64]
-        env.store.paint(z, g == 0, 1)
-        env.store.paint(z, g > 0, 2)
+    paint_ground_truth(env, range(3), 64)
     training.train_model(env.config, env.pid, lr=3e-3, steps=60)
     return Path(training.list_versions(env.config, env.pid)[0]["path"])
 
@@ -59,14 +41,7 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture
 def trained(env, checkpoint):
     """A fresh workspace whose active model is the module's trained checkpoint."""
-    with session_scope(env.config) as s:
-        row = ModelVersion(project_id=env.pid, path="", active=True)
-        s.add(row)
-        s.flush()
-        path = Workspace(env.config.workspace).model_path(row.id)
-        shutil.copyfile(checkpoint, path)
-        row.path = str(path)
-        env.model_id = row.id
+    env.model_id = add_model_version(env, lambda path: shutil.copyfile(checkpoint, path))
     return env
 
 

@@ -7,40 +7,22 @@ import numpy as np
 import pytest
 import torch
 
-from app import db, jobs
-from app.config import Config
+from app import jobs
 from app.db import session_scope
 from app.errors import UserError
 from app.models import Job, ModelVersion
-from app.services import projects, training
+from app.services import evaluation, training
 from ml.checkpoint import load_checkpoint
-from ml.synthetic import make_em_volume
-
-TINY = {"model": {"base": 4, "depth": 2}, "train": {"crop": 32, "batch_size": 2, "eval_every": 5}}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    """Each test sees its own engines and volume caches (as after a restart)."""
-    yield
-    db.forget_all()
-    projects.forget_caches()
+from tests.app.envs import paint_ground_truth, synthetic_env
 
 
 @pytest.fixture
 def env(tmp_path):
-    cfg = Config(workspace=tmp_path / "ws", demo="none", device="cpu", extra=TINY)
-    pid = projects.create_project(cfg, "p")["id"]
-    raw, gt = make_em_volume((3, 64, 64), seed=1)
-    vid = projects.add_volume_from_array(cfg, pid, "syn", raw, voxel_size=(40, 5, 5), ground_truth=gt)["id"]
-    return SimpleNamespace(config=cfg, pid=pid, vid=vid, gt=gt, store=projects.label_store(cfg, vid))
+    return synthetic_env(tmp_path / "ws", (3, 64, 64), seed=1)
 
 
 def _label(env, zs=(0, 1, 2)):
-    for z in zs:
-        g = env.gt[z, :48, :48]
-        env.store.paint(z, g == 0, 1)
-        env.store.paint(z, g > 0, 2)
+    paint_ground_truth(env, zs, 48)
 
 
 def _weights(model) -> dict:
@@ -153,6 +135,37 @@ def test_steps_per_epoch_and_history_compaction():
 
 
 def test_eval_slab_is_central_and_bounded():
-    zs, ys, xs = training.eval_slab((20, 1024, 1024))
+    zs, ys, xs = evaluation.eval_slab((20, 1024, 1024))
     assert (zs.start, zs.stop) == (8, 11) and (ys.stop - ys.start, xs.stop - xs.start) == (512, 512)
-    assert training.eval_slab((1, 64, 64))[0] == slice(0, 1)
+    assert evaluation.eval_slab((1, 64, 64))[0] == slice(0, 1)
+
+
+def test_validation_without_foreground_is_not_a_zero_iou(env):
+    """Held-out labels with background only: validation IoU is None ("n/a"), never 0.0."""
+    from ml.train import TrainConfig
+
+    env.store.paint(0, np.ones((24, 24), bool), 1, y0=0, x0=0)        # slice 0: background only
+    paint_ground_truth(env, [2], 64)                                    # slice 2: both classes
+    regions, _ = training.gather_regions(env.config, env.pid)
+    _, val, val_fg = evaluation.split_for_validation(regions, TrainConfig(**env.config.extra["train"]))
+    assert val and not val_fg, "setup: the held-out region should be the background-only one"
+    outcome = jobs.run_job(env.config, "train", env.pid,
+                           lambda progress, cancel: training.train_model(env.config, env.pid, lr=3e-3, steps=10,
+                                                                         progress=progress, cancel=cancel))
+    m = outcome.result["metrics"]
+    assert m["val_iou"] is None and m["val_foreground"] is False and 0.0 <= m["gt_iou"] <= 1.0
+    assert training.list_versions(env.config, env.pid)[0]["val_iou"] is None
+    stored = training.version_history(env.config, outcome.result["model_id"])
+    assert stored and all("val_iou" not in h for h in stored)
+    live = jobs.get_job(env.config, outcome.job_id)["info"]["history"]
+    assert live[-1]["step"] == 10 and all(h["val_iou"] is None for h in live)
+
+
+def test_has_foreground_and_missing_reason():
+    bg = SimpleNamespace(labels=np.array([[0, 1], [1, 0]], np.uint8))
+    fg = SimpleNamespace(labels=np.array([[0, 2]], np.uint8))
+    assert not evaluation.has_foreground([bg]) and evaluation.has_foreground([bg, fg])
+    assert not evaluation.has_foreground([])
+    assert "no foreground" in evaluation.val_iou_missing_reason({"val_foreground": False})
+    assert "no validation labels" in evaluation.val_iou_missing_reason({"val_foreground": True})
+    assert evaluation.without_val_iou([{"step": 1, "val_iou": 0.0, "val_loss": 0.3}]) == [{"step": 1, "val_loss": 0.3}]

@@ -74,7 +74,7 @@ def test_random_replay_is_nested_in_pool_half_and_avoids_validation():
 
 def _results(curves: dict[str, list[list[float]]]) -> dict:
     """Hand-made results: curves[strategy][seed] = IoU per round of a protocol with budgets 10..50."""
-    res = {"strategy": [], "rf": [], "full": [{"iou": 0.8, "steps": 10, "n_labeled": 99, "trace": []}],
+    res = {"strategy": [], "rf": [], "full": [{"iou": 0.8, "miou": 0.9, "steps": 10, "n_labeled": 99, "trace": []}],
            "initial": {0: {"iou": 0.1}, 1: {"iou": 0.1}}, "wall_s": 1.0}
     for name, seeds in curves.items():
         for seed, ious in enumerate(seeds):

@@ -159,8 +159,7 @@ def train(page: Page, epochs: int | None = None) -> dict:
     seen_running = {"value": False}
 
     def finished() -> bool:
-        fig = page.figure("tr-live-graph")
-        title = str(fig.get("title", ""))
+        title = page.text("tr-live-title")         # the heading above the live curve
         pct = page.d.execute_script(
             "const b = document.querySelector('#tr-progress .progress-bar');"
             "return b ? Number(b.getAttribute('aria-valuenow') || 0) : 0;") or 0
@@ -176,7 +175,7 @@ def train(page: Page, epochs: int | None = None) -> dict:
     assert seen_running["value"], "never saw the training running (no progress, no live curve title)"
     rows = page.wait(lambda: (r := page.table_rows("tr-versions-table")) and len(r) > n_versions and r, 30,
                      "a new model version in the versions table")
-    fig = page.wait(lambda: (f := page.figure("tr-live-graph")) and "done" in str(f.get("title")) and f, 30,
+    fig = page.wait(lambda: (f := page.figure("tr-live-graph")) and "done" in page.text("tr-live-title") and f, 30,
                     "the live curve to show the finished job")
     loss = [t for t in fig["data"] if t.get("name") == "loss"]
     assert loss and loss[0]["n"] >= 2, f"the live curve has no loss points: {fig}"
@@ -296,7 +295,7 @@ def snapshot(page: Page) -> dict:
     page.tab("Training")
     snap["versions"] = [r["id"] for r in page.wait(lambda: page.table_rows("tr-versions-table"), 30,
                                                    "the model versions table")]
-    snap["live_title"] = page.wait(lambda: str(page.figure("tr-live-graph").get("title", "")) or None, 30,
+    snap["live_title"] = page.wait(lambda: page.figure("tr-live-graph") and page.text("tr-live-title") or None, 30,
                                    "the live training figure")
     page.tab("Results")
     snap["objects"] = page.wait(lambda: page.table_rows("obj-table"), 30, "the object table")

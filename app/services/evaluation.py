@@ -1,0 +1,77 @@
+"""How good a model version is: validation IoU on held-out labels, IoU against ground truth.
+
+Validation IoU is foreground IoU on labeled regions held out of training. When those
+regions hold no foreground label it measures nothing (``ml.train.evaluate`` reports 0.0 as
+soon as the model predicts any foreground on them), so the app stores and shows it as
+None / "n/a" instead. Ground-truth IoU uses a fixed central slab of the first volume that
+has reference labels, so every version of a project is scored on the same pixels.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from app.services import projects
+
+EVAL_SLAB_SLICES = 3         # ground-truth IoU: central slices ...
+EVAL_SLAB_PX = 512           # ... centre crop of at most this many pixels per side
+
+
+def has_foreground(regions: list) -> bool:
+    """Whether any region holds a foreground label (value >= 2; 1 is background, 0 unlabeled)."""
+    return any(bool((np.asarray(r.labels) >= 2).any()) for r in regions)
+
+
+def split_for_validation(regions: list, tcfg: Any) -> tuple[list, list, bool]:
+    """``(train, val, val_has_foreground)``: the split ``ml.train.train`` makes itself, done here so
+    the app knows whether validation IoU can mean anything."""
+    from ml.dataset import split_regions
+
+    train_regions, val_regions = split_regions(regions, tcfg.val_fraction, tcfg.seed)
+    return train_regions, val_regions, has_foreground(val_regions)
+
+
+def without_val_iou(history: list[dict]) -> list[dict]:
+    """History entries with ``val_iou`` removed (validation had no foreground to measure)."""
+    return [{k: v for k, v in h.items() if k != "val_iou"} for h in history]
+
+
+def val_iou_missing_reason(metrics: dict) -> str:
+    """Why a version has no validation IoU (for the status line)."""
+    if metrics.get("val_foreground") is False:
+        return "the held-out validation labels contain no foreground"
+    return "no validation labels were held out"
+
+
+def eval_slab(shape: tuple[int, int, int]) -> tuple[slice, slice, slice]:
+    """The fixed evaluation slab: central slices, central crop (same for every version)."""
+    z, h, w = shape
+    nz = min(EVAL_SLAB_SLICES, z)
+    z0 = (z - nz) // 2
+    ch, cw = min(EVAL_SLAB_PX, h), min(EVAL_SLAB_PX, w)
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    return slice(z0, z0 + nz), slice(y0, y0 + ch), slice(x0, x0 + cw)
+
+
+def ground_truth_iou(config: Any, project_id: int, model: Any, device=None) -> dict | None:
+    """Foreground IoU on the eval slab of the first volume with ground truth, else None."""
+    from ml.infer import predict_image
+    from ml.metrics import iou
+
+    for v in projects.list_volumes(config, project_id):
+        gt = projects.open_ground_truth(config, v["id"])
+        if gt is None:
+            continue
+        volume = projects.open_volume(config, v["id"])
+        zs, ys, xs = eval_slab(tuple(v["shape"]))
+        lo, hi = float(v["lo"]), float(v["hi"])
+        preds, truths = [], []
+        for z in range(zs.start, zs.stop):
+            img = np.clip((np.asarray(volume[z, ys, xs], np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
+            prob = predict_image(model, img, device=device)["prob"]
+            preds.append(prob.argmax(0) > 0)
+            truths.append(np.asarray(gt[z, ys, xs]) > 0)
+        return {"gt_iou": float(iou(np.stack(preds), np.stack(truths))), "gt_volume_id": v["id"],
+                "gt_slab": [zs.start, zs.stop, ys.start, ys.stop, xs.start, xs.stop]}
+    return None

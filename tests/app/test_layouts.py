@@ -1,0 +1,65 @@
+"""Pure layout helpers: counted nouns, file sizes, chart axes and titles, page column widths."""
+from __future__ import annotations
+
+import pytest
+
+from callbacks.page import columns_view
+from layouts import charts, effort, page, results, training
+from layouts.format import file_size, plural
+
+
+@pytest.mark.parametrize("n, noun, text", [(0, "patch", "0 patches"), (1, "patch", "1 patch"),
+                                           (2, "round", "2 rounds"), (1, "round", "1 round"),
+                                           (1200, "stroke", "1,200 strokes"), (3, "class", "3 classes")])
+def test_plural(n, noun, text):
+    assert plural(n, noun) == text
+
+
+def test_plural_with_an_irregular_form():
+    assert plural(1, "suggested patch", "suggested patches") == "1 suggested patch"
+    assert plural(4, "suggested patch", "suggested patches") == "4 suggested patches"
+
+
+@pytest.mark.parametrize("n, text", [(0, "0 bytes"), (1, "1 byte"), (152, "152 bytes"), (1024, "1 KB"),
+                                     (1536, "1.5 KB"), (200 * 1024, "200 KB"), (1023 * 1024, "1023 KB"),
+                                     (3 * 2**20 + 2**19, "3.5 MB"), (5 * 2**30, "5 GB")])
+def test_file_size_never_rounds_a_small_file_to_zero(n, text):
+    assert file_size(n) == text
+
+
+def test_live_curve_iou_axis_is_zero_to_one_with_round_ticks():
+    history = [{"step": s, "loss": 1.0 / s, "val_iou": 0.3 if s % 5 == 0 else None} for s in range(1, 21)]
+    fig = training.live_figure(history)
+    y2 = fig.layout.yaxis2
+    assert tuple(y2.range) == (0, 1) and y2.tickmode == "linear" and (y2.tick0, y2.dtick) == (0, 0.2)
+    assert [t.name for t in fig.data] == ["loss", "val IoU"] and len(fig.data[1].x) == 4
+    assert [t.name for t in training.live_figure([{"step": 1, "loss": 0.5, "val_iou": None}]).data] == ["loss"]
+
+
+def test_charts_leave_their_title_to_a_heading_above_the_mode_bar():
+    figures = [training.live_figure([]), training.live_figure([{"step": 1, "loss": 1.0}]),
+               training.efficiency_figure([{"id": 1, "n_labeled_patches": 2, "n_labeled_pixels": 10,
+                                            "val_iou": None, "gt_iou": 0.4}]),
+               results.mesh_figure(None), effort.effort_figure([]),
+               effort.effort_figure([{"round_id": 1, "seconds": 3.0, "n_strokes": 2}])]
+    for fig in figures:
+        assert not fig.layout.title.text and fig.layout.margin.t >= 25   # the mode bar's strip
+    block = charts.titled_graph("Label efficiency", "g", figures[2], title_id="g-title")
+    heading, graph = block.children
+    assert (heading.id, heading.children, graph.id) == ("g-title", "Label efficiency", "g")
+    assert "select2d" in graph.config["modeBarButtonsToRemove"]
+
+
+def test_version_rows_show_na_for_missing_iou():
+    row = training.version_row({"created": "2026-11-25T10:48:19", "val_iou": None, "gt_iou": 0.44412})
+    assert (row["created_short"], row["val_iou_text"], row["gt_iou_text"]) == ("11-25 10:48", "n/a", "0.444")
+
+
+def test_columns_share_the_width_and_the_viewer_takes_the_hidden_data_column():
+    for size in ("lg", "xxl"):
+        assert page.DATA_WIDTHS[size] + page.VIEWER_WIDTHS[size] <= 12
+    assert page.DATA_WIDTHS["xxl"] + page.VIEWER_WIDTHS["xxl"] + page.RIGHT_WIDTHS["xxl"] == 12
+    assert page.RIGHT_WIDTHS["xxl"] >= 5          # tabs in one row and tables unscrolled at 1600-1700 px
+    shown, hidden = columns_view(2), columns_view(1)
+    assert shown == ("", page.VIEWER_WIDTHS["lg"], page.VIEWER_WIDTHS["xxl"], "\u25C0 hide data panel")
+    assert hidden[0] == "d-none" and hidden[1] == 12 and hidden[2] == 7 and hidden[3].startswith("show")
