@@ -13,8 +13,8 @@ from layouts.training import TABLE_STYLE
 
 OBJECT_COLUMNS = [
     {"name": "id", "id": "id", "type": "numeric"},
-    {"name": "volume (µm³)", "id": "volume_um3", "type": "numeric", "format": {"specifier": ".4f"}},
-    {"name": "surface (µm²)", "id": "surface_um2", "type": "numeric", "format": {"specifier": ".3f"}},
+    {"name": "volume (µm³)", "id": "volume_um3", "type": "numeric", "format": {"specifier": ".3~g"}},
+    {"name": "surface (µm²)", "id": "surface_um2", "type": "numeric", "format": {"specifier": ".3~g"}},
     {"name": "voxels", "id": "voxels", "type": "numeric"},
     {"name": "z", "id": "centroid_z", "type": "numeric", "format": {"specifier": ".1f"}},
     {"name": "y", "id": "centroid_y", "type": "numeric", "format": {"specifier": ".1f"}},
@@ -44,8 +44,8 @@ def summary_view(summary: dict | None) -> Any:
         return html.Div("No objects yet.", className="text-muted small")
     unit = summary.get("units", "µm³")
     cells = [("objects", f"{summary.get('count', 0)}"),
-             ("total volume", f"{summary.get('total_volume_um3', 0.0):.4g} {unit}"),
-             ("mean volume", f"{summary.get('mean_volume_um3', 0.0):.4g} {unit}")]
+             ("total volume", f"{summary.get('total_volume_um3', 0.0):.3g} {unit}"),
+             ("mean volume", f"{summary.get('mean_volume_um3', 0.0):.3g} {unit}")]
     return dbc.Row([dbc.Col([html.Div(v, className="fw-bold"), html.Small(k, className="text-muted")])
                     for k, v in cells], className="text-center my-2")
 

@@ -160,3 +160,36 @@ def test_auto_weights_use_crop_frequencies(data):
     region.labels[90:100, 90:100] = 2  # 0.25 % of labeled pixels
     counts = crop_label_counts([region], cfg(crop=32))
     assert counts[2] / (counts[1] + counts[2]) > 0.02  # balanced centres: far above the raw 0.25 %
+
+
+def test_weight_average_follows_the_ramped_decay():
+    from ml.train import WeightAverage
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    avg = WeightAverage(model, decay=0.9)
+    expected = 0.0
+    for n, value in enumerate([1.0, 2.0, 3.0, 4.0], start=1):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        avg.update(model)
+        d = min(0.9, (1 + n) / (10 + n))
+        expected = d * expected + (1 - d) * value
+    assert avg.shadow["weight"].item() == pytest.approx(expected)
+    with avg.applied(model):
+        assert model.weight.item() == pytest.approx(expected)
+    assert model.weight.item() == 4.0          # training weights back after the block
+
+
+def test_ema_model_is_the_average_and_is_what_validation_scores(data):
+    tr, va = data
+    last = train(tiny(), tr, [], cfg(steps=30), device=CPU)
+    averaged = train(tiny(), tr, [], cfg(steps=30, ema=0.9), device=CPU)
+    # same steps, same seed: the loss history is identical, only the returned weights differ
+    assert [h["loss"] for h in last.history] == [h["loss"] for h in averaged.history]
+    assert any(not torch.equal(p, q) for p, q in zip(last.model.parameters(), averaged.model.parameters()))
+    scored = train(tiny(), tr, va, cfg(steps=30, eval_every=10, ema=0.9), device=CPU)
+    assert evaluate(scored.model, va, CPU, tile=96)["val_iou"] == pytest.approx(scored.best_val_iou)
+    with pytest.raises(ValueError, match="ema"):
+        cfg(ema=1.0)
