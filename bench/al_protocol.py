@@ -23,16 +23,17 @@ class Protocol:
     name: str
     patch: int = 128              # labeled patch side (px)
     pool_stride: int = 64         # grid stride of candidate patches in the pool half
-    pool_size: int = 200          # candidates scored per round (fresh seeded subset of the grid)
+    pool_size: int = 1000         # candidates scored per round (fresh seeded subset of the grid)
     m: int = 20                   # initial random patches
-    k: int = 10                   # patches added per round
-    rounds: int = 8
+    k: int = 20                   # patches added per round
+    rounds: int = 4
     max_overlap: float = 0.25     # candidates more than this fraction labeled are excluded
-    val_patches: int = 8          # held-out pool patches for best-checkpoint keeping
-    init_steps: int = 400         # initial model (shared by all strategies of a seed)
-    round_steps: int = 50         # warm-start fine-tuning per round (cosine decay within)
-    lr: float = 1e-3
-    round_lr: float = 5e-4
+    val_patches: int = 16         # held-out pool patches: full supervision's plateau check
+    init_steps: int = 1000        # initial model (shared by all strategies of a seed)
+    round_steps: int = 300        # warm-start fine-tuning per round (cosine decay within)
+    lr: float = 3e-3
+    round_lr: float = 1.5e-3
+    ema: float = 0.99             # weight averaging: the model of a round is the EMA of its steps
     batch: int = 8
     crop: int = 128
     base: int = 8
@@ -41,14 +42,14 @@ class Protocol:
     mc_passes: int = 8
     eval_slices: int = 4          # test-half slices scored (same evenly spaced subset for everyone)
     eval_tile: int = 256
-    full_chunk: int = 200         # full supervision: extra steps per plateau check
-    full_max_factor: float = 2.5  # ... up to this many times the longest AL run's steps
+    full_chunk: int = 300         # full supervision: extra steps per plateau check
+    full_max_factor: float = 2.0  # ... up to this many times the longest AL run's steps
     full_tol: float = 0.005       # plateau: best validation IoU improved by less than this
     full_seeds: int = 1           # seeds given a full-supervision reference (costly)
     rf_trees: int = 50
     rf_max_pixels: int = 60_000   # labeled pixels sampled to fit the forest
     rf_every: int = 2             # RF evaluated every this many rounds (plus mid and final)
-    strategies: tuple[str, ...] = ("random", "bald", "bald_diverse")
+    strategies: tuple[str, ...] = ("random", "bald", "least_confidence")
     seeds: int = 3
     workers: int = 2
 
@@ -79,7 +80,7 @@ class Protocol:
 #: ~25-30 min on 2 CPU cores for 3 seeds (see bench/README or the report for the estimate).
 QUICK = Protocol(name="quick")
 #: The seed's full protocol, for a GPU.
-FULL = Protocol(name="full", pool_stride=64, pool_size=2000, m=20, k=20, rounds=25, init_steps=500,
+FULL = Protocol(name="full", pool_stride=64, pool_size=2000, m=20, k=20, rounds=25, init_steps=2000,
                 round_steps=200, base=16, eval_slices=0, full_seeds=3, rf_every=5,
                 strategies=("random", "entropy", "least_confidence", "bald", "bald_diverse", "hybrid",
                             "coreset"), seeds=3, workers=1, rf_max_pixels=200_000, rf_trees=100)

@@ -49,7 +49,7 @@ class TrainConfig:
     warmup_steps: int = 10
     min_lr_ratio: float = 0.05
     channels_last: bool = True
-    ema: float = 0.0
+    ema: float = 0.99
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.crop < 16 or self.lr <= 0 or self.eval_every < 1:
