@@ -57,7 +57,7 @@ def tiled_vs_bare(model: UNet2D, size: int, tile: int, overlap: int, batch: int,
     boxes = [(y, x) for y in tile_starts(size, tile, overlap) for x in tile_starts(size, tile, overlap)]
     tiles = torch.from_numpy(np.stack([image[y:y + tile, x:x + tile] for y, x in boxes])[:, None])
     model.to(device).eval()
-    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    fmt = torch.channels_last    # the layout predict_image uses (ml.device.inference_layout)
     model.to(memory_format=fmt)
 
     def bare() -> None:

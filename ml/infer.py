@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ml.device import autocast, pick_device
+from ml.device import autocast, inference_layout, pick_device
 from ml.model import mc_dropout
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
@@ -96,33 +96,25 @@ def predict_image(model: nn.Module, image: np.ndarray, tile: int = 256, overlap:
     boxes = [(y, x) for y in tile_starts(h, th, overlap) for x in tile_starts(w, tw, overlap)]
     n_classes = None
     acc = wsum = acc_h = None
-    flags = {m: m.training for m in model.modules()}
-    model.to(device).eval()
-    try:
-        with torch.inference_mode():
-            for i in range(0, len(boxes), batch_size):
-                batch = boxes[i:i + batch_size]
-                x = torch.from_numpy(np.stack([image[y:y + th, x0:x0 + tw] for y, x0 in batch])[:, None])
-                x = x.to(device)
-                if device.type == "cuda":
-                    x = x.contiguous(memory_format=torch.channels_last)
-                p, mh = _run_batch(model, x, device, int(mc_passes))
-                p = p.cpu().numpy()
-                mh = mh.cpu().numpy() if mh is not None else None
-                if acc is None:
-                    n_classes = p.shape[1]
-                    acc = np.zeros((n_classes, h, w), np.float32)
-                    wsum = np.zeros((h, w), np.float32)
-                    acc_h = np.zeros((h, w), np.float32) if mh is not None else None
-                for j, (y, x0) in enumerate(batch):
-                    win = np.outer(_ramp(th, overlap, y == 0, y + th >= h), _ramp(tw, overlap, x0 == 0, x0 + tw >= w))
-                    acc[:, y:y + th, x0:x0 + tw] += p[j] * win
-                    wsum[y:y + th, x0:x0 + tw] += win
-                    if acc_h is not None:
-                        acc_h[y:y + th, x0:x0 + tw] += mh[j] * win
-    finally:
-        for m, flag in flags.items():
-            m.train(flag)
+    with inference_layout(model, device), torch.inference_mode():
+        for i in range(0, len(boxes), batch_size):
+            batch = boxes[i:i + batch_size]
+            x = torch.from_numpy(np.stack([image[y:y + th, x0:x0 + tw] for y, x0 in batch])[:, None])
+            x = x.to(device).contiguous(memory_format=torch.channels_last)
+            p, mh = _run_batch(model, x, device, int(mc_passes))
+            p = p.cpu().numpy()
+            mh = mh.cpu().numpy() if mh is not None else None
+            if acc is None:
+                n_classes = p.shape[1]
+                acc = np.zeros((n_classes, h, w), np.float32)
+                wsum = np.zeros((h, w), np.float32)
+                acc_h = np.zeros((h, w), np.float32) if mh is not None else None
+            for j, (y, x0) in enumerate(batch):
+                win = np.outer(_ramp(th, overlap, y == 0, y + th >= h), _ramp(tw, overlap, x0 == 0, x0 + tw >= w))
+                acc[:, y:y + th, x0:x0 + tw] += p[j] * win
+                wsum[y:y + th, x0:x0 + tw] += win
+                if acc_h is not None:
+                    acc_h[y:y + th, x0:x0 + tw] += mh[j] * win
     wsum = np.maximum(wsum, 1e-8)
     prob = acc / wsum
     out = {"prob": prob}

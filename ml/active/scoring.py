@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ml.device import autocast, pick_device
+from ml.device import autocast, inference_layout, pick_device
 from ml.model import mc_dropout
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
@@ -175,26 +175,16 @@ def score_patches(
     patches = list(patches)
     if len({p.size for p in patches}) > 1:
         raise ValueError(f"all patches must share one size, got sizes {sorted({p.size for p in patches})}")
-    flags = {m: m.training for m in model.modules()}
-    was_channels_last = any(w.ndim == 4 and not w.is_contiguous()
-                            and w.is_contiguous(memory_format=torch.channels_last) for w in model.parameters())
-    model.to(device, memory_format=torch.channels_last).eval()
     cols: dict[str, list[np.ndarray]] = {}
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(patches), int(batch_size)):
-                check_cancel(cancel)
-                batch = patches[start:start + int(batch_size)]
-                x = torch.from_numpy(_read_batch(read, batch)).to(device)
-                x = x.contiguous(memory_format=torch.channels_last)
-                for key, val in score_batch(model, x, int(mc_passes), device, top_fraction).items():
-                    cols.setdefault(key, []).append(val.cpu().numpy())
-                report(progress, start + len(batch), len(patches), stage="scoring")
-    finally:
-        if not was_channels_last:
-            model.to(memory_format=torch.contiguous_format)
-        for m, flag in flags.items():
-            m.train(flag)
+    with inference_layout(model, device), torch.inference_mode():
+        for start in range(0, len(patches), int(batch_size)):
+            check_cancel(cancel)
+            batch = patches[start:start + int(batch_size)]
+            x = torch.from_numpy(_read_batch(read, batch)).to(device)
+            x = x.contiguous(memory_format=torch.channels_last)
+            for key, val in score_batch(model, x, int(mc_passes), device, top_fraction).items():
+                cols.setdefault(key, []).append(val.cpu().numpy())
+            report(progress, start + len(batch), len(patches), stage="scoring")
     dim = int(getattr(model, "embed_dim", 0))
     out = {k: np.concatenate(v) for k, v in cols.items()}
     if not patches:

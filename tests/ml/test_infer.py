@@ -166,3 +166,14 @@ def test_cancel_leaves_incomplete_group(tmp_path, synthetic_volume):
     assert g.attrs["complete"] is False and g.attrs["slices_done"] == 2
     with pytest.raises(PredictionError, match="no prediction"):
         open_prediction(tmp_path / "missing.zarr")
+
+
+def test_model_layout_and_flags_are_restored(image):
+    """predict_image runs channels-last (fast on CPU and CUDA) but hands the model back as it came."""
+    m = local_model().train()
+    predict_image(m, image, tile=64, overlap=8)
+    assert m.training and all(p.is_contiguous() for p in m.parameters())
+    m.eval().to(memory_format=torch.channels_last)
+    predict_image(m, image, tile=64, overlap=8)
+    assert not m.training
+    assert m.encoders[0][0].weight.is_contiguous(memory_format=torch.channels_last)
