@@ -44,7 +44,8 @@ class Protocol:
     eval_tile: int = 256
     full_chunk: int = 300         # full supervision: extra steps per plateau check
     full_max_factor: float = 2.0  # ... up to this many times the longest AL run's steps
-    full_tol: float = 0.005       # plateau: best validation IoU improved by less than this
+    full_tol: float = 0.005       # plateau: best validation IoU improved by less than this ...
+    full_patience: int = 2        # ... in this many chunks in a row
     full_seeds: int = 1           # seeds given a full-supervision reference (costly)
     rf_trees: int = 50
     rf_max_pixels: int = 60_000   # labeled pixels sampled to fit the forest

@@ -157,14 +157,16 @@ def full_task(seed: int) -> dict:
     result = _fit(model, regions, val_regions, proto.al_steps, proto.lr, seed, proto, device)
     best, best_state, steps = result.best_val_iou or 0.0, _copy(model), proto.al_steps
     trace = [dict(steps=steps, val_iou=best)]
-    while steps + proto.full_chunk <= proto.full_max_factor * proto.al_steps:
+    stale = 0   # chunks in a row without a gain: one alone is often validation noise
+    while steps + proto.full_chunk <= proto.full_max_factor * proto.al_steps and stale < proto.full_patience:
         result = _fit(model, regions, val_regions, proto.full_chunk, proto.round_lr, seed + steps, proto, device)
         steps += proto.full_chunk
         score = result.best_val_iou or 0.0
         trace.append(dict(steps=steps, val_iou=score))
         if score < best + proto.full_tol:
-            break
-        best, best_state = score, _copy(model)
+            stale += 1
+            continue
+        best, best_state, stale = score, _copy(model), 0
     model.load_state_dict(best_state)
     return {"kind": "full", "seed": seed, **unet_scores(model, data, proto, device), "steps": steps,
             "n_labeled": round(sum(r.n_labeled for r in regions) / proto.patch ** 2), "trace": trace, "seconds": time.monotonic() - start}
