@@ -30,7 +30,7 @@ class Protocol:
     max_overlap: float = 0.25     # candidates more than this fraction labeled are excluded
     val_patches: int = 16         # held-out pool patches: full supervision's plateau check
     init_steps: int = 1000        # initial model (shared by all strategies of a seed)
-    round_steps: int = 300        # warm-start fine-tuning per round (cosine decay within)
+    round_steps: int = 250        # warm-start fine-tuning per round (cosine decay within)
     lr: float = 3e-3
     round_lr: float = 1.5e-3
     ema: float = 0.99             # weight averaging: the model of a round is the EMA of its steps
@@ -42,15 +42,16 @@ class Protocol:
     mc_passes: int = 8
     eval_slices: int = 4          # test-half slices scored (same evenly spaced subset for everyone)
     eval_tile: int = 256
-    full_chunk: int = 300         # full supervision: extra steps per plateau check
-    full_max_factor: float = 2.0  # ... up to this many times the longest AL run's steps
+    full_factor: float = 1.5      # full supervision: one cosine schedule of this many times the AL steps,
+    full_chunk: int = 300         # ... then chunks of extra steps while the validation IoU still improves
+    full_max_factor: float = 2.0  # ... up to this many times the longest AL run's steps in all
     full_tol: float = 0.005       # plateau: best validation IoU improved by less than this ...
-    full_patience: int = 2        # ... in this many chunks in a row
+    full_patience: int = 1        # ... in this many chunks in a row
     full_seeds: int = 1           # seeds given a full-supervision reference (costly)
     rf_trees: int = 50
     rf_max_pixels: int = 60_000   # labeled pixels sampled to fit the forest
     rf_every: int = 2             # RF evaluated every this many rounds (plus mid and final)
-    strategies: tuple[str, ...] = ("random", "bald", "least_confidence")
+    strategies: tuple[str, ...] = ("random", "least_confidence", "entropy_diverse")
     seeds: int = 3
     workers: int = 2
 
@@ -58,6 +59,11 @@ class Protocol:
     def budgets(self) -> list[int]:
         """Labeled patches after each round 0..rounds."""
         return [self.m + r * self.k for r in range(self.rounds + 1)]
+
+    @property
+    def full_steps(self) -> int:
+        """Length of full supervision's first (single-schedule) phase."""
+        return max(self.al_steps, int(round(self.full_factor * self.al_steps)))
 
     @property
     def mid_round(self) -> int:
@@ -74,7 +80,8 @@ class Protocol:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d.update(budgets=self.budgets, mid_budget=self.budgets[self.mid_round], al_steps=self.al_steps)
+        d.update(budgets=self.budgets, mid_budget=self.budgets[self.mid_round], al_steps=self.al_steps,
+                 full_steps=self.full_steps)
         return d
 
 
@@ -88,7 +95,7 @@ FULL = Protocol(name="full", pool_stride=64, pool_size=2000, m=20, k=20, rounds=
 #: Seconds on CPU: the whole pipeline on a tiny synthetic volume, for tests.
 TINY = Protocol(name="tiny", patch=32, pool_stride=32, pool_size=24, m=3, k=2, rounds=2, val_patches=2,
                 init_steps=4, round_steps=2, batch=2, crop=32, base=4, depth=2, mc_passes=2, eval_slices=2,
-                eval_tile=64, full_chunk=2, full_max_factor=1.5, rf_trees=5, rf_max_pixels=2000, rf_every=1,
+                eval_tile=64, full_factor=1.0, full_chunk=2, full_max_factor=1.5, rf_trees=5, rf_max_pixels=2000, rf_every=1,
                 strategies=("random", "bald"), seeds=1, workers=2)
 PRESETS = {"quick": QUICK, "full": FULL, "tiny": TINY}
 

@@ -24,6 +24,24 @@ def autocast(device: torch.device, enabled: bool = True):
 
 
 @contextlib.contextmanager
+def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
+    """Draw random numbers (MC-dropout masks) from ``seed`` inside the block; the caller's RNG
+    state is restored after it. ``None`` leaves the global RNG alone.
+
+    Without it, MC-dropout scores depend on whatever the process ran before, so the same
+    model could suggest different patches twice (seen in the benchmark's BALD runs).
+    """
+    if seed is None:
+        yield
+        return
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(int(seed))
+        yield
+
+
+@contextlib.contextmanager
 def inference_layout(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
     """``model`` on ``device`` in eval mode and channels-last memory; flags and layout restored after.
 

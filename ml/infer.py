@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ml.device import autocast, inference_layout, pick_device
+from ml.device import autocast, inference_layout, pick_device, seeded
 from ml.model import mc_dropout
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
@@ -81,12 +81,13 @@ def _check_args(image: np.ndarray, tile: int, overlap: int, batch_size: int, mc_
 
 def predict_image(model: nn.Module, image: np.ndarray, tile: int = 256, overlap: int = 32,
                   batch_size: int = 8, mc_passes: int = 0,
-                  device: torch.device | str | None = None) -> dict[str, np.ndarray]:
+                  device: torch.device | str | None = None, seed: int | None = 0) -> dict[str, np.ndarray]:
     """Blend overlapping tile predictions of a normalised (H, W) image.
 
     Returns ``prob`` float32 (C,H,W); with ``mc_passes > 0`` ``prob`` is the MC-dropout mean
     and ``entropy`` (predictive) and ``bald`` (mutual information) float32 (H,W) are added,
-    both normalised by log(C) to [0, 1]. The model's train/eval flags are restored.
+    both normalised by log(C) to [0, 1]; MC-dropout masks are drawn from ``seed``. The
+    model's train/eval flags are restored.
     """
     image = np.asarray(image, dtype=np.float32)
     _check_args(image, int(tile), int(overlap), int(batch_size), int(mc_passes))
@@ -96,7 +97,7 @@ def predict_image(model: nn.Module, image: np.ndarray, tile: int = 256, overlap:
     boxes = [(y, x) for y in tile_starts(h, th, overlap) for x in tile_starts(w, tw, overlap)]
     n_classes = None
     acc = wsum = acc_h = None
-    with inference_layout(model, device), torch.inference_mode():
+    with inference_layout(model, device), torch.inference_mode(), seeded(seed, device):
         for i in range(0, len(boxes), batch_size):
             batch = boxes[i:i + batch_size]
             x = torch.from_numpy(np.stack([image[y:y + th, x0:x0 + tw] for y, x0 in batch])[:, None])
@@ -151,13 +152,14 @@ def predict_volume(model: nn.Module, volume: Any, out_path: str | Path, lo: floa
                    hi: float | None = None, tile: int = 256, overlap: int = 32, batch_size: int = 8,
                    mc_passes: int = 0, device: torch.device | str | None = None,
                    progress: ProgressFn = None, cancel: CancelFn = None,
-                   classes: Sequence[Any] | None = None) -> Path:
+                   classes: Sequence[Any] | None = None, seed: int | None = 0) -> Path:
     """Predict every slice of a (Z, Y, X) volume into a Zarr v3 group at ``out_path``.
 
     Arrays: ``prob`` (C,Z,Y,X) float16; with ``mc_passes > 0`` also ``entropy`` and ``bald``
     (Z,Y,X) float16. Attrs: voxel_size, classes, lo, hi, mc_passes, slices_done, complete.
     Intensities are scaled with ``lo``/``hi`` (default ``volume.percentiles()``). Reads one
-    slice at a time; on cancel raises Cancelled with ``complete`` left False.
+    slice at a time; on cancel raises Cancelled with ``complete`` left False. MC-dropout
+    masks of slice z are drawn from ``seed + z`` (reproducible, not repeated across slices).
     """
     if lo is None or hi is None:
         if not hasattr(volume, "percentiles"):
@@ -179,7 +181,8 @@ def predict_volume(model: nn.Module, volume: Any, out_path: str | Path, lo: floa
     for z in range(shape[0]):
         check_cancel(cancel)
         image = np.clip((np.asarray(volume[z], dtype=np.float32) - lo) * scale, 0.0, 1.0)
-        out = predict_image(model, image, tile, overlap, batch_size, mc_passes, device)
+        out = predict_image(model, image, tile, overlap, batch_size, mc_passes, device,
+                            seed=None if seed is None else int(seed) + z)
         group["prob"][:, z] = out["prob"].astype(np.float16)
         if mc_passes > 0:
             group["entropy"][z] = out["entropy"].astype(np.float16)

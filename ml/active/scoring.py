@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ml.device import autocast, inference_layout, pick_device
+from ml.device import autocast, inference_layout, pick_device, seeded
 from ml.model import mc_dropout
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
@@ -160,9 +160,11 @@ def score_patches(
     progress: ProgressFn = None,
     cancel: CancelFn = None,
     top_fraction: float | None = None,
+    seed: int | None = 0,
 ) -> PatchScores:
     """Score every patch; ``reader`` maps a Patch to its normalised image (or pass a Volume).
 
+    MC-dropout masks are drawn from ``seed`` (same model, same patches: same scores).
     The model's train/eval flags are restored afterwards; it is moved to ``device``.
     ``progress(done, total, info)`` is called after each batch; ``cancel`` is checked too.
     """
@@ -176,7 +178,7 @@ def score_patches(
     if len({p.size for p in patches}) > 1:
         raise ValueError(f"all patches must share one size, got sizes {sorted({p.size for p in patches})}")
     cols: dict[str, list[np.ndarray]] = {}
-    with inference_layout(model, device), torch.inference_mode():
+    with inference_layout(model, device), torch.inference_mode(), seeded(seed, device):
         for start in range(0, len(patches), int(batch_size)):
             check_cancel(cancel)
             batch = patches[start:start + int(batch_size)]

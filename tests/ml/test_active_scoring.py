@@ -45,6 +45,18 @@ def test_bald_only_with_mc_dropout(volume):
     assert np.allclose(no_dropout.bald, 0.0, atol=1e-6)
 
 
+def test_mc_scores_repeat_for_a_seed_whatever_ran_before(volume):
+    """Same model and seed: same BALD, even after other random draws; the caller's RNG is untouched."""
+    model, patches = tiny(), candidate_pool(volume.shape, size=64)[:6]
+    first = score_patches(model, volume, patches, mc_passes=3, seed=5).bald
+    torch.rand(1000)
+    state = torch.get_rng_state()
+    again = score_patches(model, volume, patches, mc_passes=3, seed=5).bald
+    assert torch.equal(state, torch.get_rng_state())
+    other = score_patches(model, volume, patches, mc_passes=3, seed=6).bald
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+
+
 def test_deterministic_scores_match_plain_forward_and_embed(volume):
     model = tiny().eval()
     patches = [Patch(1, 0, 0, 64), Patch(2, 64, 32, 64)]

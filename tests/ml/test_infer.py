@@ -94,6 +94,10 @@ def test_mc_passes_give_entropy_and_bald(image):
     det = predict_image(m, image, tile=64, overlap=16)
     assert set(det) == {"prob"} and not np.allclose(det["prob"], out["prob"])
     assert np.array_equal(det["prob"], predict_image(m, image, tile=64, overlap=16)["prob"])
+    torch.rand(100)   # other draws in between must not change a seeded MC prediction
+    again = predict_image(m, image, tile=64, overlap=16, mc_passes=4)
+    assert np.array_equal(again["bald"], out["bald"])
+    assert not np.array_equal(predict_image(m, image, tile=64, overlap=16, mc_passes=4, seed=1)["bald"], out["bald"])
 
 
 def test_bad_arguments_raise(image):
