@@ -85,7 +85,7 @@ class Protocol:
         return d
 
 
-#: ~25-30 min on 2 CPU cores for 3 seeds (see bench/README or the report for the estimate).
+#: 23-30 min on 2 CPU cores for 3 seeds (measured runs: docs/BENCHMARKS.md).
 QUICK = Protocol(name="quick")
 #: The seed's full protocol, for a GPU.
 FULL = Protocol(name="full", pool_stride=64, pool_size=2000, m=20, k=20, rounds=25, init_steps=2000,
