@@ -19,7 +19,7 @@ from ml.dataset import Region, regions_from_patches
 from ml.device import pick_device
 from ml.infer import predict_image
 from ml.model import UNet2D
-from ml.train import TrainConfig, train
+from ml.train import TrainConfig, clone_state, train
 
 from .al_protocol import (BenchData, LabelState, Protocol, candidates, fg_share, heldout_scores, initial_patches,
                           load_data, pool_grid, random_picks, random_sequence, validation_patches)
@@ -163,7 +163,7 @@ def full_task(seed: int) -> dict:
     model = _new_model(proto, seed)
     steps = proto.full_steps
     result = _fit(model, regions, val_regions, steps, proto.lr, seed, proto, device)
-    best, best_state = result.best_val_iou or 0.0, _copy(model)
+    best, best_state = result.best_val_iou or 0.0, clone_state(model)
     trace = [dict(steps=steps, val_iou=best)]
     stale = 0
     while steps + proto.full_chunk <= proto.full_max_factor * proto.al_steps and stale < proto.full_patience:
@@ -174,15 +174,11 @@ def full_task(seed: int) -> dict:
         if score < best + proto.full_tol:
             stale += 1
             continue
-        best, best_state, stale = score, _copy(model), 0
+        best, best_state, stale = score, clone_state(model), 0
     model.load_state_dict(best_state)
     return {"kind": "full", "seed": seed, **unet_scores(model, data, proto, device), "steps": steps,
             "n_labeled": round(sum(r.n_labeled for r in regions) / proto.patch ** 2), "trace": trace,
             "seconds": time.monotonic() - start}
-
-
-def _copy(model: torch.nn.Module) -> dict:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def rf_task(seed: int) -> dict:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ml.dataset import CropSampler, Region, split_regions
-from ml.device import autocast, pick_device
+from ml.device import autocast, pick_device, seeded
 from ml.infer import predict_image
 from ml.progress import CancelFn, Cancelled, ProgressFn, check_cancel, report
 
@@ -135,6 +135,11 @@ def evaluate(model: nn.Module, regions: Sequence[Region], device: torch.device,
     return {"val_iou": iou, "val_loss": loss_sum / max(count, 1)}
 
 
+def clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of ``model.state_dict()`` (best weights, EMA shadow, restore points)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 class WeightAverage:
     """Exponential moving average of the weights (``TrainConfig.ema``).
 
@@ -145,7 +150,7 @@ class WeightAverage:
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay, self.updates = float(decay), 0
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.shadow = clone_state(model)
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
@@ -160,7 +165,7 @@ class WeightAverage:
     @contextlib.contextmanager
     def applied(self, model: nn.Module):
         """The averaged weights inside the block, the training weights restored after it."""
-        backup = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        backup = clone_state(model)
         model.load_state_dict(self.shadow)
         try:
             yield
@@ -225,10 +230,8 @@ def train(model: nn.Module, train_regions: Sequence[Region], val_regions: Sequen
     history: list[dict] = []
     state = {"best": None, "best_state": None, "best_step": None, "best_iou": None, "val_iou": None}
     ema = WeightAverage(model, config.ema) if config.ema > 0 else None
-    devices = [device.index or 0] if device.type == "cuda" else []
     start = time.monotonic()
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(config.seed)
+    with seeded(config.seed, device):
         try:
             for step in range(1, config.steps + 1):
                 check_cancel(cancel)
@@ -271,7 +274,7 @@ def _validate(model, val_regions, device, config, state, step) -> dict:
     key = _better(score, state["best"])
     if key is not None:
         state.update(best=key, best_step=step, best_iou=score["val_iou"],
-                     best_state={k: v.detach().clone() for k, v in model.state_dict().items()})
+                     best_state=clone_state(model))
     state["val_iou"] = score["val_iou"]
     return score
 
