@@ -46,7 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--dataset", help="HDF5 dataset inside --raw")
     p.add_argument("--labels-dataset", help="HDF5 dataset inside --labels")
-    for name in ("m", "k", "rounds", "pool_size", "init_steps", "round_steps", "eval_slices", "base", "full_seeds"):
+    p.add_argument("--pretrain", choices=("none", "heldout", "transductive"),
+                   help="self-supervised pre-training before any labels (default: the protocol's, heldout)")
+    p.add_argument("--unlabeled", help="an unlabeled volume of the same tissue to pre-train on (VNC stack 2)")
+    p.add_argument("--class-name", help="what the labels mark, for the plot (default: the --labels folder name)")
+    for name in ("m", "k", "rounds", "pool_size", "init_steps", "round_steps", "eval_slices", "base", "full_seeds",
+                 "pretrain_steps"):
         p.add_argument("--" + name.replace("_", "-"), type=int, help=f"override the protocol's {name}")
     return p
 
@@ -55,7 +60,8 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
     base = PRESETS["quick"] if args.quick else PRESETS["tiny"] if args.tiny else FULL
     proto = with_overrides(base, seeds=args.seeds, workers=args.workers, m=args.m, k=args.k, rounds=args.rounds,
                            pool_size=args.pool_size, init_steps=args.init_steps, round_steps=args.round_steps,
-                           eval_slices=args.eval_slices, base=args.base, full_seeds=args.full_seeds)
+                           eval_slices=args.eval_slices, base=args.base, full_seeds=args.full_seeds,
+                           pretrain=args.pretrain, pretrain_steps=args.pretrain_steps)
     return with_overrides(proto, strategies=_strategies(args.strategies, proto.strategies))
 
 
@@ -84,17 +90,25 @@ def main(argv: list[str] | None = None) -> int:
         check_inputs(args, proto)
     except (ValueError, OSError) as exc:
         parser.exit(2, f"error: {' '.join(str(exc).split())}\n")
+    from . import al_pretrain
+    from .al_protocol import load_data
     from .al_report import markdown, write_outputs
     from .al_run import run_tasks
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "work").mkdir(parents=True, exist_ok=True)
     print(f"protocol {proto.name}: budgets {proto.budgets}, strategies {', '.join(proto.strategies)}, "
-          f"{proto.seeds} seeds, {proto.workers} workers", flush=True)
+          f"{proto.seeds} seeds, {proto.workers} workers, pre-training {proto.pretrain}", flush=True)
+    data = load_data(args.raw, args.labels, proto, args.dataset, args.labels_dataset)
+    weights, pre = al_pretrain.prepare(data, proto, out / "work", args.unlabeled, args.device,
+                                       threads=max(1, proto.workers), log=lambda s: print(s, flush=True))
+    del data
     start = time.monotonic()
     results = run_tasks(args.raw, args.labels, out, proto, args.dataset, args.labels_dataset, args.device,
-                        log=lambda s: print(s, flush=True))
+                        log=lambda s: print(s, flush=True), pretrained=weights)
     results["wall_s"] = time.monotonic() - start
+    results["pretrain"] = pre
+    results["class_name"] = args.class_name or Path(args.labels).name
     summary = write_outputs(out, results, proto)
     print(markdown(summary))
     print(f"targets: {summary['targets']}")

@@ -41,17 +41,19 @@ class Protocol:
     dropout: float = 0.1
     mc_passes: int = 8
     eval_slices: int = 4          # test-half slices scored (same evenly spaced subset for everyone)
-    eval_tile: int = 256
+    eval_tile: int = 512
     full_factor: float = 1.5      # full supervision: one cosine schedule of this many times the AL steps,
     full_chunk: int = 300         # ... then chunks of extra steps while the validation IoU still improves
-    full_max_factor: float = 2.0  # ... up to this many times the longest AL run's steps in all
+    full_max_factor: float = 3.0  # ... up to this many times the longest AL run's steps in all
     full_tol: float = 0.005       # plateau: best validation IoU improved by less than this ...
-    full_patience: int = 1        # ... in this many chunks in a row
+    full_patience: int = 2        # ... in this many chunks in a row
+    pretrain: str = "heldout"     # none | heldout (stack 2 + pool half) | transductive (the whole volume)
+    pretrain_steps: int = 1500    # self-supervised steps (ml.pretrain), run once, shared by every seed
     full_seeds: int = 1           # seeds given a full-supervision reference (costly)
     rf_trees: int = 50
     rf_max_pixels: int = 60_000   # labeled pixels sampled to fit the forest
     rf_every: int = 2             # RF evaluated every this many rounds (plus mid and final)
-    strategies: tuple[str, ...] = ("random", "least_confidence", "entropy_diverse")
+    strategies: tuple[str, ...] = ("random", "least_confidence", "balanced")
     seeds: int = 3
     workers: int = 2
 
@@ -91,11 +93,11 @@ QUICK = Protocol(name="quick")
 FULL = Protocol(name="full", pool_stride=64, pool_size=2000, m=20, k=20, rounds=25, init_steps=2000,
                 round_steps=200, base=16, eval_slices=0, full_seeds=3, rf_every=5,
                 strategies=("random", "entropy", "least_confidence", "bald", "bald_diverse", "hybrid",
-                            "coreset"), seeds=3, workers=1, rf_max_pixels=200_000, rf_trees=100)
+                            "coreset", "balanced"), pretrain_steps=5000, seeds=3, workers=1, rf_max_pixels=200_000, rf_trees=100)
 #: Seconds on CPU: the whole pipeline on a tiny synthetic volume, for tests.
 TINY = Protocol(name="tiny", patch=32, pool_stride=32, pool_size=24, m=3, k=2, rounds=2, val_patches=2,
                 init_steps=4, round_steps=2, batch=2, crop=32, base=4, depth=2, mc_passes=2, eval_slices=2,
-                eval_tile=64, full_factor=1.0, full_chunk=2, full_max_factor=1.5, rf_trees=5, rf_max_pixels=2000, rf_every=1,
+                eval_tile=64, pretrain_steps=3, full_factor=1.0, full_chunk=2, full_max_factor=1.5, rf_trees=5, rf_max_pixels=2000, rf_every=1,
                 strategies=("random", "bald"), seeds=1, workers=2)
 PRESETS = {"quick": QUICK, "full": FULL, "tiny": TINY}
 

@@ -61,11 +61,14 @@ def _executor(proto: Protocol, initargs: tuple):
 
 def run_tasks(raw: str, labels: str, out_dir: Path, proto: Protocol, dataset: str | None = None,
               labels_dataset: str | None = None, device: str | None = None,
-              log: Callable[[str], None] = print) -> dict:
-    """Run every task; returns {"initial": {seed: res}, "strategy": [...], "full": [...], "rf": [...]}."""
+              log: Callable[[str], None] = print, pretrained: str | None = None) -> dict:
+    """Run every task; returns {"initial": {seed: res}, "strategy": [...], "full": [...], "rf": [...]}.
+
+    ``pretrained``: body weights every new model starts from (``bench.al_pretrain``).
+    """
     workdir = Path(out_dir) / "work"
     workdir.mkdir(parents=True, exist_ok=True)
-    initargs = (str(raw), str(labels), proto, str(workdir), dataset, labels_dataset, device, 1)
+    initargs = (str(raw), str(labels), proto, str(workdir), dataset, labels_dataset, device, pretrained, 1)
     results: dict = {"initial": {}, "strategy": [], "full": [], "rf": []}
     ready = _initial_tasks(proto)
     start = time.monotonic()

@@ -19,6 +19,7 @@ from ml.dataset import Region, regions_from_patches
 from ml.device import pick_device
 from ml.infer import predict_image
 from ml.model import UNet2D
+from ml.pretrain import init_from_pretrained
 from ml.train import TrainConfig, clone_state, train
 
 from .al_protocol import (BenchData, LabelState, Protocol, candidates, fg_share, heldout_scores, initial_patches,
@@ -28,11 +29,12 @@ _STATE: dict = {}
 
 
 def init_worker(raw: str, labels: str, proto: Protocol, workdir: str, dataset: str | None = None,
-                labels_dataset: str | None = None, device: str | None = None, threads: int = 1) -> None:
-    """Pool initializer: one thread, the data in memory, the device chosen."""
+                labels_dataset: str | None = None, device: str | None = None, pretrained: str | None = None,
+                threads: int = 1) -> None:
+    """Pool initializer: one thread, the data in memory, the device chosen, the pre-trained body."""
     if int(threads) > 0:  # 0: keep the caller's setting (inline runs)
         torch.set_num_threads(int(threads))
-    _STATE.update(proto=proto, workdir=Path(workdir), device=pick_device(device),
+    _STATE.update(proto=proto, workdir=Path(workdir), device=pick_device(device), pretrained=pretrained,
                   data=load_data(raw, labels, proto, dataset, labels_dataset))
 
 
@@ -41,9 +43,13 @@ def _ctx() -> tuple[BenchData, Protocol, torch.device]:
 
 
 def _new_model(proto: Protocol, seed: int) -> UNet2D:
+    """A new model as the app makes one: seeded head, body from the pre-trained weights if any."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return UNet2D(base=proto.base, depth=proto.depth, dropout=proto.dropout)
+        model = UNet2D(base=proto.base, depth=proto.depth, dropout=proto.dropout)
+    if _STATE.get("pretrained"):
+        init_from_pretrained(model, _STATE["pretrained"])
+    return model
 
 
 def _regions(data: BenchData, patches: list[Patch], proto: Protocol) -> list[Region]:
@@ -64,7 +70,7 @@ def _fit(model: UNet2D, regions: list[Region], val: list[Region], steps: int, lr
 def unet_scores(model: UNet2D, data: BenchData, proto: Protocol, device: torch.device) -> dict[str, float]:
     """Test-half scores of the argmax prediction (tiled, as the app predicts)."""
     def predict(image: np.ndarray) -> np.ndarray:
-        prob = predict_image(model, image, tile=proto.eval_tile, overlap=proto.eval_tile // 8, batch_size=4,
+        prob = predict_image(model, image, tile=proto.eval_tile, batch_size=4,
                              device=device)["prob"]
         return prob[1] > 0.5
     return heldout_scores(predict, data)

@@ -8,7 +8,6 @@ from dash import dcc, html
 
 from layouts import ids_panels as ids
 
-DEFAULT_STRATEGY = "entropy"
 DEFAULT_BATCH = 8
 DEFAULT_PATCH = 128
 STATUS_BADGE = {"todo": ("to do", "secondary"), "labeled": ("labeled", "success"), "skipped": ("skipped", "warning")}
@@ -16,9 +15,12 @@ STATUS_BADGE = {"todo": ("to do", "secondary"), "labeled": ("labeled", "success"
 
 def _strategy_dropdown(options: Sequence[dict]) -> Any:
     opts = [{"label": o["label"], "value": o["value"]} for o in options]
-    values = [o["value"] for o in opts]
-    default = DEFAULT_STRATEGY if DEFAULT_STRATEGY in values else (values[0] if values else None)
-    return dcc.Dropdown(id=ids.AL_STRATEGY, options=opts, value=default, clearable=False)
+    return dcc.Dropdown(id=ids.AL_STRATEGY, options=opts, value=default_strategy(options), clearable=False)
+
+
+def default_strategy(options: Sequence[dict]) -> str | None:
+    """The option marked ``default`` (ml.active.strategies.DEFAULT_STRATEGY), else the first."""
+    return next((o["value"] for o in options if o.get("default")), options[0]["value"] if options else None)
 
 
 def build(strategy_options: Sequence[dict] | None = None) -> Any:
@@ -35,7 +37,7 @@ def build(strategy_options: Sequence[dict] | None = None) -> Any:
                 [
                     dbc.Label("Strategy", html_for=ids.AL_STRATEGY),
                     _strategy_dropdown(strategy_options),
-                    html.Small(descriptions.get(DEFAULT_STRATEGY, ""), id=ids.AL_STRATEGY_HELP,
+                    html.Small(descriptions.get(default_strategy(strategy_options), ""), id=ids.AL_STRATEGY_HELP,
                                className="text-muted d-block mb-2"),
                     dbc.Row(
                         [

@@ -36,7 +36,7 @@ def sidecar_path(path: str | Path) -> Path:
     return p.with_name(p.name + ".json")
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Write through ``write(tmp_path)`` into a temp file in the same folder, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -94,9 +94,9 @@ def save_checkpoint(
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     payload = dict(info, state_dict=state)
     path = Path(path)
-    _atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
     text = json.dumps(info, indent=2)
-    _atomic_write(sidecar_path(path), lambda tmp: Path(tmp).write_text(text))
+    atomic_write(sidecar_path(path), lambda tmp: Path(tmp).write_text(text))
     return path
 
 

@@ -1,4 +1,4 @@
-"""Command line for volumes too big for the browser: ``python -m ml train | predict | stats``.
+"""Command line for volumes too big for the browser: ``python -m ml pretrain | train | predict | stats``.
 
 The same ``ml`` functions the app uses, driven from a terminal: progress goes to stderr as
 a few readable lines (throttled, never a flood), results to stdout. Bad input ends with a
@@ -127,6 +127,12 @@ def cmd_train(args) -> int:
     return run_train(args)
 
 
+def cmd_pretrain(args) -> int:
+    from ml.cli_pretrain import run_pretrain
+
+    return run_pretrain(args)
+
+
 # ----------------------------------------------------------------------------- predict
 def _check_output_dir(out: Path) -> None:
     """Only ever overwrite a previous prediction, never an unrelated folder or file."""
@@ -160,7 +166,7 @@ def cmd_predict(args) -> int:
     start = time.monotonic()
     with Interrupt() as stop:
         try:
-            predict_volume(model, volume, out, lo, hi, tile=args.tile, overlap=args.overlap, batch_size=args.batch,
+            predict_volume(model, volume, out, lo, hi, tile=args.tile, context=args.context, batch_size=args.batch,
                            mc_passes=args.mc_passes, device=device, progress=Progress("predict", "slices"),
                            cancel=stop, classes=names)
         except Cancelled:
@@ -229,7 +235,16 @@ def _write_instances(path: Path, inst: np.ndarray, vs) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ml", description="ActiveSeg: train, predict and measure from a terminal.")
     p.add_argument("--traceback", action="store_true", help="show the full traceback on errors (for bug reports)")
-    sub = p.add_subparsers(dest="command", metavar="{train,predict,stats}")
+    sub = p.add_subparsers(dest="command", metavar="{pretrain,train,predict,stats}")
+    pt = sub.add_parser("pretrain", help="self-supervised pre-training on an unlabeled volume")
+    pt.add_argument("--raw", required=True, help="image volume: TIFF, folder of slices, Zarr, HDF5, MRC")
+    pt.add_argument("--out", required=True, help="weights to write (e.g. encoder.pt); rerun to resume")
+    pt.add_argument("--steps", type=_positive(int), default=1500)
+    pt.add_argument("--minutes", type=_positive(float), help="stop after this many minutes (saved as finished)")
+    pt.add_argument("--crop", type=_positive(int), default=128)
+    pt.add_argument("--base", type=_positive(int), default=16, help="U-Net width (must match the models trained from it)")
+    pt.add_argument("--depth", type=_positive(int), default=4)
+    pt.add_argument("--seed", type=int, default=0)
     t = sub.add_parser("train", help="train (or fine-tune) a U-Net on labels")
     t.add_argument("--raw", required=True, help="image volume: TIFF, folder of slices, Zarr, HDF5, MRC")
     t.add_argument("--labels", required=True, help="dense label volume (same formats) or a LabelStore folder")
@@ -238,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "1 = background, 2.. = classes (sparse)")
     t.add_argument("--out", required=True, help="checkpoint to write (e.g. model.pt)")
     t.add_argument("--from", dest="from_", help="checkpoint to fine-tune from (warm start)")
+    t.add_argument("--pretrained", help="start a new model from `python -m ml pretrain` weights")
     t.add_argument("--epochs", type=_positive(int), default=10)
     t.add_argument("--steps-per-epoch", type=_positive(int), default=100, help="steps between validations")
     t.add_argument("--lr", type=_positive(float), default=1e-3)
@@ -251,8 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--raw", required=True)
     pr.add_argument("--out", required=True, help="output Zarr folder (e.g. pred.zarr)")
     pr.add_argument("--mc-passes", type=int, default=0, help="MC-dropout passes for entropy/BALD maps (0 = off)")
-    pr.add_argument("--tile", type=_positive(int), default=256)
-    pr.add_argument("--overlap", type=int, default=32)
+    pr.add_argument("--tile", type=_positive(int), default=512, help="output tile (px)")
+    pr.add_argument("--context", type=int, help="px of image around each tile (default: the model's receptive "
+                                                 "radius, so tiling changes nothing)")
     pr.add_argument("--batch", type=_positive(int), default=8, help="tiles per forward pass")
     st = sub.add_parser("stats", help="objects (3D connected components) and their sizes from a prediction")
     st.add_argument("--pred", required=True, help="prediction Zarr written by `predict`")
@@ -262,9 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--voxel-size", type=_voxel_size, help="z,y,x in nm (default: stored with the prediction)")
     st.add_argument("--split", action="store_true", help="split touching objects (watershed)")
     st.add_argument("--instances", help="also write the instance label volume (.tif or .zarr)")
-    for cmd in (t, pr):
+    for cmd in (pt, t, pr):
         cmd.add_argument("--dataset", help="HDF5 dataset path inside --raw")
         cmd.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    pt.set_defaults(func=cmd_pretrain)
     t.set_defaults(func=cmd_train)
     pr.set_defaults(func=cmd_predict)
     st.set_defaults(func=cmd_stats)
@@ -275,8 +293,9 @@ def _input_errors() -> tuple[type, ...]:
     from ml.checkpoint import CheckpointError
     from ml.infer import PredictionError
     from ml.labels import LabelStoreError
+    from ml.pretrain import PretrainError
 
-    return (InputError, CheckpointError, PredictionError, LabelStoreError, ValueError, OSError)
+    return (InputError, CheckpointError, PredictionError, LabelStoreError, PretrainError, ValueError, OSError)
 
 
 def _fail(message: str) -> None:

@@ -90,16 +90,39 @@ def _classes_for(mode: str, source: Any, regions: list, parent_info: dict | None
     return ["background"] + [f"class_{i}" for i in range(1, n)]
 
 
+def _start_model(args, parent, n_classes: int) -> tuple[Any, str]:
+    """``(model, what it started from)``: the --from checkpoint, --pretrained weights, or scratch.
+
+    A pre-trained body fixes the architecture (its base, depth and norm), so --base is ignored then.
+    """
+    from ml.model import UNet2D
+    from ml.pretrain import init_from_pretrained, read_info
+
+    if parent is not None:
+        if args.pretrained:
+            raise InputError("--pretrained starts a new model; it cannot be combined with --from")
+        return parent, str(args.from_)
+    if not args.pretrained:
+        return UNet2D(n_classes=n_classes, base=args.base), "scratch"
+    arch = {k: v for k, v in read_info(args.pretrained)["config"].items() if k != "n_classes"}
+    model = UNet2D(n_classes=n_classes, **arch)
+    info = init_from_pretrained(model, args.pretrained)
+    return model, f"pretrained {args.pretrained} ({info['steps_done']} steps)"
+
+
 def run_train(args) -> int:
     """Train or fine-tune from ``args`` (see ml.cli.build_parser); saves the checkpoint, returns the exit code."""
     from ml.checkpoint import DEFAULT_NORMALIZATION, load_checkpoint, save_checkpoint
     from ml.dataset import regions_from_store
     from ml.io.readers import open_volume
-    from ml.model import UNet2D
     from ml.progress import Cancelled
     from ml.train import TrainConfig, config_dict, train
 
     device = device_from_arg(args.device)
+    if args.pretrained and not args.from_:
+        from ml.pretrain import read_info
+
+        read_info(args.pretrained)  # a wrong file fails now, not after reading the labels
     volume = open_volume(args.raw, dataset=args.dataset)
     source, mode = _label_source(args, volume.shape)
     norm = dict(DEFAULT_NORMALIZATION)
@@ -114,7 +137,7 @@ def run_train(args) -> int:
     if not regions:
         raise InputError(f"no labeled pixels in {args.labels}")
     classes = _classes_for(mode, source, regions, parent_info)
-    model = parent if parent is not None else UNet2D(n_classes=len(classes), base=args.base)
+    model, started_from = _start_model(args, parent, len(classes))
     if int(model.config["n_classes"]) != len(classes):
         raise InputError(f"--from model has {model.config['n_classes']} classes but the labels have {len(classes)}")
     n_labeled = sum(r.n_labeled for r in regions)
@@ -124,7 +147,7 @@ def run_train(args) -> int:
     print(f"training on {len(regions)} regions, {n_labeled:,} labeled pixels, {steps} steps on {device}",
           file=sys.stderr, flush=True)
     progress = Progress("train", "steps", mark=args.steps_per_epoch)
-    meta = {"parent": str(args.from_) if args.from_ else None, "labels_used": n_labeled, "raw": str(args.raw),
+    meta = {"parent": str(args.from_) if args.from_ else None, "started_from": started_from, "labels_used": n_labeled, "raw": str(args.raw),
             "labels": str(args.labels), "train_config": config_dict(config), "source": "cli"}
     status = 0
     with Interrupt() as stop:

@@ -1,8 +1,9 @@
 """Tiled inference: seamless probability and uncertainty maps for images and whole volumes.
 
-Tiles overlap and are blended with a raised-cosine window that falls to ~0 at inner tile
-edges (where the network lacks context) and stays 1 at the image border, so there are no
-seams. Volumes stream slice by slice into a Zarr v3 group, never holding more than one
+Output tiles partition the image and each is predicted from a window with ``context`` px of
+real image around it, on the network's pooling grid, so there are no seams and a pixel's
+probability does not depend on how the image was tiled (a viewer tile, a whole-volume
+segmentation and an AL score of the same pixel agree). Volumes stream slice by slice into a Zarr v3 group, never holding more than one
 slice in memory; ``complete`` is set only when every slice is written.
 """
 from __future__ import annotations
@@ -25,26 +26,30 @@ class PredictionError(ValueError):
     """A prediction store is missing, unreadable or was not finished."""
 
 
-def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Tile origins covering [0, size); the last tile is aligned to the end."""
-    if size <= tile:
-        return [0]
-    step = tile - overlap
-    starts = list(range(0, size - tile, step))
-    return starts + [size - tile]
+#: Default output tile (px). Each tile is predicted from a window with the model's receptive
+#: radius of real image around it (``UNet2D.receptive_radius``, 112 px for depth 4 after
+#: alignment), so tiling changes nothing: measured in docs/BENCHMARKS.md ("Tile invariance"),
+#: where 32 px of context still let a pixel's probability move by 0.44. A 1024 px slice is
+#: 2 x 2 windows of 624 px (1.49x its area).
+TILE = 512
 
 
-def _ramp(length: int, overlap: int, start_edge: bool, end_edge: bool) -> np.ndarray:
-    """1D weights: raised-cosine ramps of ``overlap`` px at inner edges, 1 at image borders."""
-    w = np.ones(length, np.float32)
-    n = min(overlap, length // 2)
-    if n > 0:
-        r = 0.5 - 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)
-        if not start_edge:
-            w[:n] = r
-        if not end_edge:
-            w[-n:] = r[::-1]
-    return w
+def tile_plan(size: int, tile: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """``(start, stop)`` of near-equal output tiles partitioning [0, size), each at most ``tile``
+    px (rounded up to ``multiple``), with starts on multiples of ``multiple``.
+
+    Aligned starts put every tile on the network's pooling grid, so a pixel sees the same
+    computation whichever tile it falls in.
+    """
+    n = max(1, math.ceil(size / max(1, tile)))
+    length = math.ceil(size / n / multiple) * multiple
+    starts = list(range(0, size, length))
+    return [(s, min(size, s + length)) for s in starts]
+
+
+def input_box(start: int, stop: int, size: int, context: int) -> tuple[int, int]:
+    """The input window of an output tile: ``context`` px more on each side, clipped to the image."""
+    return max(0, start - context), min(size, stop + context)
 
 
 def _entropy(p: torch.Tensor) -> torch.Tensor:
@@ -69,60 +74,76 @@ def _run_batch(model: nn.Module, x: torch.Tensor, device: torch.device,
     return mean_p / mc_passes, mean_h / mc_passes
 
 
-def _check_args(image: np.ndarray, tile: int, overlap: int, batch_size: int, mc_passes: int) -> None:
+def _check_args(image: np.ndarray, tile: int, context: int, batch_size: int, mc_passes: int) -> None:
     if image.ndim != 2:
         raise ValueError(f"predict_image needs a 2D (H, W) image, got shape {image.shape}")
-    if tile < 16 or not 0 <= overlap < tile // 2 or batch_size < 1 or mc_passes < 0:
+    if tile < 16 or context < 0 or batch_size < 1 or mc_passes < 0:
         raise ValueError(
-            f"need tile >= 16, 0 <= overlap < tile/2, batch_size >= 1, mc_passes >= 0; "
-            f"got tile={tile}, overlap={overlap}, batch_size={batch_size}, mc_passes={mc_passes}"
+            f"need tile >= 16, context >= 0, batch_size >= 1, mc_passes >= 0; "
+            f"got tile={tile}, context={context}, batch_size={batch_size}, mc_passes={mc_passes}"
         )
 
 
-def predict_image(model: nn.Module, image: np.ndarray, tile: int = 256, overlap: int = 32,
-                  batch_size: int = 8, mc_passes: int = 0,
-                  device: torch.device | str | None = None, seed: int | None = 0) -> dict[str, np.ndarray]:
-    """Blend overlapping tile predictions of a normalised (H, W) image.
+def _tiles(h: int, w: int, tile: int, context: int, multiple: int) -> dict[tuple[int, int], list]:
+    """Output tiles with their input windows, grouped by input shape (a batch needs one shape).
 
-    Returns ``prob`` float32 (C,H,W); with ``mc_passes > 0`` ``prob`` is the MC-dropout mean
-    and ``entropy`` (predictive) and ``bald`` (mutual information) float32 (H,W) are added,
-    both normalised by log(C) to [0, 1]; MC-dropout masks are drawn from ``seed``. The
-    model's train/eval flags are restored.
+    Each entry is ``((y0, y1, x0, x1) output, (iy0, iy1, ix0, ix1) input)``. ``context`` is
+    rounded up to ``multiple`` so input windows start on the pooling grid too.
+    """
+    context = math.ceil(context / multiple) * multiple
+    groups: dict[tuple[int, int], list] = {}
+    for y0, y1 in tile_plan(h, tile, multiple):
+        iy0, iy1 = input_box(y0, y1, h, context)
+        for x0, x1 in tile_plan(w, tile, multiple):
+            ix0, ix1 = input_box(x0, x1, w, context)
+            groups.setdefault((iy1 - iy0, ix1 - ix0), []).append(((y0, y1, x0, x1), (iy0, iy1, ix0, ix1)))
+    return groups
+
+
+def predict_image(model: nn.Module, image: np.ndarray, tile: int = TILE, batch_size: int = 8, mc_passes: int = 0,
+                  device: torch.device | str | None = None, seed: int | None = 0,
+                  context: int | None = None) -> dict[str, np.ndarray]:
+    """Predict a normalised (H, W) image tile by tile, each tile seen with ``context`` px around it.
+
+    The output tiles partition the image; each is cut from a prediction of a larger input
+    window (``context`` px of real image on every side that has some, on the pooling grid),
+    so a pixel's probability does not depend on the tile size or position (checked in
+    tests/ml/test_infer.py); ``None`` means the model's receptive radius (exact invariance,
+    0 for a model that does not declare one). The viewer, the whole-volume segmentation and AL scoring
+    agree. Returns ``prob`` float32 (C,H,W); with ``mc_passes > 0`` ``prob`` is the
+    MC-dropout mean and ``entropy`` (predictive) and ``bald`` (mutual information) float32
+    (H,W) are added, both normalised by log(C) to [0, 1]; MC-dropout masks are drawn from
+    ``seed``. The model's train/eval flags are restored.
     """
     image = np.asarray(image, dtype=np.float32)
-    _check_args(image, int(tile), int(overlap), int(batch_size), int(mc_passes))
+    context = int(getattr(model, "receptive_radius", 0)) if context is None else int(context)
+    _check_args(image, int(tile), context, int(batch_size), int(mc_passes))
     device = device if isinstance(device, torch.device) else pick_device(device)
     h, w = image.shape
-    th, tw = min(tile, h), min(tile, w)
-    boxes = [(y, x) for y in tile_starts(h, th, overlap) for x in tile_starts(w, tw, overlap)]
-    n_classes = None
-    acc = wsum = acc_h = None
+    groups = _tiles(h, w, int(tile), int(context), int(getattr(model, "multiple", 1)))
+    prob = mean_h = None
     with inference_layout(model, device), torch.inference_mode(), seeded(seed, device):
-        for i in range(0, len(boxes), batch_size):
-            batch = boxes[i:i + batch_size]
-            x = torch.from_numpy(np.stack([image[y:y + th, x0:x0 + tw] for y, x0 in batch])[:, None])
-            x = x.to(device).contiguous(memory_format=torch.channels_last)
-            p, mh = _run_batch(model, x, device, int(mc_passes))
-            p = p.cpu().numpy()
-            mh = mh.cpu().numpy() if mh is not None else None
-            if acc is None:
-                n_classes = p.shape[1]
-                acc = np.zeros((n_classes, h, w), np.float32)
-                wsum = np.zeros((h, w), np.float32)
-                acc_h = np.zeros((h, w), np.float32) if mh is not None else None
-            for j, (y, x0) in enumerate(batch):
-                win = np.outer(_ramp(th, overlap, y == 0, y + th >= h), _ramp(tw, overlap, x0 == 0, x0 + tw >= w))
-                acc[:, y:y + th, x0:x0 + tw] += p[j] * win
-                wsum[y:y + th, x0:x0 + tw] += win
-                if acc_h is not None:
-                    acc_h[y:y + th, x0:x0 + tw] += mh[j] * win
-    wsum = np.maximum(wsum, 1e-8)
-    prob = acc / wsum
+        for entries in groups.values():
+            for i in range(0, len(entries), batch_size):
+                batch = entries[i:i + batch_size]
+                x = torch.from_numpy(np.stack([image[a:b, c:d] for _, (a, b, c, d) in batch])[:, None])
+                x = x.to(device).contiguous(memory_format=torch.channels_last)
+                p, mh = _run_batch(model, x, device, int(mc_passes))
+                p = p.cpu().numpy()
+                mh = mh.cpu().numpy() if mh is not None else None
+                if prob is None:
+                    prob = np.zeros((p.shape[1], h, w), np.float32)
+                    mean_h = np.zeros((h, w), np.float32) if mh is not None else None
+                for j, ((y0, y1, x0, x1), (iy0, _, ix0, _)) in enumerate(batch):
+                    core = np.s_[y0 - iy0:y1 - iy0, x0 - ix0:x1 - ix0]
+                    prob[:, y0:y1, x0:x1] = p[j][(slice(None),) + core]
+                    if mean_h is not None:
+                        mean_h[y0:y1, x0:x1] = mh[j][core]
     out = {"prob": prob}
-    if acc_h is not None:
+    if mean_h is not None:
         ent = _entropy(torch.from_numpy(prob[None]))[0].numpy()
         out["entropy"] = ent.astype(np.float32)
-        out["bald"] = np.clip(ent - acc_h / wsum, 0.0, None).astype(np.float32)
+        out["bald"] = np.clip(ent - mean_h, 0.0, None).astype(np.float32)
     return out
 
 
@@ -149,10 +170,10 @@ def _create_group(out_path: Path, shape: tuple[int, int, int], n_classes: int, m
 
 
 def predict_volume(model: nn.Module, volume: Any, out_path: str | Path, lo: float | None = None,
-                   hi: float | None = None, tile: int = 256, overlap: int = 32, batch_size: int = 8,
+                   hi: float | None = None, tile: int = TILE, batch_size: int = 8,
                    mc_passes: int = 0, device: torch.device | str | None = None,
                    progress: ProgressFn = None, cancel: CancelFn = None,
-                   classes: Sequence[Any] | None = None, seed: int | None = 0) -> Path:
+                   classes: Sequence[Any] | None = None, seed: int | None = 0, context: int | None = None) -> Path:
     """Predict every slice of a (Z, Y, X) volume into a Zarr v3 group at ``out_path``.
 
     Arrays: ``prob`` (C,Z,Y,X) float16; with ``mc_passes > 0`` also ``entropy`` and ``bald``
@@ -173,7 +194,8 @@ def predict_volume(model: nn.Module, volume: Any, out_path: str | Path, lo: floa
     n_classes = int(model.config["n_classes"]) if hasattr(model, "config") else 2
     voxel = getattr(volume, "voxel_size", None)
     attrs = {"voxel_size": list(voxel) if voxel else None, "classes": _class_names(classes, n_classes),
-             "lo": lo, "hi": hi, "mc_passes": int(mc_passes), "tile": int(tile), "overlap": int(overlap),
+             "lo": lo, "hi": hi, "mc_passes": int(mc_passes), "tile": int(tile),
+             "context": int(getattr(model, "receptive_radius", 0)) if context is None else int(context),
              "slices_done": 0, "complete": False}
     out_path = Path(out_path)
     group = _create_group(out_path, shape, n_classes, mc_passes > 0, attrs)
@@ -181,8 +203,8 @@ def predict_volume(model: nn.Module, volume: Any, out_path: str | Path, lo: floa
     for z in range(shape[0]):
         check_cancel(cancel)
         image = np.clip((np.asarray(volume[z], dtype=np.float32) - lo) * scale, 0.0, 1.0)
-        out = predict_image(model, image, tile, overlap, batch_size, mc_passes, device,
-                            seed=None if seed is None else int(seed) + z)
+        out = predict_image(model, image, tile, batch_size, mc_passes, device,
+                            seed=None if seed is None else int(seed) + z, context=context)
         group["prob"][:, z] = out["prob"].astype(np.float16)
         if mc_passes > 0:
             group["entropy"][z] = out["entropy"].astype(np.float16)

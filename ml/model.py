@@ -1,9 +1,14 @@
-"""A small 2D U-Net for EM segmentation, built to be MC-dropout friendly.
+"""A small 2D U-Net for EM segmentation whose output for a pixel does not depend on the tile.
 
-GroupNorm instead of BatchNorm: statistics do not depend on the batch, so a model in
-eval mode with dropout switched on (MC dropout) gives valid samples, and single-tile
-inference matches batched inference. Dropout sits in the bottleneck and the decoder,
-where it expresses uncertainty about the segmentation rather than about raw pixels.
+BatchNorm (the default, ``norm="batch"``): in eval mode it applies fixed running
+statistics, so a pixel's probability is the same whatever tile, batch or viewport it is
+predicted in, and MC dropout is valid (``mc_dropout`` keeps BatchNorm in eval mode and
+samples only the dropout layers). GroupNorm (``"group"``, the architecture of checkpoints
+written before v2) normalises by per-tile statistics: the same model scored 0.34 / 0.23 /
+0.25 IoU with 128 / 256 / 512 px tiles, so it is kept only to load old checkpoints.
+``"pixel"`` normalises each pixel over its channels (tile-invariant too; measured in
+docs/BENCHMARKS.md). Dropout sits in the bottleneck and the decoder, where it expresses
+uncertainty about the segmentation rather than about raw pixels.
 """
 from __future__ import annotations
 
@@ -14,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NORMS = ("group", "none")
+NORMS = ("batch", "pixel", "group", "none")
+#: Norms whose eval-mode output for a pixel depends only on the image around it, not on the tile.
+TILE_INVARIANT_NORMS = frozenset({"batch", "pixel", "none"})
 
 
 def _groups(channels: int, max_groups: int = 8) -> int:
@@ -25,7 +32,27 @@ def _groups(channels: int, max_groups: int = 8) -> int:
     return 1
 
 
+class PixelNorm(nn.Module):
+    """LayerNorm over the channels of each pixel (ConvNeXt's LayerNorm2d): no spatial statistics."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        return x * self.weight[:, None, None] + self.bias[:, None, None]
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "pixel":
+        return PixelNorm(channels)
     if kind == "group":
         return nn.GroupNorm(_groups(channels), channels)
     return nn.Identity()
@@ -62,14 +89,11 @@ class UNet2D(nn.Module):
         base: int = 16,
         depth: int = 4,
         dropout: float = 0.1,
-        norm: str = "group",
+        norm: str = "batch",
     ):
         super().__init__()
         if norm not in NORMS:
-            raise ValueError(
-                f"norm={norm!r} not supported; use one of {NORMS} "
-                "(BatchNorm is not offered: it breaks MC dropout and batch-size independence)"
-            )
+            raise ValueError(f"norm={norm!r} not supported; use one of {NORMS}")
         if int(depth) < 1 or int(base) < 1 or int(n_classes) < 2 or int(in_channels) < 1:
             raise ValueError(
                 f"need depth >= 1, base >= 1, n_classes >= 2, in_channels >= 1; "
@@ -112,6 +136,17 @@ class UNet2D(nn.Module):
         return 2 ** self._config["depth"]
 
     @property
+    def receptive_radius(self) -> int:
+        """How far (px) an output pixel can see: 3x3 convs add 2**level each, 2x2 pools 2**level.
+
+        Predicting a tile with this much real image around it gives exactly what the whole
+        image would (``ml.infer``), since nothing beyond it reaches the pixel.
+        """
+        depth = self._config["depth"]
+        per_level = sum(2**level for level in range(depth))
+        return 2 * per_level + per_level + 2 * 2**depth + 2 * per_level
+
+    @property
     def embed_dim(self) -> int:
         """Length of the vector returned by :meth:`embed`."""
         return self._config["base"] * 2 ** self._config["depth"]
@@ -130,13 +165,21 @@ class UNet2D(nn.Module):
                 f"expected input [N, {self._config['in_channels']}, H, W], got {tuple(x.shape)}"
             )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Full-resolution decoder features ``[N, base, H, W]`` before the head.
+
+        Self-supervised pre-training (``ml.pretrain``) puts its own head on them, so the whole
+        body it learned, encoder and decoder alike, is what a segmentation model starts from.
+        """
         self._check(x)
         x, (h, w) = pad_to_multiple(x, self.multiple)
         x, skips = self._encode(x)
         for up, dec, skip in zip(self.ups, self.decoders, reversed(skips)):
             x = dec(torch.cat([up(x), skip], dim=1))
-        return self.head(x)[..., :h, :w]
+        return x[..., :h, :w]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Global-average-pooled bottleneck features ``[N, embed_dim]`` (for diversity sampling)."""

@@ -120,7 +120,7 @@ def evaluate(model: nn.Module, regions: Sequence[Region], device: torch.device,
     union = np.zeros(n_classes)
     loss_sum, count = 0.0, 0
     for r in regions:
-        prob = predict_image(model, r.image, tile=tile, overlap=min(32, tile // 4), device=device)["prob"]
+        prob = predict_image(model, r.image, tile=tile, device=device)["prob"]
         mask = r.labels > 0
         truth = r.labels[mask].astype(np.int64) - 1
         p = prob[:, mask]

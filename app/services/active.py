@@ -38,9 +38,10 @@ MODEL_FREE = frozenset({"random", "kmeans", "coreset"})   # meaningful without a
 
 def strategy_options() -> list[dict]:
     """Dropdown options: every ``ml.active.strategies`` name with its one-line description."""
-    from ml.active.strategies import describe
+    from ml.active.strategies import DEFAULT_STRATEGY, describe
 
-    return [{"value": name, "label": name.replace("_", " "), "description": text} for name, text in describe()]
+    return [{"value": name, "label": name.replace("_", " "), "description": text, "default": name == DEFAULT_STRATEGY}
+            for name, text in describe()]
 
 
 def _validate(strategy: str, k: int, patch_size: int, shape: tuple[int, int, int]) -> tuple[int, int]:

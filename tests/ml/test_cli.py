@@ -44,7 +44,7 @@ def test_train_predict_stats_end_to_end(tiffs, tmp_path):
     assert model.is_file() and Path(str(model) + ".json").is_file()
 
     r = run_cli("predict", "--model", str(model), "--raw", str(raw), "--out", str(pred), "--tile", "64",
-                "--overlap", "8", "--mc-passes", "2", "--device", "cpu")
+                "--context", "8", "--mc-passes", "2", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     assert "predict 3/3 slices" in r.stderr and "Mvoxel/s" in r.stdout
     from ml.infer import open_prediction
@@ -63,6 +63,35 @@ def test_train_predict_stats_end_to_end(tiffs, tmp_path):
     assert f"objects: {len(rows)}" in r.stdout
     if rows:  # volumes scale with the voxel size given on the command line
         assert float(rows[0]["volume_nm3"]) == pytest.approx(int(rows[0]["voxels"]) * 640.0)
+
+
+def test_pretrain_then_train_from_it(tiffs, tmp_path):
+    raw, mask = tiffs
+    enc, model = tmp_path / "enc.pt", tmp_path / "m.pt"
+    r = run_cli("pretrain", "--raw", str(raw), "--out", str(enc), "--steps", "3", "--base", "4", "--crop", "32",
+                "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "saved" in r.stdout and "3 steps" in r.stdout and enc.is_file()
+    r = run_cli("train", "--raw", str(raw), "--labels", str(mask), "--out", str(model), "--pretrained", str(enc),
+                *[a for a in FAST_TRAIN if a not in ("--base", "4")])
+    assert r.returncode == 0, r.stderr
+    from ml.checkpoint import read_info
+
+    info = read_info(model)
+    assert info["config"]["base"] == 4                      # the architecture comes from the pre-trained file
+    assert info["meta"]["started_from"].startswith("pretrained") and "3 steps" in info["meta"]["started_from"]
+
+
+def test_pretrain_bad_output_and_mismatched_weights_fail_before_work(tiffs, tmp_path):
+    raw, mask = tiffs
+    r = run_cli("pretrain", "--raw", str(raw), "--out", str(tmp_path), "--steps", "3")
+    assert r.returncode == 2 and "is a folder" in r.stderr and "Traceback" not in r.stderr
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"nope")
+    r = run_cli("train", "--raw", str(raw), "--labels", str(mask), "--out", str(tmp_path / "m.pt"),
+                "--pretrained", str(junk), *FAST_TRAIN)
+    assert r.returncode == 2 and "not readable pre-trained weights" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_unreadable_raw_is_one_line_error_exit_2(tmp_path):

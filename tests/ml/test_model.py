@@ -1,4 +1,4 @@
-"""UNet2D: shapes, embeddings, GroupNorm, MC dropout, channels_last."""
+"""UNet2D: shapes, embeddings, norms, MC dropout, channels_last, old checkpoints."""
 from __future__ import annotations
 
 import pytest
@@ -26,14 +26,33 @@ def test_embed_dim_is_bottleneck_width():
     assert e.shape == (5, 4 * 2**3) == (5, m.embed_dim)
 
 
-def test_default_model_is_small_and_uses_groupnorm_only():
+def test_default_model_is_small_and_uses_batchnorm():
     m = UNet2D()
-    assert m.config["base"] == 16 and m.config["depth"] == 4
+    assert m.config["base"] == 16 and m.config["depth"] == 4 and m.config["norm"] == "batch"
     assert sum(p.numel() for p in m.parameters()) < 3_000_000
-    assert any(isinstance(x, nn.GroupNorm) for x in m.modules())
-    assert not any(isinstance(x, nn.modules.batchnorm._BatchNorm) for x in m.modules())
-    with pytest.raises(ValueError, match="BatchNorm"):
-        UNet2D(norm="batch")
+    assert any(isinstance(x, nn.BatchNorm2d) for x in m.modules())
+    assert not any(isinstance(x, nn.GroupNorm) for x in m.modules())
+    with pytest.raises(ValueError, match="norm"):
+        UNet2D(norm="instance")
+
+
+@pytest.mark.parametrize("norm", ["pixel", "group", "none"])
+def test_other_norms_build_and_run(norm):
+    m = small(norm=norm).eval()
+    assert m(torch.randn(1, 1, 32, 32)).shape == (1, 2, 32, 32)
+
+
+def test_groupnorm_checkpoint_written_before_v2_still_loads(tmp_path):
+    """Old checkpoints carry norm="group" in their config, so they rebuild as they were."""
+    from ml.checkpoint import load_checkpoint, save_checkpoint
+
+    old = small(norm="group")
+    save_checkpoint(tmp_path / "old.pt", old, ["background", "mito"])
+    model, info = load_checkpoint(tmp_path / "old.pt")
+    assert info["config"]["norm"] == "group" and any(isinstance(x, nn.GroupNorm) for x in model.modules())
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), old.eval()(x))
 
 
 def test_config_rebuilds_same_architecture():
@@ -52,14 +71,14 @@ def test_eval_deterministic_mc_dropout_stochastic_and_restored():
     assert torch.equal(a, b)
     m.train()
     with torch.no_grad(), mc_dropout(m):
-        assert not any(x.training for x in m.modules() if isinstance(x, nn.GroupNorm))
+        assert not any(x.training for x in m.modules() if isinstance(x, nn.BatchNorm2d))  # running stats
         c, d = m(x), m(x)
     assert not torch.allclose(c, d)
     assert m.training and all(x.training for x in m.modules())  # flags restored
 
 
 def test_batch_independence():
-    """GroupNorm: a sample's output does not depend on its batch-mates."""
+    """In eval mode (running statistics) a sample's output does not depend on its batch-mates."""
     m = small().eval()
     x = torch.randn(3, 1, 32, 32)
     with torch.no_grad():

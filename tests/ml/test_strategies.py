@@ -150,3 +150,38 @@ def test_patch_scores_validates_shapes():
     with pytest.raises(ValueError, match="embeddings"):
         PatchScores(entropy=np.zeros(3), least_confidence=np.zeros(3), margin=np.zeros(3),
                     fg_fraction=np.zeros(3), embeddings=np.zeros(3))
+
+
+def test_balanced_takes_half_from_patches_with_and_without_predicted_structure():
+    n = 40
+    rng = np.random.default_rng(0)
+    fg = np.where(np.arange(n) < 10, 0.3, 0.0)              # 10 patches show structure, 30 do not
+    lc = rng.random(n) * 0.1
+    lc[:10] += 0.5                                          # ... and they are far more uncertain
+    s = make_scores(n, emb=rng.standard_normal((n, 4)), least_confidence=lc, fg_fraction=fg)
+    picks, scores = select("balanced", s, 8)
+    assert len(set(picks)) == 8
+    assert sum(p < 10 for p in picks) == 4                  # least confidence alone would take 8 of them
+    assert select("least_confidence", s, 8)[0] == sorted(range(10), key=lambda i: -lc[i])[:8]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_balanced_on_a_dense_structure_splits_at_the_median_and_fills_short_strata():
+    n = 30
+    rng = np.random.default_rng(1)
+    fg = np.linspace(0.05, 0.6, n)                          # every patch holds foreground (membranes)
+    lc = np.linspace(1.0, 0.0, n)                           # the sparse ones are the most uncertain
+    s = make_scores(n, emb=rng.standard_normal((n, 4)), least_confidence=lc, fg_fraction=fg)
+    picks, _ = select("balanced", s, 6)
+    assert sum(fg[p] > np.median(fg) for p in picks) == 3
+    few = make_scores(n, emb=rng.standard_normal((n, 4)), least_confidence=lc,
+                      fg_fraction=np.where(np.arange(n) < 2, 0.5, 0.0))
+    picks, _ = select("balanced", few, 6)                   # only 2 patches with structure: 4 from the rest
+    assert len(set(picks)) == 6 and {0, 1} <= set(picks)
+
+
+def test_default_strategy_is_registered_and_model_free_strategies_are_not_it():
+    from ml.active.strategies import DEFAULT_STRATEGY
+
+    assert DEFAULT_STRATEGY in STRATEGIES and DEFAULT_STRATEGY not in NEEDS_MC
+    assert DEFAULT_STRATEGY in dict(describe())

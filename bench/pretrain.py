@@ -1,0 +1,102 @@
+"""``python -m bench.pretrain``: does self-supervised pre-training help, and which pretext task?
+
+Dev split of stack 1's pool half only (never the test half): pre-train on the unlabeled
+stack 2 plus stack 1 rows y < 384, fine-tune on ``--patches`` random labeled 128 px patches
+of rows y < 384, score foreground IoU on rows 384..512 of every slice. Variants: from
+scratch, masked inpainting + denoising (``ml.pretrain`` defaults), and denoising only (no
+masked blocks). Prints a markdown table (pre-training seconds, IoU per seed, mean, sd).
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ml.io.readers import open_volume
+from ml.model import UNet2D
+from ml.pretrain import PretrainConfig, Source, init_from_pretrained, pretrain
+
+from .norms import DEV_Y, _data
+
+VARIANTS = {
+    "inpaint": PretrainConfig(),
+    "denoise": PretrainConfig(mask_ratio=0.01, masked_weight=0.0),
+}
+
+
+def run_pretrain(raw: str, labels: str, unlabeled: str, variant: str, steps: int, out: Path) -> float:
+    torch.set_num_threads(2)
+    image, _ = _data(raw, labels)
+    extra = open_volume(unlabeled)
+    lo, hi = extra.percentiles()
+    sources = [Source(image, 0.0, 1.0, (0, DEV_Y[0])), Source(extra, lo, hi)]
+    t0 = time.monotonic()
+    pretrain(UNet2D(base=8, depth=4), sources, out, replace(VARIANTS[variant], steps=steps), resume=False)
+    return time.monotonic() - t0
+
+
+def fine_tune(raw: str, labels: str, weights: str | None, patches: int, steps: int, seed: int) -> float:
+    from ml.active import candidate_pool
+    from ml.dataset import regions_from_patches
+    from ml.infer import predict_image
+    from ml.train import TrainConfig, train
+
+    torch.set_num_threads(1)
+    image, mask = _data(raw, labels)
+    grid = candidate_pool(image.shape, size=128, stride=64, y_range=(0, DEV_Y[0]))
+    picks = [grid[i] for i in np.random.default_rng(seed).choice(len(grid), patches, replace=False)]
+    regions = regions_from_patches(image, mask, picks, offset=1, pad=16)
+    torch.manual_seed(seed)
+    model = UNet2D(base=8, depth=4)
+    if weights:
+        init_from_pretrained(model, weights)
+    train(model, regions, [], TrainConfig(steps=steps, lr=3e-3, seed=seed, eval_every=steps))
+    tp = fp = fn = 0
+    for z in range(image.shape[0]):
+        pred = predict_image(model, image[z, DEV_Y[0]:DEV_Y[1]])["prob"][1] > 0.5
+        gt = mask[z, DEV_Y[0]:DEV_Y[1]] > 0
+        tp, fp, fn = tp + np.sum(pred & gt), fp + np.sum(pred & ~gt), fn + np.sum(~pred & gt)
+    return float(tp / max(tp + fp + fn, 1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.pretrain", description=__doc__.split("\n\n")[0])
+    p.add_argument("--raw", required=True)
+    p.add_argument("--labels", required=True)
+    p.add_argument("--unlabeled", required=True, help="an unlabeled volume of the same tissue (VNC stack 2)")
+    p.add_argument("--out", default="bench_out/pretrain")
+    p.add_argument("--variants", default="inpaint,denoise")
+    p.add_argument("--pretrain-steps", type=int, default=1500)
+    p.add_argument("--patches", type=int, default=20)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--seeds", type=int, default=2)
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    weights: dict[str, str | None] = {"scratch": None}
+    seconds: dict[str, float] = {"scratch": 0.0}
+    for v in args.variants.split(","):
+        path = out / f"{v}_{args.pretrain_steps}.pt"
+        seconds[v] = run_pretrain(args.raw, args.labels, args.unlabeled, v, args.pretrain_steps, path)
+        weights[v] = str(path)
+        print(f"pre-trained {v}: {seconds[v]:.0f} s", flush=True)
+    jobs = [(args.raw, args.labels, w, args.patches, args.steps, s) for w in weights.values() for s in range(args.seeds)]
+    with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
+        ious = list(pool.map(fine_tune, *zip(*jobs)))
+    print(f"| start | pre-training s | dev IoU per seed ({args.patches} patches, {args.steps} steps) | mean | sd |")
+    print("|---|---|---|---|---|")
+    for i, name in enumerate(weights):
+        row = ious[i * args.seeds:(i + 1) * args.seeds]
+        print(f"| {name} | {seconds[name]:.0f} | {' '.join(f'{v:.3f}' for v in row)} | {np.mean(row):.3f} "
+              f"| {np.std(row):.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,310 @@
+"""Self-supervised pre-training on the user's own unlabeled volume (masked inpainting + denoising).
+
+Every model a project trains starts from weights that have already seen this tissue:
+random crops of the volume are corrupted (random square blocks replaced by noise, the
+rest given a random contrast/gamma change and Gaussian noise) and the U-Net body, with a
+one-channel reconstruction head, learns to restore the clean crop. To fill a masked block
+it must use the surrounding membranes and organelles (the skip connections cannot copy
+what is not there), which is the context a segmentation needs; the intensity changes teach
+it to look past contrast. This is Models Genesis' recipe (Zhou et al. 2019) cut down to 2D
+EM; what else was tried, and what it gave, is in docs/BENCHMARKS.md.
+
+The result is a file of body weights (everything but the segmentation head) that
+:func:`init_from_pretrained` loads into a new ``UNet2D`` of the same architecture.
+Snapshots are written every ``save_every`` steps to ``<out>.partial``, so a cancelled or
+crashed run resumes where it stopped; both files are written atomically.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ml.checkpoint import atomic_write, sidecar_path
+from ml.device import pick_device, seeded
+from ml.io.normalize import normalize
+from ml.model import UNet2D
+from ml.progress import CancelFn, Cancelled, ProgressFn, check_cancel, report
+
+FORMAT = "activeseg-pretrained"
+VERSION = 1
+#: Architecture keys that must agree between a pre-trained body and the model it initialises.
+ARCH_KEYS = ("in_channels", "base", "depth", "norm")
+
+
+class PretrainError(ValueError):
+    """A pre-trained file is missing, corrupt, or made for another architecture."""
+
+
+@dataclass
+class PretrainConfig:
+    """Pre-training settings (JSON-able; stored in the file)."""
+
+    steps: int = 1500
+    lr: float = 3e-3
+    batch_size: int = 8
+    crop: int = 128
+    block: int = 16            # side of a masked square (px)
+    mask_ratio: float = 0.35   # share of blocks replaced by noise
+    noise: float = 0.05        # max std of the Gaussian noise on visible pixels
+    masked_weight: float = 0.8  # loss share of masked pixels (the rest: denoising visible ones)
+    seed: int = 0
+    save_every: int = 250
+    max_seconds: float | None = None   # stop (and save as complete) after this much wall time
+    weight_decay: float = 1e-4
+    warmup_steps: int = 20
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.crop < 16 or self.lr <= 0 or self.save_every < 1:
+            raise ValueError(f"invalid PretrainConfig (need steps, batch_size, save_every >= 1, crop >= 16, "
+                             f"lr > 0): {self}")
+        if not 0.0 < self.mask_ratio < 1.0 or self.block < 1 or self.block > self.crop:
+            raise ValueError(f"need 0 < mask_ratio < 1 and 1 <= block <= crop, got {self.mask_ratio}, {self.block}")
+
+
+@dataclass
+class Source:
+    """Unlabeled image data to pre-train on: a (Z, Y, X) array-like, its intensity window, a y-range.
+
+    ``y_range`` limits crops to rows ``[y0, y1)`` (the benchmark keeps its test half out).
+    """
+
+    volume: Any
+    lo: float
+    hi: float
+    y_range: tuple[int, int] | None = None
+
+    def rows(self) -> tuple[int, int]:
+        h = int(self.volume.shape[1])
+        y0, y1 = self.y_range or (0, h)
+        return max(0, int(y0)), min(h, int(y1))
+
+
+@dataclass
+class PretrainResult:
+    """Where the weights went, how many steps they saw, and the loss curve."""
+
+    path: Path
+    steps: int
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class CropReader:
+    """Random normalised crops from the sources, read lazily (one crop at a time, never a volume)."""
+
+    def __init__(self, sources: Sequence[Source], crop: int, rng: np.random.Generator):
+        self.sources = [s for s in sources if min(s.rows()[1] - s.rows()[0], int(s.volume.shape[2])) >= crop]
+        if not self.sources:
+            raise ValueError(f"no source is at least {crop} x {crop} px; use a smaller crop")
+        self.crop, self.rng = int(crop), rng
+        sizes = np.array([s.volume.shape[0] * (s.rows()[1] - s.rows()[0]) * s.volume.shape[2]
+                          for s in self.sources], dtype=np.float64)
+        self.weights = sizes / sizes.sum()
+
+    def crop_at_random(self) -> np.ndarray:
+        s = self.sources[int(self.rng.choice(len(self.sources), p=self.weights))]
+        y0, y1 = s.rows()
+        c = self.crop
+        z = int(self.rng.integers(s.volume.shape[0]))
+        y = int(self.rng.integers(y0, y1 - c + 1))
+        x = int(self.rng.integers(0, int(s.volume.shape[2]) - c + 1))
+        img = normalize(s.volume[z, y:y + c, x:x + c], s.lo, s.hi)
+        img = np.rot90(img, int(self.rng.integers(4)))
+        return np.ascontiguousarray(img[:, ::-1] if self.rng.random() < 0.5 else img)
+
+
+def corrupt(clean: np.ndarray, config: PretrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``(corrupted image, mask of replaced pixels)`` for one clean crop in [0, 1]."""
+    img = np.clip(clean, 0.0, 1.0) ** np.exp(rng.uniform(-0.4, 0.4))
+    mean = img.mean()
+    img = (img - mean) * rng.uniform(0.7, 1.3) + mean + rng.uniform(-0.1, 0.1)
+    img = img + rng.normal(0.0, rng.uniform(0.0, config.noise), img.shape)
+    b = config.block
+    nb = math.ceil(clean.shape[0] / b), math.ceil(clean.shape[1] / b)
+    blocks = rng.random(nb) < config.mask_ratio
+    mask = np.kron(blocks, np.ones((b, b), bool))[:clean.shape[0], :clean.shape[1]]
+    img = np.where(mask, rng.random(img.shape), img)
+    return img.astype(np.float32), mask
+
+
+class Reconstructor(nn.Module):
+    """The U-Net body with a one-channel reconstruction head (sigmoid, [0, 1])."""
+
+    def __init__(self, body: UNet2D):
+        super().__init__()
+        self.body = body
+        self.recon = nn.Conv2d(int(body.config["base"]), 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.recon(self.body.features(x)))
+
+
+def _batch(reader: CropReader, config: PretrainConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    clean = np.stack([reader.crop_at_random() for _ in range(config.batch_size)])
+    pairs = [corrupt(c, config, reader.rng) for c in clean]
+    x = np.stack([p[0] for p in pairs])[:, None]
+    m = np.stack([p[1] for p in pairs])[:, None]
+    return torch.from_numpy(x), torch.from_numpy(clean[:, None].astype(np.float32)), torch.from_numpy(m)
+
+
+def reconstruction_loss(pred: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor, masked_weight: float) -> torch.Tensor:
+    """Weighted MSE: ``masked_weight`` on the replaced blocks, the rest on the visible pixels."""
+    err = (pred.float() - clean) ** 2
+    m = mask.float()
+    masked = (err * m).sum() / m.sum().clamp_min(1.0)
+    visible = (err * (1 - m)).sum() / (1 - m).sum().clamp_min(1.0)
+    return masked_weight * masked + (1.0 - masked_weight) * visible
+
+
+def _lr(config: PretrainConfig, step: int) -> float:
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    t = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def partial_path(out: str | Path) -> Path:
+    """``encoder.pt`` -> ``encoder.pt.partial``: the resumable snapshot of an unfinished run."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial")
+
+
+def _save(path: Path, net: Reconstructor, opt: torch.optim.Optimizer | None, step: int, config: PretrainConfig,
+          history: list[dict], meta: dict, complete: bool) -> None:
+    body = {k: v.detach().cpu().clone() for k, v in net.body.state_dict().items() if not k.startswith("head.")}
+    info = {"format": FORMAT, "version": VERSION, "config": net.body.config, "pretrain": asdict(config),
+            "steps_done": int(step), "complete": bool(complete), "history": history[-200:], "meta": meta}
+    payload = dict(info, state_dict=body)
+    if not complete:
+        payload["recon"] = {k: v.detach().cpu().clone() for k, v in net.recon.state_dict().items()}
+        payload["optimizer"] = opt.state_dict() if opt is not None else None
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    if complete:
+        text = json.dumps(info, indent=2)
+        atomic_write(sidecar_path(path), lambda tmp: Path(tmp).write_text(text))
+
+
+def _resume(path: Path, net: Reconstructor, opt: torch.optim.Optimizer) -> tuple[int, list[dict]]:
+    """Load a matching ``.partial`` snapshot; returns (step, history), (0, []) when there is none."""
+    if not path.is_file():
+        return 0, []
+    try:
+        payload = _read(path)
+        _check_arch(payload["config"], net.body.config, path)
+        net.body.load_state_dict(payload["state_dict"], strict=False)
+        net.recon.load_state_dict(payload["recon"])
+        if payload.get("optimizer"):
+            opt.load_state_dict(payload["optimizer"])
+    except (PretrainError, KeyError, RuntimeError, ValueError):
+        return 0, []   # a snapshot of another architecture or a broken one: start afresh
+    return int(payload.get("steps_done", 0)), list(payload.get("history", []))
+
+
+def pretrain(model: UNet2D, sources: Sequence[Source], out: str | Path, config: PretrainConfig | None = None,
+             progress: ProgressFn = None, cancel: CancelFn = None, device: torch.device | str | None = None,
+             resume: bool = True, meta: dict | None = None) -> PretrainResult:
+    """Pre-train ``model``'s body in place on unlabeled ``sources``; write the weights to ``out``.
+
+    ``progress(step, steps, {loss, eta_s})`` every step. On cancel a snapshot is saved to
+    ``<out>.partial`` (resumed by the next call with ``resume=True``) and :class:`Cancelled`
+    is raised. ``config.max_seconds`` ends the run early as complete (the step count is
+    recorded), so a time budget holds on a slow machine.
+    """
+    config = config or PretrainConfig()
+    device = device if isinstance(device, torch.device) else pick_device(device)
+    out = Path(out)
+    snapshot = partial_path(out)
+    meta = dict(meta or {})
+    with seeded(config.seed, device):
+        net = Reconstructor(model).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    start_step, history = _resume(snapshot, net, opt) if resume else (0, [])
+    reader = CropReader(sources, config.crop, np.random.default_rng([config.seed, start_step]))
+    started = time.monotonic()
+    step = start_step
+    net.train()
+    with seeded(config.seed + start_step, device):
+        try:
+            while step < config.steps:
+                check_cancel(cancel)
+                for g in opt.param_groups:
+                    g["lr"] = config.lr * _lr(config, step)
+                x, clean, mask = (t.to(device) for t in _batch(reader, config))
+                loss = reconstruction_loss(net(x), clean, mask, config.masked_weight)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                history.append({"step": step, "loss": round(float(loss.detach()), 6)})
+                elapsed = time.monotonic() - started
+                eta = elapsed / (step - start_step) * (config.steps - step)
+                report(progress, step, config.steps, loss=history[-1]["loss"], eta_s=round(eta, 1), stage="pretrain")
+                if config.max_seconds is not None and elapsed >= config.max_seconds:
+                    break
+                if step % config.save_every == 0 and step < config.steps:
+                    _save(snapshot, net, opt, step, config, history, meta, complete=False)
+        except Cancelled:
+            _save(snapshot, net, opt, step, config, history, meta, complete=False)
+            raise
+    _save(out, net, None, step, config, history, meta, complete=True)
+    snapshot.unlink(missing_ok=True)
+    model.eval()
+    return PretrainResult(out, step, history, time.monotonic() - started)
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        raise PretrainError(f"no pre-trained weights at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or foreign files
+        raise PretrainError(f"{path} is not readable pre-trained weights ({type(exc).__name__})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise PretrainError(f"{path} is not an ActiveSeg pre-trained file (written by python -m ml pretrain)")
+    return payload
+
+
+def _check_arch(stored: dict, wanted: dict, path: Path) -> None:
+    diff = {k: (stored.get(k), wanted.get(k)) for k in ARCH_KEYS if stored.get(k) != wanted.get(k)}
+    if diff:
+        detail = ", ".join(f"{k} {a} here vs {b} wanted" for k, (a, b) in diff.items())
+        raise PretrainError(f"{path} was pre-trained for another architecture ({detail})")
+
+
+def read_info(path: str | Path) -> dict:
+    """Everything but the weights (from the sidecar when present), for listings."""
+    side = sidecar_path(path)
+    if side.is_file():
+        try:
+            info = json.loads(side.read_text())
+            if info.get("format") == FORMAT:
+                return info
+        except (OSError, ValueError):
+            pass
+    return {k: v for k, v in _read(Path(path)).items() if k not in ("state_dict", "recon", "optimizer")}
+
+
+def init_from_pretrained(model: UNet2D, path: str | Path) -> dict:
+    """Load pre-trained body weights into ``model`` (the segmentation head stays fresh).
+
+    Raises :class:`PretrainError` when the file is unfinished or the architecture differs.
+    Returns the file's info (steps, settings, meta) for provenance.
+    """
+    path = Path(path)
+    payload = _read(path)
+    if not payload.get("complete"):
+        raise PretrainError(f"{path} is an unfinished pre-training snapshot")
+    _check_arch(payload["config"], model.config, path)
+    missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+    if unexpected or any(not k.startswith("head.") for k in missing):
+        raise PretrainError(f"{path} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return {k: v for k, v in payload.items() if k not in ("state_dict", "recon", "optimizer")}
