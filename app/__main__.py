@@ -37,7 +37,7 @@ def main(argv=None) -> None:
     from app.server import create_app
 
     config = config_from_args(args)
-    ensure_demo(config, config.demo, args.demo_gt)
+    ensure_demo(config, config.demo, args.demo_gt, pretrain=config.pretrain_auto)
     app = create_app(config)
     logging.getLogger(__name__).info("ActiveSeg on http://%s:%d  (workspace %s)", args.host, args.port, config.workspace)
     app.run(host=args.host, port=args.port, debug=args.debug)

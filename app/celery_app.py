@@ -1,7 +1,8 @@
 """Celery app for ``celery -A app.celery_app worker`` (APP_JOB_BACKEND=celery, REDIS_URL).
 
 The worker must register the same background callbacks as the web process, so importing
-this module builds the Dash app from the same APP_* environment.
+this module builds the Dash app from the same APP_* environment; it also registers the task
+that runs the jobs the app starts by itself (``app.background``).
 """
 from __future__ import annotations
 
@@ -24,3 +25,8 @@ if _config.job_backend == "celery":
 else:  # importable without Redis (tests, docs); a worker needs APP_JOB_BACKEND=celery
     celery_app = make_celery(_config)
 app = celery_app
+
+# jobs the app starts by itself (pre-training a new volume): app.background.launch sends this task
+from app import background  # noqa: E402
+
+celery_app.task(name=background.TASK_NAME)(background.run_task)

@@ -13,6 +13,11 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JOB_BACKENDS = ("diskcache", "celery")
 DEVICES = ("auto", "cpu", "cuda")
+#: JSON-object settings kept in ``Config.extra``: (variable, key). APP_PRETRAIN's keys are checked
+#: against ``ml.pretrain.PretrainConfig`` where they are used (``app.services.pretraining.settings``).
+JSON_SETTINGS = (("APP_MODEL", "model"), ("APP_TRAIN", "train"), ("APP_PRETRAIN", "pretrain"))
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
 
 
 def _default_roots(workspace: Path) -> list[Path]:
@@ -38,6 +43,7 @@ class Config:
     tile_cache_mb: int = 256
     png_level: int = 0               # zlib level of grey tiles: 0 = fastest (EM noise barely compresses)
     demo_shape: tuple[int, int, int] = (16, 512, 512)
+    pretrain_auto: bool = True       # pre-train every new volume by itself (APP_PRETRAIN_AUTO)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -90,11 +96,13 @@ class Config:
                     raise ValueError(f"{key}={env[key]!r} is not a valid {conv.__name__}") from e
         if env.get("APP_DEMO_SHAPE"):
             kw["demo_shape"] = _parse_shape(env["APP_DEMO_SHAPE"])
-        extra = {name: _parse_json(key, env[key]) for key, name in (("APP_MODEL", "model"), ("APP_TRAIN", "train")) if env.get(key)}
+        extra = {name: _parse_json(key, env[key]) for key, name in JSON_SETTINGS if env.get(key)}
         if extra:
             kw["extra"] = extra
         if env.get("APP_AUTH"):
-            kw["auth_enabled"] = env["APP_AUTH"].lower() in ("1", "true", "yes", "on")
+            kw["auth_enabled"] = env["APP_AUTH"].lower() in TRUE_WORDS
+        if env.get("APP_PRETRAIN_AUTO"):
+            kw["pretrain_auto"] = _parse_bool("APP_PRETRAIN_AUTO", env["APP_PRETRAIN_AUTO"])
         kw.update({k: v for k, v in overrides.items() if v is not None})
         known = {f.name for f in fields(cls)}
         unknown = set(kw) - known
@@ -114,7 +122,8 @@ class Config:
             "APP_TORCH_THREADS": str(self.torch_threads),
             "APP_AUTH": "1" if self.auth_enabled else "0",
             "APP_DEMO_SHAPE": ",".join(str(int(n)) for n in self.demo_shape),
-            **{key: json.dumps(self.extra[name]) for key, name in (("APP_MODEL", "model"), ("APP_TRAIN", "train")) if name in self.extra},
+            "APP_PRETRAIN_AUTO": "1" if self.pretrain_auto else "0",
+            **{key: json.dumps(self.extra[name]) for key, name in JSON_SETTINGS if name in self.extra},
         }
 
     def with_(self, **changes) -> "Config":
@@ -132,8 +141,16 @@ def _parse_shape(text: str) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
+def _parse_bool(key: str, text: str) -> bool:
+    """1/true/yes/on or 0/false/no/off (any case)."""
+    word = text.strip().lower()
+    if word not in TRUE_WORDS + FALSE_WORDS:
+        raise ValueError(f"{key}={text!r}; use 1 or 0 (or true/false, yes/no, on/off)")
+    return word in TRUE_WORDS
+
+
 def _parse_json(key: str, text: str) -> dict:
-    """A JSON object of model/training settings (APP_MODEL, APP_TRAIN)."""
+    """A JSON object of model/training/pre-training settings (APP_MODEL, APP_TRAIN, APP_PRETRAIN)."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:

@@ -21,8 +21,13 @@ def _read_ground_truth(path: Path | None):
     return open_labels(str(path))
 
 
-def ensure_demo(config: Config, spec: str | None = None, ground_truth: str | None = None) -> dict | None:
-    """Create the demo project once; ``spec`` = 'synthetic' | a path | 'none'. Returns the project."""
+def ensure_demo(config: Config, spec: str | None = None, ground_truth: str | None = None,
+                pretrain: bool = False) -> dict | None:
+    """Create the demo project once; ``spec`` = 'synthetic' | a path | 'none'. Returns the project.
+
+    ``pretrain``: start pre-training the new demo volume in the background (the entry points pass
+    ``config.pretrain_auto``); nothing starts when the demo already existed.
+    """
     spec = (spec if spec is not None else config.demo) or "none"
     if spec.lower() == "none":
         return None
@@ -34,15 +39,26 @@ def ensure_demo(config: Config, spec: str | None = None, ground_truth: str | Non
 
         log.info("generating synthetic demo volume %s", config.demo_shape)
         raw, mito = make_em_volume(tuple(config.demo_shape), seed=0)
-        projects.add_volume_from_array(config, proj["id"], "synthetic EM", raw, voxel_size=SYNTHETIC_VOXEL_NM,
-                                       ground_truth=(mito > 0).astype("uint8"))
+        rec = projects.add_volume_from_array(config, proj["id"], "synthetic EM", raw, voxel_size=SYNTHETIC_VOXEL_NM,
+                                             ground_truth=(mito > 0).astype("uint8"))
     else:
         rec = projects.add_volume_from_path(config, proj["id"], spec)
         gt_path = Path(ground_truth) if ground_truth else None
         gt = _read_ground_truth(gt_path)
         if gt is not None:
             _store_ground_truth(config, rec["id"], gt)
+    if pretrain:
+        _start_pretraining(config, rec["id"])
     return proj
+
+
+def _start_pretraining(config: Config, vid: int) -> None:
+    from app.services import pretraining
+
+    try:
+        log.info("pre-training the demo volume in the background (job %d)", pretraining.start(config, vid))
+    except Exception as exc:  # noqa: BLE001 - the app works without it; the Data panel shows the state
+        log.error("not pre-training the demo volume: %s", exc)
 
 
 def _store_ground_truth(config: Config, vid: int, gt) -> None:

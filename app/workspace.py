@@ -34,6 +34,10 @@ class Workspace:
     def jobs_cache_dir(self) -> Path:
         return self._dir("jobs_cache")
 
+    def job_log_path(self, job_id: int) -> Path:
+        """Output of a job run in its own process (``app.background``)."""
+        return self._dir("jobs_logs") / f"job_{job_id}.log"
+
     def volume_dir(self, vid: int) -> Path:
         return self._dir("volumes", vid)
 
@@ -44,6 +48,11 @@ class Workspace:
     def ground_truth_path(self, vid: int) -> Path:
         """Dense reference labels (e.g. the synthetic demo's), for evaluation."""
         return self.volume_dir(vid) / "ground_truth.zarr"
+
+    def pretrained_path(self, vid: int) -> Path:
+        """Self-supervised pre-trained body weights of a volume (``ml.pretrain`` writes it, a sidecar
+        ``.json`` beside it, and ``<path>.partial`` while unfinished). Asking creates nothing."""
+        return self.root / "volumes" / str(vid) / "pretrained.pt"
 
     def labels_dir(self, vid: int) -> Path:
         return self.root / "labels" / str(vid)   # LabelStore.create makes it

@@ -6,6 +6,6 @@ from app.demo import ensure_demo
 from app.server import create_app
 
 config = Config.from_env()
-ensure_demo(config, config.demo)
+ensure_demo(config, config.demo, pretrain=config.pretrain_auto)
 app = create_app(config)
 server = app.server

@@ -180,8 +180,9 @@ def markdown(summary: dict) -> str:
                      f"{f(s['gain_vs_random_final'], True)} | {ltm} | {pm} | {pf} | {f(s['mito_patch_share'])} |")
     lines.append(f"| rf_baseline | {f(summary['rf_baseline_iou_at_mid'])} | | {f(summary['rf_baseline_final_iou'])} "
                  "| | | | | |")
-    lines.append(f"| full supervision ({summary['full_supervision_patches']} patches) | | | "
-                 f"{f(summary['full_supervision_iou'])} | | | | | |")
+    if summary["full_supervision_iou"] is not None:
+        lines.append(f"| full supervision ({summary['full_supervision_patches']} patches) | | | "
+                     f"{f(summary['full_supervision_iou'])} | | | | | |")
     return "\n".join(lines)
 
 

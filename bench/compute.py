@@ -1,10 +1,12 @@
 """``python -m bench.compute``: what inference and scoring cost on this machine.
 
-1. Tiled inference throughput (Mvoxel/s) against a bare forward pass over the same tiles:
-   the ratio is the price of blending and bookkeeping (overlap redundancy is in both).
+1. Tiled inference throughput (Mvoxel/s) against a bare forward pass over the same input
+   windows: the ratio is the price of cutting and bookkeeping (the context halo is in both,
+   and reported as how many times the windows cover the image).
 2. Peak RSS of ``python -m ml predict`` on a synthetic Zarr volume at least 4x larger than
    that peak: proof that prediction streams slices and never loads the volume.
-3. Time to score 2,000 candidate patches with and without MC dropout (BALD).
+3. Time to score 2,000 candidate patches without MC dropout and with it (BALD), for both MC
+   scopes (``ml.mc``: last layer only, the default, and the whole decoder).
 
 Prints numbers and ratios; asserts no timings. Uses CUDA when available.
 """
@@ -25,7 +27,7 @@ import numpy as np
 import torch
 
 from ml.device import autocast, pick_device
-from ml.infer import predict_image, tile_starts
+from ml.infer import predict_image, tile_windows
 from ml.model import UNet2D
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,27 +52,30 @@ def _timed(fn, device: torch.device, repeats: int) -> float:
     return best
 
 
-def tiled_vs_bare(model: UNet2D, size: int, tile: int, overlap: int, batch: int, device: torch.device,
-                  repeats: int) -> dict:
-    """Image Mvoxel/s of predict_image and of model(x) alone on the very same tiles."""
+def tiled_vs_bare(model: UNet2D, size: int, tile: int, batch: int, device: torch.device, repeats: int) -> dict:
+    """Image Mvoxel/s of predict_image and of model(x) alone on the very same input windows."""
     image = np.random.default_rng(0).random((size, size), dtype=np.float32)
-    boxes = [(y, x) for y in tile_starts(size, tile, overlap) for x in tile_starts(size, tile, overlap)]
-    tiles = torch.from_numpy(np.stack([image[y:y + tile, x:x + tile] for y, x in boxes])[:, None])
+    groups = tile_windows(size, size, tile, model.receptive_radius, model.multiple)
+    batches = []
+    for entries in groups.values():
+        wins = np.stack([image[a:b, c:d] for _, (a, b, c, d) in entries])[:, None]
+        batches += [torch.from_numpy(wins[i:i + batch]) for i in range(0, len(wins), batch)]
+    n_windows = sum(len(e) for e in groups.values())
+    covered = sum(len(e) * shape[0] * shape[1] for shape, e in groups.items())
     model.to(device).eval()
     fmt = torch.channels_last    # the layout predict_image uses (ml.device.inference_layout)
     model.to(memory_format=fmt)
 
     def bare() -> None:
         with torch.inference_mode(), autocast(device):
-            for i in range(0, len(tiles), batch):
-                model(tiles[i:i + batch].to(device).contiguous(memory_format=fmt))
+            for x in batches:
+                model(x.to(device).contiguous(memory_format=fmt))
 
-    t_tiled = _timed(lambda: predict_image(model, image, tile=tile, overlap=overlap, batch_size=batch,
-                                           device=device), device, repeats)
+    t_tiled = _timed(lambda: predict_image(model, image, tile=tile, batch_size=batch, device=device), device, repeats)
     t_bare = _timed(bare, device, repeats)
     mvox = size * size / 1e6
-    return {"tiled_mvox_s": mvox / t_tiled, "bare_mvox_s": mvox / t_bare, "ratio": t_bare / t_tiled,
-            "tiles": len(boxes), "redundancy": len(boxes) * tile * tile / (size * size)}
+    return {"tiled_mvox_s": mvox / t_tiled, "bare_mvox_s": mvox / t_bare, "ratio": t_tiled / t_bare,
+            "tiles": n_windows, "redundancy": covered / (size * size)}
 
 
 def write_volume(path: Path, depth: int, size: int = 2048) -> int:
@@ -158,7 +163,7 @@ def predict_memory(workdir: Path, factor: float, device: torch.device, tile: int
 
 
 def scoring_cost(model: UNet2D, n: int, device: torch.device, mc_passes: int) -> dict:
-    """Seconds to score n 128x128 candidates deterministically and with MC dropout."""
+    """Seconds to score n 128x128 candidates deterministically and with MC dropout (each scope)."""
     from ml.active import candidate_pool
     from ml.active.scoring import score_patches
 
@@ -170,14 +175,15 @@ def scoring_cost(model: UNet2D, n: int, device: torch.device, mc_passes: int) ->
         return volume[p.z, p.y:p.y + p.size, p.x:p.x + p.size]
 
     out = {"candidates": len(patches)}
-    for passes in (0, mc_passes):
-        score_patches(model, reader, patches[:32], mc_passes=passes, device=device)  # warm-up
+    for name, passes, scope in (("plain", 0, "head"), ("head", mc_passes, "head"), ("decoder", mc_passes, "decoder")):
+        score_patches(model, reader, patches[:32], mc_passes=passes, device=device, mc_scope=scope)  # warm-up
         _sync(device)
         t = time.perf_counter()
-        score_patches(model, reader, patches, mc_passes=passes, device=device)
+        score_patches(model, reader, patches, mc_passes=passes, device=device, mc_scope=scope)
         _sync(device)
-        out[f"mc{passes}_s"] = time.perf_counter() - t
-    out["ratio"] = out[f"mc{mc_passes}_s"] / out["mc0_s"]
+        out[f"{name}_s"] = time.perf_counter() - t
+    out["head_ratio"] = out["head_s"] / out["plain_s"]
+    out["decoder_ratio"] = out["decoder_s"] / out["plain_s"]
     return out
 
 
@@ -186,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--base", type=int, default=8, help="U-Net width for throughput and scoring (default 8)")
     p.add_argument("--size", type=int, help="throughput image side (default 2048 CPU, 4096 CUDA)")
-    p.add_argument("--tile", type=int, default=256)
+    p.add_argument("--tile", type=int, default=512, help="output tile (px); context is the receptive radius")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--candidates", type=int, default=2000)
     p.add_argument("--mc-passes", type=int, default=8)
@@ -199,10 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     model = UNet2D(base=args.base)
     size = args.size or (4096 if device.type == "cuda" else 2048)
     print(f"device {device}, torch threads {torch.get_num_threads()}, UNet2D base {args.base}", flush=True)
-    tp = tiled_vs_bare(model, size, args.tile, 32, args.batch, device, repeats=3 if device.type == "cuda" else 1)
-    print(f"1. tiled inference {size}x{size}, tile {args.tile}: {tp['tiled_mvox_s']:.2f} Mvoxel/s; bare forward on "
-          f"the same {tp['tiles']} tiles: {tp['bare_mvox_s']:.2f} Mvoxel/s; tiled/bare = {tp['ratio']:.2f} "
-          f"(tiles cover the image {tp['redundancy']:.2f}x)", flush=True)
+    tp = tiled_vs_bare(model, size, args.tile, args.batch, device, repeats=3 if device.type == "cuda" else 2)
+    print(f"1. tiled inference {size}x{size}, tile {args.tile} + {model.receptive_radius} px context: "
+          f"{tp['tiled_mvox_s']:.2f} Mvoxel/s; bare forward on the same {tp['tiles']} windows: "
+          f"{tp['bare_mvox_s']:.2f} Mvoxel/s; tiled time / bare time = {tp['ratio']:.3f} "
+          f"(windows cover the image {tp['redundancy']:.2f}x)", flush=True)
     if not args.skip_rss:
         workdir = Path(args.workdir or tempfile.mkdtemp(prefix="activeseg-compute-"))
         workdir.mkdir(parents=True, exist_ok=True)
@@ -216,8 +223,10 @@ def main(argv: list[str] | None = None) -> int:
             if not args.workdir:
                 shutil.rmtree(workdir, ignore_errors=True)
     sc = scoring_cost(model, args.candidates, device, args.mc_passes)
-    print(f"3. scoring {sc['candidates']} candidates (128x128): {sc['mc0_s']:.1f} s without MC dropout, "
-          f"{sc[f'mc{args.mc_passes}_s']:.1f} s with {args.mc_passes} MC passes (BALD): {sc['ratio']:.2f}x", flush=True)
+    print(f"3. scoring {sc['candidates']} candidates (128x128): {sc['plain_s']:.1f} s without MC dropout; with "
+          f"{args.mc_passes} MC passes (BALD) {sc['head_s']:.1f} s sampling the last layer ({sc['head_ratio']:.2f}x, "
+          f"the default) and {sc['decoder_s']:.1f} s sampling the whole decoder ({sc['decoder_ratio']:.2f}x)",
+          flush=True)
     return 0
 
 

@@ -5,7 +5,8 @@ stack 1's pool half (y < 384), then reports, on the dev strip y 384..512 of ever
 (never the test half): foreground IoU, seconds per training step, and tile dependence,
 the largest |delta p| and the mask IoU between 128, 256 and 512 px inference tiles on a
 512 x 1024 pool-half slice (pixels within ``border`` px of the image edge left out).
-Prints a markdown table; asserts nothing.
+The tile columns are printed for several context widths (px of real image around each
+tile; ``None`` = the model's receptive radius, the default). Prints markdown tables; asserts nothing.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from ml.train import TrainConfig, train
 
 DEV_Y = (384, 512)
 TILES = (128, 256, 512)
+CONTEXTS = (0, 32, 64, 96, None)
 
 
 def _data(raw: str, labels: str) -> tuple[np.ndarray, np.ndarray]:
@@ -37,9 +39,9 @@ def _data(raw: str, labels: str) -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
-def tile_dependence(model: UNet2D, image: np.ndarray, border: int = 16) -> dict:
-    """Largest |delta p| and mask IoU between inference tile sizes (default context)."""
-    probs = {t: predict_image(model, image, tile=t, batch_size=4)["prob"][1] for t in TILES}
+def tile_dependence(model: UNet2D, image: np.ndarray, context: int | None = None, border: int = 16) -> dict:
+    """Largest |delta p| and mask IoU between inference tile sizes, with ``context`` px around each tile."""
+    probs = {t: predict_image(model, image, tile=t, batch_size=4, context=context)["prob"][1] for t in TILES}
     inner = np.s_[border:-border, border:-border]
     out = {"max_dp": 0.0, "min_mask_iou": 1.0}
     for a in TILES:
@@ -72,8 +74,9 @@ def run_one(raw: str, labels: str, norm: str, patches: int, steps: int, seed: in
         pred = predict_image(model, image[z, DEV_Y[0]:DEV_Y[1]])["prob"][1] > 0.5
         gt = mask[z, DEV_Y[0]:DEV_Y[1]] > 0
         tp, fp, fn = tp + np.sum(pred & gt), fp + np.sum(pred & ~gt), fn + np.sum(~pred & gt)
-    return {"norm": norm, "seed": seed, "dev_iou": float(tp / max(tp + fp + fn, 1)), "step_s": step_s,
-            **tile_dependence(model, image[image.shape[0] // 2])}
+    mid = image[image.shape[0] // 2]
+    tiles = {str(c): tile_dependence(model, mid, c) for c in CONTEXTS}
+    return {"norm": norm, "seed": seed, "dev_iou": float(tp / max(tp + fp + fn, 1)), "step_s": step_s, "tiles": tiles}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,11 +93,17 @@ def main(argv: list[str] | None = None) -> int:
             for s in range(args.seeds) for n in args.norms.split(",")]
     with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
         rows = list(pool.map(run_one, *zip(*jobs)))
-    print("| norm | seed | dev IoU | s/step | max abs dp (tiles 128/256/512) | min mask IoU |")
-    print("|---|---|---|---|---|---|")
+    print("| norm | seed | dev IoU | s/step |")
+    print("|---|---|---|---|")
     for r in rows:
-        print(f"| {r['norm']} | {r['seed']} | {r['dev_iou']:.3f} | {r['step_s']:.3f} | {r['max_dp']:.4f} "
-              f"| {r['min_mask_iou']:.4f} |")
+        print(f"| {r['norm']} | {r['seed']} | {r['dev_iou']:.3f} | {r['step_s']:.3f} |")
+    print("\nTile dependence between 128, 256 and 512 px tiles: max |delta p| / min mask IoU, by context (px)")
+    print("| norm | seed | " + " | ".join(f"context {c if c is not None else 'receptive radius'}" for c in CONTEXTS)
+          + " |")
+    print("|---|---|" + "---|" * len(CONTEXTS))
+    for r in rows:
+        cells = [f"{r['tiles'][str(c)]['max_dp']:.4f} / {r['tiles'][str(c)]['min_mask_iou']:.4f}" for c in CONTEXTS]
+        print(f"| {r['norm']} | {r['seed']} | " + " | ".join(cells) + " |")
     return 0
 
 

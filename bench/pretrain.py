@@ -41,7 +41,8 @@ def run_pretrain(raw: str, labels: str, unlabeled: str, variant: str, steps: int
     return time.monotonic() - t0
 
 
-def fine_tune(raw: str, labels: str, weights: str | None, patches: int, steps: int, seed: int) -> float:
+def fine_tune(raw: str, labels: str, weights: str | None, patches: int, steps: int, seed: int,
+              train_overrides: dict | None = None) -> float:
     from ml.active import candidate_pool
     from ml.dataset import regions_from_patches
     from ml.infer import predict_image
@@ -56,13 +57,32 @@ def fine_tune(raw: str, labels: str, weights: str | None, patches: int, steps: i
     model = UNet2D(base=8, depth=4)
     if weights:
         init_from_pretrained(model, weights)
-    train(model, regions, [], TrainConfig(steps=steps, lr=3e-3, seed=seed, eval_every=steps))
+    train(model, regions, [], TrainConfig(**{"steps": steps, "lr": 3e-3, "seed": seed, "eval_every": steps,
+                                             **(train_overrides or {})}))
     tp = fp = fn = 0
     for z in range(image.shape[0]):
         pred = predict_image(model, image[z, DEV_Y[0]:DEV_Y[1]])["prob"][1] > 0.5
         gt = mask[z, DEV_Y[0]:DEV_Y[1]] > 0
         tp, fp, fn = tp + np.sum(pred & gt), fp + np.sum(pred & ~gt), fn + np.sum(~pred & gt)
     return float(tp / max(tp + fp + fn, 1))
+
+
+def compare_settings(args: argparse.Namespace) -> int:
+    """Fine-tuning settings from one pre-trained file, seed by seed (initial-model regime)."""
+    import json
+
+    variants = [{}] + [json.loads(t) for t in args.train]
+    jobs = [(args.raw, args.labels, args.weights, args.patches, args.steps, s, v)
+            for v in variants for s in range(args.seeds)]
+    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
+        ious = list(pool.map(fine_tune, *zip(*jobs)))
+    print(f"| fine-tuning overrides | dev IoU per seed ({args.patches} patches, {args.steps} steps) | mean | sd |")
+    print("|---|---|---|---|")
+    for i, v in enumerate(variants):
+        row = ious[i * args.seeds:(i + 1) * args.seeds]
+        print(f"| {json.dumps(v) if v else 'defaults'} | {' '.join(f'{x:.3f}' for x in row)} | {np.mean(row):.3f} "
+              f"| {np.std(row):.3f} |")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patches", type=int, default=20)
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--weights", help="skip pre-training: compare fine-tuning settings from these weights")
+    p.add_argument("--train", action="append", default=[],
+                   help="with --weights: a JSON object of TrainConfig overrides to compare (repeatable)")
+    p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
+    if args.weights:
+        return compare_settings(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     weights: dict[str, str | None] = {"scratch": None}

@@ -7,9 +7,11 @@ from dash import ALL, Input, Output, State, ctx, no_update
 
 from app.config import Config, get_config
 from app.errors import user_message
-from app.services import projects
+from app.services import pretraining, projects
+from app.services.pretraining import PretrainState
 from layouts import data as view
 from layouts import ids
+from layouts.format import plural
 
 NO_ALERT = ("", False)
 
@@ -36,16 +38,21 @@ def projects_view(config: Config, trigger: Any, name: str | None, stored: int | 
 
 
 def volumes_view(config: Config, trigger: Any, project_id: int | None, path: str | None, dataset: str | None,
-                 contents, filenames, current: int | None):
-    """-> (options, selected id, alert text, alert open, alert colour)."""
+                 contents, filenames, current: int | None, auto_pretrain: bool = False):
+    """-> (options, selected id, alert text, alert open, alert colour).
+
+    ``auto_pretrain`` (the Data panel's switch): start pre-training an added volume in the background.
+    """
     alert, color, selected = NO_ALERT, "danger", current
     try:
+        rec, verb = None, ""
         if trigger == ids.VOLUME_ADD:
-            rec = projects.add_volume_from_path(config, project_id, path or "", dataset=dataset or None)
-            selected, alert, color = rec["id"], (f"Added {rec['name']} {tuple(rec['shape'])}.", True), "success"
+            rec, verb = projects.add_volume_from_path(config, project_id, path or "", dataset=dataset or None), "Added"
         elif trigger == ids.VOLUME_UPLOAD and contents:
-            rec = projects.add_volume_from_upload(config, project_id, filenames, contents)
-            selected, alert, color = rec["id"], (f"Uploaded {rec['name']} {tuple(rec['shape'])}.", True), "success"
+            rec, verb = projects.add_volume_from_upload(config, project_id, filenames, contents), "Uploaded"
+        if rec is not None:
+            text = f"{verb} {rec['name']} {tuple(rec['shape'])}.{pretrain_started(config, rec['id'], auto_pretrain)}"
+            selected, alert, color = rec["id"], (text, True), "success"
     except Exception as e:  # noqa: BLE001 - shown to the user
         alert = _alert(e)
     rows = projects.list_volumes(config, project_id)
@@ -53,6 +60,47 @@ def volumes_view(config: Config, trigger: Any, project_id: int | None, path: str
         selected = rows[0]["id"] if rows else None
     opts = [{"label": f"{v['name']}  {'x'.join(map(str, v['shape']))}", "value": v["id"]} for v in rows]
     return opts, selected, *alert, color
+
+
+def pretrain_started(config: Config, vid: int, auto: bool) -> str:
+    """Start pre-training a new volume when ``auto``; the sentence for the alert ("" when off)."""
+    if not auto:
+        return ""
+    try:
+        return f" Pre-training it in the background (job {pretraining.start(config, vid)})."
+    except Exception as e:  # noqa: BLE001 - the volume was added all the same
+        return f" Pre-training did not start: {user_message(e)}"
+
+
+def pretrain_text(st: pretraining.PretrainStatus) -> tuple[str, str, str]:
+    """-> (status text, text tone, start-button label) for a volume's pre-training status."""
+    steps = plural(st.steps, "step") if st.steps is not None else ""
+    if st.state is PretrainState.RUNNING:
+        return f"{st.phase}, {st.percent or 0:.0f}% (job {st.job_id})", "primary", "Pre-train"
+    if st.state is PretrainState.DONE:
+        tone, text = "success", f"done ({steps}); new models start from it"
+        if not st.fits:
+            tone, text = "warning-emphasis", f"done ({steps}) for another model size; new models start from scratch"
+        return text, tone, "Pre-train again"
+    if st.state is PretrainState.PARTIAL:
+        return f"stopped{f' at {steps}' if steps else ''}, resumable", "warning-emphasis", "Resume"
+    if st.state is PretrainState.FAILED:
+        return (f"failed: {st.error}" if st.job_id else st.error or "cannot pre-train"), "danger", "Pre-train"
+    return "not yet", "muted", "Pre-train"
+
+
+def pretrain_view(config: Config, trigger: Any, vid: int | None):
+    """-> (status children, button label, button disabled); a click on the button starts/resumes the job."""
+    if vid is None:
+        return view.pretrain_status("no volume selected"), "Pre-train", True
+    try:
+        if trigger == ids.PRETRAIN_START:
+            pretraining.start(config, vid)
+        st = pretraining.status(config, vid)
+    except Exception as e:  # noqa: BLE001 - shown to the user
+        return view.pretrain_status(user_message(e), "danger"), "Pre-train", False
+    text, tone, label = pretrain_text(st)
+    return view.pretrain_status(text, tone), label, st.active
 
 
 def volume_view(config: Config, trigger: Any, vid: int | None, vz, vy, vx):
@@ -117,10 +165,23 @@ def register(app) -> None:
         Output(ids.VOLUME_ALERT, "children"), Output(ids.VOLUME_ALERT, "is_open"), Output(ids.VOLUME_ALERT, "color"),
         Input(ids.PROJECT_SELECT, "value"), Input(ids.VOLUME_ADD, "n_clicks"), Input(ids.VOLUME_UPLOAD, "contents"),
         State(ids.VOLUME_UPLOAD, "filename"), State(ids.VOLUME_PATH, "value"), State(ids.VOLUME_DATASET, "value"),
-        State(ids.VOLUME_SELECT, "value"),
+        State(ids.VOLUME_SELECT, "value"), State(ids.PRETRAIN_AUTO, "value"),
     )
-    def on_volumes(pid, _n, contents, filenames, path, dataset, current):
-        return volumes_view(get_config(), ctx.triggered_id, pid, path, dataset, contents, filenames, current)
+    def on_volumes(pid, _n, contents, filenames, path, dataset, current, auto):
+        return volumes_view(get_config(), ctx.triggered_id, pid, path, dataset, contents, filenames, current,
+                            bool(auto))
+
+    @app.callback(Output(ids.PRETRAIN_AUTO, "value"), Input(ids.URL, "pathname"))
+    def on_pretrain_default(_path):
+        return get_config().pretrain_auto
+
+    @app.callback(
+        Output(ids.PRETRAIN_STATUS, "children"), Output(ids.PRETRAIN_START, "children"),
+        Output(ids.PRETRAIN_START, "disabled"),
+        Input(ids.VOLUME_SELECT, "value"), Input(ids.PRETRAIN_START, "n_clicks"), Input(ids.JOBS_POLL, "n_intervals"),
+    )
+    def on_pretrain(vid, _n, _poll):
+        return pretrain_view(get_config(), ctx.triggered_id, vid)
 
     @app.callback(
         Output(ids.VOLUME_STORE, "data"), Output(ids.VOLUME_INFO, "children"),

@@ -1,10 +1,12 @@
-"""Jobs list: poll the Job table (which also reconciles jobs whose process died)."""
+"""Jobs list: poll the Job table (which also reconciles jobs whose process died); Cancel any active job."""
 from __future__ import annotations
 
-from dash import Input, Output
+from typing import Any
+
+from dash import ALL, Input, Output, State, ctx, no_update
 
 from app import jobs
-from app.config import get_config
+from app.config import Config, get_config
 from layouts import ids
 from layouts.jobs import job_rows
 
@@ -13,9 +15,25 @@ def jobs_view(project_id: int | None, limit: int = 12):
     return job_rows(jobs.list_jobs(get_config(), project_id=project_id, limit=limit))
 
 
+def cancel_from_list(config: Config, triggered_id: Any, n_clicks: Any) -> bool:
+    """A click on a row's Cancel: flag that job (cooperative; it keeps its files). False for a re-render."""
+    if not n_clicks or not isinstance(triggered_id, dict):
+        return False
+    return jobs.request_cancel(config, int(triggered_id["index"])) > 0
+
+
 def register(app) -> None:
     @app.callback(Output(ids.JOBS_TABLE, "children"),
                   Input(ids.JOBS_POLL, "n_intervals"), Input(ids.JOBS_REFRESH, "data"),
                   Input(ids.PROJECT_STORE, "data"))
     def refresh_jobs(_n, _rev, project_id):
         return jobs_view(project_id)
+
+    @app.callback(Output(ids.JOBS_REFRESH, "data", allow_duplicate=True),
+                  Input({"type": ids.JOB_CANCEL_TYPE, "index": ALL}, "n_clicks"), State(ids.JOBS_REFRESH, "data"),
+                  prevent_initial_call=True)
+    def cancel_job(_clicks, rev):
+        value = ctx.triggered[0]["value"] if ctx.triggered else None
+        if not cancel_from_list(get_config(), ctx.triggered_id, value):
+            return no_update
+        return (rev or 0) + 1

@@ -51,6 +51,8 @@ def training_status(outcome: jobs.JobOutcome) -> str:
         text += f" ({evaluation.val_iou_missing_reason(metrics)})"
     if metrics.get("gt_iou") is not None:
         text += f"; IoU vs ground truth {view.iou_text(metrics['gt_iou'])}"
+    if metrics.get("started_from"):
+        text += f"; started from {metrics['started_from']}"
     return text + "."
 
 

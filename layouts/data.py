@@ -28,6 +28,11 @@ def volume_facts(info: dict | None) -> Any:
                                   for k, v in rows]), className="small mb-2")
 
 
+def pretrain_status(text: str, tone: str = "muted") -> Any:
+    """The selected volume's pre-training line (text made by callbacks.data.pretrain_text)."""
+    return html.Span(text, className=f"text-{tone}")
+
+
 def class_rows(classes: Sequence[dict]) -> Any:
     """Editable name + colour per class (pattern ids, index = class index)."""
     return [dbc.InputGroup([
@@ -62,6 +67,13 @@ def build() -> Any:
                        children=html.Div(["Drop a volume file (or 2D slices) here, or ", html.A("choose files")]),
                        className="border border-secondary-subtle rounded text-center small p-2 mt-1"),
             dcc.Loading(_alert(ids.VOLUME_ALERT), type="dot"),
+            dbc.Switch(id=ids.PRETRAIN_AUTO, value=True, className="small mt-1 mb-0",
+                       label="Pre-train on new volumes (self-supervised)"),
+            html.Div([html.Span("Pre-training:", className="text-muted me-1"),
+                      html.Span(pretrain_status("no volume selected"), id=ids.PRETRAIN_STATUS),
+                      dbc.Button("Pre-train", id=ids.PRETRAIN_START, size="sm", color="secondary", outline=True,
+                                 disabled=True, className="ms-2 py-0")],
+                     className="small d-flex flex-wrap align-items-center"),
             html.Hr(className="my-2"),
             dbc.Label("Voxel size (nm): z, y, x", className="small mb-0"),
             dbc.InputGroup([

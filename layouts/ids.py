@@ -56,6 +56,9 @@ CLASS_NEW_NAME = "class-new-name"
 CLASS_ADD = "class-add-btn"
 CLASS_SAVE = "class-save-btn"
 CLASS_ALERT = "class-alert"
+PRETRAIN_AUTO = "pretrain-auto-switch"      # pre-train every volume added from this page (default APP_PRETRAIN_AUTO)
+PRETRAIN_STATUS = "pretrain-status"        # the selected volume's pre-training: none / running / partial / done
+PRETRAIN_START = "pretrain-start-btn"      # start, resume or redo the selected volume's pre-training
 
 # --- Viewer ------------------------------------------------------------------------------------
 GRAPH = "viewer-graph"
@@ -88,5 +91,6 @@ PAINT_ALERT = "paint-alert"
 JOBS_TABLE = "jobs-table"
 JOBS_POLL = "jobs-poll-interval"
 JOBS_REFRESH = "jobs-refresh-store"    # any panel may bump this (allow_duplicate) to refresh the list now
+JOB_CANCEL_TYPE = "job-cancel"         # pattern id type, index = job id: Cancel button of an active job
 PREFETCH = "viewer-prefetch-store"     # data: URLs the browser preloaded (neighbouring slices)
 KEYS = "viewer-keys-store"             # data: last key step (written by the keyboard script's clicks)

@@ -18,6 +18,7 @@ VERSION_COLUMNS = [
     {"name": "active", "id": "active_mark"},
     {"name": "created", "id": "created_short"},
     {"name": "parent", "id": "parent_id"},
+    {"name": "started from", "id": "started_from"},
     {"name": "labeled px", "id": "n_labeled_pixels"},
     {"name": "patches", "id": "n_labeled_patches"},
     {"name": "val IoU", "id": "val_iou_text"},

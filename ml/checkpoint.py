@@ -8,18 +8,18 @@ Both files are written atomically: a crash mid-save leaves the previous version 
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
+from ml.files import atomic_write, sidecar_path
 from ml.model import UNet2D
+
+__all__ = ["CheckpointError", "atomic_write", "load_checkpoint", "read_info", "save_checkpoint", "sidecar_path"]
 
 FORMAT = "activeseg-checkpoint"
 VERSION = 1
@@ -28,28 +28,6 @@ DEFAULT_NORMALIZATION = {"lo_pct": 1.0, "hi_pct": 99.5}
 
 class CheckpointError(ValueError):
     """A file is missing, corrupt or not an ActiveSeg checkpoint."""
-
-
-def sidecar_path(path: str | Path) -> Path:
-    """``model.pt`` -> ``model.pt.json``."""
-    p = Path(path)
-    return p.with_name(p.name + ".json")
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write through ``write(tmp_path)`` into a temp file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _jsonable(name: str, value: Any) -> Any:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ml.device import autocast, inference_layout, pick_device, seeded
-from ml.model import mc_dropout
+from ml.mc import MCSampler
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
 
@@ -58,19 +58,20 @@ def _entropy(p: torch.Tensor) -> torch.Tensor:
 
 
 def _run_batch(model: nn.Module, x: torch.Tensor, device: torch.device,
-               mc_passes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+               mc_passes: int, mc_scope: str = "head") -> tuple[torch.Tensor, torch.Tensor | None]:
     """Softmax probabilities [N,C,h,w] (MC mean when mc_passes>0) and mean per-pass entropy."""
     if mc_passes <= 0:
         with autocast(device):
             return torch.softmax(model(x).float(), 1), None
     mean_p, mean_h = None, None
-    with mc_dropout(model):
-        for _ in range(mc_passes):
-            with autocast(device):
-                p = torch.softmax(model(x).float(), 1)
-            h = _entropy(p)
-            mean_p = p if mean_p is None else mean_p + p
-            mean_h = h if mean_h is None else mean_h + h
+    with autocast(device):
+        sampler = MCSampler(model, x, mc_scope)
+    for _ in range(mc_passes):
+        with autocast(device):
+            p = torch.softmax(sampler.sample().float(), 1)
+        h = _entropy(p)
+        mean_p = p if mean_p is None else mean_p + p
+        mean_h = h if mean_h is None else mean_h + h
     return mean_p / mc_passes, mean_h / mc_passes
 
 
@@ -84,7 +85,7 @@ def _check_args(image: np.ndarray, tile: int, context: int, batch_size: int, mc_
         )
 
 
-def _tiles(h: int, w: int, tile: int, context: int, multiple: int) -> dict[tuple[int, int], list]:
+def tile_windows(h: int, w: int, tile: int, context: int, multiple: int) -> dict[tuple[int, int], list]:
     """Output tiles with their input windows, grouped by input shape (a batch needs one shape).
 
     Each entry is ``((y0, y1, x0, x1) output, (iy0, iy1, ix0, ix1) input)``. ``context`` is
@@ -120,7 +121,7 @@ def predict_image(model: nn.Module, image: np.ndarray, tile: int = TILE, batch_s
     _check_args(image, int(tile), context, int(batch_size), int(mc_passes))
     device = device if isinstance(device, torch.device) else pick_device(device)
     h, w = image.shape
-    groups = _tiles(h, w, int(tile), int(context), int(getattr(model, "multiple", 1)))
+    groups = tile_windows(h, w, int(tile), int(context), int(getattr(model, "multiple", 1)))
     prob = mean_h = None
     with inference_layout(model, device), torch.inference_mode(), seeded(seed, device):
         for entries in groups.values():

@@ -25,50 +25,18 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ml.checkpoint import atomic_write, sidecar_path
+from ml.files import atomic_write, sidecar_path
 from ml.device import pick_device, seeded
 from ml.io.normalize import normalize
 from ml.model import UNet2D
+from ml.pretrained import (ARCH_KEYS, FORMAT, VERSION, PretrainConfig, PretrainError, check_arch, fits, partial_path,
+                           read_info, read_payload)
 from ml.progress import CancelFn, Cancelled, ProgressFn, check_cancel, report
 
-FORMAT = "activeseg-pretrained"
-VERSION = 1
-#: Architecture keys that must agree between a pre-trained body and the model it initialises.
-ARCH_KEYS = ("in_channels", "base", "depth", "norm")
-
-
-class PretrainError(ValueError):
-    """A pre-trained file is missing, corrupt, or made for another architecture."""
-
-
-@dataclass
-class PretrainConfig:
-    """Pre-training settings (JSON-able; stored in the file)."""
-
-    steps: int = 1500
-    lr: float = 3e-3
-    batch_size: int = 8
-    crop: int = 128
-    block: int = 16            # side of a masked square (px)
-    mask_ratio: float = 0.35   # share of blocks replaced by noise
-    noise: float = 0.05        # max std of the Gaussian noise on visible pixels
-    masked_weight: float = 0.8  # loss share of masked pixels (the rest: denoising visible ones)
-    seed: int = 0
-    save_every: int = 250
-    max_seconds: float | None = None   # stop (and save as complete) after this much wall time
-    weight_decay: float = 1e-4
-    warmup_steps: int = 20
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.crop < 16 or self.lr <= 0 or self.save_every < 1:
-            raise ValueError(f"invalid PretrainConfig (need steps, batch_size, save_every >= 1, crop >= 16, "
-                             f"lr > 0): {self}")
-        if not 0.0 < self.mask_ratio < 1.0 or self.block < 1 or self.block > self.crop:
-            raise ValueError(f"need 0 < mask_ratio < 1 and 1 <= block <= crop, got {self.mask_ratio}, {self.block}")
-
+__all__ = ["ARCH_KEYS", "FORMAT", "VERSION", "PretrainConfig", "PretrainError", "PretrainResult", "Source",
+           "corrupt", "fits", "init_from_pretrained", "partial_path", "pretrain", "read_info"]
 
 @dataclass
 class Source:
@@ -172,12 +140,6 @@ def _lr(config: PretrainConfig, step: int) -> float:
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
 
 
-def partial_path(out: str | Path) -> Path:
-    """``encoder.pt`` -> ``encoder.pt.partial``: the resumable snapshot of an unfinished run."""
-    out = Path(out)
-    return out.with_name(out.name + ".partial")
-
-
 def _save(path: Path, net: Reconstructor, opt: torch.optim.Optimizer | None, step: int, config: PretrainConfig,
           history: list[dict], meta: dict, complete: bool) -> None:
     body = {k: v.detach().cpu().clone() for k, v in net.body.state_dict().items() if not k.startswith("head.")}
@@ -198,8 +160,8 @@ def _resume(path: Path, net: Reconstructor, opt: torch.optim.Optimizer) -> tuple
     if not path.is_file():
         return 0, []
     try:
-        payload = _read(path)
-        _check_arch(payload["config"], net.body.config, path)
+        payload = read_payload(path)
+        check_arch(payload["config"], net.body.config, path)
         net.body.load_state_dict(payload["state_dict"], strict=False)
         net.recon.load_state_dict(payload["recon"])
         if payload.get("optimizer"):
@@ -261,38 +223,6 @@ def pretrain(model: UNet2D, sources: Sequence[Source], out: str | Path, config: 
     return PretrainResult(out, step, history, time.monotonic() - started)
 
 
-def _read(path: Path) -> dict:
-    if not path.is_file():
-        raise PretrainError(f"no pre-trained weights at {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or foreign files
-        raise PretrainError(f"{path} is not readable pre-trained weights ({type(exc).__name__})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise PretrainError(f"{path} is not an ActiveSeg pre-trained file (written by python -m ml pretrain)")
-    return payload
-
-
-def _check_arch(stored: dict, wanted: dict, path: Path) -> None:
-    diff = {k: (stored.get(k), wanted.get(k)) for k in ARCH_KEYS if stored.get(k) != wanted.get(k)}
-    if diff:
-        detail = ", ".join(f"{k} {a} here vs {b} wanted" for k, (a, b) in diff.items())
-        raise PretrainError(f"{path} was pre-trained for another architecture ({detail})")
-
-
-def read_info(path: str | Path) -> dict:
-    """Everything but the weights (from the sidecar when present), for listings."""
-    side = sidecar_path(path)
-    if side.is_file():
-        try:
-            info = json.loads(side.read_text())
-            if info.get("format") == FORMAT:
-                return info
-        except (OSError, ValueError):
-            pass
-    return {k: v for k, v in _read(Path(path)).items() if k not in ("state_dict", "recon", "optimizer")}
-
-
 def init_from_pretrained(model: UNet2D, path: str | Path) -> dict:
     """Load pre-trained body weights into ``model`` (the segmentation head stays fresh).
 
@@ -300,10 +230,10 @@ def init_from_pretrained(model: UNet2D, path: str | Path) -> dict:
     Returns the file's info (steps, settings, meta) for provenance.
     """
     path = Path(path)
-    payload = _read(path)
+    payload = read_payload(path)
     if not payload.get("complete"):
         raise PretrainError(f"{path} is an unfinished pre-training snapshot")
-    _check_arch(payload["config"], model.config, path)
+    check_arch(payload["config"], model.config, path)
     missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
     if unexpected or any(not k.startswith("head.") for k in missing):
         raise PretrainError(f"{path} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")

@@ -1,10 +1,11 @@
 """Model versions: train or fine-tune on the project's labels, list them, pick the active one.
 
-A training job gathers every labeled region of the project's volumes, trains (new U-Net or
-warm start from a version), evaluates against ground truth on a fixed slab when a volume
-has it, and stores a ``ModelVersion`` row + checkpoint. Live curves: the progress info
-carries a compact loss / validation-IoU history, which ``app.jobs.run_job`` mirrors into the
-Job row, so the panel (and a reloaded page) can draw it.
+A training job gathers every labeled region of the project's volumes, trains (a new U-Net,
+started from the project's pre-trained weights when some fit (``app.services.pretraining``), or
+a warm start from a version; ``metrics.started_from`` records which), evaluates against ground
+truth on a fixed slab when a volume has it, and stores a ``ModelVersion`` row + checkpoint.
+Live curves: the progress info carries a compact loss / validation-IoU history, which
+``app.jobs.run_job`` mirrors into the Job row, so the panel (and a reloaded page) can draw it.
 Cancel keeps the work: the best weights so far become a new, *inactive* version marked
 "cancelled" (activate it by hand if it is good enough).
 Validation and ground-truth IoU: ``app.services.evaluation``.
@@ -31,6 +32,7 @@ MIN_STEPS_PER_EPOCH = 20
 MAX_HISTORY_POINTS = 400     # live-curve points kept in the Job row
 CURVE_EVERY_S = 0.4          # how often the live curve is re-thinned (the Job row is written every 0.5 s)
 DEFAULT_ARCH = {"base": 16, "depth": 4}
+SCRATCH = "scratch"          # provenance of a model that started from random weights
 
 
 # --- model helpers (also used by active learning and segmentation) ------------------------------
@@ -161,9 +163,14 @@ def _validate_params(epochs: Any, lr: Any) -> tuple[int, float]:
     return epochs, lr
 
 
-def _start_model(config: Any, project_id: int, parent_id: int | None, classes: list):
+def _start_model(config: Any, project_id: int, parent_id: int | None, classes: list) -> tuple[Any, str]:
+    """``(model, started_from)``: a new model starts from the project's pre-trained body when one fits
+    ("pretrained on <volume> (<N> steps)", else "scratch"); a continued one from its parent ("v<id>")."""
     if parent_id is None:
-        return new_model(config, len(classes))
+        from app.services import pretraining
+
+        model = new_model(config, len(classes))
+        return model, pretraining.init_new_model(config, project_id, model)
     with session_scope(config) as s:
         row = s.get(ModelVersion, int(parent_id))
         if row is None or row.project_id != project_id:
@@ -172,7 +179,7 @@ def _start_model(config: Any, project_id: int, parent_id: int | None, classes: l
     if int(model.config["n_classes"]) != len(classes):
         raise UserError(f"Version {parent_id} knows {model.config['n_classes']} classes but the project now has "
                         f"{len(classes)}: train a new model instead.")
-    return model
+    return model, f"v{parent_id}"
 
 
 def train_model(config: Any, project_id: int, parent_id: int | None = None, epochs: int = 10, lr: float = 1e-3,
@@ -191,7 +198,7 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
     regions, label_stats = gather_regions(config, project_id)
     vols = _project_volumes(config, project_id)
     classes = projects.get_classes(config, vols[0]["id"])
-    model = _start_model(config, project_id, parent_id, classes)
+    model, started_from = _start_model(config, project_id, parent_id, classes)
     overrides = dict(config.extra.get("train", {}), **(train_overrides or {}))
     probe = TrainConfig(**{**overrides, "lr": lr})
     n_steps = int(steps) if steps else steps_for(regions, epochs, probe.batch_size, probe.crop)
@@ -211,7 +218,8 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
         report(progress, done, total, phase="training", loss=info.get("loss"), val_iou=val,
                eta_s=info.get("eta_s"), history=shown["curve"])
 
-    meta = {"parent_id": parent_id, "epochs": epochs, "train_config": config_dict(tcfg), **label_stats}
+    meta = {"parent_id": parent_id, "started_from": started_from, "epochs": epochs,
+            "train_config": config_dict(tcfg), **label_stats}
     try:
         result = train(model, train_regions, val_regions, tcfg, progress=on_step, cancel=cancel, device=device)
     except Cancelled as exc:
@@ -219,13 +227,14 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
         if partial is not None and partial.history:
             _store_version(config, project_id, parent_id, _measured(partial, val_fg), classes, label_stats, meta,
                            {"val_iou": partial.best_val_iou if val_fg else None, "val_foreground": val_fg,
-                            "best_step": partial.best_step, "cancelled": True, "steps": len(partial.history)},
+                            "best_step": partial.best_step, "cancelled": True, "steps": len(partial.history),
+                            "started_from": started_from},
                            activate=False)
         raise
     report(progress, n_steps, n_steps, phase="evaluating", history=compact_history(history))
     metrics = {"val_iou": result.best_val_iou if val_fg else None, "val_foreground": val_fg,
                "best_step": result.best_step, "steps": n_steps, "seconds": round(time.monotonic() - started, 1),
-               "device": str(device), "n_regions": len(regions)}
+               "device": str(device), "n_regions": len(regions), "started_from": started_from}
     gt = ground_truth_iou(config, project_id, result.model, device)
     if gt:
         metrics.update(gt)
@@ -285,7 +294,12 @@ def _version_dict(r: ModelVersion) -> dict:
             "n_labeled_pixels": r.n_labeled_pixels, "n_labeled_patches": r.n_labeled_patches,
             "val_iou": _round(m.get("val_iou")), "gt_iou": _round(m.get("gt_iou")), "steps": m.get("steps"),
             "cancelled": bool(m.get("cancelled")), "note": "cancelled (partial)" if m.get("cancelled") else "",
-            "path": r.path}
+            "started_from": started_from(r, m), "path": r.path}
+
+
+def started_from(row: ModelVersion, metrics: dict) -> str:
+    """A version's provenance; versions from before pre-training existed started from scratch or their parent."""
+    return metrics.get("started_from") or (f"v{row.parent_id}" if row.parent_id else SCRATCH)
 
 
 def _round(v: Any) -> float | None:

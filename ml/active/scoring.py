@@ -16,10 +16,9 @@ import torch
 from torch import nn
 
 from ml.device import autocast, inference_layout, pick_device, seeded
-from ml.model import mc_dropout
+from ml.mc import MCSampler
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
-from .mc import decode, encode, fast_dropout, supports_split
 from .pool import Patch
 from .scores import PatchScores
 
@@ -106,28 +105,22 @@ def _bald(sample: Callable[[], torch.Tensor], passes: int, device: torch.device,
 
 
 def score_batch(model: nn.Module, x: torch.Tensor, mc_passes: int, device: torch.device,
-                top_fraction: float | None = None, split: bool | None = None) -> dict[str, torch.Tensor]:
+                top_fraction: float | None = None, mc_scope: str = "head") -> dict[str, torch.Tensor]:
     """Scores for one batch [N, 1, H, W] (model in eval mode, inside inference_mode).
 
-    ``split`` (default: when the model allows it) encodes once and re-runs only the decoder
-    for MC samples (``ml.active.mc``); otherwise full passes under ``mc_dropout(model)``.
+    One pass gives the deterministic scores and the embedding; MC samples for BALD come from
+    ``ml.mc.MCSampler`` (``mc_scope``: "head" re-samples only the last layer, "decoder" the
+    whole decoder), so the encoder never runs twice.
     """
-    split = supports_split(model) if split is None else split
     with autocast(device):
-        if split:
-            encoded = encode(model, x)
-            logits = decode(model, encoded)
-            emb = encoded.z.float().mean(dim=(2, 3))
-        else:
-            logits, emb = forward_with_embedding(model, x)
-    out = pixel_scores(torch.softmax(logits.float(), 1), top_fraction)
+        sampler = MCSampler(model, x, mc_scope)
+        emb = sampler.embedding
+        if emb is None:
+            _, emb = forward_with_embedding(model, x)
+    out = pixel_scores(torch.softmax(sampler.logits.float(), 1), top_fraction)
     out["embeddings"] = emb.float()
     if mc_passes > 0:
-        if split:
-            out["bald"] = _bald(lambda: decode(model, encoded, fast_dropout), mc_passes, device, top_fraction)
-        else:
-            with mc_dropout(model):
-                out["bald"] = _bald(lambda: model(x), mc_passes, device, top_fraction)
+        out["bald"] = _bald(sampler.sample, mc_passes, device, top_fraction)
     return out
 
 
@@ -161,6 +154,7 @@ def score_patches(
     cancel: CancelFn = None,
     top_fraction: float | None = None,
     seed: int | None = 0,
+    mc_scope: str = "head",
 ) -> PatchScores:
     """Score every patch; ``reader`` maps a Patch to its normalised image (or pass a Volume).
 
@@ -184,7 +178,7 @@ def score_patches(
             batch = patches[start:start + int(batch_size)]
             x = torch.from_numpy(_read_batch(read, batch)).to(device)
             x = x.contiguous(memory_format=torch.channels_last)
-            for key, val in score_batch(model, x, int(mc_passes), device, top_fraction).items():
+            for key, val in score_batch(model, x, int(mc_passes), device, top_fraction, mc_scope).items():
                 cols.setdefault(key, []).append(val.cpu().numpy())
             report(progress, start + len(batch), len(patches), stage="scoring")
     dim = int(getattr(model, "embed_dim", 0))

@@ -63,3 +63,16 @@ def test_demo_path_folder_becomes_a_data_root(tmp_path):
     c = config_from_args(args)
     assert Path(vol).parent.resolve() in c.data_roots
     assert parse_args([]).port == 8050 and parse_args([]).host == "127.0.0.1"
+
+
+def test_pretrain_settings_from_the_environment(tmp_path):
+    c = Config.from_env(env={"APP_WORKSPACE": str(tmp_path), "APP_PRETRAIN": '{"steps": 20}',
+                             "APP_PRETRAIN_AUTO": "off"})
+    assert c.extra["pretrain"] == {"steps": 20} and c.pretrain_auto is False
+    assert Config.from_env(env={"APP_WORKSPACE": str(tmp_path)}).pretrain_auto is True     # on by default
+    back = Config.from_env(env=c.to_env())
+    assert back.extra["pretrain"] == {"steps": 20} and back.pretrain_auto is False
+    with pytest.raises(ValueError, match="APP_PRETRAIN_AUTO"):
+        Config.from_env(env={"APP_WORKSPACE": str(tmp_path), "APP_PRETRAIN_AUTO": "maybe"})
+    with pytest.raises(ValueError, match="APP_PRETRAIN must be a JSON object"):
+        Config.from_env(env={"APP_WORKSPACE": str(tmp_path), "APP_PRETRAIN": "[20]"})

@@ -159,3 +159,14 @@ def test_celery_backend_switches_manager_without_connecting(config):
 
     m = jobs.make_background_manager(config.with_(job_backend="celery", redis_url="redis://127.0.0.1:6399/3"))
     assert isinstance(m, CeleryManager) and m.handle.conf.broker_url == "redis://127.0.0.1:6399/3"
+
+
+def test_cancel_button_of_the_jobs_list_flags_that_job(config, project):
+    from callbacks.jobs import cancel_from_list
+    from layouts import ids
+
+    job_id = jobs.create_job(config, "train", project["id"])
+    assert not cancel_from_list(config, {"type": ids.JOB_CANCEL_TYPE, "index": job_id}, None)   # a re-render
+    assert not jobs.get_job(config, job_id)["cancel_requested"]
+    assert cancel_from_list(config, {"type": ids.JOB_CANCEL_TYPE, "index": job_id}, 1)
+    assert jobs.get_job(config, job_id)["cancel_requested"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from callbacks.page import columns_view
-from layouts import charts, effort, page, results, training
+from layouts import charts, effort, jobs, page, results, training
+from layouts import ids
 from layouts.format import file_size, plural
 
 
@@ -53,6 +54,30 @@ def test_charts_leave_their_title_to_a_heading_above_the_mode_bar():
 def test_version_rows_show_na_for_missing_iou():
     row = training.version_row({"created": "2026-11-25T10:48:19", "val_iou": None, "gt_iou": 0.44412})
     assert (row["created_short"], row["val_iou_text"], row["gt_iou_text"]) == ("11-25 10:48", "n/a", "0.444")
+
+
+def test_versions_table_shows_where_each_model_started_from():
+    assert {"name": "started from", "id": "started_from"} in training.VERSION_COLUMNS
+    row = training.version_row({"created": "2026-11-25T10:48:19", "val_iou": 0.5, "gt_iou": None,
+                                "started_from": "pretrained on synthetic EM (1500 steps)"})
+    assert row["started_from"] == "pretrained on synthetic EM (1500 steps)"
+
+
+def _job(status, **kw):
+    return {"id": 5, "kind": "pretrain", "status": status, "progress": 420, "total": 1000, "error": None,
+            "created": "2026-11-25T10:48:19", "info": {"phase": "pre-training"}, "cancel_requested": False, **kw}
+
+
+def test_active_jobs_show_a_progress_bar_and_a_cancel_button():
+    table = jobs.job_rows([_job("running"), _job("done", id=4)])
+    running, done = table.children[1].children
+    bar, phase = running.children[3].children
+    assert (bar.value, bar.label, phase.children) == (42.0, "42%", "pre-training")
+    cancel = running.children[-1].children
+    assert cancel.id == {"type": ids.JOB_CANCEL_TYPE, "index": 5} and cancel.children == "Cancel"
+    assert done.children[3].children == "42%" and done.children[-1].children == ""
+    stopping = jobs.job_rows([_job("running", cancel_requested=True)]).children[1].children[0]
+    assert stopping.children[-1].children == "stopping…"
 
 
 def test_columns_share_the_width_and_the_viewer_takes_the_hidden_data_column():

@@ -26,7 +26,8 @@ def _label(env, zs=(0, 1, 2)):
 
 
 def _weights(model) -> dict:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    """Learned parameters (BatchNorm's running statistics move in every training forward pass, even at lr ~ 0)."""
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
 
 
 def test_train_creates_active_version_with_history_and_metrics(env):

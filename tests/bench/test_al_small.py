@@ -43,6 +43,10 @@ def test_tiny_protocol_writes_all_outputs(tmp_path):
     for key in ("final_iou", "iou_at_mid", "gain_vs_random_at_mid", "labels_to_match_random_final",
                 "paired_gain_at_mid", "paired_gain_final"):
         assert key in summary["strategies"]["bald"], key
+    assert summary["pretrain"]["mode"] == "heldout" and summary["pretrain"]["steps"] == TINY.pretrain_steps
+    assert list((out / "work").glob("pretrained_heldout_*.pt"))   # every new model started from it
+    assert summary["class_name"] == "mask.tif" and summary["initial_iou_sd"] is not None
+    assert set(summary["targets"]) >= {"random_final", "initial_models"}
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| bald |" in r.stdout
 

@@ -227,6 +227,32 @@ def export(page: Page, downloads: Path, what: str = "segmentation", fmt: str = "
     return path
 
 
+def add_volume_by_path(page: Page, path: str) -> None:
+    """Type a server path in the Data panel and press Add; the new volume becomes the selected one."""
+    name = Path(path).stem
+    page.set_input("volume-path-input", path)
+    page.click("volume-add-btn")
+    page.wait(lambda: name in page.text("volume-select"), 60, f"the Data panel to add and select {path}",
+              context=lambda: f"volume: {page.text('volume-select')!r}; {page.page_summary()}")
+
+
+def job_row(page: Page, job_id: int) -> dict[str, str]:
+    """The jobs list's row of job ``job_id`` ({} when it is not listed)."""
+    return next((j for j in page.jobs() if j.get("#") == str(job_id)), {})
+
+
+def cancel_job(page: Page, job_id: int) -> None:
+    """Press the jobs list's Cancel button of job ``job_id``."""
+    def button():
+        for b in page.css("#jobs-table button"):
+            if '"job-cancel"' in (b.get_attribute("id") or "") and f'"index":{job_id}' in b.get_attribute("id"):
+                return b
+        return None
+
+    page.click_el(page.wait(button, 20, f"the Cancel button of job {job_id} in the jobs list",
+                            context=lambda: str(page.jobs())))
+
+
 def choose_dropdown(page: Page, id_: str, label: str | None, value: str | None = None) -> None:
     """Pick an option of a dcc.Dropdown by its visible label (or, for ``value``, via its label lookup)."""
     from selenium.webdriver.common.by import By

@@ -106,3 +106,17 @@ def test_corruption_masks_blocks_and_keeps_the_target_clean():
     assert 0.1 < mask.mean() < 0.9 and mask[:16, :16].all() in (True, False)
     assert mask.reshape(4, 16, 4, 16).transpose(0, 2, 1, 3).reshape(16, -1).std(1).max() == 0  # whole blocks
     assert not np.allclose(img[~mask], clean[~mask])     # visible pixels are perturbed too (denoising)
+
+
+def test_arch_defaults_match_the_model_and_listing_needs_no_torch():
+    import inspect
+    import subprocess
+    import sys
+
+    from ml.pretrained import ARCH_DEFAULTS, ARCH_KEYS, fits
+
+    params = inspect.signature(UNet2D.__init__).parameters
+    assert {k: params[k].default for k in ARCH_KEYS} == ARCH_DEFAULTS
+    assert fits({"config": UNet2D().config}, {"base": 16}) and not fits({"config": UNet2D().config}, {"base": 8})
+    code = "import sys, ml.pretrained; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

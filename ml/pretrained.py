@@ -1,0 +1,106 @@
+"""Pre-trained weights files as data: their settings, names, info and fit, without torch.
+
+The web server lists a volume's pre-training status on every refresh of the Data panel;
+this module answers from the JSON sidecar, so it never has to load torch (``ml.pretrain``
+holds the training itself). ``read_payload`` alone imports torch, for the weights.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ml.files import sidecar_path
+
+FORMAT = "activeseg-pretrained"
+VERSION = 1
+#: Architecture keys that must agree between a pre-trained body and the model it initialises.
+ARCH_KEYS = ("in_channels", "base", "depth", "norm")
+
+
+class PretrainError(ValueError):
+    """A pre-trained file is missing, corrupt, or made for another architecture."""
+
+#: UNet2D's defaults for ARCH_KEYS (tests/ml/test_pretrain.py checks they match the constructor), so a
+#: partial architecture such as the app's ``{"base": 16, "depth": 4}`` compares like the model it builds.
+ARCH_DEFAULTS = {"in_channels": 1, "base": 16, "depth": 4, "norm": "batch"}
+
+
+@dataclass
+class PretrainConfig:
+    """Pre-training settings (JSON-able; stored in the file)."""
+
+    steps: int = 1500
+    lr: float = 3e-3
+    batch_size: int = 8
+    crop: int = 128
+    block: int = 16            # side of a masked square (px)
+    mask_ratio: float = 0.35   # share of blocks replaced by noise
+    noise: float = 0.05        # max std of the Gaussian noise on visible pixels
+    masked_weight: float = 0.8  # loss share of masked pixels (the rest: denoising visible ones)
+    seed: int = 0
+    save_every: int = 250
+    max_seconds: float | None = None   # stop (and save as complete) after this much wall time
+    weight_decay: float = 1e-4
+    warmup_steps: int = 20
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.crop < 16 or self.lr <= 0 or self.save_every < 1:
+            raise ValueError(f"invalid PretrainConfig (need steps, batch_size, save_every >= 1, crop >= 16, "
+                             f"lr > 0): {self}")
+        if not 0.0 < self.mask_ratio < 1.0 or self.block < 1 or self.block > self.crop:
+            raise ValueError(f"need 0 < mask_ratio < 1 and 1 <= block <= crop, got {self.mask_ratio}, {self.block}")
+
+
+def partial_path(out: str | Path) -> Path:
+    """``encoder.pt`` -> ``encoder.pt.partial``: the resumable snapshot of an unfinished run."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial")
+
+
+def full_arch(arch: dict) -> dict:
+    """``arch`` with UNet2D's defaults for the keys it leaves out."""
+    return {**ARCH_DEFAULTS, **dict(arch or {})}
+
+
+def fits(info: dict, arch: dict) -> bool:
+    """Whether pre-trained weights (``read_info``) fit a UNet2D built with ``arch``."""
+    stored, wanted = full_arch(info.get("config") or {}), full_arch(arch)
+    return all(stored.get(k) == wanted.get(k) for k in ARCH_KEYS)
+
+
+def read_payload(path: Path) -> dict:
+    """The whole file, weights too (torch is imported here only: listings use the sidecar)."""
+    import torch
+
+    if not path.is_file():
+        raise PretrainError(f"no pre-trained weights at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or foreign files
+        raise PretrainError(f"{path} is not readable pre-trained weights ({type(exc).__name__})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise PretrainError(f"{path} is not an ActiveSeg pre-trained file (written by python -m ml pretrain)")
+    return payload
+
+
+def check_arch(stored: dict, wanted: dict, path: Path) -> None:
+    """Raise :class:`PretrainError` naming every architecture key where ``stored`` and ``wanted`` differ."""
+    stored, wanted = full_arch(stored), full_arch(wanted)
+    diff = {k: (stored.get(k), wanted.get(k)) for k in ARCH_KEYS if stored.get(k) != wanted.get(k)}
+    if diff:
+        detail = ", ".join(f"{k} {a} here vs {b} wanted" for k, (a, b) in diff.items())
+        raise PretrainError(f"{path} was pre-trained for another architecture ({detail})")
+
+
+def read_info(path: str | Path) -> dict:
+    """Everything but the weights (from the sidecar when present), for listings."""
+    side = sidecar_path(path)
+    if side.is_file():
+        try:
+            info = json.loads(side.read_text())
+            if info.get("format") == FORMAT:
+                return info
+        except (OSError, ValueError):
+            pass
+    return {k: v for k, v in read_payload(Path(path)).items() if k not in ("state_dict", "recon", "optimizer")}
