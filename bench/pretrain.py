@@ -67,21 +67,29 @@ def fine_tune(raw: str, labels: str, weights: str | None, patches: int, steps: i
     return float(tp / max(tp + fp + fn, 1))
 
 
+def _fine_tune_all(args: argparse.Namespace, weights: list, overrides: list) -> list[list[float]]:
+    """Dev IoU per seed for each (weights, overrides) pair, in that order."""
+    jobs = [(args.raw, args.labels, w, args.patches, args.steps, s, o) for w, o in zip(weights, overrides)
+            for s in range(args.seeds)]
+    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
+        ious = list(pool.map(fine_tune, *zip(*jobs)))
+    return [ious[i * args.seeds:(i + 1) * args.seeds] for i in range(len(weights))]
+
+
+def _cells(row: list[float]) -> str:
+    return f"{' '.join(f'{x:.3f}' for x in row)} | {np.mean(row):.3f} | {np.std(row):.3f}"
+
+
 def compare_settings(args: argparse.Namespace) -> int:
     """Fine-tuning settings from one pre-trained file, seed by seed (initial-model regime)."""
     import json
 
     variants = [{}] + [json.loads(t) for t in args.train]
-    jobs = [(args.raw, args.labels, args.weights, args.patches, args.steps, s, v)
-            for v in variants for s in range(args.seeds)]
-    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
-        ious = list(pool.map(fine_tune, *zip(*jobs)))
+    rows = _fine_tune_all(args, [args.weights] * len(variants), variants)
     print(f"| fine-tuning overrides | dev IoU per seed ({args.patches} patches, {args.steps} steps) | mean | sd |")
     print("|---|---|---|---|")
-    for i, v in enumerate(variants):
-        row = ious[i * args.seeds:(i + 1) * args.seeds]
-        print(f"| {json.dumps(v) if v else 'defaults'} | {' '.join(f'{x:.3f}' for x in row)} | {np.mean(row):.3f} "
-              f"| {np.std(row):.3f} |")
+    for v, row in zip(variants, rows):
+        print(f"| {json.dumps(v) if v else 'defaults'} | {_cells(row)} |")
     return 0
 
 
@@ -112,15 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         seconds[v] = run_pretrain(args.raw, args.labels, args.unlabeled, v, args.pretrain_steps, path)
         weights[v] = str(path)
         print(f"pre-trained {v}: {seconds[v]:.0f} s", flush=True)
-    jobs = [(args.raw, args.labels, w, args.patches, args.steps, s) for w in weights.values() for s in range(args.seeds)]
-    with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
-        ious = list(pool.map(fine_tune, *zip(*jobs)))
+    rows = _fine_tune_all(args, list(weights.values()), [{}] * len(weights))
     print(f"| start | pre-training s | dev IoU per seed ({args.patches} patches, {args.steps} steps) | mean | sd |")
     print("|---|---|---|---|---|")
-    for i, name in enumerate(weights):
-        row = ious[i * args.seeds:(i + 1) * args.seeds]
-        print(f"| {name} | {seconds[name]:.0f} | {' '.join(f'{v:.3f}' for v in row)} | {np.mean(row):.3f} "
-              f"| {np.std(row):.3f} |")
+    for name, row in zip(weights, rows):
+        print(f"| {name} | {seconds[name]:.0f} | {_cells(row)} |")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 One training step as ``ml.train`` runs it (batch of 8 crops of 128 px, AdamW, cross-entropy
 over labeled pixels) for the base-8 (benchmark) and base-16 (app) U-Net, under:
-fp32; bf16 autocast (the CPU's native bf16, when it has it); channels-last memory;
+fp32; bf16 autocast (the CPU's native bf16, when it has it); channels-last memory; both;
 ``torch.compile`` (inductor; compile time reported apart); 1 and 2 torch threads.
 Prints a markdown table of seconds per step (median of ``--steps`` after warm-up) and the
 ratio to the fp32 baseline of the same width and thread count. Asserts nothing.
@@ -19,7 +19,7 @@ import torch
 from ml.model import UNet2D
 from ml.train import labeled_loss
 
-SETTINGS = ("fp32", "bf16", "channels_last", "compile")
+SETTINGS = ("fp32", "bf16", "channels_last", "bf16+channels_last", "compile")
 
 
 def _batch(crop: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,13 +34,13 @@ def time_steps(base: int, setting: str, threads: int, steps: int, crop: int = 12
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = UNet2D(base=base)
-    fmt = torch.channels_last if setting == "channels_last" else torch.contiguous_format
+    fmt = torch.channels_last if "channels_last" in setting else torch.contiguous_format
     model.to(memory_format=fmt).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x, y = _batch(crop, batch)
     x = x.contiguous(memory_format=fmt)
     net = torch.compile(model) if setting == "compile" else model
-    amp = torch.autocast("cpu", dtype=torch.bfloat16) if setting == "bf16" else contextlib.nullcontext()
+    amp = torch.autocast("cpu", dtype=torch.bfloat16) if "bf16" in setting else contextlib.nullcontext()
 
     def step() -> None:
         with amp:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ml.files import atomic_write, sidecar_path
+from ml.files import atomic_write, read_sidecar, sidecar_path
 from ml.model import UNet2D
 
 __all__ = ["CheckpointError", "atomic_write", "load_checkpoint", "read_info", "save_checkpoint", "sidecar_path"]
@@ -80,14 +80,9 @@ def save_checkpoint(
 
 def read_info(path: str | Path) -> dict:
     """Everything but the weights, from the sidecar when present (cheap), else the checkpoint."""
-    side = sidecar_path(path)
-    if side.is_file():
-        try:
-            info = json.loads(side.read_text())
-            if info.get("format") == FORMAT:
-                return info
-        except (OSError, ValueError):
-            pass
+    info = read_sidecar(path, FORMAT)
+    if info is not None:
+        return info
     payload = _read_payload(Path(path), "cpu")
     return {k: v for k, v in payload.items() if k != "state_dict"}
 

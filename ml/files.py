@@ -5,6 +5,7 @@ Torch-free, so the web server can list models and pre-trained weights without lo
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -31,3 +32,15 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def read_sidecar(path: str | Path, fmt: str) -> dict | None:
+    """The JSON sidecar of ``path`` when it exists, parses and carries ``format == fmt``; else None."""
+    side = sidecar_path(path)
+    if not side.is_file():
+        return None
+    try:
+        info = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and info.get("format") == fmt else None

@@ -6,11 +6,10 @@ holds the training itself). ``read_payload`` alone imports torch, for the weight
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ml.files import sidecar_path
+from ml.files import read_sidecar
 
 FORMAT = "activeseg-pretrained"
 VERSION = 1
@@ -95,12 +94,7 @@ def check_arch(stored: dict, wanted: dict, path: Path) -> None:
 
 def read_info(path: str | Path) -> dict:
     """Everything but the weights (from the sidecar when present), for listings."""
-    side = sidecar_path(path)
-    if side.is_file():
-        try:
-            info = json.loads(side.read_text())
-            if info.get("format") == FORMAT:
-                return info
-        except (OSError, ValueError):
-            pass
+    info = read_sidecar(path, FORMAT)
+    if info is not None:
+        return info
     return {k: v for k, v in read_payload(Path(path)).items() if k not in ("state_dict", "recon", "optimizer")}
