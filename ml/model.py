@@ -20,8 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 NORMS = ("batch", "pixel", "group", "none")
-#: Norms whose eval-mode output for a pixel depends only on the image around it, not on the tile.
-TILE_INVARIANT_NORMS = frozenset({"batch", "pixel", "none"})
 
 
 def _groups(channels: int, max_groups: int = 8) -> int:

@@ -34,6 +34,9 @@ from ml.model import UNet2D
 from ml.pretrained import (ARCH_KEYS, FORMAT, VERSION, PretrainConfig, PretrainError, check_arch, fits, partial_path,
                            read_info, read_payload)
 from ml.progress import CancelFn, Cancelled, ProgressFn, check_cancel, report
+from ml.train import warmup_cosine
+
+MIN_LR_RATIO = 0.05   # the cosine ends at this share of the learning rate, as training's does
 
 __all__ = ["ARCH_KEYS", "FORMAT", "VERSION", "PretrainConfig", "PretrainError", "PretrainResult", "Source",
            "corrupt", "fits", "init_from_pretrained", "partial_path", "pretrain", "read_info"]
@@ -133,13 +136,6 @@ def reconstruction_loss(pred: torch.Tensor, clean: torch.Tensor, mask: torch.Ten
     return masked_weight * masked + (1.0 - masked_weight) * visible
 
 
-def _lr(config: PretrainConfig, step: int) -> float:
-    if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    t = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-
-
 def _save(path: Path, net: Reconstructor, opt: torch.optim.Optimizer | None, step: int, config: PretrainConfig,
           history: list[dict], meta: dict, complete: bool) -> None:
     body = {k: v.detach().cpu().clone() for k, v in net.body.state_dict().items() if not k.startswith("head.")}
@@ -199,7 +195,7 @@ def pretrain(model: UNet2D, sources: Sequence[Source], out: str | Path, config: 
             while step < config.steps:
                 check_cancel(cancel)
                 for g in opt.param_groups:
-                    g["lr"] = config.lr * _lr(config, step)
+                    g["lr"] = config.lr * warmup_cosine(step, config.steps, config.warmup_steps, MIN_LR_RATIO)
                 x, clean, mask = (t.to(device) for t in _batch(reader, config))
                 loss = reconstruction_loss(net(x), clean, mask, config.masked_weight)
                 opt.zero_grad(set_to_none=True)

@@ -173,15 +173,18 @@ class WeightAverage:
             model.load_state_dict(backup)
 
 
+def warmup_cosine(step: int, steps: int, warmup_steps: int, min_ratio: float, cosine: bool = True) -> float:
+    """Learning-rate factor: linear warm-up, then cosine decay to ``min_ratio`` (training and pre-training)."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if not cosine:
+        return 1.0
+    t = (step - warmup_steps) / max(1, steps - warmup_steps)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
 def _lr_lambda(config: TrainConfig):
-    def f(step: int) -> float:
-        if config.warmup_steps > 0 and step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        if not config.cosine:
-            return 1.0
-        t = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-    return f
+    return lambda step: warmup_cosine(step, config.steps, config.warmup_steps, config.min_lr_ratio, config.cosine)
 
 
 def _grad_scaler(device: torch.device, use_amp: bool):
