@@ -183,7 +183,7 @@ def pretrain(model: UNet2D, sources: Sequence[Source], out: str | Path, config: 
     snapshot = partial_path(out)
     meta = dict(meta or {})
     with seeded(config.seed, device):
-        net = Reconstructor(model).to(device)
+        net = Reconstructor(model).to(device, memory_format=torch.channels_last)  # as ml.train: faster
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start_step, history = _resume(snapshot, net, opt) if resume else (0, [])
     reader = CropReader(sources, config.crop, np.random.default_rng([config.seed, start_step]))
@@ -197,6 +197,7 @@ def pretrain(model: UNet2D, sources: Sequence[Source], out: str | Path, config: 
                 for g in opt.param_groups:
                     g["lr"] = config.lr * warmup_cosine(step, config.steps, config.warmup_steps, MIN_LR_RATIO)
                 x, clean, mask = (t.to(device) for t in _batch(reader, config))
+                x = x.contiguous(memory_format=torch.channels_last)
                 loss = reconstruction_loss(net(x), clean, mask, config.masked_weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -215,7 +216,7 @@ def pretrain(model: UNet2D, sources: Sequence[Source], out: str | Path, config: 
             raise
     _save(out, net, None, step, config, history, meta, complete=True)
     snapshot.unlink(missing_ok=True)
-    model.eval()
+    model.to(memory_format=torch.contiguous_format).eval()
     return PretrainResult(out, step, history, time.monotonic() - started)
 
 
