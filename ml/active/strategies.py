@@ -163,10 +163,11 @@ STRATEGIES: dict[str, StrategyFn] = {
     "balanced": balanced_strategy,
 }
 
-#: The app's default: on VNC mitochondria (docs/BENCHMARKS.md) least confidence won at 60 patches
-#: but lost to random by 100, because 70 % of its picks held mitochondria; ``balanced`` keeps
-#: uncertainty but asks for as many patches without predicted structure as with it, so
-#: background coverage does not starve, and it still has two strata on dense structures.
+#: The app's default. On VNC mitochondria (docs/BENCHMARKS.md, protocol v6) least confidence and
+#: ``balanced`` are within 0.02 IoU of each other and both above random on average; v5's least
+#: confidence lost to random by 100 patches with 70 % of its picks on mitochondria, and on a dense
+#: structure (membranes) fell below random. ``balanced`` keeps half its picks on the other
+#: stratum by construction, so it is the safer default across structures.
 DEFAULT_STRATEGY = "balanced"
 
 #: Strategies that need scores from MC-dropout passes (``score_patches(..., mc_passes > 0)``).
