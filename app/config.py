@@ -15,7 +15,7 @@ JOB_BACKENDS = ("diskcache", "celery")
 DEVICES = ("auto", "cpu", "cuda")
 #: JSON-object settings kept in ``Config.extra``: (variable, key). APP_PRETRAIN's keys are checked
 #: against ``ml.pretrain.PretrainConfig`` where they are used (``app.services.pretraining.settings``).
-JSON_SETTINGS = (("APP_MODEL", "model"), ("APP_TRAIN", "train"), ("APP_PRETRAIN", "pretrain"))
+JSON_SETTINGS = (("APP_MODEL", "model"), ("APP_TRAIN", "train"), ("APP_PRETRAIN", "pretrain"), ("APP_LIVE", "live"))
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
@@ -150,7 +150,7 @@ def _parse_bool(key: str, text: str) -> bool:
 
 
 def _parse_json(key: str, text: str) -> dict:
-    """A JSON object of model/training/pre-training settings (APP_MODEL, APP_TRAIN, APP_PRETRAIN)."""
+    """A JSON object of model/training/pre-training/live settings (APP_MODEL, APP_TRAIN, APP_PRETRAIN, APP_LIVE)."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:

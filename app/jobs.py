@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover - Windows: no cross-process lock
 
 _MAIN_PID = os.getpid()           # the process that imported the app (server / worker parent)
 ACTIVE_STATES = ("queued", "running")
+LIVE_KIND = "live"
 PROGRESS_EVERY_S = 0.5
 CANCEL_POLL_S = 1.0
 
@@ -97,8 +98,10 @@ def get_job(config: Config, job_id: int) -> dict | None:
         return job_dict(j) if j else None
 
 
-def list_jobs(config: Config, project_id: int | None = None, kind: str | None = None, limit: int = 20) -> list[dict]:
-    """Most recent first; stale running jobs are reconciled before listing."""
+def list_jobs(config: Config, project_id: int | None = None, kind: str | None = None, limit: int = 20,
+              quiet_kinds: tuple[str, ...] = ()) -> list[dict]:
+    """Most recent first; stale running jobs are reconciled before listing. Finished (done or
+    cancelled) jobs of ``quiet_kinds`` are left out: live mode runs one per stroke."""
     recover_stale(config)
     with session_scope(config) as s:
         q = s.query(Job)
@@ -106,6 +109,8 @@ def list_jobs(config: Config, project_id: int | None = None, kind: str | None = 
             q = q.filter(Job.project_id == project_id)
         if kind is not None:
             q = q.filter(Job.kind == kind)
+        if quiet_kinds:
+            q = q.filter(~(Job.kind.in_(quiet_kinds) & Job.status.in_(("done", "cancelled"))))
         return [job_dict(j) for j in q.order_by(Job.id.desc()).limit(limit)]
 
 
@@ -190,6 +195,9 @@ def recover_stale(config: Config) -> int:
                 continue
             if j.cancel_requested:
                 j.status = "cancelled"
+            elif j.kind == LIVE_KIND:     # Dash stops a live update's process when a newer one starts
+                j.status = "cancelled"
+                j.error = j.error or "stopped: a newer live update replaced it (or its process ended)"
             else:
                 j.status = "failed"
                 j.error = j.error or "the process running this job stopped (killed or server restart); nothing was lost, run it again"

@@ -13,7 +13,7 @@ from typing import Any, Optional
 from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-JOB_KINDS = ("suggest", "train", "segment", "export", "pretrain")
+JOB_KINDS = ("suggest", "train", "segment", "export", "pretrain", "live")
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 SUGGESTION_STATES = ("todo", "labeled", "skipped")
 

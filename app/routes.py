@@ -4,6 +4,8 @@ Tiles of raw data never change for a volume id (ids are never reused), so they c
 strong ETag and a long max-age; overlays change as labels/predictions change, so they are
 revalidated (``no-cache`` + content ETag) and the viewer adds a revision to their URL.
 Finished exports are streamed from the workspace (files too large for ``dcc.Download``).
+With ``?live=<rev>`` the prediction and uncertainty overlays of the xy slice live mode has
+just predicted show the live draft's view (``app.services.live``).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from flask import Flask, Response, abort, request, send_file
 from app import imaging
 from app.config import Config
 from app.errors import NotFound, UserError
-from app.services import active, exports, projects
+from app.services import active, exports, live, projects
 
 OVERLAY_KINDS = ("labels", "prediction", "uncertainty", "gt")
 TILE_MAX_AGE = 3600
@@ -109,6 +111,10 @@ def _render_overlay(config: Config, vid: int, kind: str, plane: str, index: int,
     if kind == "gt":
         gt = projects.open_ground_truth(config, vid)
         return None if gt is None else imaging.mask_rgba(_array_plane(gt, plane, index))
+    if request.args.get("live") and plane == "xy":
+        rgba = _live_overlay(config, vid, kind, index, shape)
+        if rgba is not None:
+            return rgba
     mid = request.args.get("mid", type=int)
     path = prediction_path(config, vid, mid)
     if path is None:
@@ -122,6 +128,19 @@ def _render_overlay(config: Config, vid: int, kind: str, plane: str, index: int,
     u = _array_plane(group["entropy"], plane, index) if "entropy" in names else imaging.entropy_of(
         _array_plane(group["prob"], plane, index))
     return imaging.uncertainty_rgba(np.asarray(u, np.float32))
+
+
+def _live_overlay(config: Config, vid: int, kind: str, index: int, shape) -> np.ndarray | None:
+    """The live draft's prediction / uncertainty of the viewed area of slice ``index`` (transparent
+    around it), or None when live mode has no view of this slice (the caller falls back)."""
+    view = live.view_prediction(config, vid, index)
+    if view is None:
+        return None
+    y0, y1, x0, x1 = view["box"]
+    rgba = np.zeros((shape[1], shape[2], 4), np.uint8)
+    rgba[y0:y1, x0:x1] = (imaging.prediction_rgba(view["prob"], projects.get_classes(config, vid))
+                          if kind == "prediction" else imaging.uncertainty_rgba(view["entropy"]))
+    return rgba
 
 
 def register_routes(server: Flask, config: Config) -> imaging.PNGCache:

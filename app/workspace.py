@@ -63,6 +63,14 @@ class Workspace:
     def prediction_path(self, vid: int, mid: int) -> Path:
         return self._dir("predictions") / f"vol{vid}_model{mid}.zarr"
 
+    def live_draft_path(self, project_id: int) -> Path:
+        """Live mode's draft model of a project (a checkpoint; a version only once kept)."""
+        return self._dir("live", project_id) / "draft.pt"
+
+    def live_view_path(self, vid: int) -> Path:
+        """The live draft's prediction of the viewed area of a volume (``app.services.live``)."""
+        return self._dir("live", "views") / f"vol{vid}.npz"
+
     def instances_path(self, seg_id: int) -> Path:
         return self._dir("segmentations", seg_id) / "instances.zarr"
 

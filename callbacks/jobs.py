@@ -12,7 +12,8 @@ from layouts.jobs import job_rows
 
 
 def jobs_view(project_id: int | None, limit: int = 12):
-    return job_rows(jobs.list_jobs(get_config(), project_id=project_id, limit=limit))
+    """The recent jobs; live updates only while they run or when they failed (one runs per stroke)."""
+    return job_rows(jobs.list_jobs(get_config(), project_id=project_id, limit=limit, quiet_kinds=(jobs.LIVE_KIND,)))
 
 
 def cancel_from_list(config: Config, triggered_id: Any, n_clicks: Any) -> bool:

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 from dash import Input, Output, Patch, State, ctx, no_update
 
+from app.config import Config, get_config
+from app.services import segmentation
 from layouts import ids
 from layouts import viewer as view
 
@@ -49,20 +51,27 @@ def tile_url(prefix: str, vid: int, plane: str, index: int, lo: float, hi: float
     return f"{prefix}/tiles/{vid}/{plane}/{int(index)}.png?lo={fmt_num(lo)}&hi={fmt_num(hi)}"
 
 
-def overlay_url(prefix: str, vid: int, kind: str, plane: str, index: int, rev: Any) -> str:
-    return f"{prefix}/overlay/{vid}/{kind}/{plane}/{int(index)}.png?rev={rev}"
+LIVE_KINDS = ("prediction", "uncertainty")    # overlays live mode replaces on the slice it predicted
+
+
+def overlay_url(prefix: str, vid: int, kind: str, plane: str, index: int, rev: Any, live: Any = None) -> str:
+    """An overlay PNG's URL; ``live`` (live mode's view revision) asks for the live draft's view."""
+    url = f"{prefix}/overlay/{vid}/{kind}/{plane}/{int(index)}.png?rev={rev}"
+    return url + f"&live={live}" if live and kind in LIVE_KINDS else url
 
 
 def overlay_rev(labels_rev: Any, seg_rev: Any, kind: str) -> Any:
     return labels_rev or 0 if kind == "labels" else seg_rev or 0
 
 
-def overlay_specs(prefix: str, vid: int, plane: str, index: int, opacities: dict, labels_rev, seg_rev) -> dict:
+def overlay_specs(prefix: str, vid: int, plane: str, index: int, opacities: dict, labels_rev, seg_rev,
+                  live_rev=None) -> dict:
     """kind -> (url or None when hidden, opacity)."""
     out = {}
     for kind in view.OVERLAYS:
         op = float(opacities.get(kind) or 0.0)
-        url = overlay_url(prefix, vid, kind, plane, index, overlay_rev(labels_rev, seg_rev, kind)) if op > 0 else None
+        rev = overlay_rev(labels_rev, seg_rev, kind)
+        url = overlay_url(prefix, vid, kind, plane, index, rev, live_rev) if op > 0 else None
         out[kind] = (url, op)
     return out
 
@@ -84,7 +93,7 @@ def nav_box(nav: dict, shape) -> dict:
 
 
 def build_view(prefix: str, info: dict | None, plane: str, trigger: Any, state: dict | None, index: int | None,
-               contrast, opacities: dict, labels_rev=0, seg_rev=0, nav: dict | None = None) -> dict:
+               contrast, opacities: dict, labels_rev=0, seg_rev=0, nav: dict | None = None, live_rev=None) -> dict:
     """Everything the viewer shows for a volume/plane/navigation change (a plain dict of outputs)."""
     if not info:
         return {"figure": view.make_figure(1, 1), "max": 0, "index": 0, "contrast": [0, 255], "cmin": 0,
@@ -113,7 +122,7 @@ def build_view(prefix: str, info: dict | None, plane: str, trigger: Any, state: 
     state = {"vid": vid, "plane": plane, "index": index, "uirev": uirev, "nav_n": nav_n, "outline": outline,
              "shape2d": [h, w]}
     fig = view.make_figure(w, h, tile_url(prefix, vid, plane, index, lo, hi),
-                           overlay_specs(prefix, vid, plane, index, opacities, labels_rev, seg_rev),
+                           overlay_specs(prefix, vid, plane, index, opacities, labels_rev, seg_rev, live_rev),
                            uirevision=uirev, aspect=plane_aspect(info.get("voxel_size"), plane),
                            dragmode="drawopenpath" if plane == "xy" else "pan")
     fig["layout"]["shapes"] = outline_for(state, plane, index)
@@ -126,20 +135,57 @@ def build_view(prefix: str, info: dict | None, plane: str, trigger: Any, state: 
             "cmax": cmax, "step": step, "plane": plane, "state": state, "note": note}
 
 
-def slice_patch(prefix: str, state: dict, index: int, contrast, opacities: dict, labels_rev=0, seg_rev=0):
+def slice_patch(prefix: str, state: dict, index: int, contrast, opacities: dict, labels_rev=0, seg_rev=0,
+                live_rev=None):
     """(Patch of image sources/opacities, new state, label text) for a slice/contrast/overlay change."""
     vid, plane = state["vid"], state["plane"]
     lo, hi = float(contrast[0]), float(contrast[1])
     patch = Patch()
     patch["layout"]["images"][0]["source"] = tile_url(prefix, vid, plane, index, lo, hi)
     for i, (kind, (url, op)) in enumerate(overlay_specs(prefix, vid, plane, index, opacities,
-                                                        labels_rev, seg_rev).items(), start=1):
+                                                        labels_rev, seg_rev, live_rev).items(), start=1):
         patch["layout"]["images"][i]["source"] = url or ""
         patch["layout"]["images"][i]["opacity"] = op
         patch["layout"]["images"][i]["visible"] = bool(url)
     patch["layout"]["shapes"] = outline_for(state, plane, index)
     new_state = dict(state, index=int(index))
     return patch, new_state, f"{AXIS_NAME[plane]} {int(index)}"
+
+
+def uncertainty_data(config: Config, info: dict | None) -> dict | None:
+    """The strip's data for the selected volume (the service's answer and the volume id), or None."""
+    if not info:
+        return None
+    found = segmentation.slice_uncertainty(config, info["id"])
+    return dict(found, vid=info["id"]) if found else None
+
+
+def strip_view(data: dict | None, plane: str | None, index: int | None) -> tuple[Any, str, bool]:
+    """(figure, caption, worst button disabled) of the uncertainty strip; z slices only."""
+    if (plane or "xy") != "xy":
+        return view.uncertainty_strip(None, hint=view.STRIP_PLANE_HINT), "", True
+    if not data:
+        return view.uncertainty_strip(None), "", True
+    return view.uncertainty_strip(data["values"], index), view.strip_caption(data["model_id"]), False
+
+
+def strip_marker_patch(index: int) -> Patch:
+    """Move the current-slice outline only (slider scrubbing must not resend every bar)."""
+    patch = Patch()
+    patch["layout"]["shapes"] = [view.strip_marker(index)]
+    return patch
+
+
+def strip_jump(trigger: Any, click: dict | None, data: dict | None, plane: str | None) -> int | None:
+    """Slice to show after a click on a bar (its index) or on "worst slice" (the argmax); None: stay."""
+    if not data or (plane or "xy") != "xy":
+        return None
+    if trigger == ids.UNCERTAINTY_WORST:
+        return int(data["worst"])
+    points = (click or {}).get("points") or []
+    if not points or points[0].get("x") is None:
+        return None
+    return int(np.clip(round(float(points[0]["x"])), 0, len(data["values"]) - 1))
 
 
 # --- wiring -------------------------------------------------------------------------------------------
@@ -164,9 +210,10 @@ def register(app) -> None:
         Input(ids.VOLUME_STORE, "data"), Input(ids.PLANE, "value"), *nav_in,
         State(ids.VIEW_STATE, "data"), State(ids.SLICE, "value"), State(ids.CONTRAST, "value"),
         *[State(i, "value") for i in opacity_ids], State(ids.LABELS_REV, "data"),
-        *[State(ids_panels.SEG_DONE, "data")] if seg_in else [],
+        *[State(ids_panels.SEG_DONE, "data")] if seg_in else [], State(ids.LIVE_REV, "data"),
     )
     def on_view(info, plane, *rest):
+        live_rev, rest = rest[-1], rest[:-1]
         nav = rest[0] if nav_in else None
         rest = rest[1:] if nav_in else rest
         state, index, contrast, *ops = rest[:3 + len(opacity_ids)]
@@ -176,7 +223,7 @@ def register(app) -> None:
         if trigger == "nav" and (not nav or not info or nav.get("vid", info["id"]) != info["id"]):
             return (no_update,) * 10
         out = build_view(prefix, info, plane, trigger, state, index, contrast, dict(zip(view.OVERLAYS, ops)),
-                         labels_rev, seg_rev, nav)
+                         labels_rev, seg_rev, nav, live_rev)
         return (out["figure"], out["max"], out["index"], out["cmin"], out["cmax"], out["contrast"], out["step"],
                 out["plane"], out["state"], out["note"])
 
@@ -184,11 +231,12 @@ def register(app) -> None:
         Output(ids.GRAPH, "figure", allow_duplicate=True), Output(ids.VIEW_STATE, "data", allow_duplicate=True),
         Output(ids.SLICE_LABEL, "children"),
         Input(ids.SLICE, "value"), Input(ids.CONTRAST, "value"), *[Input(i, "value") for i in opacity_ids],
-        Input(ids.LABELS_REV, "data"), *seg_in,
+        Input(ids.LABELS_REV, "data"), *seg_in, Input(ids.LIVE_REV, "data"),
         State(ids.VIEW_STATE, "data"), State(ids.VOLUME_STORE, "data"),
         prevent_initial_call=True,
     )
     def on_slice(index, contrast, *rest):
+        live_rev = rest[-3]
         ops = rest[:len(opacity_ids)]
         labels_rev = rest[len(opacity_ids)]
         seg_rev = rest[len(opacity_ids) + 1] if seg_in else 0
@@ -196,7 +244,29 @@ def register(app) -> None:
         if not state or not info or state.get("vid") != info["id"] or index is None or contrast is None:
             return no_update, no_update, no_update
         index = int(np.clip(index, 0, info["shape"][AXIS[state["plane"]]] - 1))
-        return slice_patch(prefix, state, index, contrast, dict(zip(view.OVERLAYS, ops)), labels_rev, seg_rev)
+        return slice_patch(prefix, state, index, contrast, dict(zip(view.OVERLAYS, ops)), labels_rev, seg_rev,
+                           live_rev)
+
+    @app.callback(Output(ids.UNCERTAINTY_STORE, "data"), Input(ids.VOLUME_STORE, "data"), *seg_in)
+    def on_uncertainty_data(info, *_seg):
+        return uncertainty_data(get_config(), info)
+
+    @app.callback(
+        Output(ids.UNCERTAINTY_STRIP, "figure"), Output(ids.UNCERTAINTY_CAPTION, "children"),
+        Output(ids.UNCERTAINTY_WORST, "disabled"),
+        Input(ids.UNCERTAINTY_STORE, "data"), Input(ids.PLANE, "value"), Input(ids.SLICE, "value"),
+    )
+    def on_strip(data, plane, index):
+        if data and plane == "xy" and index is not None and set(ctx.triggered_prop_ids) == {f"{ids.SLICE}.value"}:
+            return strip_marker_patch(index), no_update, no_update
+        return strip_view(data, plane, index)
+
+    @app.callback(Output(ids.SLICE, "value", allow_duplicate=True), Input(ids.UNCERTAINTY_STRIP, "clickData"),
+                  Input(ids.UNCERTAINTY_WORST, "n_clicks"), State(ids.UNCERTAINTY_STORE, "data"),
+                  State(ids.PLANE, "value"), prevent_initial_call=True)
+    def on_strip_jump(click, _n, data, plane):
+        z = strip_jump(ctx.triggered_id, click, data, plane)
+        return no_update if z is None else z
 
     @app.callback(Output(ids.CONTRAST, "value", allow_duplicate=True), Input(ids.CONTRAST_RESET, "n_clicks"),
                   State(ids.VOLUME_STORE, "data"), prevent_initial_call=True)

@@ -75,6 +75,10 @@ OVERLAY_UNCERTAINTY = "overlay-uncertainty-opacity"
 OVERLAY_GT = "overlay-gt-opacity"
 VIEWER_NOTE = "viewer-note"            # e.g. "painting only in the xy plane"
 VIEWER_ALERT = "viewer-alert"
+UNCERTAINTY_STRIP = "viewer-uncertainty-strip"       # graph under the slice slider: mean uncertainty per z slice
+UNCERTAINTY_WORST = "viewer-uncertainty-worst-btn"   # jump to the most uncertain slice
+UNCERTAINTY_CAPTION = "viewer-uncertainty-caption"
+UNCERTAINTY_STORE = "viewer-uncertainty-store"       # data: {"vid", "values", "model_id", "worst"} | None
 
 # --- Painting ------------------------------------------------------------------------------------
 CLASS_BUTTONS = "paint-class-buttons"
@@ -94,3 +98,13 @@ JOBS_REFRESH = "jobs-refresh-store"    # any panel may bump this (allow_duplicat
 JOB_CANCEL_TYPE = "job-cancel"         # pattern id type, index = job id: Cancel button of an active job
 PREFETCH = "viewer-prefetch-store"     # data: URLs the browser preloaded (neighbouring slices)
 KEYS = "viewer-keys-store"             # data: last key step (written by the keyboard script's clicks)
+
+# --- Live mode (viewer bar) --------------------------------------------------------------------------
+LIVE_SWITCH = "live-switch"            # on: every stroke / slice / zoom change updates the draft and its view
+LIVE_STATUS = "live-status"            # what the draft is and what the last update did
+LIVE_KEEP = "live-keep-btn"            # the draft becomes an active model version
+LIVE_DISCARD = "live-discard-btn"      # forget the draft: the active version is shown again
+LIVE_PENDING = "live-pending-store"    # data: bool, something changed since the last update started
+LIVE_BUSY = "live-busy-store"          # data: bool, an update is running (set by the background callback)
+LIVE_GO = "live-go-store"              # data: {"n", "z", "view"} starts one update (written in the browser)
+LIVE_REV = "live-rev-store"            # data: revision of the live view the overlays show (None = live off)

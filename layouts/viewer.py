@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import dash_bootstrap_components as dbc
+import plotly.graph_objects as go
 from dash import dcc, html
 
-from layouts import ids
+from layouts import charts, ids, live
 
 IMAGE_ORIGIN = -0.5
 OVERLAYS = ("labels", "prediction", "uncertainty", "gt")   # layout.images[1..] in this order
@@ -71,6 +72,57 @@ def outline_shape(box: dict) -> dict:
             "line": {"color": "#ffd400", "width": 2, "dash": "dot"}, "name": "outline"}
 
 
+STRIP_HEIGHT = 60
+STRIP_MARGIN = {"l": 30, "r": 5, "t": 4, "b": 16}
+STRIP_CONFIG = {"displayModeBar": False}
+STRIP_HINT = "segment the volume to see where the model is unsure"
+STRIP_PLANE_HINT = "uncertainty per slice is shown in the xy plane"
+
+
+def strip_marker(index: int) -> dict:
+    """The outline of the current slice's column in the uncertainty strip."""
+    return {"type": "rect", "xref": "x", "yref": "paper", "x0": int(index) - 0.5, "x1": int(index) + 0.5,
+            "y0": 0, "y1": 1, "line": {"color": "#00d0ff", "width": 2}, "fillcolor": "rgba(0,0,0,0)",
+            "name": "current slice"}
+
+
+def uncertainty_strip(values: Sequence[float] | None, current: int | None = None, hint: str = STRIP_HINT) -> go.Figure:
+    """Mean uncertainty per slice as bars at x = slice index (magma, as the overlay; brightest =
+    least sure), the current slice outlined; without values a blank strip with ``hint``."""
+    if values is None or len(values) == 0:
+        fig = charts.empty_figure(hint, STRIP_HEIGHT)
+        fig.update_layout(margin=STRIP_MARGIN, font={"size": 10})
+        return fig
+    top = max(max(values), 1e-6)
+    fig = go.Figure(go.Bar(x=list(range(len(values))), y=list(values), hovertemplate="z %{x}: %{y:.3f}<extra></extra>",
+                           marker={"color": list(values), "colorscale": "Magma", "cmin": 0, "cmax": top}))
+    fig.update_layout(height=STRIP_HEIGHT, margin=STRIP_MARGIN, bargap=0.1, hovermode="x", showlegend=False,
+                      plot_bgcolor="#222", paper_bgcolor="white",
+                      shapes=[strip_marker(current)] if current is not None else [])
+    fig.update_xaxes(range=[-0.5, len(values) - 0.5], fixedrange=True, showgrid=False, zeroline=False,
+                     tickfont={"size": 8})
+    fig.update_yaxes(range=[0, top * 1.05], fixedrange=True, visible=False)
+    return fig
+
+
+def strip_caption(model_id: Any) -> str:
+    return f"mean uncertainty per slice, from the prediction of model v{model_id}; click a bar to go there"
+
+
+def _uncertainty_row() -> Any:
+    """The strip under the slice slider, its "worst slice" button and caption."""
+    return html.Div([
+        dbc.Row([
+            dbc.Col(dcc.Graph(id=ids.UNCERTAINTY_STRIP, figure=uncertainty_strip(None), config=STRIP_CONFIG,
+                              style={"height": f"{STRIP_HEIGHT}px"})),
+            dbc.Col(dbc.Button("worst slice", id=ids.UNCERTAINTY_WORST, size="sm", color="light", disabled=True,
+                               title="go to the slice where the model is least sure"), width="auto"),
+        ], className="g-1 align-items-center"),
+        html.Div(id=ids.UNCERTAINTY_CAPTION, className="text-muted small"),
+        dcc.Store(id=ids.UNCERTAINTY_STORE),
+    ], className="mb-1")
+
+
 def class_buttons(classes: Sequence[dict], value: int | None) -> list:
     """One button per class (label value i+1) in the class colour; the chosen one is solid."""
     out = []
@@ -118,6 +170,7 @@ def build() -> Any:
         ], className="d-flex justify-content-between align-items-center")),
         dbc.CardBody([
             paint_bar,
+            live.build(),
             dcc.Graph(id=ids.GRAPH, figure=make_figure(1, 1), config=GRAPH_CONFIG, clear_on_unhover=True),
             dbc.Row([
                 dbc.Col(dbc.RadioItems(id=ids.PLANE, inline=True, value="xy", className="small",
@@ -130,6 +183,7 @@ def build() -> Any:
                         width="auto"),
                 dbc.Col(html.Span(id=ids.SLICE_LABEL, className="small"), width="auto"),
             ], className="g-1 align-items-center"),
+            _uncertainty_row(),
             dbc.Row([
                 dbc.Col(html.Small("contrast"), width="auto"),
                 dbc.Col(dcc.RangeSlider(id=ids.CONTRAST, min=0, max=255, value=[0, 255], marks=None,

@@ -16,12 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ml.files import atomic_write, read_sidecar, sidecar_path
+from ml.files import CHECKPOINT_FORMAT, atomic_write, read_sidecar, sidecar_path
 from ml.model import UNet2D
 
 __all__ = ["CheckpointError", "atomic_write", "load_checkpoint", "read_info", "save_checkpoint", "sidecar_path"]
 
-FORMAT = "activeseg-checkpoint"
+FORMAT = CHECKPOINT_FORMAT
 VERSION = 1
 DEFAULT_NORMALIZATION = {"lo_pct": 1.0, "hi_pct": 99.5}
 

@@ -240,3 +240,24 @@ class CropSampler:
     def label_counts(self) -> dict[int, int]:
         """Labeled pixels per label value over all regions (for class weights)."""
         return {v: int(sum(len(e[1]) for e in entries)) for v, entries in self.index.items()}
+
+
+class FocusSampler:
+    """Crops of which a ``share`` is centred on ``focus`` regions (the newest stroke), the rest on all.
+
+    A warm-start of a few steps samples too few crops to meet a new stroke by chance; live
+    mode makes every batch see it, so the overlay answers the stroke that was just painted.
+    """
+
+    def __init__(self, regions: Sequence[Region], focus: Sequence[Region], share: float = 0.5, crop: int = 128,
+                 augment: bool = True, seed: int = 0):
+        self.all = CropSampler(regions, crop, augment, seed)
+        focus = [r for r in focus if r.n_labeled > 0]
+        self.focus = CropSampler(focus, crop, augment, seed + 1) if focus and share > 0 else None
+        self.share = float(share)
+        self.classes = sorted(set(self.all.classes) | set(self.focus.classes if self.focus else []))
+
+    def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        n_focus = int(round(batch_size * self.share)) if self.focus else 0
+        parts = [s.sample(n) for s, n in ((self.focus, n_focus), (self.all, batch_size - n_focus)) if n > 0]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -11,6 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+#: ``format`` of a model checkpoint and its sidecar (``ml.checkpoint``), readable here without torch.
+CHECKPOINT_FORMAT = "activeseg-checkpoint"
+
 
 def sidecar_path(path: str | Path) -> Path:
     """``model.pt`` -> ``model.pt.json``."""

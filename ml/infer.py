@@ -170,6 +170,30 @@ def _create_group(out_path: Path, shape: tuple[int, int, int], n_classes: int, m
     return group
 
 
+def slice_entropy(prob: np.ndarray | None, entropy: np.ndarray | None = None) -> float:
+    """Mean normalised entropy of one slice (4 decimals): of the MC ``entropy`` map when given,
+    else of the (C, Y, X) probabilities.
+
+    Callers pass the values as stored (float16), so the number written during prediction and the
+    one recomputed later from the group are identical.
+    """
+    if entropy is None:
+        entropy = _entropy(torch.from_numpy(np.asarray(prob, np.float32)[None]))[0].numpy()
+    return round(float(np.mean(entropy, dtype=np.float64)), 4)
+
+
+def _write_slice(group: Any, z: int, out: dict[str, np.ndarray]) -> float:
+    """Store slice ``z`` of a prediction (float16); returns its mean uncertainty."""
+    prob = out["prob"].astype(np.float16)
+    group["prob"][:, z] = prob
+    if "entropy" not in out:
+        return slice_entropy(prob)
+    entropy = out["entropy"].astype(np.float16)
+    group["entropy"][z] = entropy
+    group["bald"][z] = out["bald"].astype(np.float16)
+    return slice_entropy(None, entropy)
+
+
 def predict_volume(model: nn.Module, volume: Any, out_path: str | Path, lo: float | None = None,
                    hi: float | None = None, tile: int = TILE, batch_size: int = 8,
                    mc_passes: int = 0, device: torch.device | str | None = None,
@@ -178,7 +202,8 @@ def predict_volume(model: nn.Module, volume: Any, out_path: str | Path, lo: floa
     """Predict every slice of a (Z, Y, X) volume into a Zarr v3 group at ``out_path``.
 
     Arrays: ``prob`` (C,Z,Y,X) float16; with ``mc_passes > 0`` also ``entropy`` and ``bald``
-    (Z,Y,X) float16. Attrs: voxel_size, classes, lo, hi, mc_passes, slices_done, complete.
+    (Z,Y,X) float16. Attrs: voxel_size, classes, lo, hi, mc_passes, slices_done, slice_entropy
+    (mean uncertainty of each written slice, see :func:`slice_uncertainty`), complete.
     Intensities are scaled with ``lo``/``hi`` (default ``volume.percentiles()``). Reads one
     slice at a time; on cancel raises Cancelled with ``complete`` left False. MC-dropout
     masks of slice z are drawn from ``seed + z`` (reproducible, not repeated across slices).
@@ -197,20 +222,17 @@ def predict_volume(model: nn.Module, volume: Any, out_path: str | Path, lo: floa
     attrs = {"voxel_size": list(voxel) if voxel else None, "classes": _class_names(classes, n_classes),
              "lo": lo, "hi": hi, "mc_passes": int(mc_passes), "tile": int(tile),
              "context": int(getattr(model, "receptive_radius", 0)) if context is None else int(context),
-             "slices_done": 0, "complete": False}
+             "slices_done": 0, "slice_entropy": [], "complete": False}
     out_path = Path(out_path)
     group = _create_group(out_path, shape, n_classes, mc_passes > 0, attrs)
-    start = time.monotonic()
+    start, per_slice = time.monotonic(), []
     for z in range(shape[0]):
         check_cancel(cancel)
         image = np.clip((np.asarray(volume[z], dtype=np.float32) - lo) * scale, 0.0, 1.0)
         out = predict_image(model, image, tile, batch_size, mc_passes, device,
                             seed=None if seed is None else int(seed) + z, context=context)
-        group["prob"][:, z] = out["prob"].astype(np.float16)
-        if mc_passes > 0:
-            group["entropy"][z] = out["entropy"].astype(np.float16)
-            group["bald"][z] = out["bald"].astype(np.float16)
-        group.attrs["slices_done"] = z + 1
+        per_slice.append(_write_slice(group, z, out))
+        group.attrs.update({"slices_done": z + 1, "slice_entropy": per_slice})
         elapsed = time.monotonic() - start
         report(progress, z + 1, shape[0], stage="predict", eta_s=round(elapsed / (z + 1) * (shape[0] - z - 1), 1))
     group.attrs.update({"complete": True, "seconds": round(time.monotonic() - start, 3)})
@@ -243,3 +265,27 @@ def foreground_probability(group: Any, z: int) -> np.ndarray:
     if not 0 <= int(z) < prob.shape[1]:
         raise IndexError(f"slice {z} outside 0..{prob.shape[1] - 1}")
     return np.asarray(prob[1:, int(z)], dtype=np.float32).sum(0)
+
+
+def stored_slice_uncertainty(group: Any) -> np.ndarray | None:
+    """The per-slice means written during prediction, or None for a group written before they
+    existed (or an unfinished one), which :func:`slice_uncertainty` must recompute."""
+    values = group.attrs.get("slice_entropy")
+    if values is None or len(values) != group["prob"].shape[1]:
+        return None
+    return np.asarray(values, np.float32)
+
+
+def slice_uncertainty(group: Any) -> np.ndarray:
+    """Mean normalised entropy of every slice, float32 (Z,): where the model is unsure.
+
+    Uses the ``slice_entropy`` attr when complete; otherwise recomputes it one slice at a time
+    (bounded memory), giving the same numbers, so older predictions work too.
+    """
+    stored = stored_slice_uncertainty(group)
+    if stored is not None:
+        return stored
+    nz = int(group["prob"].shape[1])
+    if "entropy" in group:
+        return np.asarray([slice_entropy(None, group["entropy"][z]) for z in range(nz)], np.float32)
+    return np.asarray([slice_entropy(group["prob"][:, z]) for z in range(nz)], np.float32)

@@ -28,6 +28,11 @@ from ml.infer import predict_image
 from ml.progress import CancelFn, Cancelled, ProgressFn, check_cancel, report
 
 
+#: Which parameters a run updates: everything, the decoder side (the encoder and bottleneck keep
+#: what they learned, and their backward pass is skipped), or the 1x1 head only.
+TRAIN_LAYERS = ("all", "decoder", "head")
+
+
 @dataclass
 class TrainConfig:
     """Training settings; JSON-able through ``asdict`` (stored in checkpoint history/meta)."""
@@ -50,12 +55,16 @@ class TrainConfig:
     min_lr_ratio: float = 0.05
     channels_last: bool = True
     ema: float = 0.99
+    train_layers: str = "all"        # "all" | "decoder" (encoder + bottleneck frozen) | "head"
+    freeze_norm: bool = False        # keep BatchNorm running statistics (tiny warm-start batches would drift them)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.crop < 16 or self.lr <= 0 or self.eval_every < 1:
             raise ValueError(f"invalid TrainConfig (need steps, batch_size, eval_every >= 1, crop >= 16, lr > 0): {self}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1) (0 = off), got {self.ema}")
+        if self.train_layers not in TRAIN_LAYERS:
+            raise ValueError(f"train_layers must be one of {TRAIN_LAYERS}, got {self.train_layers!r}")
         if isinstance(self.class_weights, str) and self.class_weights != "auto":
             raise ValueError(f"class_weights must be 'auto', None or a list of floats, got {self.class_weights!r}")
 
@@ -199,21 +208,47 @@ def _better(score: dict, best: tuple | None) -> tuple | None:
     return key if best is None or key > best else None
 
 
+def trainable_parameters(model: nn.Module, layers: str) -> list[nn.Parameter]:
+    """The parameters ``layers`` updates (see TRAIN_LAYERS); the rest get ``requires_grad=False``."""
+    out = []
+    for name, p in model.named_parameters():
+        if layers == "head":
+            train_it = name.startswith("head.")
+        else:
+            train_it = layers == "all" or not name.startswith(("encoders.", "bottleneck."))
+        p.requires_grad_(train_it)
+        if train_it:
+            out.append(p)
+    return out
+
+
+def set_train_mode(model: nn.Module, freeze_norm: bool) -> None:
+    """Dropout on; BatchNorm on its batch statistics unless ``freeze_norm`` keeps the running ones."""
+    model.train()
+    if freeze_norm:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
 def train(model: nn.Module, train_regions: Sequence[Region], val_regions: Sequence[Region] | None,
           config: TrainConfig | None = None, progress: ProgressFn = None, cancel: CancelFn = None,
-          device: torch.device | str | None = None) -> TrainResult:
+          device: torch.device | str | None = None, sampler: CropSampler | None = None) -> TrainResult:
     """Train ``model`` in place; returns it with the best-validation weights loaded (eval mode).
 
     ``val_regions=None`` splits ``train_regions`` with ``config.val_fraction``; an empty list
     means no validation (final weights kept). ``progress(step, steps, {loss, val_iou, lr,
     eta_s})`` is called every step. On cancel the best weights so far are restored and
     :class:`Cancelled` is raised with the partial :class:`TrainResult` as ``exc.result``.
+    ``sampler`` replaces the default crop sampler over ``train_regions`` (live mode focuses
+    half of each batch on the newest stroke). Parameters that ``config.train_layers`` freezes
+    are left with ``requires_grad=False``.
     """
     config = config or TrainConfig()
     device = device if isinstance(device, torch.device) else pick_device(device)
     if val_regions is None:
         train_regions, val_regions = split_regions(train_regions, config.val_fraction, config.seed)
-    sampler = CropSampler(train_regions, crop=config.crop, augment=config.augment, seed=config.seed)
+    sampler = sampler or CropSampler(train_regions, crop=config.crop, augment=config.augment, seed=config.seed)
     n_classes = int(model.config["n_classes"])
     if max(sampler.classes) > n_classes:
         raise ValueError(f"labels use value {max(sampler.classes)} but the model has {n_classes} classes")
@@ -229,7 +264,8 @@ def train(model: nn.Module, train_regions: Sequence[Region], val_regions: Sequen
     # with GroupNorm it did not, which is why it used to be CUDA-only.
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(device).to(memory_format=fmt)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW(trainable_parameters(model, config.train_layers), lr=config.lr,
+                            weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config))
     scaler = _grad_scaler(device, use_amp)
     history: list[dict] = []
@@ -258,7 +294,7 @@ def train(model: nn.Module, train_regions: Sequence[Region], val_regions: Sequen
 
 
 def _train_step(model, sampler, opt, sched, scaler, weight, config, device, use_amp, fmt, step) -> dict:
-    model.train()
+    set_train_mode(model, config.freeze_norm)
     imgs, labs = sampler.sample(config.batch_size)
     x = torch.from_numpy(imgs).to(device).contiguous(memory_format=fmt)
     y = torch.from_numpy(labs).to(device)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
+from sqlalchemy import func
+
 from app.config import Config
 from app.db import session_scope
 from app.errors import UserError
-from app.models import LabelEvent, dumps, utcnow
+from app.models import LabelEvent, VolumeRecord, dumps, loads, utcnow
 from app.services import effort, projects
 
 MAX_BRUSH = 200.0
@@ -122,11 +124,26 @@ def counts(config: Config, vid: int) -> list[dict]:
 
 def events(config: Config, vid: int) -> list[dict[str, Any]]:
     """The stroke/undo log of a volume, oldest first (for effort accounting)."""
-    from app.models import loads
-
     with session_scope(config) as s:
         rows: Iterable[LabelEvent] = (s.query(LabelEvent).filter(LabelEvent.volume_id == vid)
                                       .order_by(LabelEvent.id))
         return [{"id": e.id, "kind": e.kind, "z": e.z, "value": e.value, "n_pixels": e.n_pixels,
                  "stroke_id": e.stroke_id, "suggestion_id": e.suggestion_id, "bbox": loads(e.bbox_json),
                  "created": e.created.isoformat()} for e in rows]
+
+
+def newest_event_id(config: Any, project_id: int) -> int:
+    """Id of the newest stroke / erase / undo on any of the project's volumes (0 when none)."""
+    with session_scope(config) as s:
+        n = (s.query(func.max(LabelEvent.id)).join(VolumeRecord, VolumeRecord.id == LabelEvent.volume_id)
+             .filter(VolumeRecord.project_id == project_id).scalar())
+        return int(n or 0)
+
+
+def newest_stroke(config: Any, volume_id: int) -> dict | None:
+    """``{z, bbox}`` of the volume's newest stroke or erase (an undone one too: its area changed), or None."""
+    with session_scope(config) as s:
+        row = (s.query(LabelEvent).filter(LabelEvent.volume_id == volume_id, LabelEvent.kind != "undo",
+                                          LabelEvent.bbox_json.isnot(None))
+               .order_by(LabelEvent.id.desc()).first())
+        return {"z": int(row.z), "bbox": loads(row.bbox_json)} if row is not None else None

@@ -8,6 +8,7 @@ summary; the panel shows the newest.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -23,6 +24,7 @@ from app.errors import NotFound, UserError
 from app.models import Segmentation, dumps, loads
 from app.services import projects, training
 from app.workspace import Workspace
+from ml.files import atomic_write
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
 MC_PASSES = 8
@@ -30,6 +32,7 @@ MAX_MESH_FACES = 60_000      # 3D view budget (~2 MB of figure JSON)
 MAX_MESH_STEP = 8
 NM3_PER_UM3 = 1e9
 NM2_PER_UM2 = 1e6
+UNCERTAINTY_SIDECAR = ".slice_entropy.json"   # next to predictions written before the attr
 
 
 # --- prediction ---------------------------------------------------------------------------------------
@@ -119,6 +122,38 @@ def prediction_summary(config: Any, volume_id: int) -> dict | None:
     attrs = dict(open_prediction(found[0]).attrs)
     return {"path": str(found[0]), "model_id": found[1], "mc_passes": attrs.get("mc_passes", 0),
             "seconds": attrs.get("seconds")}
+
+
+def _uncertainty_values(path: Path) -> list[float]:
+    """Per-slice uncertainty of a prediction. Newer predictions carry it (``slice_entropy`` attr);
+    older ones are read once slice by slice and the answer kept in a JSON sidecar next to them."""
+    from ml.infer import open_prediction, slice_uncertainty, stored_slice_uncertainty
+
+    group = open_prediction(path)
+    values = stored_slice_uncertainty(group)
+    if values is not None:
+        return [round(float(v), 4) for v in values]
+    sidecar = path.with_name(path.name + UNCERTAINTY_SIDECAR)
+    try:
+        cached = json.loads(sidecar.read_text())
+        if len(cached) == group["prob"].shape[1]:
+            return cached
+    except (OSError, ValueError, TypeError):   # none yet, or unreadable: compute it again
+        pass
+    out = [round(float(v), 4) for v in slice_uncertainty(group)]
+    text = json.dumps(out)
+    atomic_write(sidecar, lambda tmp: Path(tmp).write_text(text))
+    return out
+
+
+def slice_uncertainty(config: Any, volume_id: int) -> dict | None:
+    """``{values, model_id, worst}``: mean uncertainty of each z slice of the prediction the viewer
+    overlays and the most uncertain slice, or None when the volume has no prediction."""
+    found = _latest_prediction(config, int(volume_id))
+    if found is None:
+        return None
+    values = _uncertainty_values(found[0])
+    return {"values": values, "model_id": found[1], "worst": int(np.argmax(values))}
 
 
 # --- post-processing -----------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from sqlalchemy import select as sql_select
 from app.db import session_scope
 from app.errors import NotFound, UserError
 from app.models import ModelVersion, VolumeRecord, dumps, loads
-from app.services import projects
+from app.services import labels, projects
 from app.services.evaluation import ground_truth_iou, split_for_validation, without_val_iou
 from app.workspace import Workspace
 from ml.progress import CancelFn, Cancelled, ProgressFn, report
@@ -195,6 +195,7 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
 
     epochs, lr = _validate_params(epochs, lr)
     report(progress, 0, 1, phase="reading labels")
+    seen = labels.newest_event_id(config, project_id)
     regions, label_stats = gather_regions(config, project_id)
     vols = _project_volumes(config, project_id)
     classes = projects.get_classes(config, vols[0]["id"])
@@ -219,13 +220,14 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
                eta_s=info.get("eta_s"), history=shown["curve"])
 
     meta = {"parent_id": parent_id, "started_from": started_from, "epochs": epochs,
+            "event_id": seen,                # the label log it learned up to (live mode goes on from there)
             "train_config": config_dict(tcfg), **label_stats}
     try:
         result = train(model, train_regions, val_regions, tcfg, progress=on_step, cancel=cancel, device=device)
     except Cancelled as exc:
         partial = getattr(exc, "result", None)
         if partial is not None and partial.history:
-            _store_version(config, project_id, parent_id, _measured(partial, val_fg), classes, label_stats, meta,
+            store_version(config, project_id, parent_id, _measured(partial, val_fg), classes, label_stats, meta,
                            {"val_iou": partial.best_val_iou if val_fg else None, "val_foreground": val_fg,
                             "best_step": partial.best_step, "cancelled": True, "steps": len(partial.history),
                             "started_from": started_from},
@@ -238,7 +240,7 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
     gt = ground_truth_iou(config, project_id, result.model, device)
     if gt:
         metrics.update(gt)
-    mid = _store_version(config, project_id, parent_id, _measured(result, val_fg), classes, label_stats, meta,
+    mid = store_version(config, project_id, parent_id, _measured(result, val_fg), classes, label_stats, meta,
                          metrics, activate=True)
     return {"model_id": mid, "metrics": metrics}
 
@@ -250,7 +252,7 @@ def _measured(result: Any, val_fg: bool) -> Any:
     return result
 
 
-def _store_version(config: Any, project_id: int, parent_id: int | None, result: Any, classes: list,
+def store_version(config: Any, project_id: int, parent_id: int | None, result: Any, classes: list,
                    label_stats: dict, meta: dict, metrics: dict, activate: bool) -> int:
     """Row + checkpoint in one transaction (checkpoint written atomically before commit)."""
     from ml.checkpoint import save_checkpoint

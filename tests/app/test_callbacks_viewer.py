@@ -195,3 +195,40 @@ def test_class_buttons_use_class_colours():
     btns = view.class_buttons([{"name": "bg", "color": "#111111"}, {"name": "mito", "color": "#ff7f0e"}], 2)
     assert [b.id["index"] for b in btns] == [1, 2]
     assert btns[1].style["backgroundColor"] == "#ff7f0e" and btns[0].style["backgroundColor"] == "white"
+
+
+def test_uncertainty_strip_has_one_bar_per_slice_and_marks_the_current_one():
+    fig = view.uncertainty_strip([0.1, 0.4, 0.2, 0.05], current=2)
+    (bars,) = fig.data
+    assert list(bars.x) == [0, 1, 2, 3] and list(bars.y) == [0.1, 0.4, 0.2, 0.05]
+    assert tuple(fig.layout.xaxis.range) == (-0.5, 3.5) and fig.layout.height == view.STRIP_HEIGHT
+    (marker,) = fig.layout.shapes
+    assert (marker.x0, marker.x1) == (1.5, 2.5)
+    assert not fig.layout.xaxis.title.text and not fig.layout.yaxis.title.text
+
+
+def test_uncertainty_strip_without_a_prediction_or_outside_xy_is_a_hint():
+    fig, caption, disabled = viewer.strip_view(None, "xy", 3)
+    assert not fig.data and view.STRIP_HINT in fig.layout.annotations[0].text and disabled and caption == ""
+    data = {"values": [0.1, 0.4, 0.2], "model_id": 7, "worst": 1, "vid": 1}
+    fig, caption, disabled = viewer.strip_view(data, "yz", 3)
+    assert not fig.data and "xy plane" in fig.layout.annotations[0].text and disabled
+    fig, caption, disabled = viewer.strip_view(data, "xy", 0)
+    assert len(fig.data[0].x) == 3 and "model v7" in caption and not disabled
+    ops = viewer.strip_marker_patch(2).to_plotly_json()["operations"]
+    assert ops[0]["location"] == ["layout", "shapes"] and ops[0]["params"]["value"][0]["x0"] == 1.5
+
+
+def test_strip_click_and_worst_button_move_the_slice():
+    data = {"values": [0.1, 0.4, 0.2], "model_id": 7, "worst": 1, "vid": 1}
+    assert viewer.strip_jump(ids.UNCERTAINTY_STRIP, {"points": [{"x": 2, "y": 0.2}]}, data, "xy") == 2
+    assert viewer.strip_jump(ids.UNCERTAINTY_STRIP, {"points": [{"x": 9}]}, data, "xy") == 2   # clipped
+    assert viewer.strip_jump(ids.UNCERTAINTY_WORST, None, data, "xy") == 1
+    assert viewer.strip_jump(ids.UNCERTAINTY_STRIP, {"points": []}, data, "xy") is None
+    assert viewer.strip_jump(ids.UNCERTAINTY_WORST, None, data, "xz") is None     # y/x slices: not z
+    assert viewer.strip_jump(ids.UNCERTAINTY_WORST, None, None, "xy") is None
+
+
+def test_uncertainty_data_is_none_without_a_prediction(config, volume):
+    assert viewer.uncertainty_data(config, info_of(config, volume)) is None
+    assert viewer.uncertainty_data(config, None) is None

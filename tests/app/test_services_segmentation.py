@@ -115,3 +115,21 @@ def test_cancel_keeps_the_previous_prediction(trained):
     assert segmentation.latest_prediction_path(trained.vid, trained.config) == first
     assert np.array_equal(np.asarray(open_prediction(first)["prob"][:]), before)
     assert not [p for p in first.parent.iterdir() if ".tmp-" in p.name]
+
+
+def test_slice_uncertainty_of_the_overlaid_prediction(trained, monkeypatch):
+    assert segmentation.slice_uncertainty(trained.config, trained.vid) is None
+    path = Path(segmentation.segment_volume(trained.config, trained.vid)["pred_path"])
+    res = segmentation.slice_uncertainty(trained.config, trained.vid)
+    assert res["values"] == open_prediction(path).attrs["slice_entropy"] and len(res["values"]) == 3
+    assert res["model_id"] == trained.model_id and res["worst"] == int(np.argmax(res["values"]))
+    sidecar = path.with_name(path.name + segmentation.UNCERTAINTY_SIDECAR)
+    assert not sidecar.exists()                                  # stored in the prediction: nothing to cache
+    del zarr.open_group(str(path), mode="r+").attrs["slice_entropy"]   # as written before the attr existed
+    assert segmentation.slice_uncertainty(trained.config, trained.vid) == res and sidecar.exists()
+
+    def recompute(group):
+        raise AssertionError("the sidecar should have answered")
+
+    monkeypatch.setattr("ml.infer.slice_uncertainty", recompute)
+    assert segmentation.slice_uncertainty(trained.config, trained.vid) == res

@@ -340,3 +340,24 @@ def show_prediction(page: Page, steps: int = 10) -> None:
         thumb.send_keys(Keys.ARROW_RIGHT)
     page.wait(lambda: any("/overlay/" in h and "/prediction/" in h for h in page.image_hrefs()), 20,
               "the prediction overlay image on the canvas", context=lambda: str(page.image_hrefs()))
+
+
+# --- live mode ------------------------------------------------------------------------------------------
+LIVE_WAIT_S = 90      # generous: one update takes a few seconds on a quiet machine, CI may be busy
+
+
+def live_href(page: Page) -> str | None:
+    """The prediction overlay's URL when it shows live mode's view (``live=<rev>``)."""
+    return next((h for h in page.image_hrefs() if "/prediction/" in h and "live=" in h), None)
+
+
+def live_rev(href: str | None) -> int | None:
+    m = re.search(r"live=(\d+)", href or "")
+    return int(m.group(1)) if m else None
+
+
+def wait_live_update(page: Page, after: int | None) -> str:
+    """Wait for the prediction overlay to show a live view newer than revision ``after``; its URL."""
+    return page.wait(lambda: (live_rev(live_href(page)) or 0) > (after or 0) and live_href(page), LIVE_WAIT_S,
+                     "the prediction overlay to show a new live update",
+                     context=lambda: f"status {page.text('live-status')!r}; images {page.image_hrefs()}")

@@ -40,9 +40,14 @@ def test_loop_with_celery_worker(celery_app, workspace, driver):
     flows.paint_class(page, "mitochondria", flows.fg_strokes(gt[z]))
     flows.paint_class(page, "background", flows.bg_strokes(gt[z]))
 
+    def live() -> None:          # live mode's update runs where the jobs run
+        page.click_el(page.el("live-switch"))
+        flows.wait_live_update(page, None)
+
     for step, run in (("suggest", lambda: flows.suggest(page, k=3, patch=64)),
                       ("train", lambda: flows.train(page)),
-                      ("segment", lambda: flows.segment(page))):
+                      ("segment", lambda: flows.segment(page)),
+                      ("live", live)):
         done = _succeeded(worker)
         worker.check_alive()
         run()

@@ -46,6 +46,7 @@ def test_whole_loop_survives_reload(dev_app, workspace, driver, downloads, scree
 
     objects = flows.segment(page)
     page.screenshot(screenshots / "results.png", "slot-results")
+    _check_uncertainty_strip(page, gt.shape[0])
 
     tif = flows.export(page, downloads, "segmentation", "tiff", "TIFF (Fiji / ImageJ)")
     csv = flows.export(page, downloads, "objects", "csv", "CSV")
@@ -70,6 +71,21 @@ def test_whole_loop_survives_reload(dev_app, workspace, driver, downloads, scree
     assert {("suggest", "done"), ("train", "done"), ("segment", "done"), ("export", "done")} <= kinds, after["jobs"]
 
     _check_exports(tif, csv, gt.shape, before["summary"])
+
+
+def _check_uncertainty_strip(page: Page, depth: int) -> None:
+    """After segmenting, the strip under the slider has one bar per slice and "worst slice" goes to the highest."""
+    def bars():
+        return page.d.execute_script("""
+            const gd = document.querySelector('#viewer-uncertainty-strip .js-plotly-plot');
+            const t = gd && gd.data && gd.data[0];
+            return t && t.type === 'bar' && t.y ? Array.from(t.y) : null;""")
+
+    values = page.wait(bars, 30, "the uncertainty strip's bars after segmenting")
+    assert len(values) == depth and max(values) > 0, values
+    page.click("viewer-uncertainty-worst-btn")
+    worst = int(np.argmax(values))
+    page.wait(lambda: flows.current_slice(page) == worst, 15, f"the worst slice (z={worst}) to show")
 
 
 def _check_strokes_landed_where_drawn(workspace, z: int, mito: np.ndarray) -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ml.infer import (PredictionError, foreground_probability, input_box, open_prediction, predict_image,
-                      predict_volume, tile_plan)
+                      predict_volume, slice_uncertainty, tile_plan)
 from ml.model import UNet2D
 from ml.progress import Cancelled
 from ml.volume import Volume
@@ -185,6 +185,64 @@ def test_cancel_leaves_incomplete_group(tmp_path, synthetic_volume):
     assert g.attrs["complete"] is False and g.attrs["slices_done"] == 2
     with pytest.raises(PredictionError, match="no prediction"):
         open_prediction(tmp_path / "missing.zarr")
+
+
+def _direct_entropy(p: np.ndarray) -> float:
+    """Mean normalised entropy of a (C, Y, X) slice, written out independently of ml.infer."""
+    p = np.asarray(p, np.float64)
+    h = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(0) / np.log(p.shape[0])
+    return float(h.mean())
+
+
+class RecordingGroup:
+    """A prediction group that remembers which slices were read, and can hide its attrs."""
+
+    def __init__(self, group, attrs=None):
+        self.group, self.reads = group, []
+        self.attrs = dict(group.attrs) if attrs is None else attrs
+
+    def __contains__(self, name):
+        return name in self.group
+
+    def __getitem__(self, name):
+        arr, reads = self.group[name], self.reads
+
+        class Array:
+            shape = arr.shape
+
+            def __getitem__(self, key):
+                reads.append((name, key))
+                return arr[key]
+        return Array()
+
+
+@pytest.mark.parametrize("mc_passes", [0, 2])
+def test_slice_uncertainty_is_stored_while_writing_and_recomputed_for_old_groups(tmp_path, synthetic_volume,
+                                                                                 mc_passes):
+    raw = synthetic_volume[0][:3, :64, :64]
+    torch.manual_seed(0)
+    m = UNet2D(base=4, depth=2, dropout=0.3)
+    path, seen = tmp_path / "u.zarr", []
+
+    def progress(done, total, info):
+        seen.append(len(open_prediction(path, allow_incomplete=True).attrs["slice_entropy"]))
+
+    g = open_prediction(predict_volume(m, Volume.from_array(raw), path, lo=0, hi=255, tile=64,
+                                       mc_passes=mc_passes, progress=progress))
+    assert seen == [1, 2, 3]                                 # written progressively, like slices_done
+    stored = g.attrs["slice_entropy"]
+    if mc_passes:
+        direct = [float(np.asarray(g["entropy"][z], np.float64).mean()) for z in range(3)]
+    else:
+        direct = [_direct_entropy(g["prob"][:, z]) for z in range(3)]
+    assert len(stored) == 3 and all(v == round(v, 4) for v in stored)
+    assert stored == pytest.approx(direct, abs=1e-4) and max(stored) > 0
+    values = slice_uncertainty(g)
+    assert values.dtype == np.float32 and values.tolist() == pytest.approx(stored, abs=1e-7)
+    old = RecordingGroup(g, attrs={k: v for k, v in g.attrs.items() if k != "slice_entropy"})
+    assert np.array_equal(slice_uncertainty(old), values)    # same numbers without the attr
+    zs = [key if mc_passes else key[1] for _, key in old.reads]   # entropy[z] or prob[:, z]: one slice per read
+    assert zs == [0, 1, 2] and {n for n, _ in old.reads} == {"entropy" if mc_passes else "prob"}
 
 
 def test_model_layout_and_flags_are_restored(image):
