@@ -43,8 +43,8 @@ VARIANTS = {               # name -> LiveConfig overrides (the default first)
     "lr 3e-4": {"lr": 3e-4},
     "lr 3e-3": {"lr": 3e-3},
     "all layers (the first default)": {"train_layers": "all"},
-    "decoder, lr 3e-4": {"lr": 3e-4},
-    "decoder, no focus": {"focus": 0.0},
+    "decoder lr 3e-4": {"lr": 3e-4},
+    "decoder no focus": {"focus": 0.0},
 }
 
 

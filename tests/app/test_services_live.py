@@ -111,9 +111,6 @@ def test_overlay_route_shows_the_live_view_and_falls_back(env):
     for kind in ("prediction", "uncertainty"):
         resp = client.get(f"/overlay/{env.vid}/{kind}/xy/1.png?rev=0&live={out['rev']}")
         assert resp.status_code == 200
-        from PIL import Image
-        import io
-
         rgba = np.asarray(Image.open(io.BytesIO(resp.data)).convert("RGBA"))
         y0, y1, x0, x1 = out["box"]
         assert (y1, x1) == (48, 48) and rgba.shape == (64, 64, 4)

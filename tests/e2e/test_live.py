@@ -29,7 +29,7 @@ def _overlay(url: str, href: str) -> np.ndarray:
         return np.asarray(Image.open(io.BytesIO(resp.read())).convert("RGBA"))
 
 
-def test_live_overlay_follows_a_stroke_and_keep_adds_a_version(workspace, processes, tmp_path, driver):
+def test_live_overlay_follows_a_stroke_and_keep_adds_a_version(workspace, processes, tmp_path, driver, screenshots):
     server, url = procs.start_dev_server(workspace, tmp_path, processes.add, env_extra={"APP_PRETRAIN_AUTO": "0"})
     _, gt = procs.demo_ground_truth(workspace)
     page = Page(driver, url, watch=(server,))
@@ -63,6 +63,7 @@ def test_live_overlay_follows_a_stroke_and_keep_adds_a_version(workspace, proces
     assert under.mean() >= 0.9, "the draft does not predict mitochondria under the stroke just painted"
     page.wait(lambda: "2 updates" in page.text("live-status"), 30, "the status to count two updates",
               context=lambda: page.text("live-status"))
+    page.screenshot(screenshots / "live.png", "slot-viewer")
 
     page.click("live-keep-btn")
     page.wait(lambda: "Kept the draft as model v" in page.text("live-status"), WAIT_S, "the draft to be kept",
