@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ml.active import Patch, PatchScores, select
+from ml.io.normalize import normalize
 
 
 @dataclass(frozen=True)
@@ -132,14 +133,13 @@ def load_data(raw: str, labels: str, proto: Protocol, dataset: str | None = None
     if tuple(truth.shape) != tuple(volume.shape):
         raise ValueError(f"labels shape {truth.shape} differs from raw shape {volume.shape}")
     lo, hi = volume.percentiles()
-    scale = 1.0 / (hi - lo) if hi > lo else 1.0
     zdim, h, w = volume.shape
     if h // 2 < proto.patch or w < proto.patch:
         raise ValueError(f"volume {volume.shape} too small for {proto.patch}px patches in each y half")
     image = np.empty(volume.shape, np.float32)
     mask = np.empty(volume.shape, np.uint8)
     for z in range(zdim):
-        image[z] = np.clip((volume[z].astype(np.float32) - lo) * scale, 0.0, 1.0)
+        image[z] = normalize(volume[z], lo, hi)
         mask[z] = truth[z] != 0
     n_eval = zdim if proto.eval_slices <= 0 else min(zdim, proto.eval_slices)
     eval_z = sorted({int(round(v)) for v in np.linspace(0, zdim - 1, n_eval + 2)[1:-1]}) if n_eval < zdim \

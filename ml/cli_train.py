@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ml.io.normalize import normalize
 from ml.cli import EXIT_INTERRUPTED, InputError, Interrupt, Progress, device_from_arg, intensity_window
 
 #: Dense label volumes are cut into tiles of this size; at most MAX_TRAIN_PIXELS are kept in memory.
@@ -66,11 +67,10 @@ def _dense_regions(volume, labels, mode: str, lo: float, hi: float, seed: int) -
         keep = np.sort(np.random.default_rng(seed).choice(len(boxes), budget, replace=False))
         print(f"note: training on {budget} of {len(boxes)} labeled {TRAIN_TILE}px tiles (memory cap)", file=sys.stderr)
         boxes = [boxes[i] for i in keep]
-    scale = 1.0 / (hi - lo) if hi > lo else 1.0
     regions = []
     for z in sorted({b[0] for b in boxes}):
         lab = _map_labels(np.asarray(labels[z]), mode)
-        img = np.clip((np.asarray(volume[z], dtype=np.float32) - lo) * scale, 0.0, 1.0)
+        img = normalize(volume[z], lo, hi)
         for _, y0, x0 in (b for b in boxes if b[0] == z):
             win = np.s_[y0:y0 + TRAIN_TILE, x0:x0 + TRAIN_TILE]
             regions.append(Region(img[win], lab[win], z, y0, x0))

@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ml.io.normalize import normalize
+
 
 @dataclass
 class Region:
@@ -37,11 +39,6 @@ class Region:
     @property
     def n_labeled(self) -> int:
         return int(np.count_nonzero(self.labels))
-
-
-def _normalise(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    scale = 1.0 / (hi - lo) if hi > lo else 1.0
-    return np.clip((np.asarray(arr, dtype=np.float32) - lo) * scale, 0.0, 1.0)
 
 
 def merge_boxes(boxes: Sequence[tuple[int, int, int, int]], gap: int = 0) -> list[tuple[int, int, int, int]]:
@@ -84,7 +81,7 @@ def regions_from_store(volume: Any, store: Any, lo: float | None = None, hi: flo
             labels = np.asarray(store.read(z, y0, y1, x0, x1), dtype=np.uint8)
             if not labels.any():
                 continue
-            image = _normalise(volume[z, y0:y1, x0:x1], float(lo), float(hi))
+            image = normalize(volume[z, y0:y1, x0:x1], float(lo), float(hi))
             regions.append(Region(image, labels, z, y0, x0))
     return regions
 

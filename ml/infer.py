@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ml.device import autocast, inference_layout, pick_device, seeded
+from ml.io.normalize import normalize
 from ml.mc import MCSampler
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
@@ -213,7 +214,6 @@ def predict_volume(model: nn.Module, volume: Any, out_path: str | Path, lo: floa
             raise TypeError("predict_volume needs lo and hi for an array without .percentiles(); pass both")
         lo, hi = volume.percentiles()
     lo, hi = float(lo), float(hi)
-    scale = 1.0 / (hi - lo) if hi > lo else 1.0
     shape = tuple(int(s) for s in volume.shape)
     if len(shape) != 3:
         raise ValueError(f"predict_volume needs a (Z, Y, X) volume, got shape {shape}")
@@ -228,7 +228,7 @@ def predict_volume(model: nn.Module, volume: Any, out_path: str | Path, lo: floa
     start, per_slice = time.monotonic(), []
     for z in range(shape[0]):
         check_cancel(cancel)
-        image = np.clip((np.asarray(volume[z], dtype=np.float32) - lo) * scale, 0.0, 1.0)
+        image = normalize(volume[z], lo, hi)
         out = predict_image(model, image, tile, batch_size, mc_passes, device,
                             seed=None if seed is None else int(seed) + z, context=context)
         per_slice.append(_write_slice(group, z, out))

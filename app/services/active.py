@@ -25,6 +25,7 @@ from app.errors import NotFound, UserError
 from app.models import ALRound, Suggestion
 from app.services import exports, projects, training
 from app.workspace import Workspace
+from ml.io.normalize import to_uint8
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
 MAX_CANDIDATES = 2000       # bounded scoring time on big volumes (seeded subsample of the grid)
@@ -84,7 +85,7 @@ def _thumbnail(volume: Any, lo: float, hi: float, z: int, y: int, x: int, size: 
     from PIL import Image
 
     crop = np.asarray(volume[z, y:y + size, x:x + size], dtype=np.float32)
-    img = np.clip((crop - lo) / max(hi - lo, 1e-6) * 255.0, 0, 255).astype(np.uint8)
+    img = to_uint8(crop, lo, hi)
     pil = Image.fromarray(img)
     if size > THUMB_PX:
         pil = pil.resize((THUMB_PX, THUMB_PX), Image.BILINEAR)

@@ -57,6 +57,7 @@ def eval_slab(shape: tuple[int, int, int]) -> tuple[slice, slice, slice]:
 def ground_truth_iou(config: Any, project_id: int, model: Any, device=None) -> dict | None:
     """Foreground IoU on the eval slab of the first volume with ground truth, else None."""
     from ml.infer import predict_image
+    from ml.io.normalize import normalize
     from ml.metrics import iou
 
     for v in projects.list_volumes(config, project_id):
@@ -68,7 +69,7 @@ def ground_truth_iou(config: Any, project_id: int, model: Any, device=None) -> d
         lo, hi = float(v["lo"]), float(v["hi"])
         preds, truths = [], []
         for z in range(zs.start, zs.stop):
-            img = np.clip((np.asarray(volume[z, ys, xs], np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
+            img = normalize(volume[z, ys, xs], lo, hi)
             prob = predict_image(model, img, device=device)["prob"]
             preds.append(prob.argmax(0) > 0)
             truths.append(np.asarray(gt[z, ys, xs]) > 0)

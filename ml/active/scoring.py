@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ml.device import autocast, inference_layout, pick_device, seeded
+from ml.io.normalize import normalize
 from ml.mc import MCSampler
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
@@ -38,11 +39,9 @@ def volume_reader(volume: Any, lo: float | None = None, hi: float | None = None)
             raise TypeError("volume_reader needs lo and hi for an array without .percentiles(); pass both")
         lo, hi = volume.percentiles()
     lo, hi = float(lo), float(hi)
-    scale = 1.0 / (hi - lo) if hi > lo else 1.0
 
     def read(p: Patch) -> np.ndarray:
-        crop = np.asarray(volume[p.z, p.y:p.y + p.size, p.x:p.x + p.size], dtype=np.float32)
-        return np.clip((crop - lo) * scale, 0.0, 1.0)
+        return normalize(volume[p.z, p.y:p.y + p.size, p.x:p.x + p.size], lo, hi)
 
     return read
 
