@@ -115,18 +115,16 @@ def _needs_learning(meta: dict, event_id: int) -> bool:
     return int(meta.get("event_id", 0)) != event_id or _untrained(meta)
 
 
-def _learn(config: Any, project_id: int, volume_id: int, model: Any, event_id: int, first: bool,
+def _learn(config: Any, info: dict, model: Any, event_id: int, stroke: dict | None, cfg: Any,
            cancel: CancelFn, device: Any) -> tuple[int, bool]:
-    """Fine-tune on every label (the longer first budget for an untrained model);
+    """Fine-tune on every label with budget ``cfg``, the newest ``stroke`` in focus;
     ``(steps made, superseded)``. UserError when the labels cannot train a model."""
     from ml.live import fine_tune, focus_regions
 
-    cfg = settings(config).first() if first else settings(config)
+    project_id, volume_id = info["project_id"], info["id"]
     regions, _ = training.gather_regions(config, project_id)
-    stroke = labels.newest_stroke(config, volume_id)
     focus = []
     if stroke is not None:
-        info = projects.volume_info(config, volume_id)
         focus = focus_regions(projects.open_volume(config, volume_id), projects.label_store(config, volume_id),
                               stroke["z"], stroke["bbox"], info["lo"], info["hi"], cfg.focus_pad)
     newer = _Newer(config, project_id, event_id)
@@ -154,7 +152,9 @@ def update(config: Any, volume_id: int, z: int, view: list | None = None, progre
     if not 0 <= int(z) < shape[0]:
         raise UserError(f"Slice {z} is outside 0..{shape[0] - 1}.")
     classes = projects.get_classes(config, volume_id)
+    cfg = settings(config)
     event_id = labels.newest_event_id(config, pid)
+    stroke = labels.newest_stroke(config, volume_id)        # read with the clock: what this update learns
     report(progress, 0, 3, phase="loading the draft")
     model, meta = _start_draft(config, pid, len(classes))
     device = training.device_for(config)
@@ -162,7 +162,8 @@ def update(config: Any, volume_id: int, z: int, view: list | None = None, progre
     if _needs_learning(meta, event_id):
         report(progress, 1, 3, phase="learning the newest labels")
         t = time.monotonic()
-        steps, superseded = _learn(config, pid, volume_id, model, event_id, _untrained(meta), cancel, device)
+        budget = cfg.first() if _untrained(meta) else cfg
+        steps, superseded = _learn(config, info, model, event_id, stroke, budget, cancel, device)
         meta = {**meta, "event_id": event_id if not superseded else meta.get("event_id", 0),
                 "updates": int(meta.get("updates", 0)) + (not superseded), "steps": int(meta.get("steps", 0)) + steps}
         _save_draft(config, pid, model.eval(), classes, meta)
@@ -172,12 +173,10 @@ def update(config: Any, volume_id: int, z: int, view: list | None = None, progre
     check_cancel(cancel)
     report(progress, 2, 3, phase="predicting the view")
     t = time.monotonic()
-    stroke = labels.newest_stroke(config, volume_id)
     centre = None
     if stroke is not None and stroke["z"] == int(z):
         y0, y1, x0, x1 = stroke["bbox"]
         centre = ((y0 + y1) / 2, (x0 + x1) / 2)
-    cfg = settings(config)
     box = view_box(shape[1:], view, cfg.margin, cfg.max_view, centre)
     pred = predict_view(model, projects.open_volume(config, volume_id), int(z), box, info["lo"], info["hi"], device)
     timings["predict_s"] = time.monotonic() - t
