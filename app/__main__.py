@@ -3,9 +3,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 from app.config import Config
+from app.errors import UserError
+
+EXIT_BAD_SETTING = 2     # as argparse exits on a bad option
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -30,14 +35,26 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return config
 
 
+def refuse(message: object) -> NoReturn:
+    """A bad setting is the starter's to fix: one line naming it on stderr (no traceback), exit code 2."""
+    print(f"python -m app: {' '.join(str(message).splitlines())}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_SETTING)
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
+    try:
+        config = config_from_args(args)     # before the heavy imports: a bad setting is answered at once
+    except (TypeError, ValueError) as exc:
+        refuse(exc)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from app.demo import ensure_demo
     from app.server import create_app
 
-    config = config_from_args(args)
-    ensure_demo(config, config.demo, args.demo_gt, pretrain=config.pretrain_auto)
+    try:
+        ensure_demo(config, config.demo, args.demo_gt, pretrain=config.pretrain_auto)
+    except (UserError, ValueError, OSError) as exc:     # unreadable, missing, or no finite grey value
+        refuse(f"demo volume (APP_DEMO / --demo): {exc}")
     app = create_app(config)
     logging.getLogger(__name__).info("ActiveSeg on http://%s:%d  (workspace %s)", args.host, args.port, config.workspace)
     app.run(host=args.host, port=args.port, debug=args.debug)

@@ -6,7 +6,8 @@ start-up). A detached job is therefore launched here instead: :func:`launch` rec
 row (queued) and starts the job's runner
 
 - diskcache backend: ``python -m app.background JOB_ID``, a fresh interpreter (no fork after
-  torch) in the server's process group, so stopping the server stops it too; SIGTERM/SIGINT
+  torch) in the server's process group, so stopping the server stops it too (and a watch on its
+  parent stops it when the server is killed with -9); SIGTERM/SIGINT
   become a cooperative cancel, so the job saves what it has before it exits. Its output goes to
   ``Workspace.job_log_path``.
 - celery backend: the task :data:`TASK_NAME` on the worker (registered in ``app.celery_app``).
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    jobs.watch_server(os.getppid())    # a server killed with -9 sends no signal: stop with it all the same
     outcome = run(get_config(), int(args[0]), cancel=stop.is_set)
     log.info("job %s: %s", args[0], outcome.status if outcome else "not run")
     return 0

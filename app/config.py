@@ -13,9 +13,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JOB_BACKENDS = ("diskcache", "celery")
 DEVICES = ("auto", "cpu", "cuda")
-#: JSON-object settings kept in ``Config.extra``: (variable, key). APP_PRETRAIN's keys are checked
-#: against ``ml.pretrain.PretrainConfig`` where they are used (``app.services.pretraining.settings``).
+#: JSON-object settings kept in ``Config.extra``: (variable, key). APP_MODEL, APP_TRAIN and APP_LIVE are
+#: checked when the config is read (``_check_ml_settings``); APP_PRETRAIN's keys are checked against
+#: ``ml.pretrain.PretrainConfig`` where they are used (``app.services.pretraining.settings``).
 JSON_SETTINGS = (("APP_MODEL", "model"), ("APP_TRAIN", "train"), ("APP_PRETRAIN", "pretrain"), ("APP_LIVE", "live"))
+#: U-Net arguments APP_MODEL cannot set: the data gives them (grey EM: one channel; the project's classes)
+DATA_ARCH = ("in_channels", "n_classes")
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
@@ -98,6 +101,7 @@ class Config:
             kw["demo_shape"] = _parse_shape(env["APP_DEMO_SHAPE"])
         extra = {name: _parse_json(key, env[key]) for key, name in JSON_SETTINGS if env.get(key)}
         if extra:
+            _check_ml_settings(extra)
             kw["extra"] = extra
         if env.get("APP_AUTH"):
             kw["auth_enabled"] = env["APP_AUTH"].lower() in TRUE_WORDS
@@ -131,13 +135,17 @@ class Config:
 
 
 def _parse_shape(text: str) -> tuple[int, int, int]:
-    """'Z,Y,X' -> (Z, Y, X) of positive ints (the synthetic demo's size)."""
+    """'Z,Y,X' -> (Z, Y, X): the synthetic demo's size, as large as ``ml.synthetic`` can fill."""
+    from ml.synthetic import check_shape
+
     try:
         shape = tuple(int(v) for v in text.split(","))
     except ValueError:
-        shape = ()
-    if len(shape) != 3 or min(shape) <= 0:
-        raise ValueError(f"APP_DEMO_SHAPE={text!r}; give three positive integers 'Z,Y,X', e.g. 16,512,512")
+        raise ValueError(f"APP_DEMO_SHAPE={text!r}: give three integers 'Z,Y,X', e.g. 16,512,512") from None
+    try:
+        check_shape(shape)
+    except ValueError as exc:
+        raise ValueError(f"APP_DEMO_SHAPE={text!r}: {exc}; e.g. 16,512,512") from None
     return shape  # type: ignore[return-value]
 
 
@@ -158,6 +166,23 @@ def _parse_json(key: str, text: str) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"{key} must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def _check_ml_settings(extra: dict) -> None:
+    """Check APP_MODEL / APP_TRAIN / APP_LIVE against the ml settings' names and ranges when the config is
+    read, so a bad value stops the start naming the variable, instead of failing a job later."""
+    from ml.live import LIVE_RANGES
+    from ml.model import ARCH_RANGES, check_settings
+    from ml.train import TRAIN_RANGES
+
+    ranges = {"model": {k: r for k, r in ARCH_RANGES.items() if k not in DATA_ARCH},
+              "train": TRAIN_RANGES, "live": LIVE_RANGES}
+    for key, name in JSON_SETTINGS:
+        if name in extra and name in ranges:
+            try:
+                check_settings(extra[name], ranges[name])
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
 
 
 _CURRENT: Config | None = None

@@ -1,7 +1,13 @@
 """SQLite persistence: one engine per workspace file, WAL mode, foreign keys, short sessions.
 
-Engines are cached per database path; a forked child (background job) drops the inherited
-connection pool so parent and child never share a SQLite connection.
+Engines are cached per database path. Forks (Dash job processes): SQLite keeps per-file lock
+state in process-global memory, so a child forked while the parent holds *any* connection to a
+file inherits "locks held" that it does not hold; its new connections then take no real lock.
+Measured: once the server died, a restarted server that opened and closed the database deleted
+the WAL under the still-running job, and the job's later commit (a model version) was lost.
+So jobs are forked inside :func:`quiet_for_fork` (no session open, every pooled connection
+closed), and a child drops the inherited pools without closing them (closing an inherited
+handle may checkpoint and delete the parent's WAL).
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 _LOCK = threading.Lock()
 _DATABASES: dict[str, "Database"] = {}
+_INHERITED: list = []     # a forked child's copies of the parent's pools: kept alive, never closed
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -46,15 +53,19 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A transaction: commit on success, roll back on error, always close."""
-        s = self._sessions()
+        _GATE.enter()
         try:
-            yield s
-            s.commit()
-        except BaseException:
-            s.rollback()
-            raise
+            s = self._sessions()
+            try:
+                yield s
+                s.commit()
+            except BaseException:
+                s.rollback()
+                raise
+            finally:
+                s.close()
         finally:
-            s.close()
+            _GATE.leave()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -92,11 +103,66 @@ def forget_all() -> None:
         _DATABASES.clear()
 
 
-def _after_fork_in_child() -> None:
-    global _LOCK
-    _LOCK = threading.Lock()   # another thread may have held it at fork time
+class _ForkGate:
+    """Counts open sessions; while a fork waits, new ones (not nested ones) wait for it."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.open, self.forking = 0, False
+        self.local = threading.local()
+
+    def enter(self) -> None:
+        depth = getattr(self.local, "depth", 0)
+        with self.cond:
+            while self.forking and depth == 0:   # a nested session must not wait: the fork waits for it
+                self.cond.wait()
+            self.open += 1
+        self.local.depth = depth + 1
+
+    def leave(self) -> None:
+        self.local.depth = max(0, getattr(self.local, "depth", 1) - 1)   # a session left open across a fork
+        with self.cond:
+            self.open = max(0, self.open - 1)
+            self.cond.notify_all()
+
+
+_GATE = _ForkGate()
+
+
+@contextmanager
+def quiet_for_fork(timeout: float = 10.0) -> Iterator[bool]:
+    """Fork inside this: no session is open and no SQLite connection of this process exists.
+
+    Yields False when open sessions did not end within ``timeout`` (the fork goes on anyway).
+    Pools reopen connections on demand afterwards.
+    """
+    with _GATE.cond:
+        _GATE.cond.wait_for(lambda: not _GATE.forking)
+        _GATE.forking = True
+        quiet = _GATE.cond.wait_for(lambda: _GATE.open == 0, timeout)
+    try:
+        with _LOCK:                       # no engine is being created (create_all) meanwhile
+            for db in _DATABASES.values():
+                db.engine.dispose()       # close the idle pooled connections
+            yield quiet
+    finally:
+        with _GATE.cond:
+            _GATE.forking = False
+            _GATE.cond.notify_all()
+
+
+def forget_inherited() -> None:
+    """In a forked child: new pools for every engine; the inherited connections are never touched."""
     for db in list(_DATABASES.values()):
-        db.engine.dispose(close=False)   # do not close the parent's connections, just forget them
+        _INHERITED.append(db.engine.pool)   # garbage-collecting them would close the parent's handles
+        db.engine.dispose(close=False)
+
+
+def _after_fork_in_child() -> None:
+    global _LOCK, _GATE
+    _LOCK = threading.Lock()   # another thread may have held it at fork time
+    _GATE = _ForkGate()        # the fork may have happened inside quiet_for_fork
+    forget_inherited()
 
 
 if hasattr(os, "register_at_fork"):

@@ -10,17 +10,28 @@ Fork trap (measured): a process forked after its parent ran a multi-threaded tor
 hangs in its first parallel op unless it runs torch with one thread; ``run_job`` therefore
 sets ``torch.set_num_threads(1)`` in forked workers (Dash diskcache, Celery prefork) and
 ``config.torch_threads`` otherwise.
+
+A job process must not outlive its server (after ``kill -9`` of the server a forked job kept
+the port and stayed "running"): it is forked with no SQLite connection open (``app.db``), drops
+inherited sockets and watches its parent; once the server is gone its cancel check is true, the
+job fails with SERVER_STOPPED, and after STOP_GRACE_S the process exits anyway. Not
+``PR_SET_PDEATHSIG``: it fires when the forking *thread* ends, and Dash forks from a request thread.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
 import socket
+import stat
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timezone
 from typing import Any, Callable, Iterator
 
+from app import db
 from app.config import Config
 from app.db import session_scope
 from app.errors import user_message
@@ -37,6 +48,13 @@ ACTIVE_STATES = ("queued", "running")
 LIVE_KIND = "live"
 PROGRESS_EVERY_S = 0.5
 CANCEL_POLL_S = 1.0
+WATCH_POLL_S = 0.5               # a job process checks this often that its server lives
+STOP_GRACE_S = 10.0              # then waits this long for the job to stop at a cancel check
+SERVER_STOPPED = "interrupted: the server stopped while this job ran; run it again (saved labels and versions are kept)"
+PROCESS_GONE = "interrupted: the process running this job stopped (killed, or the server stopped); run it again"
+SERVER_GONE = threading.Event()  # set in a job process whose server died
+_CURRENT: dict = {}              # the job this process runs: {"config", "job_id"}
+log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, dict], None]
 
@@ -53,9 +71,9 @@ class JobOutcome:
         return self.status == "done"
 
 
-# --- background manager ---------------------------------------------------------------------------
+# --- background manager and the job process ---------------------------------------------------------
 def make_background_manager(config: Config):
-    """DiskcacheManager on the workspace (default) or CeleryManager (APP_JOB_BACKEND=celery)."""
+    """JobProcessManager (diskcache) on the workspace (default) or CeleryManager (APP_JOB_BACKEND=celery)."""
     if config.job_backend == "celery":
         from dash import CeleryManager
 
@@ -63,9 +81,77 @@ def make_background_manager(config: Config):
 
         return CeleryManager(make_celery(config))
     import diskcache
+
+    return _manager_class()(diskcache.Cache(str(Workspace(config.workspace).jobs_cache_dir())))
+
+
+@functools.cache
+def _manager_class():
     from dash import DiskcacheManager
 
-    return DiskcacheManager(diskcache.Cache(str(Workspace(config.workspace).jobs_cache_dir())))
+    class JobProcessManager(DiskcacheManager):
+        """DiskcacheManager whose job processes hold no server state and stop with the server."""
+        def call_job_fn(self, key, job_fn, args, context):
+            with db.quiet_for_fork():
+                return super().call_job_fn(key, functools.partial(job_process_main, os.getpid(), job_fn), args, context)
+    return JobProcessManager
+
+
+def job_process_main(server_pid: int, job_fn: Callable[..., Any], *args: Any) -> Any:
+    """Forked job process: free the server's sockets, watch the server, run (app.db forgot the pools)."""
+    _CURRENT.clear()                    # a job the server ran in-process is not ours
+    release_inherited_sockets()
+    watch_server(server_pid)
+    return job_fn(*args)
+
+
+def release_inherited_sockets() -> int:
+    """Inherited TCP/listening sockets -> /dev/null: the port dies with the server, fds stay valid."""
+    fd_dir = next((d for d in ("/proc/self/fd", "/dev/fd") if os.path.isdir(d)), None)
+    fds = sorted(int(f) for f in os.listdir(fd_dir) if f.isdigit()) if fd_dir else []
+    null, n = os.open(os.devnull, os.O_RDWR), 0
+    for fd in fds:
+        try:
+            if fd <= 2 or fd == null or not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            sock = socket.socket(fileno=fd)
+            try:
+                accept = getattr(socket, "SO_ACCEPTCONN", None)
+                listening = accept is not None and sock.getsockopt(socket.SOL_SOCKET, accept)
+                inet = sock.family in (socket.AF_INET, socket.AF_INET6)
+            finally:
+                sock.detach()
+            if inet or listening:
+                os.dup2(null, fd, inheritable=False)
+                n += 1
+        except OSError:
+            continue
+    os.close(null)
+    return n
+
+
+def watch_server(server_pid: int) -> threading.Thread:
+    """Daemon thread: once the parent ``server_pid`` is gone, stop the job (cancel check, then exit)."""
+    def watch() -> None:
+        while os.getppid() == server_pid:
+            time.sleep(WATCH_POLL_S)
+        SERVER_GONE.set()
+        log.warning("server %s is gone: stopping job %s", server_pid, _CURRENT.get("job_id"))
+        time.sleep(STOP_GRACE_S)                       # the job stops at its next cancel check
+        threading.Timer(5.0, os._exit, (3,)).start()   # even when the database does not answer
+        with contextlib.suppress(Exception):
+            mark_interrupted(**_CURRENT)
+        os._exit(3)
+    t = threading.Thread(target=watch, name=f"watch-server-{server_pid}", daemon=True)
+    return t.start() or t
+
+
+def mark_interrupted(config: Config, job_id: int, reason: str = SERVER_STOPPED) -> None:
+    """Fail a job that is still queued/running with ``reason`` (one that ended keeps its outcome)."""
+    with session_scope(config) as s:
+        j = s.get(Job, job_id)
+        if j is not None and j.status in ACTIVE_STATES:
+            j.status, j.error, j.finished = "failed", reason, utcnow()
 
 
 # --- records ---------------------------------------------------------------------------------------
@@ -185,8 +271,8 @@ def _process_alive(pid: int | None, since) -> bool:
         return False
 
 
-def recover_stale(config: Config) -> int:
-    """Mark active jobs whose process (on this host) is gone as failed, or cancelled when asked."""
+def recover_stale(config: Config, reason: str = PROCESS_GONE) -> int:
+    """Fail active jobs whose process (on this host) is gone, with ``reason``; cancel them when asked."""
     host = socket.gethostname()
     n = 0
     with session_scope(config) as s:
@@ -200,7 +286,7 @@ def recover_stale(config: Config) -> int:
                 j.error = j.error or "stopped: a newer live update replaced it (or its process ended)"
             else:
                 j.status = "failed"
-                j.error = j.error or "the process running this job stopped (killed or server restart); nothing was lost, run it again"
+                j.error = j.error or reason
             j.finished = utcnow()
             n += 1
     return n
@@ -267,7 +353,7 @@ class _CancelFlag:
         self._last, self._value = 0.0, False
 
     def __call__(self) -> bool:
-        if self._value:
+        if self._value or SERVER_GONE.is_set():
             return True
         if self.extra is not None and self.extra():
             self._value = True
@@ -294,15 +380,17 @@ def run_job(config: Config, kind: str, project_id: int | None, fn: Callable[...,
         job_id = create_job(config, kind, project_id, params)
     progress = _Reporter(config, job_id, set_progress)
     cancel_fn = _CancelFlag(config, job_id, cancel)
+    _CURRENT.update(config=config, job_id=job_id)
     try:
         configure_torch_threads(config)
         lock = compute_lock(config, cancel_fn) if compute else contextlib.nullcontext()
         with lock:
             set_state(config, job_id, "running")
             result = fn(progress=progress, cancel=cancel_fn, **kwargs)
-    except Cancelled:
-        set_state(config, job_id, "cancelled")
-        return JobOutcome(job_id, "cancelled")
+    except Cancelled:   # asked by the user, or the server is gone (then it is a failure with the reason)
+        status, error = ("failed", SERVER_STOPPED) if SERVER_GONE.is_set() else ("cancelled", None)
+        set_state(config, job_id, status, error=error)
+        return JobOutcome(job_id, status, error=error)
     except Exception as exc:  # every failure is recorded with its message, never lost
         msg = user_message(exc)
         set_state(config, job_id, "failed", error=msg)

@@ -5,12 +5,15 @@ strong ETag and a long max-age; overlays change as labels/predictions change, so
 revalidated (``no-cache`` + content ETag) and the viewer adds a revision to their URL.
 Finished exports are streamed from the workspace (files too large for ``dcc.Download``).
 With ``?live=<rev>`` the prediction and uncertainty overlays of the xy slice live mode has
-just predicted show the live draft's view (``app.services.live``).
+just predicted show the live draft's view (``app.services.live``). A bad query or path is
+answered 400 / 404 with a one-line plain-text reason, never a 500.
 """
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 from flask import Flask, Response, abort, request, send_file
@@ -22,6 +25,12 @@ from app.services import active, exports, live, projects
 
 OVERLAY_KINDS = ("labels", "prediction", "uncertainty", "gt")
 TILE_MAX_AGE = 3600
+MAX_LEVEL = 6                 # 1/64 of a side: an overview needs no coarser level
+
+
+def _refuse(status: int, message: str) -> NoReturn:
+    """End the request with a short plain-text reason (a bad query is the client's to fix, never a 500)."""
+    abort(Response(message + "\n", status=status, mimetype="text/plain"))
 
 
 def _float_arg(name: str) -> float | None:
@@ -29,9 +38,31 @@ def _float_arg(name: str) -> float | None:
     if v in (None, ""):
         return None
     try:
-        return float(v)
+        value = float(v)
     except ValueError:
-        abort(400, f"{name} must be a number")
+        value = math.nan
+    if not math.isfinite(value):
+        _refuse(400, f"{name} must be a finite number, got {v!r}")
+    return value
+
+
+def _level_arg() -> int:
+    """``?level=``: overview tiles show every 2**level-th pixel, level 0..MAX_LEVEL."""
+    v = request.args.get("level") or "0"
+    level = int(v) if v.isdecimal() else -1
+    if not 0 <= level <= MAX_LEVEL:
+        _refuse(400, f"level must be an integer 0..{MAX_LEVEL}, got {v!r}")
+    return level
+
+
+def _model_arg() -> int | None:
+    """``?mid=``: the model whose prediction to overlay (default: the newest segmentation's or active one)."""
+    v = request.args.get("mid")
+    if v in (None, ""):
+        return None
+    if not v.isdecimal():
+        _refuse(400, f"mid must be a model id (a whole number), got {v!r}")
+    return int(v)
 
 
 def _png_response(data: bytes, etag: str, cache_control: str) -> Response:
@@ -59,10 +90,10 @@ def _not_modified(etag: str, cache_control: str) -> Response | None:
 
 def _check_plane(plane: str, index: int, shape) -> None:
     if plane not in imaging.PLANES:
-        abort(404, f"plane must be one of {imaging.PLANES}")
+        _refuse(404, f"plane must be one of {imaging.PLANES}")
     axis = {"xy": 0, "xz": 1, "yz": 2}[plane]
     if not 0 <= index < shape[axis]:
-        abort(404, f"index {index} outside 0..{shape[axis] - 1}")
+        _refuse(404, f"index {index} outside 0..{shape[axis] - 1}")
 
 
 def label_plane(store, plane: str, index: int, shape) -> np.ndarray:
@@ -115,8 +146,7 @@ def _render_overlay(config: Config, vid: int, kind: str, plane: str, index: int,
         rgba = _live_overlay(config, vid, kind, index, shape)
         if rgba is not None:
             return rgba
-    mid = request.args.get("mid", type=int)
-    path = prediction_path(config, vid, mid)
+    path = prediction_path(config, vid, _model_arg())
     if path is None:
         return None
     import zarr
@@ -154,8 +184,8 @@ def register_routes(server: Flask, config: Config) -> imaging.PNGCache:
         if info is None:
             try:
                 info = infos[vid] = projects.volume_info(config, vid)
-            except NotFound:
-                abort(404)
+            except NotFound as e:
+                _refuse(404, str(e))
         return info
 
     @server.route("/tiles/<int:vid>/<plane>/<int:index>.png")
@@ -166,7 +196,7 @@ def register_routes(server: Flask, config: Config) -> imaging.PNGCache:
         hi = _float_arg("hi")
         lo = info["lo"] if lo is None else lo
         hi = info["hi"] if hi is None else hi
-        level = max(0, min(int(request.args.get("level", 0) or 0), 6))
+        level = _level_arg()
         cc = f"private, max-age={TILE_MAX_AGE}"
         etag = f"t{vid}-{info['created']}-{plane}-{index}-{lo!r}-{hi!r}-{level}"
         etag = hashlib.sha1(etag.encode()).hexdigest()[:24]
@@ -178,7 +208,7 @@ def register_routes(server: Flask, config: Config) -> imaging.PNGCache:
             try:
                 vol = projects.open_volume(config, vid)
             except UserError as e:
-                abort(410, str(e))
+                _refuse(410, str(e))
             arr = imaging.downsample(vol.plane(plane, index), level)
             data = imaging.encode_png(imaging.window(arr, lo, hi), config.png_level)
             cache.put(etag, data)
@@ -187,31 +217,32 @@ def register_routes(server: Flask, config: Config) -> imaging.PNGCache:
     @server.route("/overlay/<int:vid>/<kind>/<plane>/<int:index>.png")
     def overlay(vid: int, kind: str, plane: str, index: int):
         if kind not in OVERLAY_KINDS:
-            abort(404, f"overlay kind must be one of {OVERLAY_KINDS}")
+            _refuse(404, f"overlay kind must be one of {OVERLAY_KINDS}")
         try:
             info = projects.volume_info(config, vid)
-        except NotFound:
-            abort(404)
+        except NotFound as e:
+            _refuse(404, str(e))
         _check_plane(plane, index, info["shape"])
+        level = _level_arg()
         rgba = _render_overlay(config, vid, kind, plane, index, info["shape"])
         data = imaging.TRANSPARENT_PNG if rgba is None else imaging.encode_png(
-            imaging.downsample(rgba.transpose(2, 0, 1), int(request.args.get("level", 0) or 0)).transpose(1, 2, 0))
+            imaging.downsample(rgba.transpose(2, 0, 1), level).transpose(1, 2, 0))
         return _content_png(data, "no-cache")
 
     @server.route("/thumbs/<int:suggestion_id>.png")
     def thumb(suggestion_id: int):
         try:
             data = active.thumbnail_png(suggestion_id, config)   # rebuilt when the file is gone
-        except UserError:
-            abort(404)
+        except UserError as e:
+            _refuse(404, str(e))
         return _content_png(data, "private, max-age=60")
 
     @server.route("/exports/<name>")
     def export_file(name: str):
         try:
             path = exports.resolve_export(config, name)
-        except UserError:
-            abort(404)
+        except UserError as e:
+            _refuse(404, str(e))
         return send_file(path, as_attachment=True, download_name=path.name, conditional=True, max_age=0)
 
     return cache

@@ -36,7 +36,7 @@ def create_app(config: Config | None = None, auth_check=None) -> dash.Dash:
     set_current(config)
     Workspace(config.workspace).ensure()
     database(config)                      # create tables
-    jobs.recover_stale(config)            # jobs of a previous server process
+    jobs.recover_stale(config, reason=jobs.SERVER_STOPPED)   # jobs of a previous server process
     app = dash.Dash(
         __name__,
         title="ActiveSeg",
@@ -55,4 +55,5 @@ def create_app(config: Config | None = None, auth_check=None) -> dash.Dash:
     app._activeseg_tiles = register_routes(server, config)   # type: ignore[attr-defined]
     app.layout = build_layout
     register_all(app)
+    database(config).engine.dispose()     # processes forked from here inherit no SQLite state (app.db)
     return app

@@ -40,15 +40,13 @@ def run_training(config: Config, project_id: int | None, mode: str, parent_id: A
 
 
 def training_status(outcome: jobs.JobOutcome) -> str:
-    """The status line of a finished training job: steps, validation and ground-truth IoU ("n/a" explained)."""
+    """The status line of a finished training job: steps, the quality estimate (or why there is none), GT IoU."""
     if not outcome.ok:
         return outcome_text(outcome, "")
     res = outcome.result
     metrics = res["metrics"]
     text = (f"Model {res['model_id']} trained ({plural(metrics['steps'], 'step')}) and activated; "
-            f"validation IoU {view.iou_text(metrics.get('val_iou'))}")
-    if metrics.get("val_iou") is None:
-        text += f" ({evaluation.val_iou_missing_reason(metrics)})"
+            f"{evaluation.quality_text(metrics)}")
     if metrics.get("gt_iou") is not None:
         text += f"; IoU vs ground truth {view.iou_text(metrics['gt_iou'])}"
     if metrics.get("started_from"):
@@ -85,12 +83,14 @@ def versions_view(config: Config, project_id: int | None, activate: bool, select
         except Exception as e:  # noqa: BLE001 - shown to the user
             note = user_message(e)
     versions = training.list_versions(config, project_id)
-    options = [{"label": f"v{v['id']}{' (active)' if v['active'] else ''} val IoU {view.iou_text(v['val_iou'])}",
+    options = [{"label": f"v{v['id']}{' (active)' if v['active'] else ''} est. IoU {view.iou_text(v['est_iou'])}",
                 "value": v["id"]} for v in versions]
     active_id = next((v["id"] for v in versions if v["active"]), versions[0]["id"] if versions else None)
     points = training.efficiency_points(config, project_id)
-    gt_note = note or ("IoU vs ground truth: central slab of the volume with reference labels (same for every "
-                       "version)." if training.has_ground_truth(config, project_id) else "")
+    active = next((v for v in versions if v["active"]), None)
+    quality = f"v{active['id']} (active): {active['quality_text']}. " if active else ""
+    gt_note = note or quality + ("IoU vs ground truth: central slab of the volume with reference labels (same for "
+                                 "every version)." if training.has_ground_truth(config, project_id) else "")
     return ([view.version_row(v) for v in versions], [], options, active_id, view.efficiency_figure(points), gt_note,
             effort_note(config, project_id))
 

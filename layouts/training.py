@@ -21,12 +21,14 @@ VERSION_COLUMNS = [
     {"name": "started from", "id": "started_from"},
     {"name": "labeled px", "id": "n_labeled_pixels"},
     {"name": "patches", "id": "n_labeled_patches"},
-    {"name": "val IoU", "id": "val_iou_text"},
+    {"name": "est. IoU", "id": "est_iou_text"},
     {"name": "GT IoU", "id": "gt_iou_text"},
     {"name": "steps", "id": "steps"},
     {"name": "status", "id": "note"},
 ]
 LIVE_TITLE = "Training curves"
+HELDOUT_TRACE = "IoU on held-out labels (tracks training, flatters the model)"
+ESTIMATE_TRACE = "estimated IoU"
 IOU_AXIS = dict(title="IoU", range=[0, 1], tickmode="linear", tick0=0, dtick=0.2, showgrid=False)
 
 
@@ -38,11 +40,14 @@ def iou_text(value: float | None) -> str:
 def version_row(version: dict) -> dict:
     """A version dict (``app.services.training.list_versions``) with the table's display fields."""
     return {**version, "created_short": version["created"][5:16].replace("T", " "),
-            "val_iou_text": iou_text(version["val_iou"]), "gt_iou_text": iou_text(version["gt_iou"])}
+            "est_iou_text": iou_text(version.get("est_iou")), "gt_iou_text": iou_text(version["gt_iou"])}
 
 
 def live_figure(history: Sequence[dict]) -> go.Figure:
-    """Training loss (left axis) and validation IoU (right axis, 0..1) against step."""
+    """Training loss (left axis) and IoU on the held-out labels (right axis, 0..1) against step.
+
+    The held-out IoU tracks training; it is not the model's quality (labels sit on easy pixels):
+    that is the estimate in the version table."""
     if not history:
         return empty_figure("no training run yet")
     steps = [h.get("step") for h in history if h.get("loss") is not None]
@@ -51,7 +56,7 @@ def live_figure(history: Sequence[dict]) -> go.Figure:
     fig = empty_figure()
     fig.add_trace(go.Scatter(x=steps, y=loss, name="loss", mode="lines"))
     if val:
-        fig.add_trace(go.Scatter(x=[v[0] for v in val], y=[v[1] for v in val], name="val IoU",
+        fig.add_trace(go.Scatter(x=[v[0] for v in val], y=[v[1] for v in val], name=HELDOUT_TRACE,
                                  mode="lines+markers", yaxis="y2"))
     fig.update_layout(xaxis_title="step", yaxis=dict(title="loss"), yaxis2=dict(IOU_AXIS, overlaying="y", side="right"),
                       legend=dict(orientation="h", y=-0.25))
@@ -59,12 +64,12 @@ def live_figure(history: Sequence[dict]) -> go.Figure:
 
 
 def efficiency_figure(points: Sequence[dict], x_key: str = "n_labeled_patches") -> go.Figure:
-    """Validation (and ground-truth) IoU per model version against labeling effort."""
+    """Estimated (and ground-truth) IoU per model version against labeling effort (gaps: not estimated)."""
     if not points:
         return empty_figure("train a model to see IoU against labeled data")
     fig = empty_figure()
     xs = [p[x_key] for p in points]
-    fig.add_trace(go.Scatter(x=xs, y=[p.get("val_iou") for p in points], name="val IoU", mode="lines+markers",
+    fig.add_trace(go.Scatter(x=xs, y=[p.get("est_iou") for p in points], name=ESTIMATE_TRACE, mode="lines+markers",
                              text=[f"model {p['id']}: {p['n_labeled_pixels']:,} labeled px" for p in points]))
     if any(p.get("gt_iou") is not None for p in points):
         fig.add_trace(go.Scatter(x=xs, y=[p.get("gt_iou") for p in points], name="IoU vs ground truth",

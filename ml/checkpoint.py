@@ -92,15 +92,11 @@ def _read_payload(path: Path, device: str | torch.device) -> dict:
         raise CheckpointError(f"no checkpoint file at {path}")
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt/foreign data
-        raise CheckpointError(
-            f"{path} is not a readable ActiveSeg checkpoint ({type(exc).__name__}: {exc}); "
-            "expected a file written by ml.checkpoint.save_checkpoint"
-        ) from exc
+    except Exception as exc:  # torch raises many types for corrupt/foreign data; its advice is pages long
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise CheckpointError(f"not a readable ActiveSeg checkpoint: {path} ({why})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} is a torch file but not an ActiveSeg checkpoint (no format={FORMAT!r} marker)"
-        )
+        raise CheckpointError(f"not an ActiveSeg checkpoint: {path} (a torch file without format={FORMAT!r})")
     if int(payload.get("version", 0)) > VERSION:
         raise CheckpointError(
             f"{path} has checkpoint version {payload.get('version')}; this code reads up to {VERSION}"

@@ -7,47 +7,23 @@ shows one for bug reports). Ctrl-C stops cleanly: training saves the best weight
 """
 from __future__ import annotations
 
-import argparse
-import os
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
+
+from ml.cli_checks import (InputError, OneLineParser, check_output_file, check_suffix, check_writable_parent,
+                           join_negative_values, non_negative, positive, probability, voxel_size)
+from ml.io.errors import SUPPORTED_FORMATS
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 #: How --labels values are read: see ml.cli_train.
 LABEL_MODES = ("mask", "classes")
-
-
-class InputError(Exception):
-    """Bad user input found by the CLI itself (shape mismatch, missing labels, ...)."""
-
-
-def _voxel_size(text: str) -> tuple[float, float, float]:
-    try:
-        vs = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        vs = ()
-    if len(vs) != 3 or min(vs) <= 0:
-        raise argparse.ArgumentTypeError(f"expected three positive numbers z,y,x in nm (e.g. 40,4,4), got {text!r}")
-    return vs  # type: ignore[return-value]
-
-
-def _positive(kind: type) -> Callable[[str], Any]:
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
-        return value
-    return parse
+#: What ``stats --instances`` can write (ml.io.export).
+INSTANCE_SUFFIXES = (".tif", ".tiff", ".zarr")
 
 
 class Progress:
@@ -115,10 +91,17 @@ def device_from_arg(name: str | None):
 
 
 def intensity_window(volume, norm: dict) -> tuple[float, float]:
-    """Intensity window: absolute lo/hi when stored, else the volume's percentiles."""
+    """Intensity window: absolute lo/hi when stored, else the volume's percentiles.
+
+    Checked here, before any output exists, rather than by ``normalize`` in the middle of the work.
+    """
     if "lo" in norm and "hi" in norm:
-        return float(norm["lo"]), float(norm["hi"])
-    return volume.percentiles(float(norm.get("lo_pct", 1.0)), float(norm.get("hi_pct", 99.5)))
+        lo, hi = float(norm["lo"]), float(norm["hi"])
+    else:
+        lo, hi = volume.percentiles(float(norm.get("lo_pct", 1.0)), float(norm.get("hi_pct", 99.5)))
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+        raise InputError(f"unusable intensity window lo={lo}, hi={hi} for {volume.name}")
+    return lo, hi
 
 
 def cmd_train(args) -> int:
@@ -137,6 +120,7 @@ def cmd_pretrain(args) -> int:
 def _check_output_dir(out: Path) -> None:
     """Only ever overwrite a previous prediction, never an unrelated folder or file."""
     if not out.exists():
+        check_writable_parent(out, "--out")
         return
     from ml.infer import PredictionError, open_prediction
 
@@ -153,11 +137,11 @@ def cmd_predict(args) -> int:
     from ml.io.readers import open_volume
     from ml.progress import Cancelled
 
+    out = Path(args.out)
+    _check_output_dir(out)
     device = device_from_arg(args.device)
     model, info = load_checkpoint(args.model, device)
     volume = open_volume(args.raw, dataset=args.dataset)
-    out = Path(args.out)
-    _check_output_dir(out)
     lo, hi = intensity_window(volume, dict(info.get("normalization") or {}))
     names = [c["name"] if isinstance(c, dict) else str(c) for c in info["classes"]]
     z, h, w = volume.shape
@@ -180,23 +164,32 @@ def cmd_predict(args) -> int:
 
 
 # ----------------------------------------------------------------------------- stats
-def _write_csv_atomic(table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _check_stats_outputs(args) -> None:
+    """Both outputs writable and of a known kind, before the segmentation (and before the CSV)."""
+    check_output_file(Path(args.out), "--out")
+    if not args.instances:
+        return
+    inst = Path(args.instances)
+    check_suffix(inst, "--instances", INSTANCE_SUFFIXES)
+    if inst.suffix.lower() == ".zarr":
+        from ml.io.export import is_ome_zarr
+
+        if inst.exists() and not (inst.is_dir() and is_ome_zarr(inst)):
+            raise InputError(f"--instances {inst} exists and is not an earlier OME-Zarr export; choose a new path")
+        check_writable_parent(inst, "--instances")
+    else:
+        check_output_file(inst, "--instances")
+    if inst.resolve() == Path(args.out).resolve():
+        raise InputError("--instances and --out are the same path")
 
 
 def cmd_stats(args) -> int:
+    from ml.files import atomic_write
     from ml.infer import foreground_probability, open_prediction
     from ml.objects import object_table, summary
     from ml.postprocess import segment
 
+    _check_stats_outputs(args)
     group = open_prediction(args.pred)
     _, zdim, h, w = group["prob"].shape
     fg = np.empty((zdim, h, w), np.float16)
@@ -208,7 +201,7 @@ def cmd_stats(args) -> int:
     inst = segment(fg, threshold=args.threshold, min_size=args.min_size, split=args.split, voxel_size=vs)
     del fg
     table = object_table(inst, vs)
-    _write_csv_atomic(table, Path(args.out))
+    atomic_write(Path(args.out), lambda tmp: table.to_csv(tmp, index=False))
     if args.instances:
         _write_instances(Path(args.instances), inst, vs)
     s = summary(table)
@@ -221,31 +214,32 @@ def cmd_stats(args) -> int:
 
 
 def _write_instances(path: Path, inst: np.ndarray, vs) -> None:
+    """The instance labels as TIFF or OME-Zarr (the suffix was checked by _check_stats_outputs)."""
     from ml.io.export import write_ome_zarr, write_tiff
 
-    if path.suffix.lower() in (".tif", ".tiff"):
-        write_tiff(path, inst, vs)
-    elif path.suffix.lower() == ".zarr":
+    if path.suffix.lower() == ".zarr":
         write_ome_zarr(path, inst, vs, "instances")
     else:
-        raise InputError(f"--instances must end in .tif, .tiff or .zarr, got {path.name}")
+        write_tiff(path, inst, vs)
 
 
 # ----------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ml", description="ActiveSeg: train, predict and measure from a terminal.")
+def build_parser() -> OneLineParser:
+    formats = f"Accepted volume formats: {SUPPORTED_FORMATS}."
+    p = OneLineParser(prog="python -m ml", description="ActiveSeg: train, predict and measure from a terminal.",
+                      epilog=formats)
     p.add_argument("--traceback", action="store_true", help="show the full traceback on errors (for bug reports)")
     sub = p.add_subparsers(dest="command", metavar="{pretrain,train,predict,stats}")
-    pt = sub.add_parser("pretrain", help="self-supervised pre-training on an unlabeled volume")
+    pt = sub.add_parser("pretrain", help="self-supervised pre-training on an unlabeled volume", epilog=formats)
     pt.add_argument("--raw", required=True, help="image volume: TIFF, folder of slices, Zarr, HDF5, MRC")
     pt.add_argument("--out", required=True, help="weights to write (e.g. encoder.pt); rerun to resume")
-    pt.add_argument("--steps", type=_positive(int), default=1500)
-    pt.add_argument("--minutes", type=_positive(float), help="stop after this many minutes (saved as finished)")
-    pt.add_argument("--crop", type=_positive(int), default=128)
-    pt.add_argument("--base", type=_positive(int), default=16, help="U-Net width (must match the models trained from it)")
-    pt.add_argument("--depth", type=_positive(int), default=4)
+    pt.add_argument("--steps", type=positive(int), default=1500)
+    pt.add_argument("--minutes", type=positive(float), help="stop after this many minutes (saved as finished)")
+    pt.add_argument("--crop", type=positive(int), default=128)
+    pt.add_argument("--base", type=positive(int), default=16, help="U-Net width (must match the models trained from it)")
+    pt.add_argument("--depth", type=positive(int), default=4)
     pt.add_argument("--seed", type=int, default=0)
-    t = sub.add_parser("train", help="train (or fine-tune) a U-Net on labels")
+    t = sub.add_parser("train", help="train (or fine-tune) a U-Net on labels", epilog=formats)
     t.add_argument("--raw", required=True, help="image volume: TIFF, folder of slices, Zarr, HDF5, MRC")
     t.add_argument("--labels", required=True, help="dense label volume (same formats) or a LabelStore folder")
     t.add_argument("--label-values", choices=LABEL_MODES, default="mask",
@@ -254,31 +248,33 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="checkpoint to write (e.g. model.pt)")
     t.add_argument("--from", dest="from_", help="checkpoint to fine-tune from (warm start)")
     t.add_argument("--pretrained", help="start a new model from `python -m ml pretrain` weights")
-    t.add_argument("--epochs", type=_positive(int), default=10)
-    t.add_argument("--steps-per-epoch", type=_positive(int), default=100, help="steps between validations")
-    t.add_argument("--lr", type=_positive(float), default=1e-3)
-    t.add_argument("--crop", type=_positive(int), default=128, help="training crop size (px)")
-    t.add_argument("--batch", type=_positive(int), default=8)
-    t.add_argument("--base", type=_positive(int), default=16, help="U-Net width (ignored with --from)")
+    t.add_argument("--epochs", type=positive(int), default=10)
+    t.add_argument("--steps-per-epoch", type=positive(int), default=100, help="steps between validations")
+    t.add_argument("--lr", type=positive(float), default=1e-3)
+    t.add_argument("--crop", type=positive(int), default=128, help="training crop size (px)")
+    t.add_argument("--batch", type=positive(int), default=8)
+    t.add_argument("--base", type=positive(int), default=16, help="U-Net width (ignored with --from)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--labels-dataset", help="HDF5 dataset path inside --labels")
-    pr = sub.add_parser("predict", help="probability (and uncertainty) maps for a whole volume, as Zarr")
+    pr = sub.add_parser("predict", help="probability (and uncertainty) maps for a whole volume, as Zarr",
+                        epilog=formats)
     pr.add_argument("--model", required=True)
     pr.add_argument("--raw", required=True)
     pr.add_argument("--out", required=True, help="output Zarr folder (e.g. pred.zarr)")
-    pr.add_argument("--mc-passes", type=int, default=0, help="MC-dropout passes for entropy/BALD maps (0 = off)")
-    pr.add_argument("--tile", type=_positive(int), default=512, help="output tile (px)")
-    pr.add_argument("--context", type=int, help="px of image around each tile (default: the model's receptive "
-                                                 "radius, so tiling changes nothing)")
-    pr.add_argument("--batch", type=_positive(int), default=8, help="tiles per forward pass")
+    pr.add_argument("--mc-passes", type=non_negative(int), default=0,
+                    help="MC-dropout passes for entropy/BALD maps (0 = off)")
+    pr.add_argument("--tile", type=positive(int), default=512, help="output tile (px)")
+    pr.add_argument("--context", type=non_negative(int), help="px of image around each tile (default: the model's "
+                                                                "receptive radius, so tiling changes nothing)")
+    pr.add_argument("--batch", type=positive(int), default=8, help="tiles per forward pass")
     st = sub.add_parser("stats", help="objects (3D connected components) and their sizes from a prediction")
     st.add_argument("--pred", required=True, help="prediction Zarr written by `predict`")
     st.add_argument("--out", required=True, help="CSV table, one row per object")
-    st.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold")
-    st.add_argument("--min-size", type=int, default=0, help="drop objects smaller than this (voxels)")
-    st.add_argument("--voxel-size", type=_voxel_size, help="z,y,x in nm (default: stored with the prediction)")
+    st.add_argument("--threshold", type=probability, default=0.5, help="foreground probability threshold (0..1)")
+    st.add_argument("--min-size", type=non_negative(int), default=0, help="drop objects smaller than this (voxels)")
+    st.add_argument("--voxel-size", type=voxel_size, help="z,y,x in nm (default: stored with the prediction)")
     st.add_argument("--split", action="store_true", help="split touching objects (watershed)")
-    st.add_argument("--instances", help="also write the instance label volume (.tif or .zarr)")
+    st.add_argument("--instances", help="also write the instance label volume (.tif, .tiff or .zarr)")
     for cmd in (pt, t, pr):
         cmd.add_argument("--dataset", help="HDF5 dataset path inside --raw")
         cmd.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -302,10 +298,18 @@ def _fail(message: str) -> None:
     print("error: " + " ".join(str(message).split()), file=sys.stderr, flush=True)
 
 
+def _message(exc: Exception) -> str:
+    """The error's own message; volume errors point to --help instead of listing every format."""
+    short = getattr(exc, "short", None)
+    if isinstance(short, str) and short != str(exc):
+        return f"{short}; see --help for the accepted formats"
+    return str(exc) or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit code (0 ok, 2 bad input, 130 interrupted, 1 internal error)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
@@ -318,10 +322,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.traceback:
             raise
         if isinstance(exc, _input_errors()):
-            _fail(str(exc) or type(exc).__name__)
+            _fail(_message(exc))
             return EXIT_BAD_INPUT
         if isinstance(exc, MemoryError):
-            _fail("out of memory: try a smaller --tile/--batch, or a machine with more RAM")
+            _fail(f"out of memory ({exc}): try a smaller --tile/--batch, or a machine with more RAM")
             return 1
         _fail(f"internal error ({type(exc).__name__}: {exc}); rerun with --traceback and report it")
         return 1

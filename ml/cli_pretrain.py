@@ -9,21 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from ml.cli import EXIT_INTERRUPTED, InputError, Interrupt, Progress, device_from_arg, intensity_window
-
-
-def _check_out(out: Path) -> None:
-    """Fail before the work, not after it: the folder must exist-or-be-creatable and be writable."""
-    if out.is_dir():
-        raise InputError(f"--out {out} is a folder; give a file name such as encoder.pt")
-    parent = out.parent if str(out.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        probe = parent / f".{out.name}.probe"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise InputError(f"cannot write --out {out}: {exc.strerror or exc}") from None
+from ml.cli import EXIT_INTERRUPTED, Interrupt, Progress, device_from_arg, intensity_window
+from ml.cli_checks import check_output_file
 
 
 def run_pretrain(args) -> int:
@@ -35,7 +22,7 @@ def run_pretrain(args) -> int:
     from ml.progress import Cancelled
 
     out = Path(args.out)
-    _check_out(out)
+    check_output_file(out, "--out")
     device = device_from_arg(args.device)
     volume = open_volume(args.raw, dataset=args.dataset)
     lo, hi = intensity_window(volume, dict(DEFAULT_NORMALIZATION))

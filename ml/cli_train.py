@@ -14,6 +14,7 @@ import numpy as np
 
 from ml.io.normalize import normalize
 from ml.cli import EXIT_INTERRUPTED, InputError, Interrupt, Progress, device_from_arg, intensity_window
+from ml.cli_checks import check_output_file, warn
 
 #: Dense label volumes are cut into tiles of this size; at most MAX_TRAIN_PIXELS are kept in memory.
 TRAIN_TILE = 1024
@@ -77,6 +78,59 @@ def _dense_regions(volume, labels, mode: str, lo: float, hi: float, seed: int) -
     return regions
 
 
+def _check_out(out: Path) -> None:
+    """A writable file name that is new or an earlier checkpoint, never the user's other data."""
+    from ml.checkpoint import CheckpointError, read_info
+
+    check_output_file(out, "--out")
+    if out.exists():
+        try:
+            read_info(out)
+        except CheckpointError:
+            raise InputError(f"--out {out} exists and is not an ActiveSeg checkpoint; choose a new path") from None
+
+
+def _check_labels(regions: list, mode: str, parent_info: dict | None, where: str) -> None:
+    """Refuse labels no model can learn from now, not after the training."""
+    values = _label_values(regions) if regions else []
+    if not values:
+        raise InputError(f"no labeled pixels in {where}")
+    if mode == "classes":
+        _check_class_values(values, parent_info)
+    _check_two_classes(values, mode, parent_info)
+
+
+def _label_values(regions: list) -> list[int]:
+    """The label values the training regions hold, 0 (unlabeled) left out."""
+    values = np.unique(np.concatenate([np.unique(r.labels) for r in regions]))
+    return [int(v) for v in values if v != 0]
+
+
+def _check_class_values(values: list[int], parent_info: dict | None) -> None:
+    """--label-values classes: every class up to the largest value must be labeled somewhere, else
+    a 0/255 mask read as classes silently trains a 255-class model."""
+    if parent_info is not None and len(parent_info["classes"]) >= values[-1]:
+        return  # the parent model defines these classes
+    missing = sorted(set(range(2, values[-1])) - set(values))
+    if missing:
+        bad = [v for v in values if v > missing[0]]
+        skipped = ", ".join(map(str, missing)) if len(missing) <= 4 else f"{missing[0]}, ..., {missing[-1]}"
+        raise InputError(f"--label-values classes: label value(s) {', '.join(map(str, bad))} skip class value(s) "
+                         f"{skipped}; number classes 1 = background, 2, 3, ... without gaps "
+                         "(for a 0/255 mask use --label-values mask)")
+
+
+def _check_two_classes(values: list[int], mode: str, parent_info: dict | None) -> None:
+    """A new model cannot learn from one class; fine-tuning on one class is allowed, with a warning."""
+    if len(values) >= 2:
+        return
+    what = {"mask": {1: "background only: every label pixel is 0", 2: "mitochondria only: no label pixel is 0"}}
+    one = what.get(mode, {}).get(values[0], f"the value {values[0]} only")
+    if parent_info is None:
+        raise InputError(f"the labels hold one class ({one}); a model needs at least two classes to learn from")
+    warn(f"the labels hold one class ({one}); fine-tuning on it pulls the model towards that class")
+
+
 def _classes_for(mode: str, source: Any, regions: list, parent_info: dict | None) -> list:
     from ml.labels import DEFAULT_CLASSES
 
@@ -118,6 +172,7 @@ def run_train(args) -> int:
     from ml.progress import Cancelled
     from ml.train import TrainConfig, config_dict, train
 
+    _check_out(Path(args.out))
     device = device_from_arg(args.device)
     if args.pretrained and not args.from_:
         from ml.pretrain import read_info
@@ -134,8 +189,7 @@ def run_train(args) -> int:
     print(f"reading labels ({mode}) from {args.labels} ...", file=sys.stderr, flush=True)
     regions = (regions_from_store(volume, source, lo, hi) if mode == "store"
                else _dense_regions(volume, source, mode, lo, hi, args.seed))
-    if not regions:
-        raise InputError(f"no labeled pixels in {args.labels}")
+    _check_labels(regions, mode, parent_info, args.labels)
     classes = _classes_for(mode, source, regions, parent_info)
     model, started_from = _start_model(args, parent, len(classes))
     if int(model.config["n_classes"]) != len(classes):

@@ -11,7 +11,7 @@ its origin on the pooling grid, so it equals the whole-slice prediction there
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,9 +22,17 @@ from ml.dataset import FocusSampler, Region
 from ml.infer import _entropy, predict_image
 from ml.io.normalize import normalize
 from ml.progress import CancelFn, ProgressFn
-from ml.train import TrainConfig, TrainResult, train
+from ml.model import check_settings, number, whole
+from ml.train import TRAIN_RANGES, TrainConfig, TrainResult, train
 
 Box = tuple[int, int, int, int]      # y0, y1, x0, x1 (exclusive ends), in slice pixels
+
+
+#: the allowed values of every LiveConfig field (APP_LIVE is checked against them); those it hands to the
+#: fine-tune's TrainConfig have training's ranges
+LIVE_RANGES = {**{k: TRAIN_RANGES[k] for k in ("batch_size", "crop", "lr", "train_layers", "freeze_norm")},
+               "steps": whole(0), "first_steps": whole(0), "focus": number(0, 1), "focus_pad": whole(0),
+               "margin": whole(0), "max_view": whole(64)}
 
 
 @dataclass(frozen=True)
@@ -44,21 +52,13 @@ class LiveConfig:
     max_view: int = 768           # largest predicted side; a bigger view is cut around its centre
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.first_steps < 0 or self.batch_size < 1 or self.crop < 16 or self.lr <= 0:
-            raise ValueError(f"invalid LiveConfig (need steps >= 0, batch_size >= 1, crop >= 16, lr > 0): {self}")
-        if not 0.0 <= self.focus <= 1.0:
-            raise ValueError(f"LiveConfig.focus must be in [0, 1], got {self.focus}")
-        if self.max_view < 64 or self.margin < 0 or self.focus_pad < 0:
-            raise ValueError(f"LiveConfig needs max_view >= 64, margin >= 0, focus_pad >= 0: {self}")
+        check_settings(vars(self), LIVE_RANGES, "live setting")
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "LiveConfig":
         """From a JSON object (``APP_LIVE``); an unknown key names the known ones."""
         values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown live setting(s) {unknown}; known: {sorted(known)}")
+        check_settings(values, LIVE_RANGES, "live setting")
         return cls(**values)
 
     def train_config(self, seed: int = 0) -> TrainConfig:

@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+#: smallest Y and X: mitochondria centres keep 8 px from the border (any Z >= 1 works)
+MIN_SIDE = 16
+
 
 def _membranes(shape: tuple[int, int, int], n_cells: int, rng: np.random.Generator) -> np.ndarray:
     """Distance (in px) to the nearest Voronoi boundary, per voxel; cells are columns through z."""
@@ -21,6 +24,13 @@ def _membranes(shape: tuple[int, int, int], n_cells: int, rng: np.random.Generat
     return gap
 
 
+def check_shape(shape) -> None:
+    """Refuse a shape this generator cannot fill, naming the minimum (APP_DEMO_SHAPE is checked with it)."""
+    if len(shape) != 3 or shape[0] < 1 or min(shape[1:]) < MIN_SIDE:
+        raise ValueError(f"a synthetic volume needs three integers (Z, Y, X) with Z >= 1 and Y, X >= {MIN_SIDE}, "
+                         f"got {tuple(shape)}")
+
+
 def make_em_volume(
     shape: tuple[int, int, int] = (8, 256, 256),
     seed: int = 0,
@@ -29,6 +39,7 @@ def make_em_volume(
     noise: float = 12.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(raw uint8 (Z,Y,X), mitochondria mask uint8 (Z,Y,X))``."""
+    check_shape(shape)
     rng = np.random.default_rng(seed)
     z, h, w = shape
     area = h * w

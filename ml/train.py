@@ -25,12 +25,29 @@ from torch import nn
 from ml.dataset import CropSampler, Region, split_regions
 from ml.device import autocast, pick_device, seeded
 from ml.infer import predict_image
+from ml.model import FLAG, Range, check_settings, number, one_of, whole
 from ml.progress import CancelFn, Cancelled, ProgressFn, check_cancel, report
 
 
 #: Which parameters a run updates: everything, the decoder side (the encoder and bottleneck keep
 #: what they learned, and their backward pass is skipped), or the 1x1 head only.
 TRAIN_LAYERS = ("all", "decoder", "head")
+
+
+def _weights_ok(v) -> bool:
+    positive = number(0, low_open=True)[0]
+    return v is None or v == "auto" or (isinstance(v, (list, tuple)) and len(v) > 0 and all(map(positive, v)))
+
+
+#: the allowed values of every TrainConfig field (``ml.model.check_settings``; APP_TRAIN is checked against them)
+TRAIN_RANGES: dict[str, Range] = {
+    "steps": whole(1), "lr": number(0, low_open=True), "batch_size": whole(1), "crop": whole(16),
+    "val_fraction": number(0, 1, high_open=True), "seed": whole(0), "augment": FLAG,
+    "class_weights": (_weights_ok, "'auto', null or a list of positive numbers (one per class)"),
+    "amp": FLAG, "cosine": FLAG, "eval_every": whole(1), "weight_decay": number(0), "dice_weight": number(0),
+    "max_class_weight": number(1), "warmup_steps": whole(0), "min_lr_ratio": number(0, 1), "channels_last": FLAG,
+    "ema": number(0, 1, high_open=True), "train_layers": one_of(TRAIN_LAYERS), "freeze_norm": FLAG,
+}
 
 
 @dataclass
@@ -59,14 +76,7 @@ class TrainConfig:
     freeze_norm: bool = False        # keep BatchNorm running statistics (tiny warm-start batches would drift them)
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.crop < 16 or self.lr <= 0 or self.eval_every < 1:
-            raise ValueError(f"invalid TrainConfig (need steps, batch_size, eval_every >= 1, crop >= 16, lr > 0): {self}")
-        if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"ema must be in [0, 1) (0 = off), got {self.ema}")
-        if self.train_layers not in TRAIN_LAYERS:
-            raise ValueError(f"train_layers must be one of {TRAIN_LAYERS}, got {self.train_layers!r}")
-        if isinstance(self.class_weights, str) and self.class_weights != "auto":
-            raise ValueError(f"class_weights must be 'auto', None or a list of floats, got {self.class_weights!r}")
+        check_settings(vars(self), TRAIN_RANGES, "training setting")
 
 
 @dataclass

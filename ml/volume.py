@@ -92,7 +92,10 @@ class Volume:
         raise ValueError(f"unknown plane {axis!r}; use 'xy', 'xz' or 'yz'")
 
     def percentiles(self, lo: float = 1.0, hi: float = 99.5, max_slices: int = 16, max_pixels: int = 2_000_000) -> tuple[float, float]:
-        """Intensity percentiles from a sample of evenly spaced slices (never the whole volume)."""
+        """Intensity percentiles from a sample of evenly spaced slices (never the whole volume).
+
+        NaN and inf voxels are left out: one of them would otherwise make the window NaN.
+        """
         key = (lo, hi)
         if key not in self._percentiles:
             z = self.shape[0]
@@ -106,6 +109,9 @@ class Volume:
                     s = s[rng.choice(s.size, per, replace=False)]
                 samples.append(s.astype(np.float32))
             allv = np.concatenate(samples)
+            allv = allv[np.isfinite(allv)]
+            if allv.size == 0:
+                raise ValueError(f"{self.name} holds no finite grey values in the sampled slices (all NaN or inf)")
             p_lo, p_hi = np.percentile(allv, [lo, hi])
             if p_hi <= p_lo:
                 p_hi = p_lo + 1.0

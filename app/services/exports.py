@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import zipfile
 from datetime import datetime
@@ -29,6 +30,7 @@ VOLUME_EXPORTS = ("segmentation", "instances", "labels")
 VOLUME_FORMATS = ("tiff", "ome-zarr", "nrrd")
 EXTENSIONS = {"tiff": ".tif", "ome-zarr": ".ome.zarr.zip", "nrrd": ".nrrd", "csv": ".csv", "zip": ".zip",
               "pt": ".pt"}
+TOKEN_BYTES = 12     # 96 random bits in every export's name (16 URL-safe characters)
 FORMATS = {"segmentation": VOLUME_FORMATS, "instances": VOLUME_FORMATS, "labels": VOLUME_FORMATS,
            "objects": ("csv",), "effort": ("csv",), "patches": ("zip",), "checkpoint": ("pt",)}
 
@@ -38,8 +40,10 @@ def _safe(text: str) -> str:
 
 
 def export_filename(volume_name: str, what: str, fmt: str) -> str:
+    """``<volume>_<what>_<time>_<token><ext>``: readable, but only whoever ran the export knows the name
+    (the ``/exports/<name>`` route serves any finished file by name, so a guessable one would leak it)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return f"{_safe(volume_name)}_{what}_{stamp}{EXTENSIONS[fmt]}"
+    return f"{_safe(volume_name)}_{what}_{stamp}_{secrets.token_urlsafe(TOKEN_BYTES)}{EXTENSIONS[fmt]}"
 
 
 def _check(what: str, fmt: str) -> None:

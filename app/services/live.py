@@ -28,6 +28,7 @@ from ml.files import CHECKPOINT_FORMAT, atomic_write, read_sidecar, sidecar_path
 from ml.progress import CancelFn, Cancelled, ProgressFn, check_cancel, report
 
 NEWER_POLL_S = 0.2           # how often a running update looks for a newer stroke
+LIVE_UNCHECKED = "a live draft learns from every label, none was held out to check it (train a model for an estimate)"
 
 
 class Outcome(str, Enum):
@@ -219,6 +220,7 @@ def view_prediction(config: Any, volume_id: int, z: int) -> dict | None:
 def keep(config: Any, project_id: int, progress: ProgressFn = None, cancel: CancelFn = None) -> dict:
     """The draft becomes an active model version with the labels it learned; returns ``{model_id, metrics}``."""
     from ml.checkpoint import load_checkpoint
+    from ml.quality import Basis, QualityEstimate
     from ml.train import TrainResult
 
     path = draft_path(config, project_id)
@@ -231,7 +233,8 @@ def keep(config: Any, project_id: int, progress: ProgressFn = None, cancel: Canc
     vols = projects.list_volumes(config, project_id)
     classes = projects.get_classes(config, vols[0]["id"])
     metrics = {"val_iou": None, "steps": int(meta.get("steps", 0)), "live_updates": int(meta.get("updates", 0)),
-               "started_from": f"live draft from {meta.get('started_from') or training.SCRATCH}"}
+               "started_from": f"live draft from {meta.get('started_from') or training.SCRATCH}",
+               "quality": QualityEstimate(None, Basis(), reason=LIVE_UNCHECKED).to_dict()}
     gt = ground_truth_iou(config, project_id, model, training.device_for(config))
     metrics.update(gt or {})
     check_cancel(cancel)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd   # at import time: a first import in a request thread races plotly's pandas check
 from sqlalchemy import select as sql_select
 
 from app.config import get_config
@@ -244,8 +245,6 @@ def open_instances(config: Any, seg_id: int):
 
 def object_table_frame(config: Any, seg_id: int):
     """The stored object table (pandas DataFrame, ml.objects columns)."""
-    import pandas as pd
-
     info = segmentation_info(config, seg_id)
     if not info["table_path"] or not Path(info["table_path"]).exists():
         raise UserError(f"Segmentation {seg_id} has no object table; apply post-processing first.")

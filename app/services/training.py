@@ -23,7 +23,8 @@ from app.db import session_scope
 from app.errors import NotFound, UserError
 from app.models import ModelVersion, VolumeRecord, dumps, loads
 from app.services import labels, projects
-from app.services.evaluation import ground_truth_iou, split_for_validation, without_val_iou
+from app.services.evaluation import (ground_truth_iou, quality, quality_text, split_for_validation,
+                                     without_val_iou)
 from app.workspace import Workspace
 from ml.progress import CancelFn, Cancelled, ProgressFn, report
 
@@ -237,6 +238,7 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
     metrics = {"val_iou": result.best_val_iou if val_fg else None, "val_foreground": val_fg,
                "best_step": result.best_step, "steps": n_steps, "seconds": round(time.monotonic() - started, 1),
                "device": str(device), "n_regions": len(regions), "started_from": started_from}
+    metrics["quality"] = quality(config, project_id, result.model, val_regions, device)
     gt = ground_truth_iou(config, project_id, result.model, device)
     if gt:
         metrics.update(gt)
@@ -295,6 +297,7 @@ def _version_dict(r: ModelVersion) -> dict:
             "active": bool(r.active), "active_mark": "●" if r.active else "",
             "n_labeled_pixels": r.n_labeled_pixels, "n_labeled_patches": r.n_labeled_patches,
             "val_iou": _round(m.get("val_iou")), "gt_iou": _round(m.get("gt_iou")), "steps": m.get("steps"),
+            "est_iou": _round((m.get("quality") or {}).get("iou")), "quality_text": quality_text(m),
             "cancelled": bool(m.get("cancelled")), "note": "cancelled (partial)" if m.get("cancelled") else "",
             "started_from": started_from(r, m), "path": r.path}
 

@@ -16,7 +16,15 @@ SUPPORTED_FORMATS = (
 
 
 class VolumeFormatError(ValueError):
-    """The file or folder cannot be read as a 3D volume (message lists what is accepted)."""
+    """The file or folder cannot be read as a 3D volume (message lists what is accepted).
+
+    ``short`` is the same message without the list of accepted formats, for a terminal line
+    that points to ``--help`` instead of repeating the list every time.
+    """
+
+    def __init__(self, message: str, short: str | None = None):
+        super().__init__(message)
+        self.short = short or message
 
 
 class VolumeNotFoundError(VolumeFormatError, FileNotFoundError):
@@ -25,7 +33,14 @@ class VolumeNotFoundError(VolumeFormatError, FileNotFoundError):
 
 def cannot_open(path: str | Path, problem: str) -> VolumeFormatError:
     """The standard message: which path, what was wrong, what is accepted."""
-    return VolumeFormatError(f"Cannot open {str(path)!r} as a volume: {problem}. Accepted: {SUPPORTED_FORMATS}.")
+    short = f"Cannot open {str(path)!r} as a volume: {problem}"
+    return VolumeFormatError(f"{short}. Accepted: {SUPPORTED_FORMATS}.", short)
+
+
+def not_found(path: str | Path) -> VolumeNotFoundError:
+    """The path does not exist: the standard message, without 'as a volume' (nothing was opened)."""
+    short = f"Cannot open {str(path)!r}: no such file or folder"
+    return VolumeNotFoundError(f"{short}. Accepted: {SUPPORTED_FORMATS}.", short)
 
 
 def cannot_read(path: str | Path, problem: str) -> VolumeFormatError:

@@ -176,7 +176,8 @@ def ome_multiscales(name: str, levels: int, voxel: tuple[float, float, float] | 
                              "type": "nearest", "metadata": {"method": "numpy stride subsampling in y and x"}}]}
 
 
-def _is_ome_zarr(path: Path) -> bool:
+def is_ome_zarr(path: Path) -> bool:
+    """A folder written by write_ome_zarr (or another Zarr group), which an export may replace."""
     return (path / ".zgroup").is_file() or (path / "zarr.json").is_file()
 
 
@@ -194,7 +195,7 @@ def write_ome_zarr(path: str | Path, arr: Any, voxel_size: Sequence[float] | Non
     dtype = np.dtype(np.uint8) if np.dtype(arr.dtype) == np.bool_ else np.dtype(arr.dtype)
     n_levels = _pyramid_levels(y, x, levels)
     zc = max(1, min(z, 16, SLAB_BYTES // max(1, y * x * dtype.itemsize)))
-    with atomic_dir(path, _is_ome_zarr) as tmp:
+    with atomic_dir(path, is_ome_zarr) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         outs = []
         for lv in range(n_levels):

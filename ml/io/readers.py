@@ -13,14 +13,14 @@ from typing import Any, Sequence
 import numpy as np
 import tifffile
 
-from ml.io.errors import SUPPORTED_FORMATS, VolumeFormatError, VolumeNotFoundError, cannot_open
+from ml.io.errors import SUPPORTED_FORMATS, VolumeFormatError, cannot_open, not_found
 from ml.io.readers_axes import GREY_ONLY, AxesView, AxisProblem, MappedView
 from ml.io.readers_hdf5_mrc import HDF5_SUFFIXES, MRC_SUFFIXES, ContainerProblem, open_hdf5, open_mrc
-from ml.io.readers_meta import Opened, as_voxel_size
+from ml.io.readers_meta import Opened
 from ml.io.readers_slices import SliceProblem, SliceStack, list_slices, open_slices
 from ml.io.readers_tiff import TIFF_SUFFIXES, TiffProblem, open_tiff, tiff_voxel
 from ml.io.readers_zarr import ZarrProblem, is_zarr_dir, open_zarr
-from ml.volume import Volume
+from ml.volume import Volume, as_voxel_size
 
 __all__ = ["SUPPORTED_FORMATS", "VolumeFormatError", "open_volume", "open_labels"]
 
@@ -69,7 +69,7 @@ def _volume(p: Path, dataset: str | None, data: Any, voxel: Any, closer: Any) ->
 def _open(p: Path, dataset: str | None) -> Opened:
     """Dispatch, translate library errors, then check the result is one grey 3D volume."""
     if not p.exists():
-        raise VolumeNotFoundError(f"Cannot open {str(p)!r}: no such file or folder. Accepted: {SUPPORTED_FORMATS}.")
+        raise not_found(p)
     try:
         opened = _dispatch(p, dataset)
     except VolumeFormatError:
@@ -145,6 +145,7 @@ def _checked(p: Path, opened: Opened) -> Opened:
         raise cannot_open(p, f"data type {dtype} is not a grey image type (use integers or floats)")
     if 0 in tuple(data.shape):
         raise cannot_open(p, f"the volume is empty (shape {tuple(data.shape)})")
+    _check_slice_fits(p, tuple(data.shape), dtype)
     coloured = (isinstance(data, AxesView) and data.plan.channel is not None) or \
         (isinstance(data, SliceStack) and data.channels > 1)
     if coloured:
@@ -157,6 +158,19 @@ def _checked(p: Path, opened: Opened) -> Opened:
         native = dtype.newbyteorder("=")
         data = MappedView(data, lambda a: a.astype(native), native)
     return Opened(data, opened.voxel_size, opened.closer)
+
+
+def _check_slice_fits(p: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Every consumer reads whole slices: one larger than this machine's RAM means a damaged
+    header (or a file for a bigger machine), better said now than as 'out of memory' later."""
+    import psutil
+
+    _, h, w = (int(s) for s in shape)
+    need, ram = h * w * dtype.itemsize, psutil.virtual_memory().total
+    if need > ram:
+        raise cannot_open(p, f"the image is too large: the header claims {h} x {w} pixels per slice "
+                             f"({need / 2**30:,.0f} GiB of {dtype}, more than this machine's {ram / 2**30:,.0f} GiB "
+                             "of RAM); the file may be damaged")
 
 
 def _close(opened: Opened) -> None:

@@ -80,14 +80,20 @@ def plan_axes(shape: tuple[int, ...], axes: str | None = None) -> AxisPlan:
     channel = colour[0] if colour else None
     others = [i for i in rest if i != channel and shape[i] > 1]
     if len(others) > 1:
-        desc = ", ".join(f"{axes[i]}={shape[i]}" for i in others)
-        raise AxisProblem(f"shape {shape} (axes {axes}) is {len(others) + 2}D: {desc} besides Y and X; "
-                          "only one stack axis is accepted (save a single channel / time point)")
+        raise AxisProblem(_too_many_axes(shape, axes, others))
     if others:
         z = others[0]
     else:
         z = axes.index("Z") if "Z" in axes else next((i for i in rest if i != channel), None)
     return AxisPlan(z=z, y=y, x=x, channel=channel)
+
+
+def _too_many_axes(shape: tuple[int, ...], axes: str, others: list[int]) -> str:
+    """Name the extra axes only when the file did: 'Q' is tifffile's word for 'unknown'."""
+    what = f"{len(others) + 2}-D image {shape}"
+    if all(axes[i] != "Q" for i in others):
+        what += f" (axes {axes}: " + ", ".join(f"{axes[i]}={shape[i]}" for i in others) + " besides Y and X)"
+    return f"{what}; expected a 3-D (Z, Y, X) stack (save a single channel / time point)"
 
 
 def norm_key(key: Any) -> tuple[Any, Any, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, NamedTuple, Sequence
 
-from ml.volume import VoxelSize, as_voxel_size  # noqa: F401  (re-exported for the readers)
+from ml.volume import VoxelSize
 
 
 class Opened(NamedTuple):

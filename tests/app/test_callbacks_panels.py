@@ -99,15 +99,16 @@ def test_training_views(env):
     assert text.startswith("Failed: Nothing is labeled")
     paint_ground_truth(env, [0], 32)
     text, job_id = cb_training.run_training(env.config, env.pid, "new", None, 1, 3e-3)
-    assert "trained (20 steps) and activated" in text and "validation IoU" in text
+    assert "trained (20 steps) and activated" in text and "quality not estimated" in text   # one small square
     fig, title, key = cb_training.live_view(env.config, env.pid, None)
     assert key[0] == job_id and key[1] == "done" and len(fig.data) >= 1
     assert title == f"Training job {job_id}: done" and not fig.layout.title.text   # heading above, not in the plot
     assert cb_training.live_view(env.config, env.pid, key) == (no_update, no_update, no_update)
     rows, selected, options, value, eff, gt_note, _ = cb_training.versions_view(env.config, env.pid, False, [], [])
     assert len(rows) == 1 and rows[0]["active"] and value == rows[0]["id"] and options[0]["value"] == rows[0]["id"]
-    assert rows[0]["val_iou_text"] in options[0]["label"] and len(rows[0]["created_short"]) == len("MM-DD HH:MM")
-    assert "ground truth" in gt_note and len(eff.data) == 2     # val IoU and GT IoU curves
+    assert rows[0]["est_iou_text"] in options[0]["label"] and len(rows[0]["created_short"]) == len("MM-DD HH:MM")
+    assert "ground truth" in gt_note and len(eff.data) == 2     # estimated and GT IoU curves
+    assert gt_note.startswith(f"v{rows[0]['id']} (active): quality not estimated: ")
 
 
 def test_training_status_and_effort_note_read_naturally(env):
@@ -117,11 +118,13 @@ def test_training_status_and_effort_note_read_naturally(env):
         outcome = JobOutcome(1, "done", result={"model_id": 3, "metrics": {"steps": 1, **metrics}})
         return cb_training.training_status(outcome)
 
-    assert status({"val_iou": 0.5, "gt_iou": 0.25}) == ("Model 3 trained (1 step) and activated; "
-                                                        "validation IoU 0.500; IoU vs ground truth 0.250.")
-    text = status({"val_iou": None, "val_foreground": False})
-    assert "validation IoU n/a (the held-out validation labels contain no foreground)" in text
-    assert "0.000" not in text and "ground truth" not in text
+    quality = {"iou": 0.4, "basis": {"regions": 2, "pixels": 5000, "foreground": 900, "boundary": 700}}
+    assert status({"val_iou": 0.9, "gt_iou": 0.25, "quality": quality}) == (
+        "Model 3 trained (1 step) and activated; estimated IoU 0.40 (on 2 held-out regions, 5,000 px "
+        "(700 at boundaries)); IoU vs ground truth 0.250.")
+    text = status({"val_iou": 1.0, "quality": {"iou": None, "reason": "no labels were held out"}})
+    assert text == "Model 3 trained (1 step) and activated; quality not estimated: no labels were held out."
+    assert "1.0" not in text and "ground truth" not in text     # the flattering held-out IoU is not the headline
     assert cb_training.effort_note(env.config, env.pid) == ""
     round_id = cb_active.run_suggest(env.config, env.vol, "random", 1, 32)[0]
     patch = cb_active.active_round_rows(env.config, round_id)[0]

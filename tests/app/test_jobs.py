@@ -170,3 +170,134 @@ def test_cancel_button_of_the_jobs_list_flags_that_job(config, project):
     assert not jobs.get_job(config, job_id)["cancel_requested"]
     assert cancel_from_list(config, {"type": ids.JOB_CANCEL_TYPE, "index": job_id}, 1)
     assert jobs.get_job(config, job_id)["cancel_requested"]
+
+
+# --- job processes must not outlive their server (issue 9) -------------------------------------------------
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie (an orphan's reaper may be slow or absent in a container)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+def _wait(check, timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < timeout, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def _server_with_a_job(config, tmp_path, job_fn):
+    """A forked stand-in 'server' that starts ``job_fn`` like Dash does (our manager's call_job_fn),
+    writes the job's pid to a file and idles: returns (server process, job pid)."""
+    import multiprocessing as mp
+    import os
+
+    from app import db
+
+    def server():
+        jobs.get_job(config, 1)                  # the server holds a pooled SQLite connection, as a real one does
+        pid = jobs.make_background_manager(config).call_job_fn("key", job_fn, [], {})
+        (tmp_path / "job.pid.tmp").write_text(str(pid))
+        os.replace(tmp_path / "job.pid.tmp", tmp_path / "job.pid")
+        time.sleep(60)
+
+    with db.quiet_for_fork():                    # the test process's own connections stay out of it
+        proc = mp.get_context("fork").Process(target=server, daemon=True)
+        proc.start()
+    _wait(lambda: (tmp_path / "job.pid").exists(), 30, "the job process to start")
+    return proc, int((tmp_path / "job.pid").read_text())
+
+
+def test_job_process_drops_the_inherited_listening_socket():
+    import multiprocessing as mp
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    ctx = mp.get_context("fork")
+    released = ctx.Value("i", -1)
+
+    def child():
+        released.value = jobs.release_inherited_sockets()
+        time.sleep(30)
+
+    p = ctx.Process(target=child, daemon=True)
+    p.start()
+    try:
+        _wait(lambda: released.value >= 0, 20, "the child to release its sockets")
+        assert released.value >= 1
+        srv.close()                              # the server goes: nobody may listen on its port any more
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        p.kill()
+        p.join(5)
+
+
+@pytest.mark.parametrize("cooperative", [True, False])
+def test_job_stops_and_says_why_when_its_server_dies(config, project, tmp_path, monkeypatch, cooperative):
+    """Cooperative: the job's cancel check stops it; stubborn: the process exits after the grace time.
+    Either way the row says the server stopped, and the process is gone within seconds."""
+    import os
+    import signal
+
+    monkeypatch.setattr(jobs, "WATCH_POLL_S", 0.1)
+    monkeypatch.setattr(jobs, "STOP_GRACE_S", 0.5)
+
+    def work(progress, cancel):
+        while True:
+            if cooperative:
+                check_cancel(cancel)
+            time.sleep(0.05)
+
+    def job_fn(*_dash_args):
+        jobs.run_job(config, "train", project["id"], work)
+
+    server, pid = _server_with_a_job(config, tmp_path, job_fn)
+    _wait(lambda: (jobs.latest_job(config, "train", project["id"]) or {}).get("status") == "running", 30,
+          "the job to run")
+    os.kill(server.pid, signal.SIGKILL)
+    server.join(5)
+    took = _wait(lambda: _gone(pid), 10, "the job process to stop after its server died")
+    assert took < 5.0
+    job = jobs.get_job(config, jobs.latest_job(config, "train", project["id"])["id"])
+    assert job["status"] == "failed" and job["error"] == jobs.SERVER_STOPPED
+
+
+def test_commit_of_a_job_survives_its_server_dying_and_a_restart(config, project, tmp_path):
+    """The lost-version bug: a job forked while the server held a SQLite connection inherited SQLite's
+    "locks held" state and took no real lock; a restarted server that opened and closed the database
+    then deleted the WAL under it, and the job's next commit vanished. Jobs fork with no connection open."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from app.db import database
+    from app.workspace import Workspace
+
+    flag = tmp_path / "go-on"
+    database(config).engine.dispose()     # this process holds no connection: it plays the restarted server
+
+    def job_fn(*_dash_args):
+        jid = jobs.create_job(config, "train", project["id"])      # a first write while the server lives
+        (tmp_path / "jid").write_text(str(jid))
+        _wait(flag.exists, 20, "the restart")
+        jobs.set_state(config, jid, "done", result={"model_id": 7})   # e.g. the model version row
+
+    server, pid = _server_with_a_job(config, tmp_path, job_fn)
+    _wait(lambda: (tmp_path / "jid").exists() and (tmp_path / "jid").read_text(), 30, "the job's first write")
+    os.kill(server.pid, signal.SIGKILL)
+    server.join(5)
+    restart = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('select * from job'); c.close()"
+    subprocess.run([sys.executable, "-c", restart, str(Workspace(config.workspace).db_path)], check=True, timeout=60)
+    flag.touch()
+    _wait(lambda: _gone(pid), 20, "the job process to end")
+    jid = int((tmp_path / "jid").read_text())
+    assert jobs.get_job(config, jid)["status"] == "done", "the job's commit after the restart was lost"

@@ -33,7 +33,8 @@ def test_live_curve_iou_axis_is_zero_to_one_with_round_ticks():
     fig = training.live_figure(history)
     y2 = fig.layout.yaxis2
     assert tuple(y2.range) == (0, 1) and y2.tickmode == "linear" and (y2.tick0, y2.dtick) == (0, 0.2)
-    assert [t.name for t in fig.data] == ["loss", "val IoU"] and len(fig.data[1].x) == 4
+    assert [t.name for t in fig.data] == ["loss", training.HELDOUT_TRACE] and len(fig.data[1].x) == 4
+    assert "flatters" in training.HELDOUT_TRACE
     assert [t.name for t in training.live_figure([{"step": 1, "loss": 0.5, "val_iou": None}]).data] == ["loss"]
 
 
@@ -52,8 +53,10 @@ def test_charts_leave_their_title_to_a_heading_above_the_mode_bar():
 
 
 def test_version_rows_show_na_for_missing_iou():
-    row = training.version_row({"created": "2026-11-25T10:48:19", "val_iou": None, "gt_iou": 0.44412})
-    assert (row["created_short"], row["val_iou_text"], row["gt_iou_text"]) == ("11-25 10:48", "n/a", "0.444")
+    row = training.version_row({"created": "2026-11-25T10:48:19", "val_iou": 1.0, "est_iou": None, "gt_iou": 0.44412})
+    assert (row["created_short"], row["est_iou_text"], row["gt_iou_text"]) == ("11-25 10:48", "n/a", "0.444")
+    assert {"name": "est. IoU", "id": "est_iou_text"} in training.VERSION_COLUMNS
+    assert not any(c["id"] == "val_iou_text" for c in training.VERSION_COLUMNS)
 
 
 def test_versions_table_shows_where_each_model_started_from():

@@ -69,6 +69,25 @@ def test_bad_window_is_400(client, volume):
     assert client.get(f"/tiles/{volume['id']}/xy/0.png?lo=abc").status_code == 400
 
 
+@pytest.mark.parametrize("url", ["/tiles/{vid}/xy/0.png?level=abc", "/tiles/{vid}/xy/0.png?level=-1",
+                                 "/tiles/{vid}/xy/0.png?level=99999999999999999999", "/tiles/{vid}/xz/0.png?level=1.5",
+                                 "/tiles/{vid}/xy/0.png?lo=nan", "/tiles/{vid}/xy/0.png?lo=0&hi=inf",
+                                 "/overlay/{vid}/labels/xy/0.png?level=abc", "/overlay/{vid}/labels/yz/0.png?level=-1",
+                                 "/overlay/{vid}/gt/xy/0.png?level=100",
+                                 "/overlay/{vid}/prediction/xy/0.png?mid=abc"])
+def test_bad_queries_are_400_with_a_short_text(client, volume, url):
+    name = url.rsplit("&", 1)[-1].split("?")[-1].split("=")[0]
+    resp = client.get(url.format(vid=volume["id"]))
+    assert resp.status_code == 400 and resp.mimetype == "text/plain"
+    assert resp.text.startswith(f"{name} must be") and len(resp.text.splitlines()) == 1
+
+
+def test_levels_0_to_6_are_served(client, volume):
+    for level in (0, 6):
+        assert client.get(f"/tiles/{volume['id']}/xy/0.png?level={level}").status_code == 200
+        assert client.get(f"/overlay/{volume['id']}/labels/xy/0.png?level={level}").status_code == 200
+
+
 def test_label_overlay_shows_a_stroke_in_the_class_colour(config, client, volume):
     vid = volume["id"]
     empty = png(client.get(f"/overlay/{vid}/labels/xy/2.png"))

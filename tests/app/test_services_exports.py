@@ -1,6 +1,7 @@
 """Exports: every format written by the service reads back (ml.io readers; pynrrd for NRRD)."""
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -111,6 +112,13 @@ def test_checkpoint_and_effort_exports(env):
     assert model.config["base"] == 4 and info["classes"] == ["background", "mito"]
     text = _export(env, "effort", "csv").read_text()
     assert text.startswith("suggestion_id,")
+
+
+def test_export_names_are_readable_but_not_guessable(env):
+    first, second = _export(env, "labels", "tiff").name, _export(env, "labels", "tiff").name
+    assert re.fullmatch(r"my_vol_labels_\d{8}-\d{6}_[A-Za-z0-9_-]{16}\.tif", first), first
+    assert first != second            # the same export twice (even within a second): two names
+    assert exports.resolve_export(env.config, first).name == first
 
 
 def test_refusals_and_cancel_leave_nothing_behind(env):

@@ -104,7 +104,7 @@ def test_coloured_rgb_refused_but_grey_rgb_accepted(tmp_path):
 
 def test_real_4d_and_5d_refused(tmp_path):
     _fails(_tif(tmp_path / "tz.tif", np.zeros((2, 3, 8, 8), np.uint8), imagej=True,
-                metadata={"axes": "TZYX"}), r"4D: T=2, Z=3")
+                metadata={"axes": "TZYX"}), r"4-D image .*T=2, Z=3")
     arr = zarr.create_array(tmp_path / "a.zarr", shape=(2, 3, 4, 8, 8), dtype="uint8")
     assert arr.shape[0] == 2
     _fails(tmp_path / "a.zarr", "5 axes longer than 1")

@@ -1,0 +1,34 @@
+"""bench.quality's simulated users: inside strokes never touch a boundary, edge strokes do."""
+from __future__ import annotations
+
+import numpy as np
+
+from bench.quality import edge_strokes, patches, strokes
+from ml.quality import boundary_pixels
+
+
+def _mask() -> np.ndarray:
+    m = np.zeros((2, 128, 128), np.uint8)
+    m[:, 30:90, 40:100] = 1
+    return m
+
+
+def test_inside_strokes_stay_inside_and_far_from_edges():
+    m = _mask()
+    lab = strokes(m, 3, "inside", np.random.default_rng(0))
+    assert np.count_nonzero(lab == 2) and np.count_nonzero(lab == 1)
+    assert not np.any((lab == 2) & (m == 0)) and not np.any((lab == 1) & (m == 1))
+    assert sum(boundary_pixels(lab[z]) for z in range(2)) == 0
+
+
+def test_edge_strokes_label_both_sides_of_an_edge():
+    m = _mask()
+    lab = edge_strokes(m, 3, np.random.default_rng(0))
+    assert not np.any((lab == 2) & (m == 0)) and not np.any((lab == 1) & (m == 1))
+    assert sum(boundary_pixels(lab[z]) for z in range(2)) > 0
+
+
+def test_patches_copy_the_truth():
+    m = _mask()
+    lab = patches(m, 2, np.random.default_rng(0), size=32)
+    assert np.array_equal(lab[lab > 0], m[lab > 0] + 1)
