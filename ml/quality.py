@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from ml.infer import predict_image
+
 BINS = 20                    # probability bins over [0, 1]
 PRIOR_PIXELS = 50.0          # calibration: a bin's measured rate counts as much as this many pixels of prior
 BOUNDARY_PX = 6              # a held-out label is "at a boundary" within this many px of the other class
@@ -159,8 +161,6 @@ class QualityEstimate:
 def class_histograms(model, images, regions, cls: int, device=None) -> tuple[ProbabilityHistogram,
                                                                               ProbabilityHistogram]:
     """Histograms of class ``cls`` over unlabeled ``images`` (normalised 2D) and the labeled ``regions``."""
-    from ml.infer import predict_image
-
     volume, heldout = ProbabilityHistogram(), ProbabilityHistogram()
     for image in images:
         prob = predict_image(model, image, device=device)["prob"]
