@@ -13,8 +13,10 @@ the whole volume instead, through the model's probabilities:
 
 Both are computed from a ``ProbabilityHistogram`` accumulated slice by slice (bounded
 memory for any volume size). ``bench/quality.py`` measures which one tracks the true IoU
-against dense ground truth; ``judge`` turns the chosen one and its basis into what the app
-shows, with a plain warning when the held-out labels are too thin to trust.
+against dense ground truth (docs/BENCHMARKS.md "Quality estimate"): on sparse strokes of any
+style every estimate overstated, so ``estimate_quality`` gives a number only on a basis that
+can check it (held-out fully labeled patches with foreground and boundaries) and otherwise
+says why not.
 """
 from __future__ import annotations
 
@@ -29,7 +31,9 @@ BINS = 20                    # probability bins over [0, 1]
 PRIOR_PIXELS = 50.0          # calibration: a bin's measured rate counts as much as this many pixels of prior
 BOUNDARY_PX = 6              # a held-out label is "at a boundary" within this many px of the other class
 MIN_HELDOUT_FG = 500         # too thin below these ...
-MIN_BOUNDARY = 200           # ... held-out boundary pixels
+MIN_BOUNDARY = 200           # ... held-out boundary pixels ...
+MIN_DENSE = 4096             # ... or pixels of fully labeled held-out regions (a 64 px patch)
+DENSE_FRACTION = 0.9         # a region is fully labeled when its labels fill this much of their bounding box
 
 
 def _bin(prob: np.ndarray) -> np.ndarray:
@@ -103,6 +107,11 @@ def boundary_pixels(labels: np.ndarray, distance: int = BOUNDARY_PX) -> int:
     return total
 
 
+def _box_area(mask: np.ndarray) -> int:
+    ys, xs = np.nonzero(mask)
+    return int((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)) if ys.size else 0
+
+
 @dataclass
 class Basis:
     """What a held-out estimate rests on (shown next to the number)."""
@@ -111,13 +120,17 @@ class Basis:
     pixels: int = 0
     foreground: int = 0
     boundary: int = 0
+    dense: int = 0           # labeled pixels in fully labeled regions (patches, not strokes)
 
     def add(self, labels: np.ndarray) -> None:
         labels = np.asarray(labels)
+        n = int(np.count_nonzero(labels))
         self.regions += 1
-        self.pixels += int(np.count_nonzero(labels))
+        self.pixels += n
         self.foreground += int(np.count_nonzero(labels >= 2))
         self.boundary += boundary_pixels(labels)
+        if n and n >= DENSE_FRACTION * _box_area(labels > 0):
+            self.dense += n
 
     def thin_reason(self) -> str | None:
         """Why the held-out labels cannot be trusted to check the estimate, or None."""
@@ -128,6 +141,10 @@ class Basis:
         if self.boundary < MIN_BOUNDARY:
             return (f"not enough held-out labels at object boundaries ({self.boundary:,} px, need {MIN_BOUNDARY:,}): "
                     f"paint both sides of some boundaries, or label suggested patches completely")
+        if self.dense < MIN_DENSE:
+            return (f"the held-out labels are strokes ({self.dense:,} px in fully labeled patches, need "
+                    f"{MIN_DENSE:,}): strokes show where you looked, not where the model errs; label a few "
+                    f"suggested patches completely")
         return None
 
     def text(self) -> str:
