@@ -172,7 +172,8 @@ def _check_ml_settings(extra: dict) -> None:
     """Check APP_MODEL / APP_TRAIN / APP_LIVE against the ml settings' names and ranges when the config is
     read, so a bad value stops the start naming the variable, instead of failing a job later."""
     from ml.live import LIVE_RANGES
-    from ml.model import ARCH_RANGES, check_settings
+    from ml.model import ARCH_RANGES
+    from ml.settings import check_settings
     from ml.train import TRAIN_RANGES
 
     ranges = {"model": {k: r for k, r in ARCH_RANGES.items() if k not in DATA_ARCH},

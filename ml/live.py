@@ -22,7 +22,7 @@ from ml.dataset import FocusSampler, Region
 from ml.infer import _entropy, predict_image
 from ml.io.normalize import normalize
 from ml.progress import CancelFn, ProgressFn
-from ml.model import check_settings, number, whole
+from ml.settings import check_settings, number, whole
 from ml.train import TRAIN_RANGES, TrainConfig, TrainResult, train
 
 Box = tuple[int, int, int, int]      # y0, y1, x0, x1 (exclusive ends), in slice pixels

@@ -13,55 +13,17 @@ uncertainty about the segmentation rather than about raw pixels.
 from __future__ import annotations
 
 import contextlib
-import math
-import numbers
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ml.settings import Range, check_settings, number, one_of, whole
+
 NORMS = ("batch", "pixel", "group", "none")
 
-# --- allowed values of settings: UNet2D's arguments here; ml.train.TrainConfig and ml.live.LiveConfig use the
-# same checks, and app.config runs them on APP_MODEL / APP_TRAIN / APP_LIVE at start-up, so one place knows each
-# range and a bad value is refused with its name before any job (or layer) is built.
-Range = tuple[Callable[[Any], bool], str]     # (test, the allowed values in words)
-FLAG: Range = (lambda v: isinstance(v, bool), "true or false")
-
-
-def whole(low: int) -> Range:
-    """Integers >= ``low`` (a bool is not a number here)."""
-    return (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= low,
-            f"an integer >= {low}")
-
-
-def number(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False) -> Range:
-    """Finite numbers from ``low`` to ``high`` (each end included unless ``*_open``)."""
-    def ok(v: Any) -> bool:
-        if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v):
-            return False
-        return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-
-    if high == math.inf:
-        return ok, f"a number {'>' if low_open else '>='} {low}"
-    return ok, f"a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-
-
-def one_of(options: Sequence) -> Range:
-    return (lambda v: v in options), f"one of {', '.join(map(repr, options))}"
-
-
-def check_settings(values: Mapping[str, Any], ranges: Mapping[str, Range], what: str = "setting") -> None:
-    """Raise ValueError naming the first unknown key (and the known ones) or the first value out of its range."""
-    unknown = sorted(set(values) - set(ranges))
-    if unknown:
-        raise ValueError(f"unknown {what}(s) {unknown}; known: {sorted(ranges)}")
-    for key, (ok, allowed) in ranges.items():
-        if key in values and not ok(values[key]):
-            raise ValueError(f"{key}={values[key]!r} is not allowed: must be {allowed}")
-
-
+#: UNet2D's arguments and their allowed values (app.config checks APP_MODEL against them at start-up)
 ARCH_RANGES: dict[str, Range] = {"in_channels": whole(1), "n_classes": whole(2), "base": whole(1), "depth": whole(1),
                                  "dropout": number(0, 1, high_open=True), "norm": one_of(NORMS)}
 

@@ -25,7 +25,7 @@ from torch import nn
 from ml.dataset import CropSampler, Region, split_regions
 from ml.device import autocast, pick_device, seeded
 from ml.infer import predict_image
-from ml.model import FLAG, Range, check_settings, number, one_of, whole
+from ml.settings import FLAG, Range, check_settings, number, one_of, whole
 from ml.progress import CancelFn, Cancelled, ProgressFn, check_cancel, report
 
 
