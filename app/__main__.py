@@ -48,14 +48,24 @@ def main(argv=None) -> None:
     except (TypeError, ValueError) as exc:
         refuse(exc)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from app.demo import ensure_demo
+    from app.db import database
+    from app.demo import DemoPreparation, ensure_demo, needs_generation
     from app.server import create_app
+    from app.workspace import Workspace
 
-    try:
-        ensure_demo(config, config.demo, args.demo_gt, pretrain=config.pretrain_auto)
-    except (UserError, ValueError, OSError) as exc:     # unreadable, missing, or no finite grey value
-        refuse(f"demo volume (APP_DEMO / --demo): {exc}")
-    app = create_app(config)
+    preparing = None
+    Workspace(config.workspace).ensure()
+    database(config)
+    if needs_generation(config):          # first start: generate while the server already answers
+        preparing = DemoPreparation(config, pretrain=config.pretrain_auto)
+    else:
+        try:
+            ensure_demo(config, config.demo, args.demo_gt, pretrain=config.pretrain_auto)
+        except (UserError, ValueError, OSError) as exc:     # unreadable, missing, or no finite grey value
+            refuse(f"demo volume (APP_DEMO / --demo): {exc}")
+    app = create_app(config, preparing=preparing)
+    if preparing is not None:
+        preparing.start()
     logging.getLogger(__name__).info("ActiveSeg on http://%s:%d  (workspace %s)", args.host, args.port, config.workspace)
     app.run(host=args.host, port=args.port, debug=args.debug)
 

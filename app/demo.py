@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from app.config import Config
@@ -50,6 +51,45 @@ def ensure_demo(config: Config, spec: str | None = None, ground_truth: str | Non
     if pretrain:
         _start_pretraining(config, rec["id"])
     return proj
+
+
+def needs_generation(config: Config, spec: str | None = None) -> bool:
+    """True on a first start with the synthetic demo: it has to be generated (tens of seconds)."""
+    spec = (spec if spec is not None else config.demo) or "none"
+    if spec.lower() != "synthetic":
+        return False
+    proj = projects.find_project(config, DEMO_PROJECT)
+    return proj is None or not projects.list_volumes(config, proj["id"])
+
+
+class DemoPreparation:
+    """The synthetic demo generated in a thread, so a first start answers at once; the page says
+    "preparing" until ``ready`` (``layouts.page.preparing_layout``). Later starts find it cached."""
+
+    def __init__(self, config: Config, pretrain: bool = False):
+        self.config, self.pretrain, self.error = config, pretrain, None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-preparation", daemon=True)
+
+    def start(self) -> "DemoPreparation":
+        self._thread.start()
+        return self
+
+    @property
+    def ready(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    def _run(self) -> None:
+        try:
+            ensure_demo(self.config, "synthetic", pretrain=self.pretrain)
+        except Exception as exc:  # noqa: BLE001 - logged; the app still works without a demo
+            self.error = str(exc)
+            log.error("the demo volume could not be prepared: %s", exc)
+        finally:
+            self._done.set()
 
 
 def _start_pretraining(config: Config, vid: int) -> None:

@@ -104,6 +104,32 @@ def prediction_rgba(prob: np.ndarray, classes: Sequence[dict]) -> np.ndarray:
     return rgba
 
 
+def instance_colours(ids: np.ndarray) -> np.ndarray:
+    """A bright, stable colour per object id (golden-ratio hues), (N, 3) uint8."""
+    import colorsys
+
+    hues = (np.asarray(ids, np.float64).ravel() * 0.618033988749895) % 1.0
+    rgb = np.array([colorsys.hsv_to_rgb(h, 0.85, 1.0) for h in hues], np.float64).reshape(-1, 3)
+    return np.rint(rgb * 255).astype(np.uint8)
+
+
+def outlines_rgba(instances: np.ndarray) -> np.ndarray:
+    """(H,W) instance ids -> each object's 1 px inner outline in its colour; everything else transparent."""
+    lab = np.asarray(instances)
+    edge = np.zeros(lab.shape, bool)
+    edge[1:, :] |= lab[1:, :] != lab[:-1, :]
+    edge[:-1, :] |= lab[:-1, :] != lab[1:, :]
+    edge[:, 1:] |= lab[:, 1:] != lab[:, :-1]
+    edge[:, :-1] |= lab[:, :-1] != lab[:, 1:]
+    edge &= lab > 0
+    rgba = np.zeros(lab.shape + (4,), np.uint8)
+    ids, inverse = np.unique(lab[edge], return_inverse=True)
+    if ids.size:
+        rgba[edge, :3] = instance_colours(ids)[inverse]
+        rgba[edge, 3] = 255
+    return rgba
+
+
 def entropy_of(prob: np.ndarray) -> np.ndarray:
     """Normalised predictive entropy in [0, 1] from (C,H,W) probabilities."""
     p = np.clip(np.asarray(prob, np.float32), 1e-6, 1.0)

@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import math
-from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
-from flask import Flask, Response, abort, request, send_file
+from flask import Flask, Response, abort, jsonify, request, send_file
 
 from app import imaging
 from app.config import Config
 from app.errors import NotFound, UserError
-from app.services import active, exports, live, projects
+from app.services import active, exports, live, predictions, projects, segmentation
 
-OVERLAY_KINDS = ("labels", "prediction", "uncertainty", "gt")
+OVERLAY_KINDS = ("labels", "prediction", "uncertainty", "gt", "objects")
 TILE_MAX_AGE = 3600
 MAX_LEVEL = 6                 # 1/64 of a side: an overview needs no coarser level
 
@@ -103,61 +102,38 @@ def label_plane(store, plane: str, index: int, shape) -> np.ndarray:
     return store[:, index, :] if plane == "xz" else store[:, :, index]
 
 
-def _array_plane(arr, plane: str, index: int) -> np.ndarray:
-    """A plane of a (..., Z, Y, X) array-like (leading channel axes kept)."""
-    if plane == "xy":
-        return np.asarray(arr[..., index, :, :])
-    if plane == "xz":
-        return np.asarray(arr[..., :, index, :])
-    return np.asarray(arr[..., :, :, index])
-
-
-def prediction_path(config: Config, vid: int, mid: int | None = None) -> Path | None:
-    """The prediction Zarr to overlay: of model ``mid``, else the newest segmentation's, else the active model's."""
-    from app.db import session_scope
-    from app.models import ModelVersion, Segmentation
-    from app.workspace import Workspace
-
-    ws = Workspace(config.workspace)
-    if mid is not None:
-        p = ws.prediction_path(vid, mid)
-        return p if p.exists() else None
-    with session_scope(config) as s:
-        seg = (s.query(Segmentation).filter(Segmentation.volume_id == vid, Segmentation.pred_path.isnot(None))
-               .order_by(Segmentation.id.desc()).first())
-        if seg and Path(seg.pred_path).exists():
-            return Path(seg.pred_path)
-        info = projects.volume_info(config, vid)
-        act = (s.query(ModelVersion).filter(ModelVersion.project_id == info["project_id"], ModelVersion.active)
-               .order_by(ModelVersion.id.desc()).first())
-        if act is not None and ws.prediction_path(vid, act.id).exists():
-            return ws.prediction_path(vid, act.id)
-    return None
-
-
 def _render_overlay(config: Config, vid: int, kind: str, plane: str, index: int, shape) -> np.ndarray | None:
     if kind == "labels":
         store = projects.label_store(config, vid)
         return imaging.labels_rgba(label_plane(store, plane, index, shape), store.classes)
     if kind == "gt":
         gt = projects.open_ground_truth(config, vid)
-        return None if gt is None else imaging.mask_rgba(_array_plane(gt, plane, index))
+        return None if gt is None else imaging.mask_rgba(predictions.array_plane(gt, plane, index))
+    if kind == "objects":
+        return _objects_overlay(config, vid, plane, index)
     if request.args.get("live") and plane == "xy":
         rgba = _live_overlay(config, vid, kind, index, shape)
         if rgba is not None:
             return rgba
-    path = prediction_path(config, vid, _model_arg())
-    if path is None:
+    planes = predictions.overlay_plane(config, vid, plane, index, _model_arg())
+    if planes is None:
         return None
-    import zarr
-
-    group = zarr.open_group(str(path), mode="r")
     if kind == "prediction":
-        return imaging.prediction_rgba(_array_plane(group["prob"], plane, index), projects.get_classes(config, vid))
-    names = set(group.array_keys())
-    u = _array_plane(group["entropy"], plane, index) if "entropy" in names else imaging.entropy_of(
-        _array_plane(group["prob"], plane, index))
+        return imaging.prediction_rgba(planes["prob"], projects.get_classes(config, vid))
+    u = planes["entropy"] if "entropy" in planes else imaging.entropy_of(planes["prob"])
     return imaging.uncertainty_rgba(np.asarray(u, np.float32))
+
+
+def _objects_overlay(config: Config, vid: int, plane: str, index: int) -> np.ndarray | None:
+    """Outlines of the newest segmentation's objects, one colour per object (None before any)."""
+    seg_id = segmentation.latest_segmentation_id(config, vid)
+    if seg_id is None:
+        return None
+    try:
+        instances = segmentation.open_instances(config, seg_id)
+    except UserError:   # segmented but not post-processed into objects yet
+        return None
+    return imaging.outlines_rgba(predictions.array_plane(instances, plane, index))
 
 
 def _live_overlay(config: Config, vid: int, kind: str, index: int, shape) -> np.ndarray | None:
@@ -228,6 +204,19 @@ def register_routes(server: Flask, config: Config) -> imaging.PNGCache:
         data = imaging.TRANSPARENT_PNG if rgba is None else imaging.encode_png(
             imaging.downsample(rgba.transpose(2, 0, 1), level).transpose(1, 2, 0))
         return _content_png(data, "no-cache")
+
+    @server.route("/objects/<int:vid>/<plane>/<int:index>/at")
+    def object_under_cursor(vid: int, plane: str, index: int):
+        """JSON ``{id, text}`` of the object at pixel (?r=, ?c=) of a plane (the viewer's hover line)."""
+        info = tile_info(vid)
+        _check_plane(plane, index, info["shape"])
+        r, c = _float_arg("r"), _float_arg("c")
+        if r is None or c is None:
+            _refuse(400, "give the pixel as ?r=<row>&c=<column>")
+        voxel = segmentation.plane_voxel(plane, index, int(round(r)), int(round(c)))
+        if not all(0 <= v < n for v, n in zip(voxel, info["shape"])):
+            return jsonify({"id": 0, "text": ""})
+        return jsonify(segmentation.object_at(config, vid, voxel))
 
     @server.route("/thumbs/<int:suggestion_id>.png")
     def thumb(suggestion_id: int):

@@ -24,13 +24,17 @@ def show_callback_error(exc: Exception) -> None:
     set_props(ids.ALERT, {"children": user_message(exc), "is_open": True})
 
 
-def create_app(config: Config | None = None, auth_check=None) -> dash.Dash:
-    """The ActiveSeg Dash app for ``config`` (defaults from the environment)."""
+def create_app(config: Config | None = None, auth_check=None, preparing=None) -> dash.Dash:
+    """The ActiveSeg Dash app for ``config`` (defaults from the environment).
+
+    ``preparing`` (an ``app.demo.DemoPreparation``): until it is ready the page says the demo
+    is being prepared and reloads itself.
+    """
     from app import jobs
     from app.auth import install_auth
     from app.routes import register_routes
     from callbacks import register_all
-    from layouts.page import build_layout
+    from layouts.page import build_layout, preparing_layout
 
     config = config or Config.from_env()
     set_current(config)
@@ -53,7 +57,13 @@ def create_app(config: Config | None = None, auth_check=None) -> dash.Dash:
     server.config["ACTIVESEG"] = config
     install_auth(server, config, auth_check)
     app._activeseg_tiles = register_routes(server, config)   # type: ignore[attr-defined]
-    app.layout = build_layout
+
+    def serve_layout():
+        if preparing is not None and not preparing.ready:
+            return preparing_layout()
+        return build_layout()
+
+    app.layout = serve_layout
     register_all(app)
     database(config).engine.dispose()     # processes forked from here inherit no SQLite state (app.db)
     return app

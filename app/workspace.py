@@ -63,6 +63,10 @@ class Workspace:
     def prediction_path(self, vid: int, mid: int) -> Path:
         return self._dir("predictions") / f"vol{vid}_model{mid}.zarr"
 
+    def preview_dir(self, vid: int, mid: int) -> Path:
+        """On-demand xy slice predictions of a model not yet run on the whole volume (``previews``)."""
+        return self.root / "previews" / f"vol{vid}_model{mid}"
+
     def live_draft_path(self, project_id: int) -> Path:
         """Live mode's draft model of a project (a checkpoint; a version only once kept)."""
         return self._dir("live", project_id) / "draft.pt"

@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain", choices=("none", "heldout", "transductive"),
                    help="self-supervised pre-training before any labels (default: the protocol's, heldout)")
     p.add_argument("--unlabeled", help="an unlabeled volume of the same tissue to pre-train on (VNC stack 2)")
+    p.add_argument("--score-context", action="store_true", default=None,
+                   help="score candidates with real image around them (as the segmentation sees them)")
     p.add_argument("--class-name", help="what the labels mark, for the plot (default: the --labels folder name)")
     for name in ("m", "k", "rounds", "pool_size", "init_steps", "round_steps", "eval_slices", "base", "full_seeds",
                  "pretrain_steps"):
@@ -61,7 +63,8 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
     proto = with_overrides(base, seeds=args.seeds, workers=args.workers, m=args.m, k=args.k, rounds=args.rounds,
                            pool_size=args.pool_size, init_steps=args.init_steps, round_steps=args.round_steps,
                            eval_slices=args.eval_slices, base=args.base, full_seeds=args.full_seeds,
-                           pretrain=args.pretrain, pretrain_steps=args.pretrain_steps)
+                           pretrain=args.pretrain, pretrain_steps=args.pretrain_steps,
+                           score_context=args.score_context)
     return with_overrides(proto, strategies=_strategies(args.strategies, proto.strategies))
 
 

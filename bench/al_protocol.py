@@ -41,6 +41,7 @@ class Protocol:
     depth: int = 4
     dropout: float = 0.1
     mc_passes: int = 8
+    score_context: bool = False   # score candidates with the model's receptive radius of real image around them
     eval_slices: int = 4          # test-half slices scored (same evenly spaced subset for everyone)
     eval_tile: int = 512
     full_factor: float = 1.5      # full supervision: one cosine schedule of this many times the AL steps,

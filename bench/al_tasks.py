@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ml.active import NEEDS_MC, Patch, select
-from ml.active.scoring import score_patches
+from ml.active.scoring import score_patches, volume_reader
 from ml.dataset import Region, regions_from_patches
 from ml.device import pick_device
 from ml.infer import predict_image
@@ -102,14 +102,15 @@ def _pick(strategy: str, model: UNet2D, cands: list[Patch], state: LabelState, s
           proto: Protocol, data: BenchData, device: torch.device) -> list[Patch]:
     if strategy == "random":
         return random_picks(cands, proto.k, seed, rnd)
-    def reader(p: Patch) -> np.ndarray:
-        return data.image[p.z, p.y:p.y + p.size, p.x:p.x + p.size]
+    reader = volume_reader(data.image[:, :data.split_y], 0.0, 1.0)  # the pool half only, already normalised
     mc = proto.mc_passes if strategy in NEEDS_MC or strategy == "hybrid" else 0
+    context = model.receptive_radius if proto.score_context else 0
     scores = score_patches(model, reader, cands, mc_passes=mc, batch_size=16, device=device,
-                          seed=seed * 1000 + rnd)
+                          seed=seed * 1000 + rnd, context=context)
     labeled = None
     if strategy == "coreset":
-        labeled = score_patches(model, reader, state.patches, mc_passes=0, batch_size=16, device=device).embeddings
+        labeled = score_patches(model, reader, state.patches, mc_passes=0, batch_size=16, device=device,
+                                context=context).embeddings
     idx, _ = select(strategy, scores, proto.k, seed=seed * 1000 + rnd, labeled_embeddings=labeled)
     return [cands[i] for i in idx]
 

@@ -6,7 +6,7 @@ import logging
 
 log = logging.getLogger(__name__)
 
-PANELS = ("page", "data", "viewer", "painting", "live", "jobs", "active", "training", "results", "export", "effort")
+PANELS = ("page", "data", "viewer", "painting", "live", "jobs", "active", "training", "results", "export", "effort", "guide")
 
 
 def register_all(app) -> list[str]:

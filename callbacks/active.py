@@ -15,7 +15,7 @@ from app import jobs
 from app.config import Config, get_config
 from app.db import session_scope
 from app.errors import user_message
-from app.services import active
+from app.services import active, labels
 from layouts import active as view
 from layouts import ids
 from layouts import ids_panels as pids
@@ -29,11 +29,17 @@ def progress_adapter(set_progress: Callable | None, n_outputs: int = 2) -> Calla
 
     def forward(done: int, total: int, info: dict) -> None:
         pct = int(round(100.0 * done / total)) if total else 0
-        label = f"{pct}%"
+        label = f"{pct}%" + (f" · {eta_text(info['eta_s'])} left" if info.get("eta_s") else "")
         values = (pct, label)[:n_outputs]
         set_progress(values if n_outputs > 1 else values[0])
 
     return forward
+
+
+def eta_text(seconds: float) -> str:
+    """A remaining time as people say it: "~40 s", "~3 min"."""
+    seconds = max(0.0, float(seconds))
+    return f"~{seconds:.0f} s" if seconds < 90 else f"~{seconds / 60:.0f} min"
 
 
 def outcome_text(outcome: jobs.JobOutcome, done: str) -> str:
@@ -89,7 +95,7 @@ def queue_view(config: Config, volume: dict | None, skip_id: Any = None) -> tupl
     """-> (queue children, round id shown); skips ``skip_id`` first."""
     vid = volume_id_of(volume)
     if vid is None:
-        return view.queue_items([]), None
+        return view.queue_items([], "no volume"), None
     try:
         with session_scope(config) as s:
             if skip_id is not None:
@@ -98,7 +104,8 @@ def queue_view(config: Config, volume: dict | None, skip_id: Any = None) -> tupl
             rows = active.round_rows(s, rid) if rid is not None else []
     except Exception as e:  # noqa: BLE001 - shown to the user
         return [view.queue_items([]), user_message(e)], None
-    return view.queue_items(rows), rid
+    empty = "ready" if rows or any(c["pixels"] for c in labels.counts(config, vid)) else "no labels"
+    return view.queue_items(rows, empty), rid
 
 
 def goto_suggestion(config: Config, suggestion_id: Any) -> Any:

@@ -10,19 +10,18 @@ recorded jobs where every job runs (Dash's background manager: diskcache or Cele
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
 
 from dash import Input, Output, State, no_update
 
 from app import jobs
 from app.config import Config, get_config
 from app.services import live
+from callbacks.viewer import shown_opacity
 from layouts import ids
 from layouts import ids_panels as pids
 from layouts import live as view
 
 POLL_MS = 250                 # background-callback polling: part of the stroke-to-overlay latency
-SHOWN_OPACITY = 0.5           # the prediction overlay's opacity when live mode first shows it
 
 #: (LABELS_REV, VIEW_STATE, relayout, switch, busy, go, pending) -> (go, pending). A zoom or pan is a
 #: relayout with axis keys; a stroke's relayout is left to LABELS_REV (it bumps once the stroke is stored).
@@ -90,11 +89,6 @@ def discard_draft(config: Config, project_id: int | None) -> tuple:
     if project_id is None or not live.discard(config, project_id):
         return no_update, "Live: there is no draft to discard.", True
     return None, "Live: draft discarded; the overlays show the active version again.", True
-
-
-def shown_opacity(rev: Any, opacity: float | None) -> Any:
-    """Make the prediction overlay visible the first time live mode has something to show."""
-    return SHOWN_OPACITY if rev and not (opacity or 0) else no_update
 
 
 # --- registration ----------------------------------------------------------------------------------------

@@ -15,7 +15,14 @@ def columns_view(n_clicks: int | None) -> tuple:
     return "d-none" if hidden else "", widths["lg"], widths["xxl"], DATA_TOGGLE_TEXT[hidden]
 
 
+#: the "preparing the demo" page reloads itself; the real page has no PREPARING_POLL, so this stops there
+RELOAD_JS = "function(n) { if (n) { window.location.reload(); } return window.dash_clientside.no_update; }"
+
+
 def register(app) -> None:
+    app.clientside_callback(RELOAD_JS, Output(ids.PREPARING_RELOAD, "children"), Input(ids.PREPARING_POLL, "n_intervals"),
+                            prevent_initial_call=True)
+
     @app.callback(Output(ids.COL_DATA, "className"), Output(ids.COL_VIEWER, "lg"), Output(ids.COL_VIEWER, "xxl"),
                   Output(ids.DATA_TOGGLE, "children"), Input(ids.DATA_TOGGLE, "n_clicks"), prevent_initial_call=True)
     def _toggle(n_clicks):

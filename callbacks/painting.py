@@ -54,15 +54,24 @@ def paint_from_relayout(config: Config, relayout: dict | None, state: dict | Non
     return patch, rev, "", False
 
 
-def undo_last(config: Config, vid: int | None, labels_rev: int | None) -> tuple[Any, str, bool]:
-    if vid is None:
-        return no_update, "Select a volume first.", True
+def undo_last(config: Config, state: dict | None, labels_rev: int | None,
+              classes: list | None = None) -> tuple[Any, str, bool, str]:
+    """Undo the newest stroke on the slice in view -> (labels rev, message, alert open, alert colour)."""
+    if not state or state.get("vid") is None:
+        return no_update, "Select a volume first.", True, "danger"
+    if state.get("plane") != "xy":
+        return no_update, "Undo works on the xy slice in view: switch the plane to xy.", True, "warning"
+    z = int(state.get("index", 0))
     try:
-        if not labels.undo(config, vid):
-            return no_update, "Nothing to undo.", True
+        done = labels.undo(config, state["vid"], z)
     except Exception as e:  # noqa: BLE001
-        return no_update, user_message(e), True
-    return (labels_rev or 0) + 1, "", False
+        return no_update, user_message(e), True, "danger"
+    if not done:
+        return no_update, f"Nothing to undo on slice {z} (Undo works on the slice in view).", True, "warning"
+    names = [c["name"] for c in classes or []]
+    what = "an erase" if done["value"] == 0 else (
+        f"a {names[done['value'] - 1]} stroke" if done["value"] <= len(names) else "a stroke")
+    return (labels_rev or 0) + 1, f"Undid {what} on slice {z} ({done['pixels']:,} px).", True, "info"
 
 
 def chosen_value(trigger: Any, clicks: list | None, eraser_clicks) -> Any:
@@ -102,19 +111,21 @@ def register(app) -> None:
 
     @app.callback(Output(ids.GRAPH, "figure", allow_duplicate=True), Output(ids.LABELS_REV, "data"),
                   Output(ids.PAINT_ALERT, "children"), Output(ids.PAINT_ALERT, "is_open"),
+                  Output(ids.PAINT_ALERT, "color"),
                   Input(ids.GRAPH, "relayoutData"),
                   State(ids.VIEW_STATE, "data"), State(ids.PAINT_VALUE, "data"), State(ids.BRUSH, "value"),
                   State(ids.LABELS_REV, "data"), prevent_initial_call=True)
     def on_stroke(relayout, state, value, width, rev):
-        return paint_from_relayout(get_config(), relayout, state, value, width, rev, prefix)
+        return (*paint_from_relayout(get_config(), relayout, state, value, width, rev, prefix), "danger")
 
     @app.callback(Output(ids.LABELS_REV, "data", allow_duplicate=True),
                   Output(ids.PAINT_ALERT, "children", allow_duplicate=True),
                   Output(ids.PAINT_ALERT, "is_open", allow_duplicate=True),
-                  Input(ids.UNDO, "n_clicks"), State(ids.VOLUME_STORE, "data"), State(ids.LABELS_REV, "data"),
-                  prevent_initial_call=True)
-    def on_undo(_n, info, rev):
-        return undo_last(get_config(), (info or {}).get("id"), rev)
+                  Output(ids.PAINT_ALERT, "color", allow_duplicate=True),
+                  Input(ids.UNDO, "n_clicks"), State(ids.VIEW_STATE, "data"), State(ids.LABELS_REV, "data"),
+                  State(ids.CLASSES_STORE, "data"), prevent_initial_call=True)
+    def on_undo(_n, state, rev, classes):
+        return undo_last(get_config(), state, rev, classes)
 
     @app.callback(Output(ids.COUNTS, "children"), Input(ids.LABELS_REV, "data"), Input(ids.VOLUME_STORE, "data"),
                   Input(ids.CLASSES_STORE, "data"))

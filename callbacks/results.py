@@ -44,16 +44,19 @@ def run_segment(config: Config, volume: dict | None, mc: Any, threshold: Any, mi
     vid = volume_id_of(volume)
     if vid is None:
         return "Select a volume first.", no_update, no_update
-    mc = bool(mc)
-    outcome = jobs.run_job(config, "segment", volume.get("project_id"), partial(segmentation.segment_volume, config),
-                           progress_adapter(set_progress), params={"volume_id": vid, "mc": mc},
-                           volume_id=vid, mc=mc)
+    mc, split = bool(mc), bool(split)
+    outcome = jobs.run_job(config, "segment", volume.get("project_id"),
+                           partial(segmentation.segment_and_measure, config), progress_adapter(set_progress),
+                           params={"volume_id": vid, "mc": mc, "threshold": threshold, "min_size": min_size,
+                                   "split": split},
+                           volume_id=vid, mc=mc, threshold=threshold, min_size=min_size, split=split)
     if not outcome.ok:
         return outcome_text(outcome, ""), no_update, no_update
-    rev = f"{outcome.result['segmentation_id']}-{int(time.time())}"
-    seg_id, pp_text = run_postprocess(config, volume, threshold, min_size, split)
-    text = f"Segmented with model {outcome.result['model_id']}{' (with MC-dropout uncertainty)' if mc else ''}. "
-    return text + pp_text, rev, seg_id
+    res = outcome.result
+    s = segmentation.summary_view(res["summary"])
+    rev = f"{res['segmentation_id']}-{int(time.time())}"
+    return (f"Segmented with model {res['model_id']}{' (with MC-dropout uncertainty)' if mc else ''}: "
+            f"{s['count']} objects (threshold {threshold}, min size {min_size})."), rev, res["segmentation_id"]
 
 
 def cancel_segment(config: Config, project_id: int | None) -> str:

@@ -13,7 +13,7 @@ from dash import Input, Output, State, ctx, no_update
 from app import jobs
 from app.config import Config, get_config
 from app.errors import user_message
-from app.services import effort, evaluation, training
+from app.services import budget, effort, evaluation, training
 from callbacks.active import outcome_text, progress_adapter
 from layouts import ids
 from layouts import ids_panels as pids
@@ -23,7 +23,7 @@ from layouts.format import plural
 
 # --- logic (plain functions; tests call these) -------------------------------------------------------
 def run_training(config: Config, project_id: int | None, mode: str, parent_id: Any, epochs: Any, lr: Any,
-                 set_progress: Callable | None = None) -> tuple[str, Any]:
+                 set_progress: Callable | None = None, budget: Any = None) -> tuple[str, Any]:
     """-> (status text, done marker for the versions table)."""
     if project_id is None:
         return "Select a project first.", no_update
@@ -31,8 +31,9 @@ def run_training(config: Config, project_id: int | None, mode: str, parent_id: A
         return "Pick the version to continue from (or choose “New model”).", no_update
     parent = int(parent_id) if mode == "continue" else None
     outcome = jobs.run_job(config, "train", project_id, partial(training.train_model, config, project_id),
-                           progress_adapter(set_progress), params={"parent_id": parent, "epochs": epochs, "lr": lr},
-                           parent_id=parent, epochs=epochs, lr=lr)
+                           progress_adapter(set_progress),
+                           params={"parent_id": parent, "epochs": epochs, "lr": lr, "budget": budget},
+                           parent_id=parent, epochs=epochs, lr=lr, budget=budget)
     if outcome.status == "cancelled":
         return ("Cancelled: the best weights so far were kept as an inactive version marked “cancelled” "
                 "(activate it if it is good enough)."), outcome.job_id
@@ -52,6 +53,16 @@ def training_status(outcome: jobs.JobOutcome) -> str:
     if metrics.get("started_from"):
         text += f"; started from {metrics['started_from']}"
     return text + "."
+
+
+def budget_options() -> list[dict]:
+    """The budget choices: named time budgets, then "by epochs"."""
+    return ([{"label": label, "value": name} for name, (label, _) in budget.BUDGETS.items()]
+            + [{"label": "by epochs", "value": budget.BY_EPOCHS}])
+
+
+def estimate_view(config: Config, project_id: int | None, choice: Any) -> str:
+    return budget.estimate_text(budget.last_speed(training.list_versions(config, project_id)), choice)
 
 
 def cancel_training(config: Config, project_id: int | None) -> str:
@@ -114,15 +125,24 @@ def register(app) -> None:
         Output(pids.TR_STATUS, "children"), Output(pids.TR_DONE, "data"),
         Input(pids.TR_TRAIN, "n_clicks"),
         State(ids.PROJECT_STORE, "data"), State(pids.TR_MODE, "value"), State(pids.TR_PARENT, "value"),
-        State(pids.TR_EPOCHS, "value"), State(pids.TR_LR, "value"),
+        State(pids.TR_EPOCHS, "value"), State(pids.TR_LR, "value"), State(pids.TR_BUDGET, "value"),
         background=True,
         progress=[Output(pids.TR_PROGRESS, "value"), Output(pids.TR_PROGRESS, "label")],
         running=[(Output(pids.TR_TRAIN, "disabled"), True, False),
                  (Output(pids.TR_CANCEL, "disabled"), False, True)],
         prevent_initial_call=True,
     )
-    def _train(set_progress, _n, project_id, mode, parent_id, epochs, lr):
-        return run_training(get_config(), project_id, mode, parent_id, epochs, lr, set_progress)
+    def _train(set_progress, _n, project_id, mode, parent_id, epochs, lr, choice):
+        return run_training(get_config(), project_id, mode, parent_id, epochs, lr, set_progress, choice)
+
+    @app.callback(Output(pids.TR_BUDGET, "options"), Input(ids.PROJECT_STORE, "data"))
+    def _budgets(_project_id):
+        return budget_options()
+
+    @app.callback(Output(pids.TR_ESTIMATE, "children"), Input(pids.TR_BUDGET, "value"),
+                  Input(ids.PROJECT_STORE, "data"), Input(pids.TR_DONE, "data"))
+    def _estimate(choice, project_id, _done):
+        return estimate_view(get_config(), project_id, choice)
 
     @app.callback(Output(pids.TR_STATUS, "children", allow_duplicate=True), Input(pids.TR_CANCEL, "n_clicks"),
                   State(ids.PROJECT_STORE, "data"), prevent_initial_call=True)

@@ -92,6 +92,15 @@ def nav_box(nav: dict, shape) -> dict:
             "x0": max(0, x0), "x1": min(w, x1)}
 
 
+def position(state: dict, shape) -> dict[str, int]:
+    """The remembered (z, y, x) position: each axis's last slice, the middle where never visited."""
+    pos = {name: int(shape[axis]) // 2 for name, axis in (("z", 0), ("y", 1), ("x", 2))}
+    pos.update({k: int(v) for k, v in (state.get("pos") or {}).items() if k in pos})
+    if state.get("plane") in AXIS and state.get("index") is not None:
+        pos[AXIS_NAME[state["plane"]]] = int(state["index"])
+    return pos
+
+
 def build_view(prefix: str, info: dict | None, plane: str, trigger: Any, state: dict | None, index: int | None,
                contrast, opacities: dict, labels_rev=0, seg_rev=0, nav: dict | None = None, live_rev=None) -> dict:
     """Everything the viewer shows for a volume/plane/navigation change (a plain dict of outputs)."""
@@ -105,22 +114,28 @@ def build_view(prefix: str, info: dict | None, plane: str, trigger: Any, state: 
     nav_n = int(state.get("nav_n", 0))
     outline = state.get("outline") if same_volume else None
     ranges = None
+    pos = position(state if same_volume else {}, shape)
+    restore = same_volume and trigger in (None, ids.VOLUME_STORE) and state.get("index") is not None
     if trigger == "nav" and nav:
         box = nav_box(nav, shape)
         plane, index, nav_n = "xy", box["z"], nav_n + 1
         outline = box if nav.get("outline", True) else None
         my, mx = (box["y1"] - box["y0"]) * NAV_MARGIN, (box["x1"] - box["x0"]) * NAV_MARGIN
         ranges = ([box["x0"] - mx - 0.5, box["x1"] + mx - 0.5], [box["y1"] + my - 0.5, box["y0"] - my - 0.5])
+    elif restore:   # a reload or a re-selected volume: where the user was
+        plane, index = state.get("plane", plane), state["index"]
+        contrast = state.get("contrast", contrast)
     elif not same_volume or trigger == ids.PLANE or state.get("plane") != plane or index is None:
-        index = shape[AXIS[plane]] // 2
+        index = pos[AXIS_NAME[plane]]   # a plane switch keeps the position along the new axis
     index = int(np.clip(index, 0, shape[AXIS[plane]] - 1))
+    pos[AXIS_NAME[plane]] = index
     if not same_volume or contrast is None:
         contrast = [info["lo"], info["hi"]]
     lo, hi = float(contrast[0]), float(contrast[1])
     h, w = plane_dims(shape, plane)
     uirev = f"{vid}-{plane}-{nav_n}"
     state = {"vid": vid, "plane": plane, "index": index, "uirev": uirev, "nav_n": nav_n, "outline": outline,
-             "shape2d": [h, w]}
+             "shape2d": [h, w], "pos": pos, "contrast": [lo, hi]}
     fig = view.make_figure(w, h, tile_url(prefix, vid, plane, index, lo, hi),
                            overlay_specs(prefix, vid, plane, index, opacities, labels_rev, seg_rev, live_rev),
                            uirevision=uirev, aspect=plane_aspect(info.get("voxel_size"), plane),
@@ -148,7 +163,7 @@ def slice_patch(prefix: str, state: dict, index: int, contrast, opacities: dict,
         patch["layout"]["images"][i]["opacity"] = op
         patch["layout"]["images"][i]["visible"] = bool(url)
     patch["layout"]["shapes"] = outline_for(state, plane, index)
-    new_state = dict(state, index=int(index))
+    new_state = dict(state, index=int(index), contrast=[float(contrast[0]), float(contrast[1])])
     return patch, new_state, f"{AXIS_NAME[plane]} {int(index)}"
 
 
@@ -186,6 +201,22 @@ def strip_jump(trigger: Any, click: dict | None, data: dict | None, plane: str |
     if not points or points[0].get("x") is None:
         return None
     return int(np.clip(round(float(points[0]["x"])), 0, len(data["values"]) - 1))
+
+
+SHOWN_OPACITY = {"prediction": 0.5, "objects": 0.8}   # an overlay's opacity when a new result first shows
+
+
+def shown_opacity(rev: Any, opacity: float | None, kind: str = "prediction") -> Any:
+    """Make an overlay visible when a new result arrives (live draft, trained model, objects);
+    an opacity the user chose is kept."""
+    return SHOWN_OPACITY[kind] if rev and not (opacity or 0) else no_update
+
+
+def new_model_shown(done: Any, opacity: float | None) -> tuple:
+    """After a training job: a new overlay revision (the active model's prediction) and a visible overlay."""
+    if not done:
+        return no_update, no_update
+    return f"model-{done}", shown_opacity(done, opacity)
 
 
 # --- wiring -------------------------------------------------------------------------------------------
@@ -246,6 +277,19 @@ def register(app) -> None:
         index = int(np.clip(index, 0, info["shape"][AXIS[state["plane"]]] - 1))
         return slice_patch(prefix, state, index, contrast, dict(zip(view.OVERLAYS, ops)), labels_rev, seg_rev,
                            live_rev)
+
+    if seg_in:
+        @app.callback(Output(ids_panels.SEG_DONE, "data", allow_duplicate=True),
+                      Output(ids.OVERLAY_PREDICTION, "value", allow_duplicate=True),
+                      Input(ids_panels.TR_DONE, "data"), State(ids.OVERLAY_PREDICTION, "value"),
+                      prevent_initial_call=True)
+        def on_new_model(done, opacity):
+            return new_model_shown(done, opacity)
+
+        @app.callback(Output(ids.OVERLAY_OBJECTS, "value", allow_duplicate=True), Input(ids_panels.OBJ_SEG, "data"),
+                      State(ids.OVERLAY_OBJECTS, "value"), prevent_initial_call=True)
+        def on_new_objects(seg_id, opacity):
+            return shown_opacity(seg_id, opacity, "objects")
 
     @app.callback(Output(ids.UNCERTAINTY_STORE, "data"), Input(ids.VOLUME_STORE, "data"), *seg_in)
     def on_uncertainty_data(info, *_seg):

@@ -70,10 +70,19 @@ def build(strategy_options: Sequence[dict] | None = None) -> Any:
     )
 
 
-def queue_items(rows: Sequence[dict]) -> list[Any]:
-    """One card per suggestion: thumbnail (served by /thumbs/<id>.png), rank, score, status, skip."""
+EMPTY_QUEUE = {
+    "no volume": "Add a volume in the Data panel first.",
+    "no labels": ("No suggestions yet. First paint a few strokes of every class and train a model: "
+                  "suggestions are most useful once a model can say where it is unsure."),
+    "ready": "No suggestions yet: press “Suggest patches” to see which patches to label next.",
+}
+
+
+def queue_items(rows: Sequence[dict], empty: str = "ready") -> list[Any]:
+    """One card per suggestion: thumbnail (served by /thumbs/<id>.png), rank, score, status, skip;
+    without any, what to do first (``empty``: a key of EMPTY_QUEUE)."""
     if not rows:
-        return [html.Div("No suggestions yet: press “Suggest patches”.", className="text-muted small")]
+        return [html.Div(EMPTY_QUEUE[empty], className="text-muted small")]
     items = []
     for r in rows:
         text, color = STATUS_BADGE.get(r["status"], (r["status"], "light"))

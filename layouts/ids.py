@@ -62,6 +62,7 @@ PRETRAIN_START = "pretrain-start-btn"      # start, resume or redo the selected 
 
 # --- Viewer ------------------------------------------------------------------------------------
 GRAPH = "viewer-graph"
+OBJECT_UNDER_CURSOR = "viewer-object-under-cursor"   # filled by assets/hover.js from /objects/.../at
 PLANE = "viewer-plane"                 # radio xy | xz | yz
 SLICE = "viewer-slice"                 # slider, index along the plane's normal
 SLICE_LABEL = "viewer-slice-label"
@@ -73,6 +74,7 @@ OVERLAY_LABELS = "overlay-labels-opacity"        # sliders 0..1 (0 = hidden)
 OVERLAY_PREDICTION = "overlay-prediction-opacity"
 OVERLAY_UNCERTAINTY = "overlay-uncertainty-opacity"
 OVERLAY_GT = "overlay-gt-opacity"
+OVERLAY_OBJECTS = "overlay-objects-opacity"    # outlines of the newest segmentation's objects
 VIEWER_NOTE = "viewer-note"            # e.g. "painting only in the xy plane"
 VIEWER_ALERT = "viewer-alert"
 UNCERTAINTY_STRIP = "viewer-uncertainty-strip"       # graph under the slice slider: mean uncertainty per z slice
@@ -108,3 +110,14 @@ LIVE_PENDING = "live-pending-store"    # data: bool, something changed since the
 LIVE_BUSY = "live-busy-store"          # data: bool, an update is running (set by the background callback)
 LIVE_GO = "live-go-store"              # data: {"n", "z", "view"} starts one update (written in the browser)
 LIVE_REV = "live-rev-store"            # data: revision of the live view the overlays show (None = live off)
+
+RIGHT_TABS = "right-tabs"                 # the learning panels' tabs (tab_id = layouts module name)
+
+PREPARING = "preparing-demo"              # first start: the page shown while the demo is generated
+PREPARING_POLL = "preparing-demo-poll"
+PREPARING_RELOAD = "preparing-demo-reload"
+
+# guided path (layouts/guide.py)
+GUIDE = "guide-bar"
+GUIDE_HINT = "guide-next-hint"
+GUIDE_STEP_TYPE = "guide-step"            # pattern id {"type": GUIDE_STEP_TYPE, "index": step}

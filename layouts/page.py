@@ -49,7 +49,7 @@ def stores() -> list:
         dcc.Store(id=ids.VOLUME_STORE),
         dcc.Store(id=ids.CLASSES_STORE),
         dcc.Store(id=ids.LABELS_REV, data=0),
-        dcc.Store(id=ids.VIEW_STATE),
+        dcc.Store(id=ids.VIEW_STATE, storage_type="local"),   # slice, plane, position survive a reload
     ]
 
 
@@ -66,10 +66,25 @@ def viewer_widths(data_hidden: bool) -> dict:
     return widths
 
 
+PREPARING_TEXT = ("Preparing the demo volume: generated on the first start only (about half a minute), "
+                  "then kept in the workspace. This page opens by itself when it is ready.")
+
+
+def preparing_layout() -> Any:
+    """What a first start shows while the demo is generated; it reloads itself every 2 s."""
+    return dbc.Container([
+        dbc.Navbar(dbc.Container([dbc.NavbarBrand("ActiveSeg")]), color="dark", dark=True, className="mb-3"),
+        dbc.Alert([dbc.Spinner(size="sm", spinner_class_name="me-2"), PREPARING_TEXT], color="info",
+                  id=ids.PREPARING),
+        dcc.Interval(id=ids.PREPARING_POLL, interval=2000),
+        html.Div(id=ids.PREPARING_RELOAD, hidden=True),
+    ], fluid=True)
+
+
 def build_layout() -> Any:
     """The whole page (Dash calls it on every page load)."""
     right = dbc.Tabs([dbc.Tab(html.Div(panel(m), id=slot, className="pt-2"), label=label, tab_id=m)
-                      for m, label, slot in RIGHT_PANELS], id="right-tabs", active_tab="active")
+                      for m, label, slot in RIGHT_PANELS], id=ids.RIGHT_TABS, active_tab="active")
     return dbc.Container([
         *stores(),
         dbc.Navbar(dbc.Container([dbc.NavbarBrand("ActiveSeg"),
@@ -77,6 +92,7 @@ def build_layout() -> Any:
                                             className="text-light small")]),
                    color="dark", dark=True, className="mb-2"),
         dbc.Alert(id=ids.ALERT, is_open=False, dismissable=True, color="danger"),
+        panel("guide"),
         dbc.Row([
             dbc.Col(html.Div(panel("data"), id=ids.SLOT_DATA), id=ids.COL_DATA, **DATA_WIDTHS),
             dbc.Col(html.Div(panel("viewer"), id=ids.SLOT_VIEWER), id=ids.COL_VIEWER, **VIEWER_WIDTHS),

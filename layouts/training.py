@@ -90,9 +90,11 @@ def build() -> Any:
                                    options=[{"label": "New model", "value": "new"},
                                             {"label": "Continue from version", "value": "continue"}]),
                     dcc.Dropdown(id=ids.TR_PARENT, options=[], placeholder="model version", className="mb-2"),
+                    dbc.RadioItems(id=ids.TR_BUDGET, value="quick", options=[], className="small"),
+                    html.Small(id=ids.TR_ESTIMATE, className="text-muted d-block mb-1"),
                     dbc.Row(
                         [
-                            dbc.Col([dbc.Label("Epochs", html_for=ids.TR_EPOCHS),
+                            dbc.Col([dbc.Label("Epochs (when “by epochs”)", html_for=ids.TR_EPOCHS),
                                      dbc.Input(id=ids.TR_EPOCHS, type="number", min=1, max=500, step=1, value=10)]),
                             dbc.Col([dbc.Label("Learning rate", html_for=ids.TR_LR),
                                      dbc.Input(id=ids.TR_LR, type="number", min=1e-6, max=1.0, value=1e-3,

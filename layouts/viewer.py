@@ -16,10 +16,12 @@ from dash import dcc, html
 from layouts import charts, ids, live
 
 IMAGE_ORIGIN = -0.5
-OVERLAYS = ("labels", "prediction", "uncertainty", "gt")   # layout.images[1..] in this order
+OVERLAYS = ("labels", "prediction", "uncertainty", "gt", "objects")   # layout.images[1..] in this order
 OVERLAY_IDS = {"labels": ids.OVERLAY_LABELS, "prediction": ids.OVERLAY_PREDICTION,
-               "uncertainty": ids.OVERLAY_UNCERTAINTY, "gt": ids.OVERLAY_GT}
-OVERLAY_DEFAULT = {"labels": 0.5, "prediction": 0.0, "uncertainty": 0.0, "gt": 0.0}
+               "uncertainty": ids.OVERLAY_UNCERTAINTY, "gt": ids.OVERLAY_GT,
+               "objects": ids.OVERLAY_OBJECTS}
+OVERLAY_DEFAULT = {"labels": 0.5, "prediction": 0.0, "uncertainty": 0.0, "gt": 0.0, "objects": 0.8}
+KEEP = {"persistence": True, "persistence_type": "local"}   # a user's setting survives a reload
 DRAGMODES = {"stroke": "drawopenpath", "fill": "drawclosedpath", "pan": "pan", "zoom": "zoom"}
 DATA_TOGGLE_TEXT = {False: "\u25C0 hide data panel", True: "show data panel \u25B6"}   # by "hidden"
 GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False, "doubleClick": "reset",
@@ -138,14 +140,15 @@ def class_buttons(classes: Sequence[dict], value: int | None) -> list:
 def counts_table(rows: Sequence[dict]) -> Any:
     if not rows:
         return html.Span("no labels yet", className="text-muted small")
-    return html.Div([html.Span([html.Span("\u25A0 ", style={"color": r["color"]}), f"{r['name']}: {r['pixels']:,} px"],
-                               className="me-3 small") for r in rows])
+    return html.Div([html.Span("Labeled in this volume (all slices): ", className="me-1 small text-muted")]
+                    + [html.Span([html.Span("\u25A0 ", style={"color": r["color"]}), f"{r['name']}: {r['pixels']:,} px"],
+                                 className="me-3 small") for r in rows])
 
 
 def _overlay_slider(kind: str) -> Any:
     return dbc.Col([html.Small(kind), dcc.Slider(id=OVERLAY_IDS[kind], min=0, max=1, step=0.05,
                                                   value=OVERLAY_DEFAULT[kind], marks=None,
-                                                  tooltip={"placement": "bottom"})], xs=6, md=3)
+                                                  tooltip={"placement": "bottom"}, **KEEP)], xs=6, md=3)
 
 
 def build() -> Any:
@@ -157,10 +160,10 @@ def build() -> Any:
                                 {"label": "pan/zoom", "value": "pan"}]),
         html.Span("width", className="small me-1"),
         html.Div(dcc.Slider(id=ids.BRUSH, min=1, max=40, step=1, value=6, marks=None,
-                            tooltip={"placement": "bottom"}), style={"width": "140px", "display": "inline-block",
+                            tooltip={"placement": "bottom"}, **KEEP), style={"width": "140px", "display": "inline-block",
                                                                      "verticalAlign": "middle"}),
         dbc.Button("Undo", id=ids.UNDO, size="sm", color="secondary", className="ms-2 mb-1"),
-        dcc.Store(id=ids.PAINT_VALUE, data=2),
+        dcc.Store(id=ids.PAINT_VALUE, data=2, storage_type="local"),   # the class in hand survives a reload
         dcc.Store(id=ids.PREFETCH),
     ], className="mb-1")
     return dbc.Card([
@@ -182,6 +185,7 @@ def build() -> Any:
                 dbc.Col(dbc.Button("\u25B6", id=ids.SLICE_NEXT, size="sm", color="light", title="next (right / k)"),
                         width="auto"),
                 dbc.Col(html.Span(id=ids.SLICE_LABEL, className="small"), width="auto"),
+                dbc.Col(html.Span(id=ids.OBJECT_UNDER_CURSOR, className="small fw-bold"), width="auto"),
             ], className="g-1 align-items-center"),
             _uncertainty_row(),
             dbc.Row([

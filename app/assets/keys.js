@@ -1,12 +1,31 @@
-// Keyboard slice stepping: left / j = previous, right / k = next (clicks the viewer's step buttons,
-// whose clientside callback moves the slider). Ignored while typing in a field or on a focused slider.
+// Viewer keyboard: left / j = previous slice, right / k = next (clicks the step buttons, whose
+// clientside callback moves the slider); Ctrl+Z (Cmd+Z) = Undo on the slice in view (clicks Undo);
+// [ and ] = thinner / wider brush. Ignored while typing in a field or on a focused slider.
+function activesegTyping(t) {
+    return t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName) ||
+                 (t.closest && t.closest("[role=slider]")));
+}
+
+function activesegClick(id, ev) {
+    const btn = document.getElementById(id);
+    if (btn) { ev.preventDefault(); btn.click(); }
+}
+
+function activesegBrush(delta) {
+    const thumb = document.querySelector("#paint-brush-width [role=slider]");
+    const now = thumb ? Number(thumb.getAttribute("aria-valuenow")) : NaN;
+    if (!Number.isFinite(now) || !window.dash_clientside || !dash_clientside.set_props) { return; }
+    dash_clientside.set_props("paint-brush-width", {value: Math.min(40, Math.max(1, now + delta))});
+}
+
 document.addEventListener("keydown", function (ev) {
-    if (ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
-    const t = ev.target;
-    if (t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName) ||
-              (t.closest && t.closest("[role=slider]")))) { return; }
+    if (activesegTyping(ev.target) || ev.altKey) { return; }
+    if (ev.ctrlKey || ev.metaKey) {
+        if (ev.key.toLowerCase() === "z" && !ev.shiftKey) { activesegClick("paint-undo-btn", ev); }
+        return;
+    }
     const id = {ArrowLeft: "viewer-slice-prev", j: "viewer-slice-prev",
                 ArrowRight: "viewer-slice-next", k: "viewer-slice-next"}[ev.key];
-    const btn = id && document.getElementById(id);
-    if (btn) { ev.preventDefault(); btn.click(); }
+    if (id) { activesegClick(id, ev); return; }
+    if (ev.key === "[" || ev.key === "]") { ev.preventDefault(); activesegBrush(ev.key === "]" ? 2 : -2); }
 });

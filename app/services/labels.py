@@ -105,13 +105,15 @@ def apply_relayout(config: Config, vid: int, z: int, relayout: dict | None, valu
     return [apply_stroke(config, vid, z, p, value, width) for p in new_strokes(relayout)]
 
 
-def undo(config: Config, vid: int) -> bool:
-    """Revert the last stroke of this volume; False when nothing is left to undo."""
-    ok = projects.label_store(config, vid).undo()
-    if ok:
+def undo(config: Config, vid: int, z: int | None = None) -> dict | None:
+    """Revert the newest stroke of this volume (on slice ``z`` when given): ``{id, z, value, pixels}``
+    of what was undone, or None when nothing is left to undo there."""
+    done = projects.label_store(config, vid).undo(z)
+    if done:
         with session_scope(config) as s:
-            s.add(LabelEvent(volume_id=vid, kind="undo", n_pixels=0))
-    return ok
+            s.add(LabelEvent(volume_id=vid, kind="undo", z=done["z"], value=done["value"], n_pixels=0,
+                             stroke_id=done["id"]))
+    return done
 
 
 def counts(config: Config, vid: int) -> list[dict]:

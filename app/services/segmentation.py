@@ -1,7 +1,7 @@
 """Whole-volume segmentation with the active model, post-processing into objects, object views.
 
 Predictions are written to a temporary folder and swapped in when complete, so the viewer's
-overlay (which reads :func:`latest_prediction_path`) never sees a half-written or vanished
+overlay (which reads ``predictions.overlay_plane``) never sees a half-written or vanished
 prediction, and a cancelled run leaves the previous one in place. Each post-processing
 run is a ``Segmentation`` row with its instance labels (Zarr), object table (CSV) and
 summary; the panel shows the newest.
@@ -23,7 +23,7 @@ from app.config import get_config
 from app.db import session_scope
 from app.errors import NotFound, UserError
 from app.models import Segmentation, dumps, loads
-from app.services import projects, training
+from app.services import predictions, projects, training
 from app.workspace import Workspace
 from ml.files import atomic_write
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
@@ -37,16 +37,6 @@ UNCERTAINTY_SIDECAR = ".slice_entropy.json"   # next to predictions written befo
 
 
 # --- prediction ---------------------------------------------------------------------------------------
-def _is_complete(path: Path) -> bool:
-    try:
-        from ml.infer import open_prediction
-
-        open_prediction(path)
-        return True
-    except Exception:  # missing, unreadable or unfinished: not a usable prediction
-        return False
-
-
 def segment_volume(config: Any, volume_id: int, mc: bool = False, progress: ProgressFn = None,
                    cancel: CancelFn = None) -> dict:
     """Predict every slice with the active model; returns ``{segmentation_id, pred_path, model_id}``."""
@@ -85,43 +75,21 @@ def _swap_in(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _latest_prediction(config: Any, volume_id: int) -> tuple[Path, int | None] | None:
-    """(path, model id): the active model's complete prediction, else the newest complete one."""
-    info = projects.volume_info(config, volume_id)
-    mid = training.active_model_id(config, info["project_id"])
-    if mid is not None:
-        path = Workspace(config.workspace).prediction_path(volume_id, mid)
-        if path.exists() and _is_complete(path):
-            return path, mid
-    with session_scope(config) as s:
-        rows = s.execute(sql_select(Segmentation.pred_path, Segmentation.model_id)
-                         .where(Segmentation.volume_id == volume_id, Segmentation.pred_path.isnot(None))
-                         .order_by(Segmentation.id.desc())).all()
-    seen = set()
-    for path, model_id in rows:
-        if path in seen:
-            continue
-        seen.add(path)
-        if Path(path).exists() and _is_complete(Path(path)):
-            return Path(path), model_id
-    return None
-
-
 def latest_prediction_path(volume_id: int, config: Any = None) -> Path | None:
     """The prediction the viewer overlays: the active model's, else the newest complete one (or None)."""
-    found = _latest_prediction(config or get_config(), int(volume_id))
-    return found[0] if found else None
+    found = predictions.current(config or get_config(), int(volume_id))
+    return found.path if found else None
 
 
 def prediction_summary(config: Any, volume_id: int) -> dict | None:
     """``{path, model_id, mc_passes, seconds}`` of the prediction shown, or None."""
-    found = _latest_prediction(config, volume_id)
+    found = predictions.current(config, volume_id)
     if found is None:
         return None
     from ml.infer import open_prediction
 
-    attrs = dict(open_prediction(found[0]).attrs)
-    return {"path": str(found[0]), "model_id": found[1], "mc_passes": attrs.get("mc_passes", 0),
+    attrs = dict(open_prediction(found.path).attrs)
+    return {"path": str(found.path), "model_id": found.model_id, "mc_passes": attrs.get("mc_passes", 0),
             "seconds": attrs.get("seconds")}
 
 
@@ -150,11 +118,11 @@ def _uncertainty_values(path: Path) -> list[float]:
 def slice_uncertainty(config: Any, volume_id: int) -> dict | None:
     """``{values, model_id, worst}``: mean uncertainty of each z slice of the prediction the viewer
     overlays and the most uncertain slice, or None when the volume has no prediction."""
-    found = _latest_prediction(config, int(volume_id))
+    found = predictions.current(config, int(volume_id))
     if found is None:
         return None
-    values = _uncertainty_values(found[0])
-    return {"values": values, "model_id": found[1], "worst": int(np.argmax(values))}
+    values = _uncertainty_values(found.path)
+    return {"values": values, "model_id": found.model_id, "worst": int(np.argmax(values))}
 
 
 # --- post-processing -----------------------------------------------------------------------------------
@@ -178,10 +146,10 @@ def postprocess(config: Any, volume_id: int, threshold: float = 0.5, min_size: i
     from ml.postprocess import segment
 
     threshold, min_size = _validate_pp(threshold, min_size)
-    found = _latest_prediction(config, volume_id)
+    found = predictions.current(config, volume_id)
     if found is None:
         raise UserError("No prediction yet: press “Segment volume” first.")
-    pred_path, model_id = found
+    pred_path, model_id = found.path, found.model_id
     group = open_prediction(pred_path)
     nz = int(group["prob"].shape[1])
     fg = np.empty(group["prob"].shape[1:], np.float32)
@@ -211,6 +179,19 @@ def postprocess(config: Any, volume_id: int, threshold: float = 0.5, min_size: i
         seg_id = int(row.id)
     report(progress, nz + 2, nz + 2, phase="done")
     return {"segmentation_id": seg_id, "summary": summ}
+
+
+def segment_and_measure(config: Any, volume_id: int, mc: bool = False, threshold: Any = 0.5, min_size: Any = 0,
+                        split: bool = False, progress: ProgressFn = None, cancel: CancelFn = None) -> dict:
+    """One "Segment" click, one job: predict the volume, then post-process it into objects.
+
+    The post-processing settings are checked first, so a typo does not cost a whole prediction.
+    """
+    _validate_pp(threshold, min_size)
+    predicted = segment_volume(config, volume_id, mc, progress=progress, cancel=cancel)
+    objects = postprocess(config, volume_id, threshold, min_size, split, progress=progress, cancel=cancel)
+    return {**predicted, "segmentation_id": objects["segmentation_id"], "summary": objects["summary"],
+            "prediction_id": predicted["segmentation_id"]}
 
 
 def latest_segmentation_id(config: Any, volume_id: int | None) -> int | None:
@@ -269,6 +250,32 @@ def object_rows(config: Any, seg_id: int) -> list[dict]:
     cols = ["id", "volume_um3", "surface_um2", "voxels", "centroid_z", "centroid_y", "centroid_x",
             "bbox_z0", "bbox_z1", "bbox_y0", "bbox_y1", "bbox_x0", "bbox_x1"]
     return t[cols].to_dict("records")
+
+
+def plane_voxel(plane: str, index: int, row: int, col: int) -> tuple[int, int, int]:
+    """(z, y, x) of pixel (row, col) of a plane at ``index``."""
+    return {"xy": (index, row, col), "xz": (row, index, col), "yz": (row, col, index)}[plane]
+
+
+def object_at(config: Any, volume_id: int, voxel: tuple[int, int, int]) -> dict:
+    """The newest segmentation's object at ``voxel``: ``{id, text}`` (id 0, text "" for none)."""
+    seg_id = latest_segmentation_id(config, volume_id)
+    if seg_id is None:
+        return {"id": 0, "text": ""}
+    try:
+        oid = int(open_instances(config, seg_id)[voxel])
+    except UserError:
+        return {"id": 0, "text": ""}
+    if oid == 0:
+        return {"id": 0, "text": ""}
+    t = object_table_frame(config, seg_id)
+    hit = t[t["id"] == oid]
+    known = segmentation_info(config, seg_id)["summary"].get("voxel_size_known", True)
+    if hit.empty:
+        return {"id": oid, "text": f"object {oid}"}
+    size = (f"{float(hit.iloc[0]['volume_nm3']) / NM3_PER_UM3:.3g} µm³" if known
+            else f"{int(hit.iloc[0]['voxels']):,} voxels")
+    return {"id": oid, "text": f"object {oid}: {size}"}
 
 
 def object_nav(config: Any, seg_id: int, object_id: int) -> dict:

@@ -22,6 +22,7 @@ from sqlalchemy import select as sql_select
 from app.db import session_scope
 from app.errors import NotFound, UserError
 from app.models import ModelVersion, VolumeRecord, dumps, loads
+from app.services import budget as budget_mod
 from app.services import labels, projects
 from app.services.evaluation import (ground_truth_iou, quality, quality_text, split_for_validation,
                                      without_val_iou)
@@ -185,16 +186,18 @@ def _start_model(config: Any, project_id: int, parent_id: int | None, classes: l
 
 def train_model(config: Any, project_id: int, parent_id: int | None = None, epochs: int = 10, lr: float = 1e-3,
                 progress: ProgressFn = None, cancel: CancelFn = None, steps: int | None = None,
-                train_overrides: dict | None = None) -> dict:
+                train_overrides: dict | None = None, budget: str | None = None) -> dict:
     """Train a version (new, or warm-started from ``parent_id``); returns ``{model_id, metrics}``.
 
-    ``steps`` overrides the epoch-derived step count; ``train_overrides`` sets other
+    ``steps`` overrides the epoch-derived step count; ``budget`` (``app.services.budget``: "quick",
+    "refine") sets it from a time budget measured on this machine instead; ``train_overrides`` sets other
     ``ml.train.TrainConfig`` fields (tests use tiny crops). On cancel the partial model is
     stored inactive, then Cancelled propagates so the job reads "cancelled".
     """
     from ml.train import TrainConfig, config_dict, train
 
     epochs, lr = _validate_params(epochs, lr)
+    seconds = budget_mod.budget_seconds(budget)
     report(progress, 0, 1, phase="reading labels")
     seen = labels.newest_event_id(config, project_id)
     regions, label_stats = gather_regions(config, project_id)
@@ -203,9 +206,15 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
     model, started_from = _start_model(config, project_id, parent_id, classes)
     overrides = dict(config.extra.get("train", {}), **(train_overrides or {}))
     probe = TrainConfig(**{**overrides, "lr": lr})
-    n_steps = int(steps) if steps else steps_for(regions, epochs, probe.batch_size, probe.crop)
-    tcfg = TrainConfig(**{**overrides, "lr": lr, "steps": n_steps})
     device = device_for(config)
+    if steps:
+        n_steps = int(steps)
+    elif seconds is not None:
+        report(progress, 0, 1, phase="measuring this machine's speed")
+        n_steps = budget_mod.steps_within(seconds, budget_mod.seconds_per_step(model, regions, probe, device))
+    else:
+        n_steps = steps_for(regions, epochs, probe.batch_size, probe.crop)
+    tcfg = TrainConfig(**{**overrides, "lr": lr, "steps": n_steps})
     train_regions, val_regions, val_fg = split_for_validation(regions, tcfg)
     history: list[dict] = []
     started = time.monotonic()
@@ -220,7 +229,7 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
         report(progress, done, total, phase="training", loss=info.get("loss"), val_iou=val,
                eta_s=info.get("eta_s"), history=shown["curve"])
 
-    meta = {"parent_id": parent_id, "started_from": started_from, "epochs": epochs,
+    meta = {"parent_id": parent_id, "started_from": started_from, "epochs": epochs, "budget": budget,
             "event_id": seen,                # the label log it learned up to (live mode goes on from there)
             "train_config": config_dict(tcfg), **label_stats}
     try:
@@ -297,6 +306,7 @@ def _version_dict(r: ModelVersion) -> dict:
             "active": bool(r.active), "active_mark": "●" if r.active else "",
             "n_labeled_pixels": r.n_labeled_pixels, "n_labeled_patches": r.n_labeled_patches,
             "val_iou": _round(m.get("val_iou")), "gt_iou": _round(m.get("gt_iou")), "steps": m.get("steps"),
+            "seconds": m.get("seconds"),
             "est_iou": _round((m.get("quality") or {}).get("iou")), "quality_text": quality_text(m),
             "cancelled": bool(m.get("cancelled")), "note": "cancelled (partial)" if m.get("cancelled") else "",
             "started_from": started_from(r, m), "path": r.path}

@@ -16,38 +16,38 @@ import torch
 from torch import nn
 
 from ml.device import autocast, inference_layout, pick_device, seeded
-from ml.io.normalize import normalize
 from ml.mc import MCSampler
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
 from .pool import Patch
 from .scores import PatchScores
+from .windows import VolumeReader, group_by_window, window_of
 
 Reader = Callable[[Patch], np.ndarray]
 
 __all__ = ["PatchScores", "score_patches", "volume_reader", "forward_with_embedding", "pixel_scores", "score_batch"]
 
 
-def volume_reader(volume: Any, lo: float | None = None, hi: float | None = None) -> Reader:
-    """Reader for ``score_patches``: crops a patch from a (Z, Y, X) volume, scaled to [0, 1].
-
-    ``lo``/``hi`` default to the volume's 1 / 99.5 percentiles (the app's display window,
-    also used for training), so scoring sees the same intensities as training.
-    """
-    if lo is None or hi is None:
-        if not hasattr(volume, "percentiles"):
-            raise TypeError("volume_reader needs lo and hi for an array without .percentiles(); pass both")
-        lo, hi = volume.percentiles()
-    lo, hi = float(lo), float(hi)
-
-    def read(p: Patch) -> np.ndarray:
-        return normalize(volume[p.z, p.y:p.y + p.size, p.x:p.x + p.size], lo, hi)
-
-    return read
+def volume_reader(volume: Any, lo: float | None = None, hi: float | None = None) -> VolumeReader:
+    """Reader for ``score_patches``: crops a patch (or its context window) from a (Z, Y, X) volume,
+    scaled to [0, 1] by ``lo``/``hi`` (default: the volume's 1 / 99.5 percentiles)."""
+    return VolumeReader(volume, lo, hi)
 
 
-def forward_with_embedding(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and the pooled bottleneck embedding from a single forward pass.
+Crop = tuple[int, int, int]  # (oy, ox, size): the patch inside its context window
+
+
+def _pool_box(zmap: torch.Tensor, crop: Crop | None, stride: int) -> torch.Tensor:
+    """Mean of a [N, C, h, w] feature map over the patch's cells (all cells without a crop)."""
+    if crop is not None:
+        oy, ox, size = crop
+        zmap = zmap[..., oy // stride:-(-(oy + size) // stride), ox // stride:-(-(ox + size) // stride)]
+    return zmap.float().mean(dim=(2, 3))
+
+
+def forward_with_embedding(model: nn.Module, x: torch.Tensor,
+                           crop: Crop | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and the pooled bottleneck embedding (of the ``crop`` cells) from a single forward pass.
 
     Hooks ``model.bottleneck`` (UNet2D); a model without one falls back to ``model.embed``.
     """
@@ -60,7 +60,7 @@ def forward_with_embedding(model: nn.Module, x: torch.Tensor) -> tuple[torch.Ten
         logits = model(x)
     finally:
         handle.remove()
-    return logits, captured[-1].float().mean(dim=(2, 3))
+    return logits, _pool_box(captured[-1], crop, int(getattr(model, "multiple", 1)))
 
 
 def _entropy(p: torch.Tensor) -> torch.Tensor:
@@ -104,31 +104,47 @@ def _bald(sample: Callable[[], torch.Tensor], passes: int, device: torch.device,
 
 
 def score_batch(model: nn.Module, x: torch.Tensor, mc_passes: int, device: torch.device,
-                top_fraction: float | None = None, mc_scope: str = "head") -> dict[str, torch.Tensor]:
+                top_fraction: float | None = None, mc_scope: str = "head",
+                crop: Crop | None = None) -> dict[str, torch.Tensor]:
     """Scores for one batch [N, 1, H, W] (model in eval mode, inside inference_mode).
 
     One pass gives the deterministic scores and the embedding; MC samples for BALD come from
     ``ml.mc.MCSampler`` (``mc_scope``: "head" re-samples only the last layer, "decoder" the
-    whole decoder), so the encoder never runs twice.
+    whole decoder), so the encoder never runs twice. With ``crop`` the inputs are context
+    windows and only the patch's pixels (and bottleneck cells) are scored.
     """
+    def cut(logits: torch.Tensor) -> torch.Tensor:
+        if crop is None:
+            return logits
+        oy, ox, size = crop
+        return logits[..., oy:oy + size, ox:ox + size]
+
     with autocast(device):
         sampler = MCSampler(model, x, mc_scope)
-        emb = sampler.embedding
-        if emb is None:
-            _, emb = forward_with_embedding(model, x)
-    out = pixel_scores(torch.softmax(sampler.logits.float(), 1), top_fraction)
+        if sampler.split:
+            emb = _pool_box(sampler.encoded.z, crop, int(model.multiple))
+        else:
+            _, emb = forward_with_embedding(model, x, crop)
+    out = pixel_scores(torch.softmax(cut(sampler.logits).float(), 1), top_fraction)
     out["embeddings"] = emb.float()
     if mc_passes > 0:
-        out["bald"] = _bald(sampler.sample, mc_passes, device, top_fraction)
+        out["bald"] = _bald(lambda: cut(sampler.sample()), mc_passes, device, top_fraction)
     return out
 
 
-def _read_batch(reader: Reader, batch: Sequence[Patch]) -> np.ndarray:
-    images = [np.asarray(reader(p), dtype=np.float32) for p in batch]
+def _read_batch(reader: Reader, batch: Sequence[Patch], context: int = 0) -> np.ndarray:
+    """[N, 1, H, W] float32 of the batch's patches (their context windows when ``context`` > 0)."""
+    images = [np.asarray(reader.window(p, context) if context else reader(p), dtype=np.float32) for p in batch]
     for p, img in zip(batch, images):
-        if img.shape != (p.size, p.size):
+        if not context and img.shape != (p.size, p.size):
             raise ValueError(f"reader returned shape {img.shape} for {p}; expected ({p.size}, {p.size})")
     return np.stack(images)[:, None]
+
+
+def _batches(patches: list[Patch], reader: Reader, context: int, batch_size: int) -> list[list[int]]:
+    """Index lists to score together: runs of ``batch_size``; with context, within one window group."""
+    groups = group_by_window(patches, context, reader.shape) if context else [list(range(len(patches)))]
+    return [g[i:i + batch_size] for g in groups for i in range(0, len(g), batch_size)]
 
 
 def _as_reader(reader: Any) -> Reader:
@@ -154,8 +170,13 @@ def score_patches(
     top_fraction: float | None = None,
     seed: int | None = 0,
     mc_scope: str = "head",
+    context: int = 0,
 ) -> PatchScores:
     """Score every patch; ``reader`` maps a Patch to its normalised image (or pass a Volume).
+
+    ``context`` > 0 scores each patch from a window with that much real image around it (the
+    reader must be a ``VolumeReader``; pass ``model.receptive_radius`` for the pixels' own
+    segmentation probabilities, exact for patches on the pooling grid); 0 scores bare patches.
 
     MC-dropout masks are drawn from ``seed`` (same model, same patches: same scores).
     The model's train/eval flags are restored afterwards; it is moved to ``device``.
@@ -166,22 +187,33 @@ def score_patches(
     if top_fraction is not None and not 0.0 < float(top_fraction) <= 1.0:
         raise ValueError(f"top_fraction must be in (0, 1] or None, got {top_fraction}")
     read = _as_reader(reader)
+    multiple = int(getattr(model, "multiple", 1))
+    context = -(-max(0, int(context)) // multiple) * multiple  # windows start on the pooling grid
+    if context and not hasattr(read, "window"):
+        raise TypeError("scoring with context needs a VolumeReader (ml.active.scoring.volume_reader)")
     device = device if isinstance(device, torch.device) else pick_device(device)
     patches = list(patches)
     if len({p.size for p in patches}) > 1:
         raise ValueError(f"all patches must share one size, got sizes {sorted({p.size for p in patches})}")
     cols: dict[str, list[np.ndarray]] = {}
+    order: list[int] = []
     with inference_layout(model, device), torch.inference_mode(), seeded(seed, device):
-        for start in range(0, len(patches), int(batch_size)):
+        for idx in _batches(patches, read, context, int(batch_size)):
             check_cancel(cancel)
-            batch = patches[start:start + int(batch_size)]
-            x = torch.from_numpy(_read_batch(read, batch)).to(device)
+            batch = [patches[i] for i in idx]
+            x = torch.from_numpy(_read_batch(read, batch, context)).to(device)
             x = x.contiguous(memory_format=torch.channels_last)
-            for key, val in score_batch(model, x, int(mc_passes), device, top_fraction, mc_scope).items():
+            crop = None
+            if context:
+                oy, ox = window_of(batch[0], context, read.shape).offset(batch[0])
+                crop = (oy, ox, batch[0].size)
+            for key, val in score_batch(model, x, int(mc_passes), device, top_fraction, mc_scope, crop).items():
                 cols.setdefault(key, []).append(val.cpu().numpy())
-            report(progress, start + len(batch), len(patches), stage="scoring")
+            order.extend(idx)
+            report(progress, len(order), len(patches), stage="scoring")
     dim = int(getattr(model, "embed_dim", 0))
-    out = {k: np.concatenate(v) for k, v in cols.items()}
+    back = np.argsort(np.asarray(order, dtype=np.int64))
+    out = {k: np.concatenate(v)[back] for k, v in cols.items()}
     if not patches:
         out = {k: np.zeros(0) for k in ("entropy", "least_confidence", "margin", "fg_fraction", "bald")}
         out["embeddings"] = np.zeros((0, dim))

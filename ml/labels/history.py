@@ -30,6 +30,13 @@ def decode_undo(data: bytes) -> tuple[int, int, int, np.ndarray, np.ndarray]:
         return z, y0, x0, f["mask"].astype(bool), f["old"].astype(np.uint8)
 
 
+def undo_where(data: bytes) -> tuple[int, int, int]:
+    """(z, value, pixels) of a stroke's undo record, reading only what says where and how big."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as f:
+        z, _, _, value = (int(v) for v in f["pos"])
+        return z, value, int(f["mask"].sum())
+
+
 def merge_log(lines: list[dict]) -> list[dict]:
     """One dict per painted stroke, by id, with ``undone``; duplicate lines (a replayed
     journal may append twice) are harmless."""

@@ -26,7 +26,7 @@ from ml.labels import journal as jr
 from ml.labels.chunks import CHUNK, LabelStoreError, parse_key
 from ml.labels.tiles import read_box, write_box
 from ml.labels.dense import import_slices
-from ml.labels.history import decode_undo, encode_undo, history_relpath, merge_log
+from ml.labels.history import decode_undo, encode_undo, history_relpath, merge_log, undo_where
 from ml.labels.validate import check_box, check_classes, check_range, check_shape, check_z, clip_mask
 from ml.progress import CancelFn, ProgressFn
 
@@ -177,17 +177,31 @@ class LabelStore:
             self._commit(txn, meta)
         return sid
 
-    def undo(self) -> bool:
-        """Revert the most recent stroke still in the undo history; False when there is none."""
+    def _newest_undoable(self, meta: dict, z: int | None) -> int | None:
+        """Position in the undo history of the newest stroke (on slice ``z`` when given)."""
+        for i in range(len(meta["undo"]) - 1, -1, -1):
+            record = self.path / history_relpath(meta["undo"][i])
+            if not record.is_file():
+                raise LabelStoreError(f"undo record {record} of stroke {meta['undo'][i]} is missing")
+            if z is None or undo_where(record.read_bytes())[0] == int(z):
+                return i
+        return None
+
+    def undo(self, z: int | None = None) -> dict | None:
+        """Revert the most recent stroke still in the undo history (the newest on slice ``z`` when
+        given: strokes are 2D, so no later stroke on another slice touches its pixels).
+
+        Returns ``{id, z, value, pixels}`` of what was undone, or None when there is nothing.
+        """
         with self._writing():
             meta = self._meta()
-            if not meta["undo"]:
-                return False
-            sid = meta["undo"].pop()
-            record = self.path / history_relpath(sid)
-            if not record.is_file():
-                raise LabelStoreError(f"undo record {record} of stroke {sid} is missing")
-            z, y0, x0, mask, old_vals = decode_undo(record.read_bytes())
+            pick = self._newest_undoable(meta, z)
+            if pick is None:
+                return None
+            sid = meta["undo"].pop(pick)
+            data = (self.path / history_relpath(sid)).read_bytes()
+            z, y0, x0, mask, old_vals = decode_undo(data)
+            _, value, pixels = undo_where(data)
             restore = np.zeros(mask.shape, np.uint8)
             restore[mask] = old_vals
             txn = jr.Transaction()
@@ -195,7 +209,7 @@ class LabelStore:
             txn.delete(history_relpath(sid))
             txn.log.append({"event": "undo", "id": sid, "time": time.time()})
             self._commit(txn, meta)
-        return True
+        return {"id": int(sid), "z": int(z), "value": value, "pixels": pixels}
 
     def set_classes(self, classes: Sequence[dict | str]) -> None:
         """Rename/recolour/add classes. Classes are positional (label v = classes[v-1]),

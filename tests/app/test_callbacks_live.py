@@ -73,8 +73,3 @@ def test_keep_and_discard(env):
     rev, text, disabled = cb.discard_draft(env.config, env.pid)
     assert rev is None and "discarded" in text and live.draft_info(env.config, env.pid) is None
     assert training.active_model_id(env.config, env.pid) == mid          # discarding keeps the versions
-
-
-def test_the_prediction_overlay_is_shown_once_live_has_something():
-    assert cb.shown_opacity(123, 0) == cb.SHOWN_OPACITY
-    assert cb.shown_opacity(123, 0.3) is no_update and cb.shown_opacity(None, 0) is no_update

@@ -27,14 +27,14 @@ def test_new_volume_view_geometry_urls_and_defaults(config, volume):
     out = viewer.build_view("", info_of(config, volume), "xy", ids.VOLUME_STORE, None, None, None, OPS)
     fig, vid = out["figure"], volume["id"]
     assert out["index"] == 2 and out["max"] == 3 and out["contrast"] == [volume["lo"], volume["hi"]]
-    raw_img, lab, pred, unc, gt = fig["layout"]["images"]
+    raw_img, lab, pred, unc, gt, objects = fig["layout"]["images"]
     assert raw_img["source"].startswith(f"/tiles/{vid}/xy/2.png?lo=")
     assert (raw_img["sizex"], raw_img["sizey"], raw_img["x"], raw_img["y"]) == (64, 48, -0.5, -0.5)
     assert lab["source"] == f"/overlay/{vid}/labels/xy/2.png?rev=0" and lab["opacity"] == 0.5
     assert pred["source"] == "" and not pred["visible"] and unc["source"].startswith(f"/overlay/{vid}/uncertainty/")
     assert "base64" not in json.dumps(fig)
     assert fig["layout"]["xaxis"]["range"] == [-0.5, 63.5] and fig["layout"]["yaxis"]["range"] == [47.5, -0.5]
-    assert len({(i["x"], i["y"], i["sizex"], i["sizey"]) for i in fig["layout"]["images"]}) == 5   # plotly keys
+    assert len({(i["x"], i["y"], i["sizex"], i["sizey"]) for i in fig["layout"]["images"]}) == 6   # plotly keys
 
 
 def test_orthogonal_plane_has_true_aspect_and_is_view_only(config, volume):
@@ -125,14 +125,23 @@ def test_closed_path_fills_and_eraser_clears(config, volume, state):
     assert (lab[15:26, 15:26] == 0).all() and lab[12, 12] == 1
 
 
-def test_undo_reverts_the_last_stroke(config, volume, state):
+def test_undo_reverts_the_newest_stroke_on_the_slice_in_view_and_says_what(config, volume, state):
+    classes = projects.get_classes(config, volume["id"])
     painting.paint_from_relayout(config, stroke("M1,1L9,1"), state, 2, 1, 0)
     painting.paint_from_relayout(config, stroke("M1,3L9,3"), state, 2, 1, 1)
-    rev, msg, is_open = painting.undo_last(config, volume["id"], 2)
-    lab = projects.label_store(config, volume["id"]).read_slice(state["index"])
-    assert rev == 3 and lab[1, 1:10].all() and lab[3].max() == 0
-    painting.undo_last(config, volume["id"], 3)
-    assert painting.undo_last(config, volume["id"], 4)[1:] == ("Nothing to undo.", True)
+    other = dict(state, index=state["index"] + 1)
+    painting.paint_from_relayout(config, stroke("M1,5L9,5"), other, 1, 1, 2)      # newest, on another slice
+    rev, msg, is_open, colour = painting.undo_last(config, state, 3, classes)
+    store = projects.label_store(config, volume["id"])
+    lab = store.read_slice(state["index"])
+    assert rev == 4 and lab[1, 1:10].all() and lab[3].max() == 0
+    assert store.read_slice(other["index"])[5, 1:10].all(), "undo reached a slice the user does not see"
+    assert msg == f"Undid a {classes[1]['name']} stroke on slice {state['index']} (9 px)." and colour == "info"
+    painting.undo_last(config, state, 4, classes)
+    assert painting.undo_last(config, state, 5, classes)[1:] == (
+        f"Nothing to undo on slice {state['index']} (Undo works on the slice in view).", True, "warning")
+    assert "xy" in painting.undo_last(config, dict(state, plane="xz"), 5, classes)[1]
+    assert painting.undo_last(config, other, 5, classes)[0] == 6
 
 
 def test_zoom_events_do_nothing_and_other_planes_refuse(config, volume, state):
@@ -232,3 +241,32 @@ def test_strip_click_and_worst_button_move_the_slice():
 def test_uncertainty_data_is_none_without_a_prediction(config, volume):
     assert viewer.uncertainty_data(config, info_of(config, volume)) is None
     assert viewer.uncertainty_data(config, None) is None
+
+
+def test_new_results_make_their_overlay_visible_once():
+    assert viewer.shown_opacity(123, 0) == viewer.SHOWN_OPACITY["prediction"]
+    assert viewer.shown_opacity(123, 0.3) is no_update and viewer.shown_opacity(None, 0) is no_update
+    assert viewer.shown_opacity(7, None, "objects") == viewer.SHOWN_OPACITY["objects"]
+    rev, opacity = viewer.new_model_shown(41, 0.0)       # a training job finished: new revision, overlay on
+    assert rev == "model-41" and opacity == viewer.SHOWN_OPACITY["prediction"]
+    assert viewer.new_model_shown(42, 0.2) == ("model-42", no_update)
+    assert viewer.new_model_shown(None, 0.0) == (no_update, no_update)
+
+
+def test_plane_switches_keep_the_position_and_a_reload_restores_the_view(config, volume):
+    info = info_of(config, volume)                      # shape (4, 48, 64)
+    out = viewer.build_view("", info, "xy", ids.VOLUME_STORE, None, None, None, OPS)
+    _, state, _ = viewer.slice_patch("", out["state"], 3, [10, 200], OPS)           # the user goes to z 3
+    side = viewer.build_view("", info, "xz", ids.PLANE, state, 3, [10, 200], OPS)
+    assert side["index"] == 24                          # y never visited: the middle row
+    _, side_state, _ = viewer.slice_patch("", side["state"], 40, [10, 200], OPS)     # scrolls to y 40
+    back = viewer.build_view("", info, "xy", ids.PLANE, side_state, 40, [10, 200], OPS)
+    assert back["index"] == 3, "switching back to xy lost the slice the user was on"
+    again = viewer.build_view("", info, "xz", ids.PLANE, back["state"], 3, [10, 200], OPS)
+    assert again["index"] == 40
+    # a reload: the stored state comes back, the widgets are at their defaults
+    reload = viewer.build_view("", info, "xy", None, again["state"], 0, [0, 255], OPS)
+    assert (reload["plane"], reload["index"], reload["contrast"]) == ("xz", 40, [10.0, 200.0])
+    other = dict(again["state"], vid=-1)                # a state left by another volume is ignored
+    fresh = viewer.build_view("", info, "xy", ids.VOLUME_STORE, other, 0, [0, 255], OPS)
+    assert (fresh["plane"], fresh["index"]) == ("xy", 2) and fresh["contrast"] == [volume["lo"], volume["hi"]]

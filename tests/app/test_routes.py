@@ -126,6 +126,8 @@ def test_prediction_and_uncertainty_overlays(config, client, volume):
     group.create_array("prob", data=prob)
     with session_scope(config) as s:
         s.add(Segmentation(volume_id=vid, model_id=None, pred_path=str(path)))
+    assert client.get(f"/overlay/{vid}/prediction/xy/1.png").data == imaging.TRANSPARENT_PNG   # unfinished
+    group.attrs["complete"] = True
     pred = png(client.get(f"/overlay/{vid}/prediction/xy/1.png"))
     assert (pred[:, 32:, 3] > 200).all() and (pred[24:, :32, 3] == 0).all()
     unc = png(client.get(f"/overlay/{vid}/uncertainty/xy/1.png"))
@@ -194,3 +196,43 @@ def test_auth_on_without_a_backend_refuses_to_start(config):
 
     with pytest.raises(RuntimeError, match="login backend"):
         create_app(config.with_(auth_enabled=True))
+
+
+def test_objects_overlay_outlines_each_object_in_its_own_colour(config, client, project, volume):
+    from types import SimpleNamespace
+
+    from tests.app.envs import add_segmentation
+
+    vid = volume["id"]
+    assert client.get(f"/overlay/{vid}/objects/xy/1.png").data == imaging.TRANSPARENT_PNG   # none yet
+    inst = np.zeros((4, 48, 64), np.int32)
+    inst[1, 10:20, 10:20] = 1
+    inst[1, 30:40, 40:60] = 2
+    add_segmentation(SimpleNamespace(config=config, vid=vid), inst, {"count": 2})
+    out = png(client.get(f"/overlay/{vid}/objects/xy/1.png"))
+    edge = out[..., 3] > 0
+    assert edge[10, 10:20].all() and edge[19, 10:20].all() and not edge[11:19, 11:19].any()   # outline only
+    assert not edge[:, :8].any() and edge.sum() == 4 * 9 + 2 * 9 + 2 * 19
+    assert tuple(out[10, 10, :3]) != tuple(out[30, 40, :3])                                      # one colour each
+    side = png(client.get(f"/overlay/{vid}/objects/xz/15.png"))[..., 3] > 0                     # (z, x) plane at y 15
+    assert side[1, 10:20].all() and side.sum() == 10
+
+
+def test_the_object_under_the_cursor_is_named(config, client, project, volume):
+    from types import SimpleNamespace
+
+    from tests.app.envs import add_segmentation
+
+    vid = volume["id"]
+    assert client.get(f"/objects/{vid}/xy/1/at?r=12&c=12").get_json() == {"id": 0, "text": ""}   # none yet
+    inst = np.zeros((4, 48, 64), np.int32)
+    inst[1, 10:20, 10:20] = 3
+    add_segmentation(SimpleNamespace(config=config, vid=vid), inst, {"count": 1, "voxel_size_known": True})
+    hit = client.get(f"/objects/{vid}/xy/1/at?r=12&c=12").get_json()
+    assert hit["id"] == 3 and hit["text"].startswith("object 3: ") and hit["text"].endswith("µm³")
+    assert client.get(f"/objects/{vid}/xz/12/at?r=1&c=15").get_json()["id"] == 3      # (z, x) plane at y 12
+    assert client.get(f"/objects/{vid}/xy/1/at?r=30&c=30").get_json()["text"] == ""
+    assert client.get(f"/objects/{vid}/xy/1/at?r=-5&c=900").get_json()["id"] == 0
+    bad = client.get(f"/objects/{vid}/xy/1/at?r=abc")
+    assert bad.status_code == 400 and b"finite number" in bad.data
+    assert client.get(f"/objects/{vid}/xy/1/at").status_code == 400

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import zarr
+from dash import no_update
 
 from app.db import session_scope
 from app.errors import UserError
@@ -133,3 +134,17 @@ def test_slice_uncertainty_of_the_overlaid_prediction(trained, monkeypatch):
 
     monkeypatch.setattr("ml.infer.slice_uncertainty", recompute)
     assert segmentation.slice_uncertainty(trained.config, trained.vid) == res
+
+
+def test_one_segment_click_is_one_job_with_objects(trained):
+    from app import jobs
+    from callbacks import results as cb_results
+
+    vol = {"id": trained.vid, "project_id": trained.pid}
+    text, rev, seg_id = cb_results.run_segment(trained.config, vol, False, 0.5, 0, False)
+    assert text.startswith(f"Segmented with model {trained.model_id}: ") and "objects" in text
+    assert seg_id == segmentation.latest_segmentation_id(trained.config, trained.vid)
+    rows = [j for j in jobs.list_jobs(trained.config, trained.pid) if j["kind"] == "segment"]
+    assert len(rows) == 1 and rows[0]["status"] == "done", rows
+    text, _, seg = cb_results.run_segment(trained.config, vol, False, 2.0, 0, False)   # checked before predicting
+    assert "threshold" in text.lower() and seg is no_update

@@ -211,6 +211,13 @@ class Page:
                     fl.yaxis._offset + fl.yaxis.l2p(arguments[1]) - r.height / 2];
         """, x, y))
 
+    def hover(self, x: float, y: float) -> None:
+        """Move the mouse over data point (x=column, y=row) of the viewer, without pressing."""
+        gd = self.d.find_element(By.CSS_SELECTOR, "#viewer-graph .js-plotly-plot")
+        self.d.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", gd)
+        cx, cy = (int(round(v)) for v in self.graph_point_offset(x, y))
+        ActionChains(self.d, duration=25).move_to_element(gd).move_by_offset(cx, cy).move_by_offset(1, 0).perform()
+
     def dragmode(self) -> str:
         return self.d.execute_script(
             "const gd = document.querySelector('#viewer-graph .js-plotly-plot');"

@@ -6,11 +6,14 @@ CPU cores; a job that exceeds one is reported as hung, with the page's status te
 """
 from __future__ import annotations
 
+import io
 import re
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 from tests.e2e.browser import Page
@@ -153,6 +156,7 @@ def train(page: Page, epochs: int | None = None) -> dict:
     epochs = epochs or TRAIN_EPOCHS
     page.tab("Training")
     n_versions = len(page.table_rows("tr-versions-table"))
+    page.click_el(page.d.find_element("xpath", "//*[@id='tr-budget']//label[contains(., 'by epochs')]"))
     page.set_input("tr-epochs", epochs)
     before = page.text("tr-status")
     page.click("tr-train-btn")
@@ -340,6 +344,19 @@ def show_prediction(page: Page, steps: int = 10) -> None:
         thumb.send_keys(Keys.ARROW_RIGHT)
     page.wait(lambda: any("/overlay/" in h and "/prediction/" in h for h in page.image_hrefs()), 20,
               "the prediction overlay image on the canvas", context=lambda: str(page.image_hrefs()))
+
+
+def fetch_overlay(base_url: str, href: str) -> np.ndarray:
+    """The overlay PNG the canvas shows at ``href``, as RGBA pixels."""
+    with urllib.request.urlopen(base_url + href, timeout=60) as resp:
+        return np.asarray(Image.open(io.BytesIO(resp.read())).convert("RGBA"))
+
+
+def shown_overlay(page: Page, base_url: str, kind: str, wait_s: float = 60) -> np.ndarray:
+    """Wait until the canvas shows the ``kind`` overlay (no slider touched) and return its pixels."""
+    href = page.wait(lambda: next((h for h in page.image_hrefs() if "/overlay/" in h and f"/{kind}/" in h), None),
+                     wait_s, f"the {kind} overlay on the canvas", context=lambda: str(page.image_hrefs()))
+    return fetch_overlay(base_url, href)
 
 
 # --- live mode ------------------------------------------------------------------------------------------

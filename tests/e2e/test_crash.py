@@ -93,7 +93,7 @@ def _ppid(pid: int) -> int:
 def _train(client: DashClient, project_id: int, epochs: int) -> dict:
     return client.call(f"{pids.TR_TRAIN}.n_clicks", 1, {
         f"{ids.PROJECT_STORE}.data": project_id, f"{pids.TR_MODE}.value": "new", f"{pids.TR_PARENT}.value": None,
-        f"{pids.TR_EPOCHS}.value": epochs, f"{pids.TR_LR}.value": 0.001})
+        f"{pids.TR_EPOCHS}.value": epochs, f"{pids.TR_LR}.value": 0.001, f"{pids.TR_BUDGET}.value": "epochs"})
 
 
 def test_kill_9_loses_no_stroke_frees_the_port_and_stops_the_job(workspace, processes, tmp_path):

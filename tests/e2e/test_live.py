@@ -7,13 +7,10 @@ model version. The pen-up-to-overlay time is printed (bench/live.py measures it 
 """
 from __future__ import annotations
 
-import io
 import time
-import urllib.request
 
 import numpy as np
 import pytest
-from PIL import Image
 from scipy import ndimage
 
 from tests.e2e import flows, procs
@@ -22,11 +19,6 @@ from tests.e2e.browser import Page
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300),
               pytest.mark.filterwarnings("ignore:HTTPResponse.getheader:DeprecationWarning")]
 WAIT_S = flows.LIVE_WAIT_S
-
-
-def _overlay(url: str, href: str) -> np.ndarray:
-    with urllib.request.urlopen(url + href, timeout=30) as resp:
-        return np.asarray(Image.open(io.BytesIO(resp.read())).convert("RGBA"))
 
 
 def test_live_overlay_follows_a_stroke_and_keep_adds_a_version(workspace, processes, tmp_path, driver, screenshots):
@@ -43,7 +35,7 @@ def test_live_overlay_follows_a_stroke_and_keep_adds_a_version(workspace, proces
     page.click_el(page.el("live-switch"))
     first = flows.wait_live_update(page, None)
     assert "Live draft: 1 update" in page.text("live-status"), page.text("live-status")
-    before = _overlay(url, first)
+    before = flows.fetch_overlay(url, first)
 
     lab, _ = ndimage.label(gt[z])
     x, y = strokes[2][1]
@@ -52,7 +44,7 @@ def test_live_overlay_follows_a_stroke_and_keep_adds_a_version(workspace, proces
     flows.paint_class(page, "mitochondria", [strokes[2]])
     second = flows.wait_live_update(page, flows.live_rev(first))
     print(f"\nlive: stroke to refreshed overlay {time.monotonic() - started:.1f} s (browser, this machine)")
-    after = _overlay(url, second)
+    after = flows.fetch_overlay(url, second)
     assert after.shape == before.shape == gt[z].shape + (4,)
     changed = np.abs(after[..., 3].astype(int) - before[..., 3].astype(int))[target]
     assert changed.mean() > 0, "the overlay of the newly painted object did not change"

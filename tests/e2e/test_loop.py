@@ -25,6 +25,7 @@ def test_whole_loop_survives_reload(dev_app, workspace, driver, downloads, scree
     page = Page(driver, url, watch=(server,))
 
     flows.open_page(page)
+    assert "\u2713 Data" in page.text("guide-bar") and "\u2713 Train" not in page.text("guide-bar")
     flows.check_tiles_and_step(page)
     z = flows.current_slice(page)
     fg = flows.paint_class(page, "mitochondria", flows.fg_strokes(gt[z]))
@@ -40,11 +41,21 @@ def test_whole_loop_survives_reload(dev_app, workspace, driver, downloads, scree
     page.screenshot(screenshots / "active-learning.png", "slot-active")
     page.screenshot(screenshots / "suggestion-in-viewer.png")
 
+    assert not any("/prediction/" in h for h in page.image_hrefs()), "a prediction is shown before any model"
     trained = flows.train(page)
     assert trained["versions"][0]["active"] == "●", trained["versions"]
+    page.wait(lambda: "\u2713 Train" in page.text("guide-bar"), 30, "the guide marking Train done",
+              context=lambda: page.text("guide-bar"))
+    shown = flows.shown_overlay(page, url, "prediction")       # the new model's, on the slice in view
+    assert (shown[..., 3] > 127).mean() > 0.005, "the trained model's prediction is not visible in the viewer"
     page.screenshot(screenshots / "training.png", "slot-training")
 
     objects = flows.segment(page)
+    page.wait(lambda: "\u2713 Segment" in page.text("guide-bar"), 30, "the guide marking Segment done",
+              context=lambda: page.text("guide-bar"))
+    outlines = flows.shown_overlay(page, url, "objects")
+    assert (outlines[..., 3] > 0).sum() > 20, "no object outlines in the viewer after segmenting"
+    _check_object_named_under_cursor(page, outlines)
     page.screenshot(screenshots / "results.png", "slot-results")
     _check_uncertainty_strip(page, gt.shape[0])
 
@@ -71,6 +82,19 @@ def test_whole_loop_survives_reload(dev_app, workspace, driver, downloads, scree
     assert {("suggest", "done"), ("train", "done"), ("segment", "done"), ("export", "done")} <= kinds, after["jobs"]
 
     _check_exports(tif, csv, gt.shape, before["summary"])
+
+
+def _check_object_named_under_cursor(page: Page, outlines: np.ndarray) -> None:
+    """Hovering an outlined object names it beside the slice label ("object N: ... µm³")."""
+    edge = outlines[..., 3] > 0
+    flat = edge[:, 1:-1] & edge[:, :-2] & edge[:, 2:]       # on a horizontal run of an outline: inside it
+    rows, cols = np.nonzero(flat)
+    r, c = int(rows[len(rows) // 2]), int(cols[len(cols) // 2]) + 1
+    page.reset_zoom()                          # a suggestion zoomed the viewer to its patch
+    page.hover(c, r)
+    text = page.wait(lambda: page.text("viewer-object-under-cursor"), 20, "the object under the cursor named",
+                     context=lambda: page.text("viewer-object-under-cursor"))
+    assert text.startswith("object ") and "µm³" in text, text
 
 
 def _check_uncertainty_strip(page: Page, depth: int) -> None:

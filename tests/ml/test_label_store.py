@@ -84,10 +84,10 @@ def test_undo_restores_previous_state_and_persists(tmp_path):
         states.append(s.to_array())
     reopened = LabelStore.open(path)  # undo history is on disk
     for state in reversed(states[:-1]):
-        assert reopened.undo() is True
+        assert reopened.undo()
         assert np.array_equal(reopened.to_array(), state)
         assert reopened.counts() == expected_counts(state)
-    assert reopened.undo() is False
+    assert reopened.undo() is None
     assert s.labeled_boxes() == [] and not any((path / "chunks").iterdir())  # empty tiles deleted
 
 
@@ -96,7 +96,7 @@ def test_undo_history_is_bounded(tmp_path):
     for i in range(5):
         s.paint(0, np.ones((5, 5), bool), 2, 10 * i, 0)
     assert len(list((tmp_path / "l" / "history").iterdir())) == 3
-    assert [s.undo() for _ in range(4)] == [True, True, True, False]
+    assert [bool(s.undo()) for _ in range(4)] == [True, True, True, False]
     assert s.counts()[2] == 2 * 25  # the two oldest strokes can no longer be undone
 
 
@@ -138,7 +138,7 @@ def test_import_dense_numpy_default_and_mapping(tmp_path):
     s.paint(0, np.ones((3, 3), bool), 1)
     s.import_dense(mito)  # default: 0 -> background (1), nonzero -> mitochondria (2)
     assert np.array_equal(s.to_array(), np.where(mito > 0, 2, 1))
-    assert s.undo() is False  # import clears the undo history
+    assert s.undo() is None  # import clears the undo history
     binary = (mito > 0).astype(np.uint8) * 255
     counts = s.import_dense(binary, mapping={255: 2})  # zeros unmapped -> unlabeled
     assert np.array_equal(s.to_array(), np.where(mito > 0, 2, 0))
@@ -300,3 +300,15 @@ def test_sigkill_mid_stroke_is_all_or_nothing(tmp_path, stage, after):
     assert not any((path / "journal").iterdir())
     if after:
         assert reopened.undo() and np.array_equal(reopened.to_array(), before)
+
+
+def test_undo_on_a_slice_takes_that_slices_newest_stroke(tmp_path):
+    s = LabelStore.create(tmp_path / "l", SHAPE)
+    s.paint(0, np.ones((4, 5), bool), 1, 0, 0)
+    s.paint(1, np.ones((6, 6), bool), 2, 0, 0)
+    s.paint(0, np.ones((3, 3), bool), 2, 20, 20)
+    s.paint(1, np.ones((2, 2), bool), 1, 30, 30)           # the newest stroke overall is on slice 1
+    assert s.undo(z=0) == {"id": 3, "z": 0, "value": 2, "pixels": 9}
+    assert s.counts() == {1: 20 + 4, 2: 36}                 # slice 1 untouched
+    assert s.undo(z=0)["pixels"] == 20 and s.undo(z=0) is None
+    assert s.undo()["z"] == 1 and s.counts() == {1: 0, 2: 36}

@@ -1,0 +1,79 @@
+"""``python -m bench.first_model``: wall time of the app's first model on the demo, by budget.
+
+Builds the synthetic demo in a temporary workspace (the app's default shape), paints strokes
+as a new user would on the middle slice (lines inside the largest mitochondria and in the
+background well away from them), then runs the Training panel's job (``train_model``) with
+each budget and prints: total seconds (reading labels, measuring the speed, training, quality
+estimate and ground-truth IoU included), steps, training seconds and the IoU against the
+demo's ground truth. Asserts nothing (issue 10: a first model in <= 60 s on 2 CPU cores).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+
+def _runs(mask: np.ndarray, n: int) -> list[tuple[int, int, int]]:
+    """(row, col0, col1) of a horizontal run through the middle of the ``n`` largest regions of ``mask``."""
+    lab, count = ndimage.label(mask)
+    sizes = ndimage.sum(mask, lab, range(1, count + 1))
+    out = []
+    for idx in np.argsort(sizes)[::-1][:n]:
+        rows = np.nonzero((lab == idx + 1).any(axis=1))[0]
+        r = int(rows[len(rows) // 2])
+        cols = np.nonzero(lab[r] == idx + 1)[0]
+        if len(cols) >= 4:
+            out.append((r, int(cols[0]), int(cols[-1])))
+    return out
+
+
+def paint_like_a_user(config, vid: int, gt: np.ndarray, z: int, n: int = 6) -> int:
+    """Strokes inside objects (class 1) and in far background (class 2) on slice ``z``; returns the count."""
+    from app.services import labels
+
+    inside = ndimage.binary_erosion(gt[z] > 0, iterations=3)
+    far = ndimage.distance_transform_edt(gt[z] == 0) > 8
+    far_rows = ndimage.binary_erosion(far, np.ones((1, 25), bool))
+    strokes = [(1, r, a, b) for r, a, b in _runs(inside, n)] + [(2, r, a, b) for r, a, b in _runs(far_rows, n)]
+    for value, r, a, b in strokes:
+        labels.apply_stroke(config, vid, z, f"M{a},{r}L{b},{r}", value, 3)
+    return len(strokes)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--budgets", default="quick,refine")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    import torch
+
+    from app.config import Config
+    from app.demo import ensure_demo
+    from app.services import projects, training
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Config(workspace=Path(tmp) / "ws", demo="synthetic")
+        t0 = time.monotonic()
+        proj = ensure_demo(cfg)
+        vid = projects.list_volumes(cfg, proj["id"])[0]["id"]
+        print(f"demo {tuple(cfg.demo_shape)} generated in {time.monotonic() - t0:.1f} s")
+        gt = np.asarray(projects.open_ground_truth(cfg, vid)[:])
+        n = paint_like_a_user(cfg, vid, gt, gt.shape[0] // 2)
+        print(f"{n} strokes painted on slice {gt.shape[0] // 2}\n")
+        print("| budget | total s | steps | training s | GT IoU |\n|---|---|---|---|---|")
+        for name in args.budgets.split(","):
+            t0 = time.monotonic()
+            m = training.train_model(cfg, proj["id"], budget=name)["metrics"]
+            gt_iou = m.get("gt_iou")
+            print(f"| {name} | {time.monotonic() - t0:.1f} | {m['steps']} | {m['seconds']:.1f} | "
+                  f"{'n/a' if gt_iou is None else f'{gt_iou:.3f}'} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
