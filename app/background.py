@@ -31,7 +31,7 @@ from typing import Any, Callable
 from app import jobs
 from app.config import REPO_ROOT, Config, get_config
 from app.db import session_scope
-from app.models import Job
+from app.models import Job, JobState
 from app.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def launch(config: Config, kind: str, project_id: int | None, params: dict | Non
         else:
             _spawn(config, job_id)
     except Exception as exc:  # noqa: BLE001 - the row tells the user; the caller goes on
-        jobs.set_state(config, job_id, "failed", error=f"could not start the job: {exc}")
+        jobs.set_state(config, job_id, JobState.FAILED, error=f"could not start the job: {exc}")
     return job_id
 
 
@@ -67,7 +67,7 @@ def _spawn(config: Config, job_id: int) -> None:
                                 env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     with session_scope(config) as s:   # until the child marks it running, its pid tells whether it lives
         row = s.get(Job, job_id)
-        if row is not None and row.status == "queued":
+        if row is not None and row.status == JobState.QUEUED:
             row.pid = proc.pid
     threading.Thread(target=proc.wait, name=f"reap-job-{job_id}", daemon=True).start()
 
@@ -85,7 +85,7 @@ def _celery(config: Config):
 def run(config: Config, job_id: int, cancel: Callable[[], bool] | None = None) -> jobs.JobOutcome | None:
     """Run a launched job in this process (None when it is gone or no longer queued)."""
     job = jobs.get_job(config, int(job_id))
-    if job is None or job["status"] != "queued":
+    if job is None or job["status"] != JobState.QUEUED:
         log.warning("job %s is %s: not running it", job_id, job and job["status"])
         return None
     module, name = RUNNERS[job["kind"]].split(":")

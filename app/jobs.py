@@ -35,7 +35,7 @@ from app import db
 from app.config import Config
 from app.db import session_scope
 from app.errors import user_message
-from app.models import JOB_KINDS, Job, dumps, loads, utcnow
+from app.models import FINISHED_STATES, JOB_KINDS, Job, JobState, dumps, loads, utcnow
 from app.workspace import Workspace
 
 try:
@@ -44,7 +44,7 @@ except ImportError:  # pragma: no cover - Windows: no cross-process lock
     fcntl = None  # type: ignore[assignment]
 
 _MAIN_PID = os.getpid()           # the process that imported the app (server / worker parent)
-ACTIVE_STATES = ("queued", "running")
+ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 LIVE_KIND = "live"
 PROGRESS_EVERY_S = 0.5
 CANCEL_POLL_S = 1.0
@@ -62,13 +62,13 @@ ProgressFn = Callable[[int, int, dict], None]
 @dataclass
 class JobOutcome:
     job_id: int
-    status: str                    # done | failed | cancelled
+    status: str                    # a JobState: DONE | FAILED | CANCELLED
     result: Any = None
     error: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.status == "done"
+        return self.status == JobState.DONE
 
 
 # --- background manager and the job process ---------------------------------------------------------
@@ -151,7 +151,7 @@ def mark_interrupted(config: Config, job_id: int, reason: str = SERVER_STOPPED) 
     with session_scope(config) as s:
         j = s.get(Job, job_id)
         if j is not None and j.status in ACTIVE_STATES:
-            j.status, j.error, j.finished = "failed", reason, utcnow()
+            j.status, j.error, j.finished = JobState.FAILED, reason, utcnow()
 
 
 # --- records ---------------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def create_job(config: Config, kind: str, project_id: int | None, params: dict |
     if kind not in JOB_KINDS:
         raise ValueError(f"unknown job kind {kind!r}; use one of {JOB_KINDS}")
     with session_scope(config) as s:
-        j = Job(kind=kind, project_id=project_id, status="queued", params_json=dumps(params),
+        j = Job(kind=kind, project_id=project_id, status=JobState.QUEUED, params_json=dumps(params),
                 pid=os.getpid(), host=socket.gethostname())
         s.add(j)
         s.flush()
@@ -196,7 +196,7 @@ def list_jobs(config: Config, project_id: int | None = None, kind: str | None = 
         if kind is not None:
             q = q.filter(Job.kind == kind)
         if quiet_kinds:
-            q = q.filter(~(Job.kind.in_(quiet_kinds) & Job.status.in_(("done", "cancelled"))))
+            q = q.filter(~(Job.kind.in_(quiet_kinds) & Job.status.in_((JobState.DONE, JobState.CANCELLED))))
         return [job_dict(j) for j in q.order_by(Job.id.desc()).limit(limit)]
 
 
@@ -211,11 +211,11 @@ def set_state(config: Config, job_id: int, status: str, *, error: str | None = N
         if j is None:
             return
         j.status = status
-        if status == "running":
+        if status == JobState.RUNNING:
             j.started = utcnow()
             j.pid = os.getpid()
             j.host = socket.gethostname()
-        if status in ("done", "failed", "cancelled"):
+        if status in FINISHED_STATES:
             j.finished = utcnow()
         if error is not None:
             j.error = error
@@ -280,12 +280,12 @@ def recover_stale(config: Config, reason: str = PROCESS_GONE) -> int:
             if j.host not in (None, host) or _process_alive(j.pid, j.started or j.created):
                 continue
             if j.cancel_requested:
-                j.status = "cancelled"
+                j.status = JobState.CANCELLED
             elif j.kind == LIVE_KIND:     # Dash stops a live update's process when a newer one starts
-                j.status = "cancelled"
+                j.status = JobState.CANCELLED
                 j.error = j.error or "stopped: a newer live update replaced it (or its process ended)"
             else:
-                j.status = "failed"
+                j.status = JobState.FAILED
                 j.error = j.error or reason
             j.finished = utcnow()
             n += 1
@@ -385,15 +385,15 @@ def run_job(config: Config, kind: str, project_id: int | None, fn: Callable[...,
         configure_torch_threads(config)
         lock = compute_lock(config, cancel_fn) if compute else contextlib.nullcontext()
         with lock:
-            set_state(config, job_id, "running")
+            set_state(config, job_id, JobState.RUNNING)
             result = fn(progress=progress, cancel=cancel_fn, **kwargs)
     except Cancelled:   # asked by the user, or the server is gone (then it is a failure with the reason)
-        status, error = ("failed", SERVER_STOPPED) if SERVER_GONE.is_set() else ("cancelled", None)
+        status, error = (JobState.FAILED, SERVER_STOPPED) if SERVER_GONE.is_set() else (JobState.CANCELLED, None)
         set_state(config, job_id, status, error=error)
         return JobOutcome(job_id, status, error=error)
     except Exception as exc:  # every failure is recorded with its message, never lost
         msg = user_message(exc)
-        set_state(config, job_id, "failed", error=msg)
-        return JobOutcome(job_id, "failed", error=msg)
-    set_state(config, job_id, "done", result=result)
-    return JobOutcome(job_id, "done", result=result)
+        set_state(config, job_id, JobState.FAILED, error=msg)
+        return JobOutcome(job_id, JobState.FAILED, error=msg)
+    set_state(config, job_id, JobState.DONE, result=result)
+    return JobOutcome(job_id, JobState.DONE, result=result)

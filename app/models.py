@@ -8,14 +8,34 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from enum import Enum
 from typing import Any, Optional
 
 from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JOB_KINDS = ("suggest", "train", "segment", "export", "pretrain", "live")
-JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
-SUGGESTION_STATES = ("todo", "labeled", "skipped")
+class JobState(str, Enum):
+    """A job row's status (compares equal to the stored text)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+JOB_STATES = tuple(s.value for s in JobState)
+FINISHED_STATES = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+class SuggestionState(str, Enum):
+    """A suggested patch's status (compares equal to the stored text)."""
+
+    TODO = "todo"
+    LABELED = "labeled"
+    SKIPPED = "skipped"
+
+
+SUGGESTION_STATES = tuple(s.value for s in SuggestionState)
 
 
 def utcnow() -> datetime:
@@ -127,7 +147,7 @@ class Suggestion(_Id, Base):
     x: Mapped[int] = _int()
     size: Mapped[int] = _int()
     score: Mapped[float] = mapped_column(Float, default=0.0)
-    status: Mapped[str] = mapped_column(String(16), default="todo")
+    status: Mapped[str] = mapped_column(String(16), default=SuggestionState.TODO.value)
     thumb_path: Mapped[Optional[str]] = _text()
     first_stroke_at: Mapped[Optional[datetime]] = _when()
     last_stroke_at: Mapped[Optional[datetime]] = _when()
@@ -152,7 +172,7 @@ class Job(_Created, Base):
     __tablename__ = "job"
     kind: Mapped[str] = mapped_column(String(16))
     project_id: Mapped[Optional[int]] = _fk("project.id", nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED.value)
     progress: Mapped[int] = _int(0)
     total: Mapped[int] = _int(0)
     info_json: Mapped[Optional[str]] = _text()

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from dash import ALL, Input, Output, State, ctx, no_update
 
 from app import jobs
+from app.models import JobState
 from app.config import Config, get_config
 from app.db import session_scope
 from app.errors import user_message
@@ -44,9 +45,9 @@ def eta_text(seconds: float) -> str:
 
 def outcome_text(outcome: jobs.JobOutcome, done: str) -> str:
     """One status line for a finished job."""
-    if outcome.status == "cancelled":
+    if outcome.status == JobState.CANCELLED:
         return "Cancelled."
-    if outcome.status == "failed":
+    if outcome.status == JobState.FAILED:
         return f"Failed: {outcome.error}"
     return done
 

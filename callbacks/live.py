@@ -14,6 +14,7 @@ from functools import partial
 from dash import Input, Output, State, no_update
 
 from app import jobs
+from app.models import JobState
 from app.config import Config, get_config
 from app.services import live
 from callbacks.viewer import shown_opacity
@@ -52,7 +53,7 @@ def run_update(config: Config, project_id: int | None, go: dict | None, on: bool
                            partial(live.update, config, int(go["vid"]), int(go["z"]), go.get("view")),
                            params={"z": go["z"], "view": go.get("view")})
     draft = live.draft_info(config, project_id)
-    if outcome.status == "failed":
+    if outcome.status == JobState.FAILED:
         return no_update, view.status_text(draft, error=outcome.error), draft is None
     if outcome.status != "done" or outcome.result["outcome"] != live.Outcome.UPDATED.value:
         return no_update, "Live: a newer change came in; updating…", draft is None

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from dash import Input, Output, State, ctx, no_update
 
 from app import jobs
+from app.models import JobState
 from app.config import Config, get_config
 from app.errors import user_message
 from app.services import budget, effort, evaluation, training
@@ -34,7 +35,7 @@ def run_training(config: Config, project_id: int | None, mode: str, parent_id: A
                            progress_adapter(set_progress),
                            params={"parent_id": parent, "epochs": epochs, "lr": lr, "budget": budget},
                            parent_id=parent, epochs=epochs, lr=lr, budget=budget)
-    if outcome.status == "cancelled":
+    if outcome.status == JobState.CANCELLED:
         return ("Cancelled: the best weights so far were kept as an inactive version marked “cancelled” "
                 "(activate it if it is good enough)."), outcome.job_id
     return training_status(outcome), outcome.job_id
@@ -79,7 +80,7 @@ def live_view(config: Config, project_id: int | None, shown_key: Any) -> tuple:
     if job is None:
         return view.live_figure([]), view.LIVE_TITLE, key
     title = f"Training job {job['id']}: {job['status']}"
-    if job["status"] == "running" and job["total"]:
+    if job["status"] == JobState.RUNNING and job["total"]:
         title += f" (step {job['progress']}/{job['total']})"
     return view.live_figure((job["info"] or {}).get("history") or []), title, key
 
@@ -115,8 +116,8 @@ def effort_note(config: Config, project_id: int | None) -> str:
     strokes = sum(r["n_strokes"] for r in rounds)
     minutes = sum(r["seconds"] for r in rounds) / 60.0
     return (f"Effort: {plural(labeled, 'suggested patch', 'suggested patches')} labeled over "
-            f"{plural(len(rounds), 'round')}, {plural(strokes, 'stroke')}, ~{minutes:.1f} min of painting "
-            "(details in the Effort tab).")
+            f"{plural(len(rounds), 'round')}, {plural(strokes, 'stroke')} inside them, ~{minutes:.1f} min of "
+            "painting there (every stroke, inside suggestions or not: the Effort tab).")
 
 
 # --- registration ----------------------------------------------------------------------------------------

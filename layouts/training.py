@@ -20,7 +20,7 @@ VERSION_COLUMNS = [
     {"name": "parent", "id": "parent_id"},
     {"name": "started from", "id": "started_from"},
     {"name": "labeled px", "id": "n_labeled_pixels"},
-    {"name": "patches", "id": "n_labeled_patches"},
+    {"name": "128-px tiles with labels", "id": "n_labeled_patches"},
     {"name": "est. IoU", "id": "est_iou_text"},
     {"name": "GT IoU", "id": "gt_iou_text"},
     {"name": "steps", "id": "steps"},
@@ -74,7 +74,7 @@ def efficiency_figure(points: Sequence[dict], x_key: str = "n_labeled_patches") 
     if any(p.get("gt_iou") is not None for p in points):
         fig.add_trace(go.Scatter(x=xs, y=[p.get("gt_iou") for p in points], name="IoU vs ground truth",
                                  mode="lines+markers"))
-    label = "labeled patches" if x_key == "n_labeled_patches" else "labeled pixels"
+    label = "128-px tiles holding labels" if x_key == "n_labeled_patches" else "labeled pixels"
     fig.update_layout(xaxis_title=label, yaxis=dict(IOU_AXIS, showgrid=True), legend=dict(orientation="h", y=-0.25))
     return fig
 

@@ -1,6 +1,7 @@
 // Viewer keyboard: left / j = previous slice, right / k = next (clicks the step buttons, whose
 // clientside callback moves the slider); Ctrl+Z (Cmd+Z) = Undo on the slice in view (clicks Undo);
 // [ and ] = thinner / wider brush. Ignored while typing in a field or on a focused slider.
+// Enter in a slider's number box (contrast, opacities) applies it: Dash commits those on blur only.
 function activesegTyping(t) {
     return t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName) ||
                  (t.closest && t.closest("[role=slider]")));
@@ -28,4 +29,12 @@ document.addEventListener("keydown", function (ev) {
                 ArrowRight: "viewer-slice-next", k: "viewer-slice-next"}[ev.key];
     if (id) { activesegClick(id, ev); return; }
     if (ev.key === "[" || ev.key === "]") { ev.preventDefault(); activesegBrush(ev.key === "]" ? 2 : -2); }
+});
+
+document.addEventListener("keydown", function (ev) {
+    const t = ev.target;
+    if (ev.key === "Enter" && t && t.tagName === "INPUT" && /slider[a-z-]*input/.test(t.className || "")) {
+        ev.preventDefault();
+        t.blur();
+    }
 });

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from app.config import get_config
 from app.db import session_scope
 from app.errors import NotFound, UserError
-from app.models import ALRound, Suggestion
+from app.models import ALRound, Suggestion, SuggestionState
 from app.services import exports, projects, training
 from app.workspace import Workspace
 from ml.io.normalize import to_uint8
@@ -75,7 +75,7 @@ def _done(session: Session, volume_id: int) -> set[tuple[int, int, int, int]]:
     rows = session.execute(
         sql_select(Suggestion.z, Suggestion.y, Suggestion.x, Suggestion.size)
         .join(ALRound, ALRound.id == Suggestion.round_id)
-        .where(ALRound.volume_id == volume_id, Suggestion.status.in_(("skipped", "labeled")))
+        .where(ALRound.volume_id == volume_id, Suggestion.status.in_((SuggestionState.SKIPPED, SuggestionState.LABELED)))
     ).all()
     return {tuple(int(v) for v in r) for r in rows}
 
@@ -174,7 +174,7 @@ def _store_round(config: Any, rec_info: tuple, strategy: str, k: int, patch_size
         s.flush()
         for rank, (p, v) in enumerate(zip(picks, values), start=1):
             sug = Suggestion(round_id=rnd.id, rank=rank, z=p.z, y=p.y, x=p.x, size=p.size,
-                             score=float(v), status="todo", n_strokes=0)
+                             score=float(v), status=SuggestionState.TODO, n_strokes=0)
             s.add(sug)
             s.flush()
             path = ws.thumbs_dir(rnd.id) / f"{sug.id}.png"
@@ -226,8 +226,8 @@ def _suggestion(session: Session, suggestion_id: int) -> Suggestion:
 def skip_suggestion(session: Session, suggestion_id: int) -> None:
     """Mark a to-do suggestion skipped (a labeled one stays labeled); it never returns to the pool."""
     sug = _suggestion(session, suggestion_id)
-    if sug.status == "todo":
-        sug.status = "skipped"
+    if sug.status == SuggestionState.TODO:
+        sug.status = SuggestionState.SKIPPED
 
 
 def suggestion_nav(session: Session, suggestion_id: int) -> dict:

@@ -18,7 +18,7 @@ from sqlalchemy import select as sql_select
 from sqlalchemy.orm import Session
 
 from app.db import session_scope
-from app.models import ALRound, Suggestion, utcnow
+from app.models import ALRound, Suggestion, SuggestionState, utcnow
 
 IDLE_GAP_S = 60.0
 FIRST_STROKE_S = 3.0
@@ -51,7 +51,7 @@ def record_stroke_effort(session: Session, volume_id: int, z: int, bbox: Sequenc
     when = _naive_utc(when)
     rows = session.execute(
         sql_select(Suggestion).join(ALRound, ALRound.id == Suggestion.round_id)
-        .where(ALRound.volume_id == volume_id, Suggestion.z == int(z), Suggestion.status != "skipped")
+        .where(ALRound.volume_id == volume_id, Suggestion.z == int(z), Suggestion.status != SuggestionState.SKIPPED)
         .order_by(Suggestion.id)
     ).scalars().all()
     hit = [s for s in rows if _overlaps(s, y0, y1, x0, x1)]
@@ -59,7 +59,7 @@ def record_stroke_effort(session: Session, volume_id: int, z: int, bbox: Sequenc
         sug.first_stroke_at = sug.first_stroke_at or when
         sug.last_stroke_at = when
         sug.n_strokes = int(sug.n_strokes or 0) + 1
-        sug.status = "labeled"
+        sug.status = SuggestionState.LABELED
     session.flush()
     for round_id in {s.round_id for s in hit}:
         _update_round_times(session, round_id, when)
@@ -69,7 +69,7 @@ def record_stroke_effort(session: Session, volume_id: int, z: int, bbox: Sequenc
 def _update_round_times(session: Session, round_id: int, when: datetime) -> None:
     rnd = session.get(ALRound, round_id)
     rnd.started_at = rnd.started_at or when
-    todo = session.query(Suggestion).filter(Suggestion.round_id == round_id, Suggestion.status == "todo").count()
+    todo = session.query(Suggestion).filter(Suggestion.round_id == round_id, Suggestion.status == SuggestionState.TODO).count()
     rnd.finished_at = when if todo == 0 else None
 
 
@@ -149,8 +149,8 @@ def round_effort(config: Any, project_id: int | None, patches: list[dict] | None
         r = rounds.setdefault(p["round_id"], dict(round_id=p["round_id"], strategy=p["strategy"], n_patches=0,
                                                   n_labeled=0, n_skipped=0, n_strokes=0, seconds=0.0))
         r["n_patches"] += 1
-        r["n_labeled"] += p["status"] == "labeled"
-        r["n_skipped"] += p["status"] == "skipped"
+        r["n_labeled"] += p["status"] == SuggestionState.LABELED
+        r["n_skipped"] += p["status"] == SuggestionState.SKIPPED
         r["n_strokes"] += p["n_strokes"]
         r["seconds"] += p["seconds"]
     for r in rounds.values():

@@ -20,7 +20,7 @@ import numpy as np
 
 from app.db import session_scope
 from app.errors import UserError
-from app.models import ALRound, Suggestion
+from app.models import ALRound, Suggestion, SuggestionState
 from app.services import effort, projects, segmentation, training
 from app.workspace import Workspace
 from ml.io.readers_axes import MappedView
@@ -109,7 +109,7 @@ def labeled_patches(config: Any, volume_id: int, grid: int = training.GRID) -> l
     with session_scope(config) as s:
         rows = (s.query(Suggestion.z, Suggestion.y, Suggestion.x, Suggestion.size)
                 .join(ALRound, ALRound.id == Suggestion.round_id)
-                .filter(ALRound.volume_id == volume_id, Suggestion.status == "labeled")
+                .filter(ALRound.volume_id == volume_id, Suggestion.status == SuggestionState.LABELED)
                 .order_by(Suggestion.id).all())
     patches = list(dict.fromkeys(Patch(*(int(v) for v in r)) for r in rows))
     if patches:

@@ -11,7 +11,7 @@ from sqlalchemy import exists, select
 
 from app import jobs
 from app.db import session_scope
-from app.models import ALRound
+from app.models import ALRound, JobState
 from app.services import labels, segmentation, training
 
 STEPS = ("data", "paint", "train", "review", "segment", "export")
@@ -28,7 +28,7 @@ def _suggested(config: Any, volume_id: int) -> bool:
 
 
 def _exported(config: Any, project_id: int) -> bool:
-    return any(j["status"] == "done" for j in jobs.list_jobs(config, project_id, kind="export", limit=5))
+    return any(j["status"] == JobState.DONE for j in jobs.list_jobs(config, project_id, kind="export", limit=5))
 
 
 def steps_done(config: Any, project_id: int | None, volume_id: int | None) -> dict[str, bool]:

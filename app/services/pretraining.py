@@ -43,7 +43,7 @@ from app import background, jobs
 from app.config import Config
 from app.db import session_scope
 from app.errors import UserError
-from app.models import Job, utcnow
+from app.models import Job, JobState, utcnow
 from app.services import projects, training
 from app.workspace import Workspace
 from ml.pretrained import PretrainConfig, PretrainError, fits, partial_path, read_info
@@ -143,7 +143,7 @@ def status(config: Config, volume_id: int) -> PretrainStatus:
             return PretrainStatus(vid, PretrainState.FAILED, job_id=job_id, error=str(exc))
     if partial_path(path).is_file():
         return PretrainStatus(vid, PretrainState.PARTIAL, steps=job_info.get("step"), job_id=job_id)
-    if job and job["status"] == "failed":
+    if job and job["status"] == JobState.FAILED:
         return PretrainStatus(vid, PretrainState.FAILED, job_id=job_id, error=job["error"])
     try:
         settings(config, tuple(info["shape"]))
@@ -179,7 +179,7 @@ def waiting_job(config: Config) -> int | None:
     """The oldest other job queued for more than ``YIELD_AFTER_S`` (i.e. waiting for the compute lock)."""
     cutoff = utcnow() - timedelta(seconds=YIELD_AFTER_S)
     with session_scope(config) as s:
-        row = (s.query(Job.id).filter(Job.status == "queued", Job.kind != KIND, Job.created <= cutoff)
+        row = (s.query(Job.id).filter(Job.status == JobState.QUEUED, Job.kind != KIND, Job.created <= cutoff)
                .order_by(Job.id).first())
         return int(row[0]) if row else None
 

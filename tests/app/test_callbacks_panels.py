@@ -131,7 +131,7 @@ def test_training_status_and_effort_note_read_naturally(env):
     z, y, x = patch["z"], patch["y"], patch["x"]
     labels.apply_stroke(env.config, env.vid, z, f"M{x + 2},{y + 2}L{x + 8},{y + 2}", 1, 3)
     note = cb_training.effort_note(env.config, env.pid)
-    assert note.startswith("Effort: 1 suggested patch labeled over 1 round, 1 stroke, "), note
+    assert note.startswith("Effort: 1 suggested patch labeled over 1 round, 1 stroke inside them, "), note
 
 
 def test_results_and_export_views_without_segmentation(env):

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from layouts import ids
 from tests.e2e import flows, procs
 from tests.e2e.browser import Page
 
@@ -27,6 +28,7 @@ def test_whole_loop_survives_reload(dev_app, workspace, driver, downloads, scree
     flows.open_page(page)
     assert "\u2713 Data" in page.text("guide-bar") and "\u2713 Train" not in page.text("guide-bar")
     flows.check_tiles_and_step(page)
+    _check_enter_applies_a_typed_contrast(page)
     z = flows.current_slice(page)
     fg = flows.paint_class(page, "mitochondria", flows.fg_strokes(gt[z]))
     bg = flows.paint_class(page, "background", flows.bg_strokes(gt[z]))
@@ -82,6 +84,22 @@ def test_whole_loop_survives_reload(dev_app, workspace, driver, downloads, scree
     assert {("suggest", "done"), ("train", "done"), ("segment", "done"), ("export", "done")} <= kinds, after["jobs"]
 
     _check_exports(tif, csv, gt.shape, before["summary"])
+
+
+def _check_enter_applies_a_typed_contrast(page: Page) -> None:
+    """Typing a contrast bound in the slider's box and pressing Enter redraws the slice with it."""
+    from selenium.webdriver.common.keys import Keys
+
+    box = page.css(f"#{ids.CONTRAST} input.dash-range-slider-min-input")
+    assert box, "the contrast slider has no number box"
+    original = box[0].get_attribute("value")
+    box[0].send_keys(Keys.CONTROL, "a")
+    box[0].send_keys("40", Keys.ENTER)
+    page.wait(lambda: "lo=40&" in page.slice_image_href(), 15, "the slice redrawn with the typed contrast",
+              context=page.slice_image_href)
+    box[0].send_keys(Keys.CONTROL, "a")
+    box[0].send_keys(original, Keys.ENTER)
+    page.wait(lambda: "lo=40&" not in page.slice_image_href(), 15, "the contrast put back")
 
 
 def _check_object_named_under_cursor(page: Page, outlines: np.ndarray) -> None:
