@@ -33,13 +33,15 @@ def _runs(mask: np.ndarray, n: int) -> list[tuple[int, int, int]]:
 
 
 def paint_like_a_user(config, vid: int, gt: np.ndarray, z: int, n: int = 6) -> int:
-    """Strokes inside objects (class 1) and in far background (class 2) on slice ``z``; returns the count."""
-    from app.services import labels
+    """Strokes inside objects and in far background on slice ``z``; returns the count."""
+    from app.services import labels, projects
 
+    value = {c["name"]: i + 1 for i, c in enumerate(projects.get_classes(config, vid))}
+    fg, bg = value["mitochondria"], value["background"]
     inside = ndimage.binary_erosion(gt[z] > 0, iterations=3)
     far = ndimage.distance_transform_edt(gt[z] == 0) > 8
     far_rows = ndimage.binary_erosion(far, np.ones((1, 25), bool))
-    strokes = [(1, r, a, b) for r, a, b in _runs(inside, n)] + [(2, r, a, b) for r, a, b in _runs(far_rows, n)]
+    strokes = [(fg, r, a, b) for r, a, b in _runs(inside, n)] + [(bg, r, a, b) for r, a, b in _runs(far_rows, n)]
     for value, r, a, b in strokes:
         labels.apply_stroke(config, vid, z, f"M{a},{r}L{b},{r}", value, 3)
     return len(strokes)

@@ -47,6 +47,8 @@ TRAIN_RANGES: dict[str, Range] = {
     "amp": FLAG, "cosine": FLAG, "eval_every": whole(1), "weight_decay": number(0), "dice_weight": number(0),
     "max_class_weight": number(1), "warmup_steps": whole(0), "min_lr_ratio": number(0, 1), "channels_last": FLAG,
     "ema": number(0, 1, high_open=True), "train_layers": one_of(TRAIN_LAYERS), "freeze_norm": FLAG,
+    "max_seconds": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0),
+                    "null or a positive number of seconds"),
 }
 
 
@@ -74,6 +76,7 @@ class TrainConfig:
     ema: float = 0.99
     train_layers: str = "all"        # "all" | "decoder" (encoder + bottleneck frozen) | "head"
     freeze_norm: bool = False        # keep BatchNorm running statistics (tiny warm-start batches would drift them)
+    max_seconds: float | None = None  # stop early once this much time is spent (a time budget's hard limit)
 
     def __post_init__(self) -> None:
         check_settings(vars(self), TRAIN_RANGES, "training setting")
@@ -293,9 +296,14 @@ def train(model: nn.Module, train_regions: Sequence[Region], val_regions: Sequen
                     with ema.applied(model) if ema is not None else contextlib.nullcontext():
                         entry.update(_validate(model, val_regions, device, config, state, step))
                 history.append(entry)
-                eta = (time.monotonic() - start) / step * (config.steps - step)
+                spent = time.monotonic() - start
+                eta = spent / step * (config.steps - step)
+                if config.max_seconds is not None:
+                    eta = min(eta, max(0.0, config.max_seconds - spent))
                 report(progress, step, config.steps, loss=entry["loss"], val_iou=state["val_iou"],
                        lr=entry["lr"], eta_s=round(eta, 1))
+                if config.max_seconds is not None and spent >= config.max_seconds and step < config.steps:
+                    break   # out of time: the EMA / best weights so far are the model
         except Cancelled as exc:
             result = _finish(model, history, state, ema)
             exc.result = result  # type: ignore[attr-defined]

@@ -212,6 +212,7 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
     elif seconds is not None:
         report(progress, 0, 1, phase="measuring this machine's speed")
         n_steps = budget_mod.steps_within(seconds, budget_mod.seconds_per_step(model, regions, probe, device))
+        overrides["max_seconds"] = seconds * budget_mod.HARD_LIMIT
     else:
         n_steps = steps_for(regions, epochs, probe.batch_size, probe.crop)
     tcfg = TrainConfig(**{**overrides, "lr": lr, "steps": n_steps})
@@ -245,7 +246,8 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
         raise
     report(progress, n_steps, n_steps, phase="evaluating", history=compact_history(history))
     metrics = {"val_iou": result.best_val_iou if val_fg else None, "val_foreground": val_fg,
-               "best_step": result.best_step, "steps": n_steps, "seconds": round(time.monotonic() - started, 1),
+               "best_step": result.best_step, "steps": len(result.history),
+               "seconds": round(time.monotonic() - started, 1),
                "device": str(device), "n_regions": len(regions), "started_from": started_from}
     metrics["quality"] = quality(config, project_id, result.model, val_regions, device)
     gt = ground_truth_iou(config, project_id, result.model, device)

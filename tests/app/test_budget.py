@@ -27,12 +27,12 @@ def test_steps_fit_the_budget_within_bounds():
 
 
 def test_a_budget_sets_the_steps_from_the_measured_speed(env, monkeypatch):
-    monkeypatch.setitem(budget.BUDGETS, "quick", ("quick", 3.0))
+    monkeypatch.setitem(budget.BUDGETS, "quick", ("quick", 30.0))
     measured = []
 
     def timed(*args):
         measured.append(real(*args))
-        return 0.05            # pretend 20 steps per second: 3 s -> 60 steps
+        return 0.5             # pretend 2 steps per second: 30 s -> 60 steps (the tiny model is much faster)
 
     real = budget.seconds_per_step
     monkeypatch.setattr(budget, "seconds_per_step", timed)
@@ -41,7 +41,7 @@ def test_a_budget_sets_the_steps_from_the_measured_speed(env, monkeypatch):
     versions = training.list_versions(env.config, env.pid)
     speed = budget.last_speed(versions)
     assert speed == pytest.approx(versions[0]["seconds"] / 60)
-    assert budget.estimate_text(speed, "quick").startswith("About 3 s of training: ≈")
+    assert budget.estimate_text(speed, "quick").startswith("About 30 s of training: ≈")
     assert "measures this machine's speed" in budget.estimate_text(None, "quick")
     assert "epochs" in budget.estimate_text(speed, "epochs")
 
