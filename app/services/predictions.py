@@ -3,8 +3,9 @@
 The current prediction of a volume is the active model's. Its whole-volume Zarr (written by
 ``segmentation.segment_volume``) answers any plane; until the volume is segmented, an xy
 slice is predicted on demand (``previews``), so a newly trained model shows on the slice the
-user looks at. Only when no model is active does the newest complete whole-volume prediction
-of an older model stand in (the post-processing still needs one).
+user looks at. The overlays never show an older model's output while a newer one is active
+(only with no active model at all); post-processing and the uncertainty strip (``current``)
+fall back to the newest complete whole-volume prediction, since they need a whole volume.
 """
 from __future__ import annotations
 
