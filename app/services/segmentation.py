@@ -8,6 +8,7 @@ summary; the panel shows the newest.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -229,7 +230,13 @@ def object_table_frame(config: Any, seg_id: int):
     info = segmentation_info(config, seg_id)
     if not info["table_path"] or not Path(info["table_path"]).exists():
         raise UserError(f"Segmentation {seg_id} has no object table; apply post-processing first.")
-    return pd.read_csv(info["table_path"])
+    return _read_table(info["table_path"], Path(info["table_path"]).stat().st_mtime_ns).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _read_table(path: str, _mtime_ns: int):
+    """Parsed object tables, kept: the hover line asks for one on every mouse move (callers get copies)."""
+    return pd.read_csv(path)
 
 
 def summary_view(summary: dict) -> dict:
