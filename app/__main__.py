@@ -1,4 +1,7 @@
-"""``python -m app``: start ActiveSeg on http://127.0.0.1:8050 with a ready demo project."""
+"""``python -m app``: start ActiveSeg on http://127.0.0.1:8050 with a ready demo project.
+
+``python -m app users ...`` manages the accounts of the lab-shared mode (``app.users_cli``).
+"""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +45,11 @@ def refuse(message: object) -> NoReturn:
 
 
 def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["users"]:
+        from app.users_cli import main as users_main
+
+        return users_main(argv[1:])
     args = parse_args(argv)
     try:
         config = config_from_args(args)     # before the heavy imports: a bad setting is answered at once

@@ -1,24 +1,155 @@
-"""Authentication hook: one ``before_request`` guard in front of every route, Dash's included.
+"""Login for the lab-shared mode (``APP_AUTH=1``): one guard in front of every route, Dash's included.
 
-Off by default. ``install_auth(server, config, is_allowed)`` installs the guard; a later
-flask-login integration only has to supply ``is_allowed`` (and a login view listed in
-``public_paths``) - no route needs to change.
+Browsers sign in on ``/login`` (flask-login session cookie: HttpOnly, SameSite=Lax, Secure with
+``APP_SECURE_COOKIES``); scripts send ``Authorization: Bearer <token>`` (``python -m app users
+token NAME``). Without either, a page request is redirected to the login page and anything
+else (Dash's endpoints, tiles, downloads, the API) answers 401. Only static code and the login
+page itself are public (``is_public``); ``tests/app/test_auth.py`` crawls ``url_map`` so a route
+added later cannot slip out. Off (single-user mode), nothing is installed but ``/healthz``.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+import hmac
+import logging
+import secrets
+import time
+from collections import defaultdict, deque
+from datetime import timedelta
+from html import escape
+from urllib.parse import urlsplit
 
-from flask import Flask, Request, Response, request
+from flask import Flask, Response, redirect, request, session
+from flask_login import LoginManager, current_user, login_user, logout_user
 
-PUBLIC_PREFIXES = ("/login", "/healthz", "/_dash-component-suites/", "/assets/", "/_favicon.ico")
+from app.services import users
+
+log = logging.getLogger(__name__)
+PUBLIC_PATHS = ("/login", "/healthz", "/_favicon.ico")
+PUBLIC_PREFIXES = ("/_dash-component-suites/", "/assets/")     # library and app code, no data
+SESSION_HOURS = 12
+MAX_FAILURES, FAILURE_WINDOW_S = 5, 300.0
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+class Throttle:
+    """Failed logins per (address, name): after ``MAX_FAILURES`` in the window, refuse until it slides.
+
+    Kept in the web process's memory: with several gunicorn workers each counts its own.
+    """
+
+    def __init__(self, limit: int = MAX_FAILURES, window_s: float = FAILURE_WINDOW_S):
+        self.limit, self.window_s = limit, window_s
+        self._fails: dict[tuple[str, str], deque] = defaultdict(deque)
+
+    def wait_s(self, key: tuple[str, str], now: float | None = None) -> float:
+        """Seconds until ``key`` may try again (0 = now)."""
+        now = time.monotonic() if now is None else now
+        fails = self._fails[key]
+        while fails and now - fails[0] > self.window_s:
+            fails.popleft()
+        return self.window_s - (now - fails[0]) if len(fails) >= self.limit else 0.0
+
+    def fail(self, key: tuple[str, str]) -> None:
+        self._fails[key].append(time.monotonic())
+
+    def clear(self, key: tuple[str, str]) -> None:
+        self._fails.pop(key, None)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this server (no scheme, no host, no '//'): the login is no open redirect."""
+    parts = urlsplit(target or "/")
+    if parts.scheme or parts.netloc or not (target or "/").startswith("/") or (target or "").startswith("//"):
+        return "/"
+    return target or "/"
+
+
+def _csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(24)
+    return session["csrf"]
+
+
+def login_page(message: str = "", name: str = "", next_url: str = "/", status: int = 200) -> Response:
+    """The sign-in form, in the app's Bootstrap look (vendored CSS: works offline)."""
+    alert = f'<div class="alert alert-danger py-2" id="login-error">{escape(message)}</div>' if message else ""
+    body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>ActiveSeg: sign in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/assets/00-bootstrap-5.3.8.min.css"></head>
+<body class="bg-light"><nav class="navbar navbar-dark bg-dark mb-4"><div class="container">
+<span class="navbar-brand">ActiveSeg</span></div></nav>
+<main class="container" style="max-width: 24rem"><h1 class="h4 mb-3">Sign in</h1>{alert}
+<form method="post" action="/login" id="login-form">
+<input type="hidden" name="csrf" value="{_csrf_token()}"><input type="hidden" name="next" value="{escape(next_url)}">
+<div class="mb-2"><label class="form-label" for="login-name">User name</label>
+<input class="form-control" id="login-name" name="name" value="{escape(name)}" autocomplete="username" required autofocus></div>
+<div class="mb-3"><label class="form-label" for="login-password">Password</label>
+<input class="form-control" id="login-password" name="password" type="password" autocomplete="current-password" required></div>
+<button class="btn btn-primary w-100" id="login-submit" type="submit">Sign in</button></form>
+<p class="text-muted small mt-3">Accounts are made by the server's admin: <code>python -m app users add NAME</code>.</p>
+</main></body></html>"""
+    return Response(body, status=status, mimetype="text/html")
+
+
+def _wants_page() -> bool:
+    return request.method == "GET" and not request.path.startswith("/_") and "text/html" in request.headers.get("Accept", "")
 
 
 def _deny() -> Response:
-    return Response("Login required", status=401, headers={"WWW-Authenticate": 'Basic realm="ActiveSeg"'})
+    if _wants_page():
+        return redirect(f"/login?next={request.full_path.rstrip('?')}")
+    return Response('{"error": "login required: sign in on /login or send Authorization: Bearer <token>"}',
+                    status=401, mimetype="application/json")
 
 
-def install_auth(server: Flask, config, is_allowed: Callable[[Request], bool] | None = None,
-                 public_paths: Iterable[str] = PUBLIC_PREFIXES) -> bool:
+def _configure_cookies(server: Flask, config) -> None:
+    server.config.update(
+        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=config.secure_cookies,
+        REMEMBER_COOKIE_HTTPONLY=True, REMEMBER_COOKIE_SAMESITE="Lax", REMEMBER_COOKIE_SECURE=config.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS))
+
+
+def _register_login_views(server: Flask, config, throttle: Throttle) -> None:
+    @server.route("/login", methods=["GET", "POST"])
+    def login():
+        next_url = _safe_next(request.values.get("next"))
+        if request.method == "GET":
+            return login_page(next_url=next_url)
+        name = request.form.get("name", "").strip()
+        if not hmac.compare_digest(request.form.get("csrf", ""), session.get("csrf", "")):
+            log.warning("login form without a valid CSRF token from %s", request.remote_addr)
+            return login_page("The form expired: please sign in again.", name, next_url, status=400)
+        key = (request.remote_addr or "?", name.lower())
+        wait = throttle.wait_s(key)
+        if wait:
+            log.warning("login throttled for %r from %s", name, request.remote_addr)
+            return login_page(f"Too many failed sign-ins: try again in {int(wait) + 1} s.", name, next_url, status=429)
+        account = users.verify_password(config, name, request.form.get("password", ""))
+        if account is None:
+            throttle.fail(key)
+            log.warning("failed login for %r from %s", name, request.remote_addr)
+            return login_page("Unknown user name or wrong password.", name, next_url, status=401)
+        throttle.clear(key)
+        session.clear()                       # a fresh session (and CSRF token) after signing in
+        session.permanent = True
+        login_user(account)
+        log.info("user %r signed in from %s", account.name, request.remote_addr)
+        return redirect(next_url)
+
+    @server.route("/logout")
+    def logout():
+        name = getattr(current_user, "name", None)
+        logout_user()
+        session.clear()
+        if name:
+            log.info("user %r signed out", name)
+        return redirect("/login")
+
+
+def install_auth(server: Flask, config) -> bool:
     """Guard every request when ``config.auth_enabled``; returns whether a guard was installed."""
 
     @server.route("/healthz")
@@ -27,14 +158,29 @@ def install_auth(server: Flask, config, is_allowed: Callable[[Request], bool] | 
 
     if not config.auth_enabled:
         return False
-    if is_allowed is None:
-        raise RuntimeError("APP_AUTH is on but no login backend is installed (flask-login integration pending).")
-    prefixes = tuple(public_paths)
+    _configure_cookies(server, config)
+    manager = LoginManager(server)
+    manager.user_loader(lambda user_id: users.account(config, user_id))
+
+    @manager.request_loader
+    def _token(req):
+        header = req.headers.get("Authorization", "")
+        return users.account_for_token(config, header[7:].strip()) if header.startswith("Bearer ") else None
+
+    _register_login_views(server, config, Throttle())
 
     @server.before_request
     def _guard():
-        if request.path.startswith(prefixes):
+        if is_public(request.path) or current_user.is_authenticated:
             return None
-        return None if is_allowed(request) else _deny()
+        return _deny()
 
     return True
+
+
+def signed_in_name() -> str | None:
+    """The signed-in user's name in a request of the shared mode (None in single-user mode)."""
+    try:
+        return current_user.name if current_user.is_authenticated else None
+    except (AttributeError, RuntimeError):    # no login manager (single-user) or outside a request
+        return None

@@ -19,6 +19,8 @@ DEVICES = ("auto", "cpu", "cuda")
 JSON_SETTINGS = (("APP_MODEL", "model"), ("APP_TRAIN", "train"), ("APP_PRETRAIN", "pretrain"), ("APP_LIVE", "live"))
 #: U-Net arguments APP_MODEL cannot set: the data gives them (grey EM: one channel; the project's classes)
 DATA_ARCH = ("in_channels", "n_classes")
+DEV_SECRET = "activeseg-dev"
+MIN_SECRET = 16
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
@@ -38,11 +40,12 @@ class Config:
     job_backend: str = "diskcache"
     redis_url: str = "redis://localhost:6379/0"
     max_upload_mb: int = 2048
-    secret_key: str = "activeseg-dev"
+    secret_key: str = DEV_SECRET     # signs session cookies; shared mode refuses this default
     demo: str = "synthetic"
     device: str = "auto"
     torch_threads: int = 0            # 0 = torch default (all cores); forked jobs always use 1
-    auth_enabled: bool = False
+    auth_enabled: bool = False       # lab-shared mode: login required (app.auth)
+    secure_cookies: bool = False     # session cookie only over HTTPS (behind a TLS proxy)
     tile_cache_mb: int = 256
     png_level: int = 0               # zlib level of grey tiles: 0 = fastest (EM noise barely compresses)
     demo_shape: tuple[int, int, int] = (16, 512, 512)
@@ -62,6 +65,9 @@ class Config:
             raise ValueError("APP_PNG_LEVEL must be 0..9 (zlib level)")
         if int(self.max_upload_mb) <= 0:
             raise ValueError("APP_MAX_UPLOAD_MB must be a positive number of megabytes")
+        if self.auth_enabled and (self.secret_key == DEV_SECRET or len(self.secret_key) < MIN_SECRET):
+            raise ValueError(f"APP_AUTH=1 needs APP_SECRET_KEY, a random string of at least {MIN_SECRET} characters "
+                             "(e.g. the output of: python -c 'import secrets; print(secrets.token_hex(32))')")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -104,7 +110,9 @@ class Config:
             _check_ml_settings(extra)
             kw["extra"] = extra
         if env.get("APP_AUTH"):
-            kw["auth_enabled"] = env["APP_AUTH"].lower() in TRUE_WORDS
+            kw["auth_enabled"] = _parse_bool("APP_AUTH", env["APP_AUTH"])
+        if env.get("APP_SECURE_COOKIES"):
+            kw["secure_cookies"] = _parse_bool("APP_SECURE_COOKIES", env["APP_SECURE_COOKIES"])
         if env.get("APP_PRETRAIN_AUTO"):
             kw["pretrain_auto"] = _parse_bool("APP_PRETRAIN_AUTO", env["APP_PRETRAIN_AUTO"])
         kw.update({k: v for k, v in overrides.items() if v is not None})
@@ -123,8 +131,13 @@ class Config:
             "REDIS_URL": self.redis_url,
             "APP_MAX_UPLOAD_MB": str(self.max_upload_mb),
             "APP_DEVICE": self.device,
+            "APP_DEMO": self.demo,
+            "APP_TILE_CACHE_MB": str(self.tile_cache_mb),
+            "APP_PNG_LEVEL": str(self.png_level),
             "APP_TORCH_THREADS": str(self.torch_threads),
             "APP_AUTH": "1" if self.auth_enabled else "0",
+            "APP_SECRET_KEY": self.secret_key,
+            "APP_SECURE_COOKIES": "1" if self.secure_cookies else "0",
             "APP_DEMO_SHAPE": ",".join(str(int(n)) for n in self.demo_shape),
             "APP_PRETRAIN_AUTO": "1" if self.pretrain_auto else "0",
             **{key: json.dumps(self.extra[name]) for key, name in JSON_SETTINGS if name in self.extra},

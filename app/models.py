@@ -85,6 +85,15 @@ class _Created(_Id):
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class User(_Created, Base):
+    """A login of the lab-shared mode (APP_AUTH=1); passwords and API tokens are stored hashed only."""
+
+    __tablename__ = "user"
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = _text()
+    token_hash: Mapped[Optional[str]] = mapped_column(String(64), index=True)   # sha256 of the API token
+
+
 class Project(_Created, Base):
     __tablename__ = "project"
     name: Mapped[str] = mapped_column(String(200), unique=True)

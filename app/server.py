@@ -24,14 +24,14 @@ def show_callback_error(exc: Exception) -> None:
     set_props(ids.ALERT, {"children": user_message(exc), "is_open": True})
 
 
-def create_app(config: Config | None = None, auth_check=None, preparing=None) -> dash.Dash:
+def create_app(config: Config | None = None, preparing=None) -> dash.Dash:
     """The ActiveSeg Dash app for ``config`` (defaults from the environment).
 
     ``preparing`` (an ``app.demo.DemoPreparation``): until it is ready the page says the demo
     is being prepared and reloads itself.
     """
     from app import jobs
-    from app.auth import install_auth
+    from app.auth import install_auth, signed_in_name
     from app.routes import register_routes
     from callbacks import register_all
     from layouts.page import build_layout, preparing_layout
@@ -55,13 +55,13 @@ def create_app(config: Config | None = None, auth_check=None, preparing=None) ->
     # base64 adds 4/3; headroom so a slightly-too-big upload reaches the clear size message
     server.config["MAX_CONTENT_LENGTH"] = int(config.max_upload_bytes * 1.5) + 64 * 2**20
     server.config["ACTIVESEG"] = config
-    install_auth(server, config, auth_check)
+    install_auth(server, config)
     app._activeseg_tiles = register_routes(server, config)   # type: ignore[attr-defined]
 
     def serve_layout():
         if preparing is not None and not preparing.ready:
             return preparing_layout()
-        return build_layout()
+        return build_layout(user=signed_in_name())
 
     app.layout = serve_layout
     register_all(app)

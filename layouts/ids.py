@@ -10,6 +10,8 @@ from __future__ import annotations
 PAGE = "page"
 URL = "url"
 ALERT = "page-alert"                   # global dbc.Alert for user errors not tied to a panel
+ACCOUNT = "page-account"               # shared mode: who is signed in
+SIGN_OUT = "page-sign-out"
 PROJECT_STORE = "project-store"        # data: selected project id (int | None)
 VOLUME_STORE = "volume-store"          # data: selected volume info dict (id, shape, dtype, voxel_size, lo, hi, ...)
 LABELS_REV = "labels-rev-store"        # data: int, bumps after every stroke / undo / class change

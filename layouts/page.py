@@ -81,15 +81,24 @@ def preparing_layout() -> Any:
     ], fluid=True)
 
 
-def build_layout() -> Any:
-    """The whole page (Dash calls it on every page load)."""
+def _account(user: str | None) -> Any:
+    """Who is signed in, and the way out (shared mode only)."""
+    if not user:
+        return None
+    return html.Span([f"signed in as {user} · ", html.A("Sign out", href="/logout", id=ids.SIGN_OUT,
+                                                         className="link-light")],
+                     className="text-light small ms-auto", id=ids.ACCOUNT)
+
+
+def build_layout(user: str | None = None) -> Any:
+    """The whole page (Dash calls it on every page load); ``user``: the signed-in name in shared mode."""
     right = dbc.Tabs([dbc.Tab(html.Div(panel(m), id=slot, className="pt-2"), label=label, tab_id=m)
                       for m, label, slot in RIGHT_PANELS], id=ids.RIGHT_TABS, active_tab="active")
     return dbc.Container([
         *stores(),
         dbc.Navbar(dbc.Container([dbc.NavbarBrand("ActiveSeg"),
                                   html.Span("active-learning segmentation of EM volumes",
-                                            className="text-light small")]),
+                                            className="text-light small"), _account(user)]),
                    color="dark", dark=True, className="mb-2"),
         dbc.Alert(id=ids.ALERT, is_open=False, dismissable=True, color="danger"),
         panel("guide"),

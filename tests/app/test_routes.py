@@ -180,24 +180,6 @@ def test_page_layout_and_callbacks_are_served(client):
     assert client.get("/healthz").get_json() == {"ok": True}
 
 
-def test_auth_hook_guards_every_route_when_enabled(config, volume):
-    from app.server import create_app
-
-    app = create_app(config.with_(auth_enabled=True), auth_check=lambda req: req.headers.get("X-User") == "ann")
-    c = app.server.test_client()
-    for url in ("/", "/_dash-layout", f"/tiles/{volume['id']}/xy/0.png"):
-        assert c.get(url).status_code == 401
-        assert c.get(url, headers={"X-User": "ann"}).status_code == 200
-    assert c.get("/healthz").status_code == 200
-
-
-def test_auth_on_without_a_backend_refuses_to_start(config):
-    from app.server import create_app
-
-    with pytest.raises(RuntimeError, match="login backend"):
-        create_app(config.with_(auth_enabled=True))
-
-
 def test_objects_overlay_outlines_each_object_in_its_own_colour(config, client, project, volume):
     from types import SimpleNamespace
 

@@ -171,8 +171,8 @@ Register = Callable[[Proc], object]
 
 
 def start_dev_server(workspace: Path, log_dir: Path, register: Register, env_extra: dict | None = None,
-                     timeout: float = 90) -> tuple[Proc, str]:
-    """``python -m app`` on a free port; returns (process, base URL) once ``/`` answers.
+                     timeout: float = 90, ready_path: str = "/") -> tuple[Proc, str]:
+    """``python -m app`` on a free port; returns (process, base URL) once ``ready_path`` answers.
 
     ``register`` receives the process as soon as it exists, so teardown stops it even when
     it never becomes ready.
@@ -182,7 +182,7 @@ def start_dev_server(workspace: Path, log_dir: Path, register: Register, env_ext
     proc = Proc("app", cmd, app_env(workspace, **(env_extra or {})), log_dir)
     register(proc)
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: http_ok(url + "/"), timeout, f"the app at {url}", (proc,))
+    wait_until(lambda: http_ok(url + ready_path), timeout, f"the app at {url}", (proc,))
     return proc, url
 
 
