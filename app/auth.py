@@ -18,9 +18,10 @@ from datetime import timedelta
 from html import escape
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, redirect, request, session
+from flask import Flask, Response, g, redirect, request, session
 from flask_login import LoginManager, current_user, login_user, logout_user
 
+from app import access
 from app.services import users
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,42 @@ def _deny() -> Response:
                     status=401, mimetype="application/json")
 
 
+def _selected_ids(payload: dict) -> list[tuple[str, object]]:
+    """(component id, value) of the project / volume pickers among a Dash callback's inputs and state."""
+    from layouts import ids
+
+    found = []
+    for item in [*(payload.get("inputs") or []), *(payload.get("state") or [])]:
+        for entry in item if isinstance(item, list) else [item]:
+            if isinstance(entry, dict) and entry.get("id") in (ids.PROJECT_SELECT, ids.VOLUME_SELECT) \
+                    and entry.get("value") is not None:
+                found.append((entry["id"], entry["value"]))
+    return found
+
+
+def _check_selected_ids(config) -> Response | None:
+    """Refuse a callback that names a project or volume the user cannot see, before it runs.
+
+    Background callbacks run in a job process (a Celery worker has no request and no user), so
+    the row filters of ``app.access`` alone would not stop a forged id there.
+    """
+    from app.errors import NotFound
+    from app.services import projects
+    from layouts import ids
+
+    try:
+        payload = request.get_json(silent=True) or {}
+        for cid, value in _selected_ids(payload):
+            if cid == ids.VOLUME_SELECT:
+                projects.volume_info(config, int(value))
+            elif not any(p["id"] == int(value) for p in projects.list_projects(config)):
+                raise NotFound(f"Project {value} does not exist (any more).")
+    except (NotFound, TypeError, ValueError) as exc:
+        log.warning("user %r named a project or volume out of reach: %s", current_user.name, exc)
+        return Response('{"error": "no such project or volume"}', status=404, mimetype="application/json")
+    return None
+
+
 def _configure_cookies(server: Flask, config) -> None:
     server.config.update(
         SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=config.secure_cookies,
@@ -171,9 +208,20 @@ def install_auth(server: Flask, config) -> bool:
 
     @server.before_request
     def _guard():
-        if is_public(request.path) or current_user.is_authenticated:
+        if is_public(request.path):
             return None
-        return _deny()
+        if not current_user.is_authenticated:
+            return _deny()
+        g.access_token = access.set_account(current_user._get_current_object())   # app.access filters rows
+        if request.path == "/_dash-update-component":
+            return _check_selected_ids(config)
+        return None
+
+    @server.teardown_request
+    def _forget_account(_exc):
+        token = g.pop("access_token", None)
+        if token is not None:
+            access.reset(token)
 
     return True
 

@@ -35,6 +35,29 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def add_missing_columns(engine: Engine, metadata) -> list[str]:
+    """Bring a workspace made by an older version up to date: add each new (nullable) column.
+
+    ``create_all`` makes missing tables only. Columns added since are nullable without a default,
+    which SQLite's ``ALTER TABLE ... ADD COLUMN`` accepts; returns "table.column" of each added.
+    """
+    from sqlalchemy import inspect
+
+    added = []
+    with engine.begin() as conn:
+        insp = inspect(conn)
+        for table in metadata.sorted_tables:
+            have = {c["name"] for c in insp.get_columns(table.name)}
+            for col in table.columns:
+                if col.name not in have:
+                    if not col.nullable:
+                        raise RuntimeError(f"{table.name}.{col.name} is new and NOT NULL: add a real migration")
+                    conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{col.name}" '
+                                         f"{col.type.compile(engine.dialect)}")
+                    added.append(f"{table.name}.{col.name}")
+    return added
+
+
 class Database:
     """Engine + session factory for one SQLite file; creates the tables on first use."""
 
@@ -45,9 +68,12 @@ class Database:
             f"sqlite:///{self.path}", connect_args={"check_same_thread": False, "timeout": 30}
         )
         event.listen(self.engine, "connect", _sqlite_pragmas)
+        from app.access import install_row_filters
         from app.models import Base
 
+        install_row_filters()             # the shared mode's per-user row filters (no-ops without a user)
         Base.metadata.create_all(self.engine)
+        add_missing_columns(self.engine, Base.metadata)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

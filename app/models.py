@@ -95,8 +95,20 @@ class User(_Created, Base):
 
 
 class Project(_Created, Base):
+    """A project; ``owner_id`` None: made in single-user mode (every user of the shared mode sees it)."""
+
     __tablename__ = "project"
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    owner_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id"), index=True)
+
+
+class ProjectShare(_Id, Base):
+    """A project its owner shared with another user, to read or to edit too."""
+
+    __tablename__ = "project_share"
+    project_id: Mapped[int] = _fk("project.id")
+    user_id: Mapped[int] = _fk("user.id")
+    can_edit: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class VolumeRecord(_Created, Base):

@@ -1,4 +1,4 @@
-"""``python -m app users add|remove|passwd|list|token``: the accounts of the lab-shared mode.
+"""``python -m app users add|remove|passwd|list|token|share|unshare|give``: accounts and project rights.
 
 The workspace comes from ``--workspace`` or ``APP_WORKSPACE`` (the server's). Passwords are read
 from the terminal (asked twice) or, for scripts, from stdin with ``--password-stdin``; they are
@@ -25,9 +25,21 @@ def parse_args(argv) -> argparse.Namespace:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("name")
         cmd.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
-    sub.add_parser("remove", help="remove a user (their sessions and API token stop working)").add_argument("name")
-    sub.add_parser("list", help="list the users")
+    remove = sub.add_parser("remove", help="remove a user (their sessions and API token stop working)")
+    remove.add_argument("name")
+    remove.add_argument("--give-to", default=None, help="the user who gets their projects (needed if they own any)")
+    sub.add_parser("list", help="list the users and the projects they own")
     sub.add_parser("token", help="issue a new API token (replaces the old one); printed once").add_argument("name")
+    share = sub.add_parser("share", help="let a user see a project (and change it with --edit)")
+    share.add_argument("project")
+    share.add_argument("name")
+    share.add_argument("--edit", action="store_true", help="may paint, train and segment too (default: read only)")
+    unshare = sub.add_parser("unshare", help="take a shared project away from a user")
+    unshare.add_argument("project")
+    unshare.add_argument("name")
+    give = sub.add_parser("give", help="make a user the owner of a project (e.g. one made in single-user mode)")
+    give.add_argument("project")
+    give.add_argument("name")
     return p.parse_args(argv)
 
 
@@ -51,16 +63,25 @@ def run(args: argparse.Namespace, config: Config) -> str:
         users.set_password(config, args.name, read_password(args.password_stdin))
         return f"password of {args.name} changed"
     if args.command == "remove":
-        users.remove_user(config, args.name)
-        return f"removed user {args.name}"
+        users.remove_user(config, args.name, args.give_to)
+        return f"removed user {args.name}" + (f"; their projects now belong to {args.give_to}" if args.give_to else "")
+    if args.command == "share":
+        users.share_project(config, args.project, args.name, edit=args.edit)
+        return f"{args.project!r} shared with {args.name} ({'read and edit' if args.edit else 'read only'})"
+    if args.command == "unshare":
+        users.unshare_project(config, args.project, args.name)
+        return f"{args.project!r} no longer shared with {args.name}"
+    if args.command == "give":
+        users.give_project(config, args.project, args.name)
+        return f"{args.project!r} now belongs to {args.name}"
     if args.command == "token":
         token = users.new_token(config, args.name)
         return f"API token of {args.name} (shown once; send it as 'Authorization: Bearer <token>'):\n{token}"
     rows = users.list_users(config)
     if not rows:
         return "no users yet: python -m app users add NAME"
-    return "\n".join(f"{r['name']}\tsince {r['created']}\t{'API token' if r['api_token'] else ''}".rstrip()
-                     for r in rows)
+    return "\n".join(f"{r['name']}\tsince {r['created']}\t{'API token' if r['api_token'] else 'no token'}\t"
+                     f"owns: {', '.join(users.owned_projects(config, r['name'])) or '-'}" for r in rows)
 
 
 def main(argv) -> None:

@@ -69,6 +69,7 @@ def apply_stroke(config: Config, vid: int, z: int, path: str, value: int, width:
     """Rasterise one stroke on slice z and store it (value 0 erases); returns the effort record."""
     from ml.labels.rasterize import rasterize_path_bbox
 
+    projects.require_edit(config, vid)
     store = projects.label_store(config, vid)
     zmax, h, w = store.shape
     if not 0 <= int(z) < zmax:
@@ -108,6 +109,7 @@ def apply_relayout(config: Config, vid: int, z: int, relayout: dict | None, valu
 def undo(config: Config, vid: int, z: int | None = None) -> dict | None:
     """Revert the newest stroke of this volume (on slice ``z`` when given): ``{id, z, value, pixels}``
     of what was undone, or None when nothing is left to undo there."""
+    projects.require_edit(config, vid)
     done = projects.label_store(config, vid).undo(z)
     if done:
         with session_scope(config) as s:

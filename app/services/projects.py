@@ -194,6 +194,17 @@ def add_volume_from_array(config: Config, project_id: int, name: str, data, voxe
     return rec
 
 
+def require_edit(config: Config, vid: int) -> None:
+    """Before a file of a volume is written (labels, classes): refuse a read-only share (``app.access``)."""
+    from app import access
+
+    with session_scope(config) as s:
+        v = s.get(VolumeRecord, vid) if vid is not None else None
+        if v is None:
+            raise NotFound(f"Volume {vid} does not exist (any more).")
+        access.require_edit(s, v.project_id)
+
+
 def open_volume(config: Config, vid: int):
     """The lazy Volume of a record, cached per process (tiles, painting and jobs share it)."""
     info = volume_info(config, vid)
@@ -260,12 +271,13 @@ def _ensure_label_store(config: Config, rec: dict):
 
 def label_store(config: Config, vid: int):
     """The LabelStore of a volume (created on first use), cached per process."""
+    rec = volume_info(config, vid)      # also when cached: in shared mode this checks the user may see it
     path = Workspace(config.workspace).labels_dir(vid)
     key = (vid, str(path))
     with _VOL_LOCK:
         store = _STORES.get(key)
     if store is None:
-        store = _ensure_label_store(config, volume_info(config, vid))
+        store = _ensure_label_store(config, rec)
         with _VOL_LOCK:
             store = _STORES.setdefault(key, store)
     return store
@@ -298,6 +310,7 @@ def validate_classes(classes: Sequence[dict]) -> list[dict]:
 def set_classes(config: Config, vid: int, classes: Sequence[dict]) -> list[dict]:
     """Rename/recolour/add classes for every volume of the volume's project (one class list per project)."""
     new = validate_classes(classes)
+    require_edit(config, vid)
     old = get_classes(config, vid)
     if len(new) < len(old):
         raise UserError("Classes can be renamed or added, not removed (labels refer to them by number).")

@@ -73,11 +73,22 @@ def add_user(config: Config, name: str, password: str) -> Account:
         return Account(user.id, user.name)
 
 
-def remove_user(config: Config, name: str) -> None:
+def remove_user(config: Config, name: str, give_to: str | None = None) -> None:
+    """Remove a user; their projects go to ``give_to`` (refused without one: data is never orphaned)."""
+    from app.models import Project
+
     with session_scope(config) as s:
         user = _find(s, name)
         if user is None:
             raise NotFound(f"no user named {name!r}")
+        owned = list(s.scalars(select(Project).where(Project.owner_id == user.id)))
+        heir = _find(s, give_to) if give_to else None
+        if owned and heir is None:
+            names = ", ".join(repr(p.name) for p in owned)
+            raise UserError(f"{name} owns {names}: give them to another user with --give-to NAME"
+                            + (f" ({give_to!r} is no user)" if give_to else ""))
+        for p in owned:
+            p.owner_id = heir.id
         s.delete(user)
 
 
@@ -137,3 +148,60 @@ def account(config: Config, user_id: str | int) -> Account | None:
     with session_scope(config) as s:
         user = s.get(User, uid)
         return Account(user.id, user.name) if user else None
+
+
+# --- sharing and ownership -------------------------------------------------------------------------
+def _project_named(s, name: str):
+    from app.models import Project
+
+    project = s.scalars(select(Project).where(Project.name == name)).first()
+    if project is None:
+        raise NotFound(f"no project named {name!r}")
+    return project
+
+
+def _user_named(s, name: str) -> User:
+    user = _find(s, name)
+    if user is None:
+        raise NotFound(f"no user named {name!r}")
+    return user
+
+
+def share_project(config: Config, project: str, name: str, edit: bool = False) -> None:
+    """Let ``name`` see ``project`` (and change it with ``edit``); sharing again updates the right."""
+    from app.models import ProjectShare
+
+    with session_scope(config) as s:
+        p, user = _project_named(s, project), _user_named(s, name)
+        if p.owner_id == user.id:
+            raise UserError(f"{name} owns {project!r} already")
+        share = s.scalars(select(ProjectShare).where(ProjectShare.project_id == p.id,
+                                                     ProjectShare.user_id == user.id)).first()
+        if share is None:
+            s.add(ProjectShare(project_id=p.id, user_id=user.id, can_edit=bool(edit)))
+        else:
+            share.can_edit = bool(edit)
+
+
+def unshare_project(config: Config, project: str, name: str) -> None:
+    from app.models import ProjectShare
+
+    with session_scope(config) as s:
+        p, user = _project_named(s, project), _user_named(s, name)
+        for share in s.scalars(select(ProjectShare).where(ProjectShare.project_id == p.id,
+                                                          ProjectShare.user_id == user.id)):
+            s.delete(share)
+
+
+def give_project(config: Config, project: str, name: str) -> None:
+    """Make ``name`` the owner of ``project`` (also claims a project made in single-user mode)."""
+    with session_scope(config) as s:
+        _project_named(s, project).owner_id = _user_named(s, name).id
+
+
+def owned_projects(config: Config, name: str) -> list[str]:
+    from app.models import Project
+
+    with session_scope(config) as s:
+        user = _user_named(s, name)
+        return list(s.scalars(select(Project.name).where(Project.owner_id == user.id).order_by(Project.name)))

@@ -128,3 +128,18 @@ def test_demo_from_a_path_with_ground_truth(config, raw):
     proj = ensure_demo(config, str(root / "raw.tif"), str(root / "gt.tif"))
     (vol,) = projects.list_volumes(config, proj["id"])
     np.testing.assert_array_equal(projects.open_ground_truth(config, vol["id"])[1], (raw[1] > 100).astype(np.uint8))
+
+
+def test_a_workspace_of_an_older_version_gets_the_new_columns(tmp_path):
+    """A project table without ``owner_id`` (before the shared mode) is brought up to date, rows kept."""
+    from app.db import Database
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE project (id INTEGER PRIMARY KEY AUTOINCREMENT, created DATETIME, name VARCHAR(200) UNIQUE)")
+        conn.execute("INSERT INTO project (name) VALUES ('kept')")
+    db = Database(path)
+    with db.session() as s:
+        row = s.query(Project).one()
+        assert (row.name, row.owner_id) == ("kept", None)
+    db.dispose()
