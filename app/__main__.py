@@ -29,6 +29,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     config = Config.from_env(workspace=args.workspace, demo=args.demo)
+    if config.job_backend == "celery":
+        env = Config.from_env()
+        if (config.workspace, config.demo) != (env.workspace, env.demo):
+            raise ValueError("with APP_JOB_BACKEND=celery the workers read only the environment: "
+                             "set APP_WORKSPACE / APP_DEMO instead of --workspace / --demo")
     demo = config.demo
     if demo and demo.lower() not in ("synthetic", "none"):
         # a path given by whoever starts the server is trusted: its folder becomes a data root

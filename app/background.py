@@ -10,7 +10,7 @@ row (queued) and starts the job's runner
   parent stops it when the server is killed with -9); SIGTERM/SIGINT
   become a cooperative cancel, so the job saves what it has before it exits. Its output goes to
   ``Workspace.job_log_path``.
-- celery backend: the task :data:`TASK_NAME` on the worker (registered in ``app.celery_app``).
+- celery backend: the task :data:`TASK_NAME` on the worker (registered in ``app.worker``).
   A worker with ``--concurrency=1`` runs nothing else meanwhile: give it 2 so a user's job can
   start beside a long detached one (which then yields the compute lock to it).
 
@@ -29,7 +29,7 @@ import threading
 from typing import Any, Callable
 
 from app import jobs
-from app.config import REPO_ROOT, Config, get_config
+from app.config import REPO_ROOT, Config
 from app.db import session_scope
 from app.models import Job, JobState
 from app.workspace import Workspace
@@ -92,9 +92,9 @@ def run(config: Config, job_id: int, cancel: Callable[[], bool] | None = None) -
     return getattr(importlib.import_module(module), name)(config, job, cancel=cancel)
 
 
-def run_task(job_id: int) -> str | None:
-    """The Celery task body (``TASK_NAME``)."""
-    outcome = run(get_config(), int(job_id))
+def run_task(config: Config, job_id: int) -> str | None:
+    """The Celery task body (``TASK_NAME``, registered by ``app.worker`` with the worker's config)."""
+    outcome = run(config, int(job_id))
     return outcome.status if outcome else None
 
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     jobs.watch_server(os.getppid())    # a server killed with -9 sends no signal: stop with it all the same
-    outcome = run(get_config(), int(args[0]), cancel=stop.is_set)
+    outcome = run(Config.from_env(), int(args[0]), cancel=stop.is_set)   # _spawn passed config.to_env()
     log.info("job %s: %s", args[0], outcome.status if outcome else "not run")
     return 0
 

@@ -197,20 +197,3 @@ def _check_ml_settings(extra: dict) -> None:
                 check_settings(extra[name], ranges[name])
             except ValueError as exc:
                 raise ValueError(f"{key}: {exc}") from None
-
-
-_CURRENT: Config | None = None
-
-
-def set_current(config: Config) -> None:
-    """Make ``config`` the one callbacks see (``create_app`` calls this)."""
-    global _CURRENT
-    _CURRENT = config
-
-
-def get_config() -> Config:
-    """The app's config; in a process that never ran ``create_app`` (worker) read the environment."""
-    global _CURRENT
-    if _CURRENT is None:
-        _CURRENT = Config.from_env()
-    return _CURRENT

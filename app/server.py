@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dash
 
-from app.config import Config, set_current
+from app.config import Config
 from app.db import database
 from app.workspace import Workspace
 
@@ -37,7 +37,6 @@ def create_app(config: Config | None = None, preparing=None) -> dash.Dash:
     from layouts.page import build_layout, preparing_layout
 
     config = config or Config.from_env()
-    set_current(config)
     Workspace(config.workspace).ensure()
     database(config)                      # create tables
     jobs.recover_stale(config, reason=jobs.SERVER_STOPPED)   # jobs of a previous server process

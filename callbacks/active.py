@@ -13,7 +13,7 @@ from dash import ALL, Input, Output, State, ctx, no_update
 
 from app import jobs
 from app.models import JobState
-from app.config import Config, get_config
+from app.config import Config
 from app.db import session_scope
 from app.errors import user_message
 from app.services import active, labels
@@ -124,6 +124,8 @@ def cancel_suggest(config: Config, project_id: int | None) -> str:
 
 # --- registration ----------------------------------------------------------------------------------------
 def register(app) -> None:
+    config = app.server.config["ACTIVESEG"]   # the app's one Config (jobs see it in their closure)
+
     @app.callback(Output(pids.AL_STRATEGY_HELP, "children"), Input(pids.AL_STRATEGY, "value"))
     def _help(value):
         return strategy_help(value)
@@ -141,20 +143,20 @@ def register(app) -> None:
         prevent_initial_call=True,
     )
     def _suggest(set_progress, _n, volume, strategy, k, size):
-        return run_suggest(get_config(), volume, strategy, k, size, set_progress)
+        return run_suggest(config, volume, strategy, k, size, set_progress)
 
     @app.callback(Output(pids.AL_STATUS, "children", allow_duplicate=True), Input(pids.AL_CANCEL, "n_clicks"),
                   State(ids.PROJECT_STORE, "data"), prevent_initial_call=True)
     def _cancel(_n, project_id):
-        return cancel_suggest(get_config(), project_id)
+        return cancel_suggest(config, project_id)
 
     @app.callback(Output(pids.AL_QUEUE, "children"),
                   Input(pids.AL_ROUND, "data"), Input(ids.VOLUME_STORE, "data"), Input(ids.LABELS_REV, "data"),
                   Input({"type": pids.AL_SKIP_TYPE, "index": ALL}, "n_clicks"))
     def _queue(_round, volume, _rev, _skips):
-        return queue_view(get_config(), volume, pattern_click())[0]
+        return queue_view(config, volume, pattern_click())[0]
 
     @app.callback(Output(pids.NAV_REQUEST, "data", allow_duplicate=True),
                   Input({"type": pids.AL_GOTO_TYPE, "index": ALL}, "n_clicks"), prevent_initial_call=True)
     def _goto(_clicks):
-        return goto_suggestion(get_config(), pattern_click())
+        return goto_suggestion(config, pattern_click())

@@ -5,7 +5,7 @@ from typing import Any
 
 from dash import ALL, Input, Output, State, ctx, no_update
 
-from app.config import Config, get_config
+from app.config import Config
 from app.errors import user_message
 from app.services import pretraining, projects
 from app.services.pretraining import PretrainState
@@ -144,6 +144,8 @@ def roots_note(config: Config) -> str:
 
 # --- wiring -------------------------------------------------------------------------------------------
 def register(app) -> None:
+    config = app.server.config["ACTIVESEG"]   # the app's one Config (jobs see it in their closure)
+
     @app.callback(
         Output(ids.PROJECT_SELECT, "options"), Output(ids.PROJECT_SELECT, "value"),
         Output(ids.PROJECT_ALERT, "children"), Output(ids.PROJECT_ALERT, "is_open"),
@@ -153,7 +155,7 @@ def register(app) -> None:
     )
     def on_projects(_path, _n, _submit, name, stored):
         trigger = ids.PROJECT_CREATE if ctx.triggered_id == ids.PROJECT_NAME else ctx.triggered_id
-        return *projects_view(get_config(), trigger, name, stored), roots_note(get_config())
+        return *projects_view(config, trigger, name, stored), roots_note(config)
 
     @app.callback(Output(ids.PROJECT_STORE, "data"), Input(ids.PROJECT_SELECT, "value"),
                   prevent_initial_call=True)
@@ -168,12 +170,12 @@ def register(app) -> None:
         State(ids.VOLUME_SELECT, "value"), State(ids.PRETRAIN_AUTO, "value"),
     )
     def on_volumes(pid, _n, contents, filenames, path, dataset, current, auto):
-        return volumes_view(get_config(), ctx.triggered_id, pid, path, dataset, contents, filenames, current,
+        return volumes_view(config, ctx.triggered_id, pid, path, dataset, contents, filenames, current,
                             bool(auto))
 
     @app.callback(Output(ids.PRETRAIN_AUTO, "value"), Input(ids.URL, "pathname"))
     def on_pretrain_default(_path):
-        return get_config().pretrain_auto
+        return config.pretrain_auto
 
     @app.callback(
         Output(ids.PRETRAIN_STATUS, "children"), Output(ids.PRETRAIN_START, "children"),
@@ -181,7 +183,7 @@ def register(app) -> None:
         Input(ids.VOLUME_SELECT, "value"), Input(ids.PRETRAIN_START, "n_clicks"), Input(ids.JOBS_POLL, "n_intervals"),
     )
     def on_pretrain(vid, _n, _poll):
-        return pretrain_view(get_config(), ctx.triggered_id, vid)
+        return pretrain_view(config, ctx.triggered_id, vid)
 
     @app.callback(
         Output(ids.VOLUME_STORE, "data"), Output(ids.VOLUME_INFO, "children"),
@@ -193,7 +195,7 @@ def register(app) -> None:
         prevent_initial_call="initial_duplicate",
     )
     def on_volume(vid, _n, vz, vy, vx):
-        return volume_view(get_config(), ctx.triggered_id, vid, vz, vy, vx)
+        return volume_view(config, ctx.triggered_id, vid, vz, vy, vx)
 
     @app.callback(
         Output(ids.CLASS_LIST, "children"), Output(ids.CLASSES_STORE, "data"),
@@ -204,4 +206,4 @@ def register(app) -> None:
         State({"type": ids.CLASS_COLOR_TYPE, "index": ALL}, "value"),
     )
     def on_classes(vid, _a, _s, new_name, names, colors):
-        return classes_view(get_config(), ctx.triggered_id, vid, new_name, names, colors)
+        return classes_view(config, ctx.triggered_id, vid, new_name, names, colors)

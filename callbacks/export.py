@@ -14,7 +14,7 @@ from urllib.parse import quote
 from dash import Input, Output, State, dcc, no_update
 
 from app import jobs
-from app.config import Config, get_config
+from app.config import Config
 from app.services import exports
 from callbacks.active import outcome_text, progress_adapter, volume_id_of
 from layouts import export as view
@@ -60,6 +60,7 @@ def run_export(config: Config, volume: dict | None, what: str, fmt: str,
 
 # --- registration ----------------------------------------------------------------------------------------
 def register(app) -> None:
+    config = app.server.config["ACTIVESEG"]   # the app's one Config (jobs see it in their closure)
     prefix = app.config.requests_pathname_prefix or "/"
 
     @app.callback(Output(pids.EXP_FORMAT, "options"), Output(pids.EXP_FORMAT, "value"),
@@ -77,4 +78,4 @@ def register(app) -> None:
         prevent_initial_call=True,
     )
     def _export(set_progress, _n, volume, what, fmt):
-        return run_export(get_config(), volume, what, fmt, set_progress, prefix)
+        return run_export(config, volume, what, fmt, set_progress, prefix)

@@ -5,7 +5,7 @@ from typing import Any
 
 from dash import ALL, Input, Output, State, ctx, no_update
 
-from app.config import Config, get_config
+from app.config import Config
 from app.services import guide
 from callbacks.active import volume_id_of
 from layouts import guide as view
@@ -24,12 +24,14 @@ def tab_for(trigger: Any, clicks: list | None) -> Any:
 
 
 def register(app) -> None:
+    config = app.server.config["ACTIVESEG"]   # the app's one Config (jobs see it in their closure)
+
     @app.callback(Output(ids.GUIDE, "children"),
                   Input(ids.PROJECT_STORE, "data"), Input(ids.VOLUME_STORE, "data"), Input(ids.LABELS_REV, "data"),
                   Input(pids.TR_DONE, "data"), Input(pids.AL_ROUND, "data"), Input(pids.OBJ_SEG, "data"),
                   Input(pids.EXP_STATUS, "children"))
     def _guide(project_id, volume, *_changes):
-        return guide_view(get_config(), project_id, volume)
+        return guide_view(config, project_id, volume)
 
     @app.callback(Output(ids.RIGHT_TABS, "active_tab"), Input({"type": ids.GUIDE_STEP_TYPE, "index": ALL}, "n_clicks"),
                   State(ids.RIGHT_TABS, "active_tab"), prevent_initial_call=True)

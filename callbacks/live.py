@@ -15,7 +15,7 @@ from dash import Input, Output, State, no_update
 
 from app import jobs
 from app.models import JobState
-from app.config import Config, get_config
+from app.config import Config
 from app.services import live
 from callbacks.viewer import shown_opacity
 from layouts import ids
@@ -94,6 +94,7 @@ def discard_draft(config: Config, project_id: int | None) -> tuple:
 
 # --- registration ----------------------------------------------------------------------------------------
 def register(app) -> None:
+    config = app.server.config["ACTIVESEG"]   # the app's one Config (jobs see it in their closure)
     app.clientside_callback(
         REQUEST_JS,
         Output(ids.LIVE_GO, "data"), Output(ids.LIVE_PENDING, "data"),
@@ -109,7 +110,7 @@ def register(app) -> None:
         prevent_initial_call=True,
     )
     def _update(go, project_id, on):
-        return run_update(get_config(), project_id, go, on)
+        return run_update(config, project_id, go, on)
 
     @app.callback(
         Output(ids.LIVE_REV, "data", allow_duplicate=True),
@@ -118,7 +119,7 @@ def register(app) -> None:
         Input(ids.LIVE_SWITCH, "value"), Input(ids.PROJECT_STORE, "data"), prevent_initial_call="initial_duplicate",
     )
     def _switch(on, project_id):
-        return switched(get_config(), project_id, bool(on))
+        return switched(config, project_id, bool(on))
 
     @app.callback(Output(ids.LIVE_DISCARD, "disabled"), Input(ids.LIVE_KEEP, "disabled"))
     def _discard_enabled(keep_disabled):
@@ -132,7 +133,7 @@ def register(app) -> None:
         background=True, interval=POLL_MS, prevent_initial_call=True,
     )
     def _keep(_n, project_id):
-        return keep_draft(get_config(), project_id)
+        return keep_draft(config, project_id)
 
     @app.callback(
         Output(ids.LIVE_REV, "data", allow_duplicate=True),
@@ -141,7 +142,7 @@ def register(app) -> None:
         Input(ids.LIVE_DISCARD, "n_clicks"), State(ids.PROJECT_STORE, "data"), prevent_initial_call=True,
     )
     def _discard(_n, project_id):
-        return discard_draft(get_config(), project_id)
+        return discard_draft(config, project_id)
 
     @app.callback(Output(ids.OVERLAY_PREDICTION, "value", allow_duplicate=True), Input(ids.LIVE_REV, "data"),
                   State(ids.OVERLAY_PREDICTION, "value"), prevent_initial_call=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 from dash import ALL, Input, Output, Patch, State, ctx, no_update
 
-from app.config import Config, get_config
+from app.config import Config
 from app.errors import user_message
 from app.services import labels
 from callbacks.viewer import outline_for, overlay_url
@@ -84,6 +84,7 @@ def chosen_value(trigger: Any, clicks: list | None, eraser_clicks) -> Any:
 
 
 def register(app) -> None:
+    config = app.server.config["ACTIVESEG"]   # the app's one Config (jobs see it in their closure)
     prefix = (app.config.requests_pathname_prefix or "/").rstrip("/")
 
     @app.callback(Output(ids.CLASS_BUTTONS, "children"), Output(ids.ERASER, "outline"),
@@ -116,7 +117,7 @@ def register(app) -> None:
                   State(ids.VIEW_STATE, "data"), State(ids.PAINT_VALUE, "data"), State(ids.BRUSH, "value"),
                   State(ids.LABELS_REV, "data"), prevent_initial_call=True)
     def on_stroke(relayout, state, value, width, rev):
-        return (*paint_from_relayout(get_config(), relayout, state, value, width, rev, prefix), "danger")
+        return (*paint_from_relayout(config, relayout, state, value, width, rev, prefix), "danger")
 
     @app.callback(Output(ids.LABELS_REV, "data", allow_duplicate=True),
                   Output(ids.PAINT_ALERT, "children", allow_duplicate=True),
@@ -125,11 +126,11 @@ def register(app) -> None:
                   Input(ids.UNDO, "n_clicks"), State(ids.VIEW_STATE, "data"), State(ids.LABELS_REV, "data"),
                   State(ids.CLASSES_STORE, "data"), prevent_initial_call=True)
     def on_undo(_n, state, rev, classes):
-        return undo_last(get_config(), state, rev, classes)
+        return undo_last(config, state, rev, classes)
 
     @app.callback(Output(ids.COUNTS, "children"), Input(ids.LABELS_REV, "data"), Input(ids.VOLUME_STORE, "data"),
                   Input(ids.CLASSES_STORE, "data"))
     def on_counts(_rev, info, _classes):
         if not info:
             return view.counts_table([])
-        return view.counts_table(labels.counts(get_config(), info["id"]))
+        return view.counts_table(labels.counts(config, info["id"]))

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from dash import Input, Output, State, no_update
 
 from app import jobs
-from app.config import Config, get_config
+from app.config import Config
 from app.errors import user_message
 from app.services import segmentation
 from callbacks.active import outcome_text, progress_adapter, volume_id_of
@@ -97,6 +97,8 @@ def goto_object(config: Config, seg_id: Any, active_cell: dict | None) -> Any:
 
 # --- registration ----------------------------------------------------------------------------------------
 def register(app) -> None:
+    config = app.server.config["ACTIVESEG"]   # the app's one Config (jobs see it in their closure)
+
     @app.callback(
         Output(pids.SEG_STATUS, "children"), Output(pids.SEG_DONE, "data"), Output(pids.OBJ_SEG, "data"),
         Input(pids.SEG_RUN, "n_clicks"),
@@ -109,13 +111,13 @@ def register(app) -> None:
         prevent_initial_call=True,
     )
     def _segment(set_progress, _n, volume, mc, threshold, min_size, split):
-        return run_segment(get_config(), volume, "mc" in (mc or []), threshold, min_size, "split" in (split or []),
+        return run_segment(config, volume, "mc" in (mc or []), threshold, min_size, "split" in (split or []),
                            set_progress)
 
     @app.callback(Output(pids.SEG_STATUS, "children", allow_duplicate=True), Input(pids.SEG_CANCEL, "n_clicks"),
                   State(ids.PROJECT_STORE, "data"), prevent_initial_call=True)
     def _cancel(_n, project_id):
-        return cancel_segment(get_config(), project_id)
+        return cancel_segment(config, project_id)
 
     @app.callback(
         Output(pids.OBJ_SEG, "data", allow_duplicate=True), Output(pids.PP_STATUS, "children"),
@@ -127,18 +129,18 @@ def register(app) -> None:
         prevent_initial_call=True,
     )
     def _postprocess(_n, volume, threshold, min_size, split):
-        return run_postprocess(get_config(), volume, threshold, min_size, "split" in (split or []))
+        return run_postprocess(config, volume, threshold, min_size, "split" in (split or []))
 
     @app.callback(Output(pids.OBJ_TABLE, "data"), Output(pids.OBJ_SUMMARY, "children"), Output(pids.OBJ_SHOWN, "data"),
                   Input(pids.OBJ_SEG, "data"), Input(ids.VOLUME_STORE, "data"))
     def _objects(_seg, volume):
-        return objects_view(get_config(), volume)
+        return objects_view(config, volume)
 
     @app.callback(Output(pids.OBJ_MESH, "figure"), Input(pids.OBJ_SHOWN, "data"), Input(pids.OBJ_MESH_N, "value"))
     def _mesh(seg_id, max_objects):
-        return mesh_view(get_config(), seg_id, max_objects)
+        return mesh_view(config, seg_id, max_objects)
 
     @app.callback(Output(pids.NAV_REQUEST, "data", allow_duplicate=True), Input(pids.OBJ_TABLE, "active_cell"),
                   State(pids.OBJ_SHOWN, "data"), prevent_initial_call=True)
     def _goto(cell, seg_id):
-        return goto_object(get_config(), seg_id, cell)
+        return goto_object(config, seg_id, cell)

@@ -12,7 +12,7 @@ from dash import Input, Output, State, ctx, no_update
 
 from app import jobs
 from app.models import JobState
-from app.config import Config, get_config
+from app.config import Config
 from app.errors import user_message
 from app.services import budget, effort, evaluation, training
 from callbacks.active import outcome_text, progress_adapter
@@ -122,6 +122,8 @@ def effort_note(config: Config, project_id: int | None) -> str:
 
 # --- registration ----------------------------------------------------------------------------------------
 def register(app) -> None:
+    config = app.server.config["ACTIVESEG"]   # the app's one Config (jobs see it in their closure)
+
     @app.callback(
         Output(pids.TR_STATUS, "children"), Output(pids.TR_DONE, "data"),
         Input(pids.TR_TRAIN, "n_clicks"),
@@ -134,7 +136,7 @@ def register(app) -> None:
         prevent_initial_call=True,
     )
     def _train(set_progress, _n, project_id, mode, parent_id, epochs, lr, choice):
-        return run_training(get_config(), project_id, mode, parent_id, epochs, lr, set_progress, choice)
+        return run_training(config, project_id, mode, parent_id, epochs, lr, set_progress, choice)
 
     @app.callback(Output(pids.TR_BUDGET, "options"), Input(ids.PROJECT_STORE, "data"))
     def _budgets(_project_id):
@@ -143,19 +145,19 @@ def register(app) -> None:
     @app.callback(Output(pids.TR_ESTIMATE, "children"), Input(pids.TR_BUDGET, "value"),
                   Input(ids.PROJECT_STORE, "data"), Input(pids.TR_DONE, "data"))
     def _estimate(choice, project_id, _done):
-        return estimate_view(get_config(), project_id, choice)
+        return estimate_view(config, project_id, choice)
 
     @app.callback(Output(pids.TR_STATUS, "children", allow_duplicate=True), Input(pids.TR_CANCEL, "n_clicks"),
                   State(ids.PROJECT_STORE, "data"), prevent_initial_call=True)
     def _cancel(_n, project_id):
-        return cancel_training(get_config(), project_id)
+        return cancel_training(config, project_id)
 
     @app.callback(Output(pids.TR_LIVE, "figure"), Output(pids.TR_LIVE_TITLE, "children"),
                   Output(pids.TR_LIVE_KEY, "data"),
                   Input(pids.TR_POLL, "n_intervals"), Input(ids.PROJECT_STORE, "data"),
                   State(pids.TR_LIVE_KEY, "data"))
     def _live(_n, project_id, key):
-        return live_view(get_config(), project_id, key)
+        return live_view(config, project_id, key)
 
     @app.callback(
         Output(pids.TR_VERSIONS, "data"), Output(pids.TR_VERSIONS, "selected_rows"),
@@ -166,4 +168,4 @@ def register(app) -> None:
         State(pids.TR_VERSIONS, "selected_rows"), State(pids.TR_VERSIONS, "data"),
     )
     def _versions(project_id, _done, _act, selected, rows):
-        return versions_view(get_config(), project_id, ctx.triggered_id == pids.TR_ACTIVATE, selected, rows)
+        return versions_view(config, project_id, ctx.triggered_id == pids.TR_ACTIVATE, selected, rows)

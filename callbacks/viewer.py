@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from dash import Input, Output, Patch, State, ctx, no_update
 
-from app.config import Config, get_config
+from app.config import Config
 from app.services import segmentation
 from layouts import ids
 from layouts import viewer as view
@@ -229,6 +229,7 @@ def _nav_input() -> list:
 
 
 def register(app) -> None:
+    config = app.server.config["ACTIVESEG"]   # the app's one Config (jobs see it in their closure)
     prefix = (app.config.requests_pathname_prefix or "/").rstrip("/")
     seg_in, nav_in = _seg_input(), _nav_input()
     opacity_ids = [view.OVERLAY_IDS[k] for k in view.OVERLAYS]
@@ -293,7 +294,7 @@ def register(app) -> None:
 
     @app.callback(Output(ids.UNCERTAINTY_STORE, "data"), Input(ids.VOLUME_STORE, "data"), *seg_in)
     def on_uncertainty_data(info, *_seg):
-        return uncertainty_data(get_config(), info)
+        return uncertainty_data(config, info)
 
     @app.callback(
         Output(ids.UNCERTAINTY_STRIP, "figure"), Output(ids.UNCERTAINTY_CAPTION, "children"),

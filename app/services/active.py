@@ -19,7 +19,6 @@ import numpy as np
 from sqlalchemy import select as sql_select
 from sqlalchemy.orm import Session
 
-from app.config import get_config
 from app.db import session_scope
 from app.errors import NotFound, UserError
 from app.models import ALRound, Suggestion, SuggestionState
@@ -238,9 +237,8 @@ def suggestion_nav(session: Session, suggestion_id: int) -> dict:
                 outline=True, source=f"suggestion:{sug.id}", t=time.time())
 
 
-def thumbnail_png(suggestion_id: int, config: Any = None) -> bytes:
+def thumbnail_png(suggestion_id: int, config: Any) -> bytes:
     """PNG bytes of a suggestion's thumbnail for the ``/thumbs/<id>.png`` route (rebuilt if the file is gone)."""
-    config = config or get_config()
     with session_scope(config) as s:
         sug = _suggestion(s, suggestion_id)
         if sug.thumb_path and Path(sug.thumb_path).is_file():

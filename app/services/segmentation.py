@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd   # at import time: a first import in a request thread races plotly's pandas check
 from sqlalchemy import select as sql_select
 
-from app.config import get_config
 from app.db import session_scope
 from app.errors import NotFound, UserError
 from app.models import Segmentation, dumps, loads
@@ -74,12 +73,6 @@ def _swap_in(tmp: Path, out: Path) -> None:
         os.replace(out, old)
     os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def latest_prediction_path(volume_id: int, config: Any = None) -> Path | None:
-    """The prediction the viewer overlays: the active model's, else the newest complete one (or None)."""
-    found = predictions.current(config or get_config(), int(volume_id))
-    return found.path if found else None
 
 
 def prediction_summary(config: Any, volume_id: int) -> dict | None:

@@ -28,12 +28,23 @@ def _start(tmp_path, **env) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("env, names", [({"APP_MODEL": "{base: 8}", "APP_DEMO": "none"}, ["APP_MODEL", "JSON"]),
                                         ({"APP_DEMO_SHAPE": "1,1,1"}, ["APP_DEMO_SHAPE", ">= 16"]),
-                                        ({"APP_DEMO_SHAPE": "16,512"}, ["APP_DEMO_SHAPE", "three integers"])])
+                                        ({"APP_DEMO_SHAPE": "16,512"}, ["APP_DEMO_SHAPE", "three integers"]),
+                                        ({"APP_AUTH": "1", "APP_DEMO": "none"}, ["APP_SECRET_KEY"]),
+                                        ({"APP_AUTH": "1", "APP_SECRET_KEY": "short", "APP_DEMO": "none"},
+                                         ["at least 16"])])
 def test_start_with_a_bad_setting_is_one_line_and_exit_code_2(tmp_path, env, names):
     done = _start(tmp_path, **env)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert all(n in done.stderr for n in names), done.stderr
+
+
+def test_celery_web_refuses_command_line_settings_its_workers_cannot_see(tmp_path):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
+    done = subprocess.run([sys.executable, "-m", "app", "--port", "0", "--workspace", str(tmp_path / "elsewhere")],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+                          env={**clean, "APP_WORKSPACE": str(tmp_path / "ws"), "APP_JOB_BACKEND": "celery"})
+    assert done.returncode == 2 and "APP_WORKSPACE" in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
 def test_start_with_a_missing_demo_volume_is_one_line(tmp_path, capsys):

@@ -13,7 +13,7 @@ from dash import no_update
 from app.db import session_scope
 from app.errors import UserError
 from app.models import Segmentation
-from app.services import segmentation, training
+from app.services import predictions, segmentation, training
 from ml.infer import open_prediction
 from ml.progress import Cancelled
 from tests.app.envs import TINY, add_model_version, paint_ground_truth, synthetic_env
@@ -49,7 +49,7 @@ def trained(env, checkpoint):
 def test_segment_needs_a_model(env):
     with pytest.raises(UserError, match="No trained model"):
         segmentation.segment_volume(env.config, env.vid)
-    assert segmentation.latest_prediction_path(env.vid, env.config) is None
+    assert predictions.current(env.config, env.vid) is None
 
 
 def test_segment_writes_complete_prediction_and_overlay_path(trained):
@@ -58,7 +58,7 @@ def test_segment_writes_complete_prediction_and_overlay_path(trained):
     group = open_prediction(path)
     assert group["prob"].shape == (2, 3, 96, 96) and "bald" in set(group.array_keys())
     assert res["model_id"] == trained.model_id
-    assert segmentation.latest_prediction_path(trained.vid, trained.config) == path
+    assert predictions.current(trained.config, trained.vid).path == path
     assert not [p for p in path.parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
 
 
@@ -113,7 +113,7 @@ def test_cancel_keeps_the_previous_prediction(trained):
 
     with pytest.raises(Cancelled):
         segmentation.segment_volume(trained.config, trained.vid, cancel=cancel)
-    assert segmentation.latest_prediction_path(trained.vid, trained.config) == first
+    assert predictions.current(trained.config, trained.vid).path == first
     assert np.array_equal(np.asarray(open_prediction(first)["prob"][:]), before)
     assert not [p for p in first.parent.iterdir() if ".tmp-" in p.name]
 

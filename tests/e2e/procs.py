@@ -223,8 +223,8 @@ def start_redis(log_dir: Path, register: Register, timeout: float = 20) -> tuple
 
 def start_celery_worker(workspace: Path, redis_url: str, log_dir: Path, register: Register,
                         timeout: float = 90) -> Proc:
-    """``celery -A app.celery_app worker --pool=prefork --concurrency=1``; returns once it is ready."""
-    cmd = [PYTHON, "-m", "celery", "-A", "app.celery_app", "worker", "--pool=prefork", "--concurrency=1",
+    """``celery -A app.worker worker --pool=prefork --concurrency=1``; returns once it is ready."""
+    cmd = [PYTHON, "-m", "celery", "-A", "app.worker", "worker", "--pool=prefork", "--concurrency=1",
            "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
     env = app_env(workspace, APP_JOB_BACKEND="celery", REDIS_URL=redis_url)
     proc = Proc("celery", cmd, env, log_dir)

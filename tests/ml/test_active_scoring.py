@@ -9,7 +9,7 @@ import torch
 
 from ml.mc import MCSampler, decode, encode, fast_dropout, supports_split, torch_dropout
 from ml.active.pool import Patch, candidate_pool
-from ml.active.scoring import _bald, score_batch, score_patches, volume_reader
+from ml.active.scoring import _bald, score_patches, volume_reader
 from ml.active.strategies import select
 from ml.model import UNet2D, mc_dropout
 from ml.progress import Cancelled

@@ -1,0 +1,35 @@
+"""Celery worker entry: ``celery -A app.worker worker`` (the role that owns the GPU).
+
+The web side never imports this module. The worker reads the same ``APP_*`` environment as the
+web (``Config.from_env``) and nothing else: give both roles the same variables (compose does)
+and they agree on the workspace, the models and the settings. It builds the Dash app once so
+the background callbacks are registered on its Celery instance, and adds the task that runs
+the jobs the app starts by itself (``app.background``).
+"""
+from __future__ import annotations
+
+from app import background
+from app.__main__ import refuse
+from app.config import Config
+
+
+def build_worker(config: Config):
+    """The Celery app of a worker for ``config`` (its background callbacks and detached-job task)."""
+    if config.job_backend != "celery":
+        refuse("the worker needs APP_JOB_BACKEND=celery (and REDIS_URL), as the web side has")
+    from app.server import create_app
+
+    celery_app = create_app(config)._background_manager.handle   # the instance the callbacks were registered on
+
+    @celery_app.task(name=background.TASK_NAME)
+    def detached_job(job_id: int) -> str | None:
+        return background.run_task(config, job_id)
+
+    return celery_app
+
+
+try:
+    _config = Config.from_env()
+except (TypeError, ValueError) as exc:
+    refuse(exc)
+app = celery_app = build_worker(_config)
