@@ -1,4 +1,4 @@
-"""Jobs the app starts by itself, outside any page request (pre-training a new volume).
+"""Jobs started outside any page request: pre-training a new volume, and REST API jobs (segment, train).
 
 Dash's background callbacks belong to a browser tab: a second trigger of the same callback
 terminates the first job, and nothing can start one without a tab (the demo volume at
@@ -37,7 +37,8 @@ from app.workspace import Workspace
 log = logging.getLogger(__name__)
 
 #: job kind -> "module:function" called as ``function(config, job_dict, cancel=...) -> JobOutcome``
-RUNNERS: dict[str, str] = {"pretrain": "app.services.pretraining:run_detached"}
+RUNNERS: dict[str, str] = {"pretrain": "app.services.pretraining:run_detached",
+                           "segment": "app.services.detached:segment", "train": "app.services.detached:train"}
 TASK_NAME = "activeseg.detached_job"
 _celery_apps: dict[str, Any] = {}
 

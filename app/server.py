@@ -31,6 +31,7 @@ def create_app(config: Config | None = None, preparing=None) -> dash.Dash:
     is being prepared and reloads itself.
     """
     from app import jobs
+    from app.api import register_api
     from app.auth import install_auth, signed_in_name
     from app.routes import register_routes
     from callbacks import register_all
@@ -56,6 +57,7 @@ def create_app(config: Config | None = None, preparing=None) -> dash.Dash:
     server.config["ACTIVESEG"] = config
     install_auth(server, config)
     app._activeseg_tiles = register_routes(server, config)   # type: ignore[attr-defined]
+    register_api(server, config)
 
     def serve_layout():
         if preparing is not None and not preparing.ready:

@@ -206,6 +206,14 @@ def round_rows(session: Session, round_id: int) -> list[dict]:
                  n_strokes=int(r.n_strokes or 0)) for r in rows]
 
 
+def latest_queue(config: Any, volume_id: int) -> list[dict]:
+    """The newest round's suggestions of a volume (``round_rows``), [] before the first round."""
+    projects.volume_info(config, volume_id)          # an unknown (or, shared, unseen) volume is an error
+    with session_scope(config) as s:
+        rid = latest_round_id(s, volume_id)
+        return round_rows(s, rid) if rid is not None else []
+
+
 def round_info(session: Session, round_id: int) -> dict:
     """Round header: strategy, k, patch size, model id, volume id, created."""
     rnd = session.get(ALRound, round_id)
