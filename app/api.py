@@ -128,7 +128,8 @@ def register_api(server: Flask, config: Config) -> SpecTree:
     @bp.get("/jobs/<int:job_id>")
     @spec.validate(resp=Resp(HTTP_200=m.Job, **ERRORS), tags=["jobs"])
     def get_job(job_id: int):
-        """A job's state and progress (``result`` once done)."""
+        """A job's state and progress (``result`` once done); a job whose worker died reads failed, with why."""
+        jobs.recover_stale(config)
         job = jobs.get_job(config, job_id)
         if job is None:
             raise NotFound(f"Job {job_id} does not exist.")

@@ -82,6 +82,15 @@ def _celery(config: Config):
     return app
 
 
+def send_chunks(config: Config, tasks: list[dict]) -> None:
+    """Queue ``app.services.chunks.CHUNK_TASK`` for each chunk (any worker that is up takes one)."""
+    from app.services.chunks import CHUNK_TASK
+
+    app = _celery(config)
+    for kwargs in tasks:
+        app.send_task(CHUNK_TASK, kwargs=kwargs)
+
+
 # --- the runner's side ------------------------------------------------------------------------------
 def run(config: Config, job_id: int, cancel: Callable[[], bool] | None = None) -> jobs.JobOutcome | None:
     """Run a launched job in this process (None when it is gone or no longer queued)."""

@@ -29,21 +29,16 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from app import db
+from app.compute import compute_lock, configure_torch_threads
 from app.config import Config
 from app.db import session_scope
 from app.errors import user_message
 from app.models import FINISHED_STATES, JOB_KINDS, Job, JobState, dumps, loads, utcnow
 from app.workspace import Workspace
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no cross-process lock
-    fcntl = None  # type: ignore[assignment]
-
-_MAIN_PID = os.getpid()           # the process that imported the app (server / worker parent)
 ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 LIVE_KIND = "live"
 PROGRESS_EVERY_S = 0.5
@@ -52,6 +47,8 @@ WATCH_POLL_S = 0.5               # a job process checks this often that its serv
 STOP_GRACE_S = 10.0              # then waits this long for the job to stop at a cancel check
 SERVER_STOPPED = "interrupted: the server stopped while this job ran; run it again (saved labels and versions are kept)"
 PROCESS_GONE = "interrupted: the process running this job stopped (killed, or the server stopped); run it again"
+BEAT_EVERY_S = 20.0          # a running job's row says it is alive this often ...
+REMOTE_STALE_S = 120.0       # ... and a job on another machine silent this long is taken for dead
 SERVER_GONE = threading.Event()  # set in a job process whose server died
 _CURRENT: dict = {}              # the job this process runs: {"config", "job_id"}
 log = logging.getLogger(__name__)
@@ -212,7 +209,7 @@ def set_state(config: Config, job_id: int, status: str, *, error: str | None = N
             return
         j.status = status
         if status == JobState.RUNNING:
-            j.started = utcnow()
+            j.started = j.beat = utcnow()
             j.pid = os.getpid()
             j.host = socket.gethostname()
         if status in FINISHED_STATES:
@@ -271,14 +268,25 @@ def _process_alive(pid: int | None, since) -> bool:
         return False
 
 
+def _alive(j: Job, host: str, now) -> bool:
+    """This host's jobs: by their process; another machine's (a remote worker): by their heartbeat."""
+    if j.host in (None, host):
+        return _process_alive(j.pid, j.started or j.created)
+    last = j.beat or j.started or j.created
+    return last is not None and (now - last).total_seconds() < REMOTE_STALE_S
+
+
 def recover_stale(config: Config, reason: str = PROCESS_GONE) -> int:
-    """Fail active jobs whose process (on this host) is gone, with ``reason``; cancel them when asked."""
-    host = socket.gethostname()
+    """Fail active jobs whose process is gone, with ``reason``; cancel them when asked."""
+    host, now = socket.gethostname(), utcnow()
     n = 0
     with session_scope(config) as s:
         for j in s.query(Job).filter(Job.status.in_(ACTIVE_STATES)).all():
-            if j.host not in (None, host) or _process_alive(j.pid, j.started or j.created):
+            if _alive(j, host, now):
                 continue
+            why = reason if j.host in (None, host) else (
+                f"interrupted: the worker on {j.host} stopped answering (no sign of life for {REMOTE_STALE_S:.0f} s);"
+                " run it again")
             if j.cancel_requested:
                 j.status = JobState.CANCELLED
             elif j.kind == LIVE_KIND:     # Dash stops a live update's process when a newer one starts
@@ -286,50 +294,40 @@ def recover_stale(config: Config, reason: str = PROCESS_GONE) -> int:
                 j.error = j.error or "stopped: a newer live update replaced it (or its process ended)"
             else:
                 j.status = JobState.FAILED
-                j.error = j.error or reason
+                j.error = j.error or why
             j.finished = utcnow()
             n += 1
     return n
 
 
-# --- compute lock + torch threads -------------------------------------------------------------------
-@contextlib.contextmanager
-def compute_lock(config: Config, cancel: Callable[[], bool] | None = None, poll_s: float = 0.5) -> Iterator[None]:
-    """One compute job at a time across processes (flock on a workspace file); waits, honours cancel."""
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    from ml.progress import check_cancel
-
-    path = Workspace(config.workspace).ensure().lock_path
-    with open(path, "a+") as fh:
-        while True:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                check_cancel(cancel)
-                time.sleep(poll_s)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def configure_torch_threads(config: Config) -> int:
-    """1 thread in forked workers (fork-after-OpenMP hang), else config.torch_threads (0 = keep)."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        return 0
-    if os.getpid() != _MAIN_PID:
-        torch.set_num_threads(1)
-    elif config.torch_threads > 0:
-        torch.set_num_threads(config.torch_threads)
-    return torch.get_num_threads()
-
-
 # --- the wrapper every panel uses ------------------------------------------------------------------
+class Heartbeat:
+    """Stamps a running job's row every ``BEAT_EVERY_S`` so another machine can tell it lives."""
+
+    def __init__(self, config: Config, job_id: int, every_s: float = BEAT_EVERY_S):
+        self.config, self.job_id, self.every_s = config, job_id, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-job-{job_id}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                with session_scope(self.config) as s:
+                    j = s.get(Job, self.job_id)
+                    if j is not None:
+                        j.beat = utcnow()
+            except Exception:  # noqa: BLE001 - a busy database must not kill the job; the next beat retries
+                log.warning("heartbeat of job %s not written", self.job_id, exc_info=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+
+
+
 class _Reporter:
     """progress(done, total, info) -> Job row (throttled) and the panel's own callback."""
 
@@ -384,7 +382,7 @@ def run_job(config: Config, kind: str, project_id: int | None, fn: Callable[...,
     try:
         configure_torch_threads(config)
         lock = compute_lock(config, cancel_fn) if compute else contextlib.nullcontext()
-        with lock:
+        with lock, Heartbeat(config, job_id):
             set_state(config, job_id, JobState.RUNNING)
             result = fn(progress=progress, cancel=cancel_fn, **kwargs)
     except Cancelled:   # asked by the user, or the server is gone (then it is a failure with the reason)

@@ -205,6 +205,7 @@ class Job(_Created, Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     started: Mapped[Optional[datetime]] = _when()
     finished: Mapped[Optional[datetime]] = _when()
+    beat: Mapped[Optional[datetime]] = _when()          # last sign of life of its process (app.jobs.Heartbeat)
 
 
 class Segmentation(_Created, Base):

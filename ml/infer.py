@@ -195,6 +195,59 @@ def _write_slice(group: Any, z: int, out: dict[str, np.ndarray]) -> float:
     return slice_entropy(None, entropy)
 
 
+def start_prediction(model: nn.Module, volume: Any, out_path: str | Path, lo: float | None = None,
+                     hi: float | None = None, tile: int = TILE, mc_passes: int = 0,
+                     classes: Sequence[Any] | None = None, context: int | None = None):
+    """Create the (empty) Zarr v3 prediction group of ``volume`` at ``out_path``; returns it.
+
+    Its attrs hold every setting :func:`predict_slices` needs, so writers of different slices
+    (one process, or z-chunks on several machines) predict each slice identically; each slice is
+    its own chunk, so they never write the same file.
+    """
+    if lo is None or hi is None:
+        if not hasattr(volume, "percentiles"):
+            raise TypeError("predict_volume needs lo and hi for an array without .percentiles(); pass both")
+        lo, hi = volume.percentiles()
+    shape = tuple(int(s) for s in volume.shape)
+    if len(shape) != 3:
+        raise ValueError(f"predict_volume needs a (Z, Y, X) volume, got shape {shape}")
+    n_classes = int(model.config["n_classes"]) if hasattr(model, "config") else 2
+    voxel = getattr(volume, "voxel_size", None)
+    attrs = {"voxel_size": list(voxel) if voxel else None, "classes": _class_names(classes, n_classes),
+             "lo": float(lo), "hi": float(hi), "mc_passes": int(mc_passes), "tile": int(tile),
+             "context": int(getattr(model, "receptive_radius", 0)) if context is None else int(context),
+             "slices_done": 0, "slice_entropy": [], "complete": False}
+    return _create_group(Path(out_path), shape, n_classes, mc_passes > 0, attrs)
+
+
+def predict_slices(model: nn.Module, volume: Any, group: Any, zs: Sequence[int], batch_size: int = 8,
+                   device: torch.device | str | None = None, cancel: CancelFn = None, seed: int | None = 0,
+                   on_slice=None) -> dict[int, float]:
+    """Predict slices ``zs`` into ``group`` with the settings in its attrs; ``{z: mean uncertainty}``.
+
+    ``on_slice(z, uncertainty)`` runs after each slice is stored (progress, heartbeats). MC-dropout
+    masks of slice z come from ``seed + z``, so a slice's result does not depend on who predicts it.
+    """
+    a = dict(group.attrs)
+    context = int(a["context"])
+    done: dict[int, float] = {}
+    for z in zs:
+        check_cancel(cancel)
+        image = normalize(volume[int(z)], a["lo"], a["hi"])
+        out = predict_image(model, image, int(a["tile"]), batch_size, int(a["mc_passes"]), device,
+                            seed=None if seed is None else int(seed) + int(z), context=context)
+        done[int(z)] = _write_slice(group, int(z), out)
+        if on_slice is not None:
+            on_slice(int(z), done[int(z)])
+    return done
+
+
+def finish_prediction(group: Any, slice_entropy: Sequence[float], seconds: float) -> None:
+    """Mark a prediction complete once every slice is written (``open_prediction`` refuses it before)."""
+    group.attrs.update({"slices_done": len(slice_entropy), "slice_entropy": list(slice_entropy), "complete": True,
+                        "seconds": round(float(seconds), 3)})
+
+
 def predict_volume(model: nn.Module, volume: Any, out_path: str | Path, lo: float | None = None,
                    hi: float | None = None, tile: int = TILE, batch_size: int = 8,
                    mc_passes: int = 0, device: torch.device | str | None = None,
@@ -209,34 +262,19 @@ def predict_volume(model: nn.Module, volume: Any, out_path: str | Path, lo: floa
     slice at a time; on cancel raises Cancelled with ``complete`` left False. MC-dropout
     masks of slice z are drawn from ``seed + z`` (reproducible, not repeated across slices).
     """
-    if lo is None or hi is None:
-        if not hasattr(volume, "percentiles"):
-            raise TypeError("predict_volume needs lo and hi for an array without .percentiles(); pass both")
-        lo, hi = volume.percentiles()
-    lo, hi = float(lo), float(hi)
-    shape = tuple(int(s) for s in volume.shape)
-    if len(shape) != 3:
-        raise ValueError(f"predict_volume needs a (Z, Y, X) volume, got shape {shape}")
-    n_classes = int(model.config["n_classes"]) if hasattr(model, "config") else 2
-    voxel = getattr(volume, "voxel_size", None)
-    attrs = {"voxel_size": list(voxel) if voxel else None, "classes": _class_names(classes, n_classes),
-             "lo": lo, "hi": hi, "mc_passes": int(mc_passes), "tile": int(tile),
-             "context": int(getattr(model, "receptive_radius", 0)) if context is None else int(context),
-             "slices_done": 0, "slice_entropy": [], "complete": False}
-    out_path = Path(out_path)
-    group = _create_group(out_path, shape, n_classes, mc_passes > 0, attrs)
+    group = start_prediction(model, volume, out_path, lo, hi, tile, mc_passes, classes, context)
+    n = int(volume.shape[0])
     start, per_slice = time.monotonic(), []
-    for z in range(shape[0]):
-        check_cancel(cancel)
-        image = normalize(volume[z], lo, hi)
-        out = predict_image(model, image, tile, batch_size, mc_passes, device,
-                            seed=None if seed is None else int(seed) + z, context=context)
-        per_slice.append(_write_slice(group, z, out))
+
+    def written(z: int, uncertainty: float) -> None:
+        per_slice.append(uncertainty)
         group.attrs.update({"slices_done": z + 1, "slice_entropy": per_slice})
         elapsed = time.monotonic() - start
-        report(progress, z + 1, shape[0], stage="predict", eta_s=round(elapsed / (z + 1) * (shape[0] - z - 1), 1))
-    group.attrs.update({"complete": True, "seconds": round(time.monotonic() - start, 3)})
-    return out_path
+        report(progress, z + 1, n, stage="predict", eta_s=round(elapsed / (z + 1) * (n - z - 1), 1))
+
+    predict_slices(model, volume, group, range(n), batch_size, device, cancel, seed, written)
+    finish_prediction(group, per_slice, time.monotonic() - start)
+    return Path(out_path)
 
 
 def open_prediction(path: str | Path, allow_incomplete: bool = False):

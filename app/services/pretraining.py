@@ -17,7 +17,7 @@
   pre-trained body of its volumes that fits the architecture (:func:`pretrained_for`) and says
   which in the version's provenance ("started from").
 
-Sharing the one compute lock (``app.jobs.compute_lock``): pre-training is the background
+Sharing the one compute lock (``app.compute.compute_lock``): pre-training is the background
 chore, the user's jobs come first. The job takes the lock itself (``run_job(compute=False)``)
 and, while it trains, checks once a second whether another job has been queued for longer than
 ``YIELD_AFTER_S`` (that is: waits for the lock). If so it saves its snapshot, releases the lock,
@@ -39,7 +39,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from app import background, jobs
+from app import background, compute, jobs
 from app.config import Config
 from app.db import session_scope
 from app.errors import UserError
@@ -262,7 +262,7 @@ def pretrain_volume(config: Config, volume_id: int, progress: ProgressFn = None,
     user_cancel: Callable[[], bool] = cancel or (lambda: False)
     while True:
         shown.phase("waiting for the compute lock")
-        with jobs.compute_lock(config, user_cancel):
+        with compute.compute_lock(config, user_cancel):
             shown.phase("pre-training")
             yielding = _YieldCheck(config)
             model = training.new_model(config, 2)      # the body's weights come from the snapshot, if any

@@ -50,13 +50,22 @@ def segment_volume(config: Any, volume_id: int, mc: bool = False, progress: Prog
     out = Workspace(config.workspace).prediction_path(volume_id, model_id)
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     try:
-        predict_volume(model, projects.open_volume(config, volume_id), tmp, lo=info["lo"], hi=info["hi"],
-                       mc_passes=MC_PASSES if mc else 0, device=training.device_for(config),
-                       progress=progress, cancel=cancel,
-                       classes=[c["name"] for c in projects.get_classes(config, volume_id)])
+        if config.job_backend == "celery":     # every worker that is up predicts z-chunks (app.services.chunks)
+            from app import background
+            from app.services import chunks
+
+            chunks.predict_in_chunks(config, volume_id, model, model_id, tmp, MC_PASSES if mc else 0,
+                                     lambda tasks: background.send_chunks(config, tasks), progress, cancel)
+        else:
+            predict_volume(model, projects.open_volume(config, volume_id), tmp, lo=info["lo"], hi=info["hi"],
+                           mc_passes=MC_PASSES if mc else 0, device=training.device_for(config),
+                           progress=progress, cancel=cancel,
+                           classes=[c["name"] for c in projects.get_classes(config, volume_id)])
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        shutil.rmtree(f"{tmp}.chunks", ignore_errors=True)
     _swap_in(tmp, out)
     with session_scope(config) as s:
         row = Segmentation(volume_id=volume_id, model_id=model_id, pred_path=str(out),

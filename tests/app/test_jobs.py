@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from app import jobs
+from app import compute, jobs
 from app.db import session_scope
 from app.errors import UserError
 from app.models import Job
@@ -92,6 +92,34 @@ def test_stale_jobs_fail_or_cancel_but_live_ones_stay(config, project):
     assert states[alive]["status"] == "running"
 
 
+def test_a_remote_workers_job_is_judged_by_its_heartbeat(config, project):
+    """A job on another machine cannot be checked by pid: a silent one fails with the machine named."""
+    from datetime import timedelta
+
+    from app.models import Job, utcnow
+
+    silent, beating = (jobs.create_job(config, "segment", project["id"]) for _ in range(2))
+    with session_scope(config) as s:
+        for jid, age in ((silent, jobs.REMOTE_STALE_S + 30), (beating, 5)):
+            j = s.get(Job, jid)
+            j.status, j.host, j.pid = "running", "gpu-box", 1
+            j.started = j.beat = utcnow() - timedelta(seconds=age)
+    assert jobs.recover_stale(config) == 1
+    assert jobs.get_job(config, silent)["status"] == "failed"
+    assert "worker on gpu-box stopped answering" in jobs.get_job(config, silent)["error"]
+    assert jobs.get_job(config, beating)["status"] == "running"
+
+
+def test_a_running_job_stamps_its_heartbeat(config, project):
+    from app.models import Job
+
+    jid = jobs.create_job(config, "train", project["id"])
+    with jobs.Heartbeat(config, jid, every_s=0.05):
+        time.sleep(0.3)
+    with session_scope(config) as s:
+        assert s.get(Job, jid).beat is not None
+
+
 def test_compute_lock_runs_one_job_at_a_time(config, project):
     order = []
 
@@ -113,7 +141,7 @@ def test_compute_lock_runs_one_job_at_a_time(config, project):
 
 def test_waiting_for_the_lock_shows_queued_and_can_be_cancelled(config, project, monkeypatch):
     monkeypatch.setattr(jobs, "CANCEL_POLL_S", 0.0)
-    with jobs.compute_lock(config):
+    with compute.compute_lock(config):
         t = threading.Thread(target=jobs.run_job, args=(config, "segment", project["id"], lambda **k: "x"))
         t.start()
         time.sleep(0.3)
@@ -131,7 +159,7 @@ def test_forked_job_runs_torch_with_one_thread(config):
     import torch
 
     def child(q):
-        q.put(jobs.configure_torch_threads(config.with_(torch_threads=2)))
+        q.put(compute.configure_torch_threads(config.with_(torch_threads=2)))
 
     ctx = mp.get_context("fork")
     q = ctx.Queue()
@@ -141,7 +169,7 @@ def test_forked_job_runs_torch_with_one_thread(config):
     p.join(10)
     before = torch.get_num_threads()
     try:
-        assert jobs.configure_torch_threads(config.with_(torch_threads=2)) == 2   # same process: configured count
+        assert compute.configure_torch_threads(config.with_(torch_threads=2)) == 2   # same process: configured count
     finally:
         torch.set_num_threads(before)
 

@@ -222,12 +222,12 @@ def start_redis(log_dir: Path, register: Register, timeout: float = 20) -> tuple
 
 
 def start_celery_worker(workspace: Path, redis_url: str, log_dir: Path, register: Register,
-                        timeout: float = 90) -> Proc:
+                        timeout: float = 90, node: str = "worker") -> Proc:
     """``celery -A app.worker worker --pool=prefork --concurrency=1``; returns once it is ready."""
     cmd = [PYTHON, "-m", "celery", "-A", "app.worker", "worker", "--pool=prefork", "--concurrency=1",
-           "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+           "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{node}@%h"]
     env = app_env(workspace, APP_JOB_BACKEND="celery", REDIS_URL=redis_url)
-    proc = Proc("celery", cmd, env, log_dir)
+    proc = Proc(node, cmd, env, log_dir)
     register(proc)
     wait_until(lambda: " ready." in proc.log(100000), timeout, "the Celery worker to be ready", (proc,))
     return proc
