@@ -139,6 +139,23 @@ def test_api_tokens_work_until_the_user_is_removed(shared, server):
     assert client.get("/_dash-layout").status_code == 401, "the session of a removed user still worked"
 
 
+def test_an_expired_session_is_sent_back_to_the_login(shared, volume):
+    import time
+    from datetime import timedelta
+
+    from app.server import create_app
+
+    users.add_user(shared, "ann", PASSWORD)
+    server = create_app(shared).server
+    server.config["PERMANENT_SESSION_LIFETIME"] = timedelta(seconds=1)
+    client = server.test_client()
+    _login(client)
+    assert client.get("/_dash-layout").status_code == 200
+    time.sleep(1.5)
+    assert client.get("/_dash-layout").status_code == 401
+    assert client.get("/", headers={"Accept": "text/html"}).headers["Location"].startswith("/login")
+
+
 def test_shared_mode_refuses_to_start_without_a_secret_key(config):
     with pytest.raises(ValueError, match="APP_SECRET_KEY"):
         config.with_(auth_enabled=True)

@@ -1,8 +1,8 @@
 """Jobs on real Celery workers: z-chunks spread over two workers with the same result, and a worker
 killed mid-job leaves its job failed with the reason, after which a retry finishes.
 
-redis-server, two prefork workers (``celery -A app.worker``) and ``python -m app`` with
-APP_JOB_BACKEND=celery on loopback, sharing one workspace as a lab's machines share a data
+redis-server, two prefork workers (``celery -A app.worker``) and gunicorn (``app.wsgi``) with
+APP_JOB_BACKEND=celery on loopback: the lab server's three roles without Docker, sharing one workspace as a lab's machines share a data
 mount. A segmentation started through the REST API runs its coordinator in one worker; the
 other worker predicts z-chunks. The stored prediction must equal, bit for bit, what one process
 predicts with the same model (``ml.infer.predict_volume``).
@@ -66,8 +66,8 @@ def test_segmentation_spreads_z_chunks_over_two_workers_with_the_same_result(wor
     config, vid = _add_model(workspace)
     _, redis_url = procs.start_redis(tmp_path, processes.add)
     workers = [procs.start_celery_worker(workspace, redis_url, tmp_path, processes.add, node=f"w{i}") for i in (1, 2)]
-    server, url = procs.start_dev_server(workspace, tmp_path, processes.add,
-                                         env_extra={"APP_JOB_BACKEND": "celery", "REDIS_URL": redis_url})
+    server, url = procs.start_gunicorn(workspace, tmp_path, processes.add,
+                                       env_extra={"APP_JOB_BACKEND": "celery", "REDIS_URL": redis_url})
     job = _api(f"{url}/api/volumes/{vid}/segment", "POST", {"threshold": 0.5})
     end = time.monotonic() + 300
     while job["status"] not in ("done", "failed", "cancelled"):
