@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 RUNNERS: dict[str, str] = {"pretrain": "app.services.pretraining:run_detached",
                            "segment": "app.services.detached:segment", "train": "app.services.detached:train"}
 TASK_NAME = "activeseg.detached_job"
+CHUNK_TASK = "activeseg.predict_chunk"    # one z-chunk of a whole-volume prediction (app.services.chunks)
 _celery_apps: dict[str, Any] = {}
 
 
@@ -83,9 +84,7 @@ def _celery(config: Config):
 
 
 def send_chunks(config: Config, tasks: list[dict]) -> None:
-    """Queue ``app.services.chunks.CHUNK_TASK`` for each chunk (any worker that is up takes one)."""
-    from app.services.chunks import CHUNK_TASK
-
+    """Queue ``CHUNK_TASK`` for each chunk (any worker that is up takes one; ``app.services.chunks``)."""
     app = _celery(config)
     for kwargs in tasks:
         app.send_task(CHUNK_TASK, kwargs=kwargs)

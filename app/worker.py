@@ -27,7 +27,7 @@ def build_worker(config: Config):
     def detached_job(job_id: int) -> str | None:
         return background.run_task(config, job_id)
 
-    @celery_app.task(name=chunks.CHUNK_TASK)
+    @celery_app.task(name=background.CHUNK_TASK)
     def predict_chunk(volume_id: int, model_id: int, pred_path: str, z0: int, z1: int) -> str:
         return chunks.run_chunk(config, volume_id, model_id, pred_path, z0, z1)
 

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from app import jobs
     from app.config import Config
     from app.routes import _live_overlay
-    from app.services import labels, live, projects, training
+    from app.services import factory, labels, live, projects, training
     from app.imaging import encode_png
 
     torch.set_num_threads(args.threads)
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                 rows[key].append(value_s)
             assert len(png) > 100
     n = len(rows["total"])
-    print(f"\n{n} strokes, {args.threads} torch thread(s), default model {training.architecture(config)}")
+    print(f"\n{n} strokes, {args.threads} torch thread(s), default model {factory.architecture(config)}")
     print("| part | p50 s | p95 s |\n|---|---|---|")
     for key, values in rows.items():
         print(f"| {key} | {_stats(values)} |")

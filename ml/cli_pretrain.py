@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from ml.cli import EXIT_INTERRUPTED, Interrupt, Progress, device_from_arg, intensity_window
+from ml.cli_run import EXIT_INTERRUPTED, Interrupt, Progress, device_from_arg, intensity_window
 from ml.cli_checks import check_output_file
 
 

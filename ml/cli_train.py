@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from ml.io.normalize import normalize
-from ml.cli import EXIT_INTERRUPTED, InputError, Interrupt, Progress, device_from_arg, intensity_window
+from ml.cli_checks import InputError
+from ml.cli_run import EXIT_INTERRUPTED, Interrupt, Progress, device_from_arg, intensity_window
 from ml.cli_checks import check_output_file, warn
 
 #: Dense label volumes are cut into tiles of this size; at most MAX_TRAIN_PIXELS are kept in memory.

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from app.db import session_scope
 from app.errors import NotFound, UserError
 from app.models import ALRound, Suggestion, SuggestionState
-from app.services import exports, projects, training
+from app.services import exports, factory, projects, training
 from app.workspace import Workspace
 from ml.io.normalize import to_uint8
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
@@ -125,7 +125,7 @@ def suggest_patches(
     if not pool:
         raise UserError("No unlabeled patch of that size is left in this volume; try a smaller patch size.")
     check_cancel(cancel)
-    device = training.device_for(config)
+    device = factory.device_for(config)
     reader = volume_reader(volume, lo, hi)
 
     def on_batch(n_done: int, total: int, info: dict) -> None:
@@ -153,7 +153,7 @@ def _model_and_strategy(config: Any, project_id: int, volume_id: int, strategy: 
     loaded = training.load_active_model(config, project_id)
     if loaded is not None:
         return loaded[0], loaded[1], strategy, None
-    model = training.new_model(config, len(projects.get_classes(config, volume_id)))
+    model = factory.new_model(config, len(projects.get_classes(config, volume_id)))
     if strategy in MODEL_FREE:
         return model, None, strategy, "No trained model yet: patch features come from an untrained network."
     note = (f"No trained model yet, and “{strategy}” needs one: these are representative patches instead "

@@ -1,7 +1,7 @@
 """Whole-volume prediction in z-chunks that every Celery worker that is up helps with.
 
 The segmentation job's process coordinates: it creates the prediction group, sends one
-``CHUNK_TASK`` per chunk (registered by ``app.worker``) and works through the chunks itself as
+``app.background.CHUNK_TASK`` per chunk (registered by ``app.worker``) and works through the chunks itself as
 well, so it finishes with one worker or many, and never waits on a queue it is blocking. A
 chunk is claimed by creating its claim file (``O_EXCL``) on a board folder beside the group;
 the holder touches the claim after each slice and writes a done file (its slices'
@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from app.services import projects, training
+from app.services import factory, projects, training
 from ml.files import atomic_write
 from ml.progress import CancelFn, Cancelled, ProgressFn, report
 
-CHUNK_TASK = "activeseg.predict_chunk"
 CHUNK_SLICES = 4          # slices per chunk: small enough to spread a 20-slice volume over 5 workers
 STALE_S = 60.0            # a claim untouched this long belongs to a dead worker
 POLL_S = 0.2
@@ -119,7 +118,7 @@ def run_chunk(config: Any, volume_id: int, model_id: int, pred_path: str, z0: in
         return "taken"
     configure_torch_threads(config)      # the same thread layout as the coordinator: the same numbers
     model, _ = training.load_model(config, model_id)
-    device = training.device_for(config)
+    device = factory.device_for(config)
     try:
         _predict_chunk(model, projects.open_volume(config, volume_id), zarr.open_group(pred_path, mode="r+"),
                        board, z0, z1, device)
@@ -140,7 +139,7 @@ def predict_in_chunks(config: Any, volume_id: int, model: Any, model_id: int, pr
                              classes=[c["name"] for c in projects.get_classes(config, volume_id)])
     ranges = chunk_ranges(int(volume.shape[0]))
     board = ChunkBoard(board_for(pred_path))
-    device, start = training.device_for(config), time.monotonic()
+    device, start = factory.device_for(config), time.monotonic()
     send([{"volume_id": volume_id, "model_id": model_id, "pred_path": str(pred_path), "z0": z0, "z1": z1}
           for z0, z1 in ranges[1:]])                     # the first chunk is ours from the start
     try:

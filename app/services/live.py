@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from app.errors import UserError
-from app.services import labels, projects, training
+from app.services import factory, labels, projects, training
 from app.services.evaluation import ground_truth_iou
 from app.workspace import Workspace
 from ml.files import CHECKPOINT_FORMAT, atomic_write, read_sidecar, sidecar_path
@@ -95,7 +95,7 @@ def _start_draft(config: Any, project_id: int, n_classes: int) -> tuple[Any, dic
             return model, {"base_id": mid, "started_from": f"v{mid}", "event_id": seen, "updates": 0, "steps": 0}
     from app.services import pretraining
 
-    model = training.new_model(config, n_classes)
+    model = factory.new_model(config, n_classes)
     origin = pretraining.init_new_model(config, project_id, model)
     return model, {"base_id": None, "started_from": origin, "event_id": 0, "updates": 0, "steps": 0}
 
@@ -158,7 +158,7 @@ def update(config: Any, volume_id: int, z: int, view: list | None = None, progre
     stroke = labels.newest_stroke(config, volume_id)        # read with the clock: what this update learns
     report(progress, 0, 3, phase="loading the draft")
     model, meta = _start_draft(config, pid, len(classes))
-    device = training.device_for(config)
+    device = factory.device_for(config)
     timings = {"load_s": time.monotonic() - t0}
     if _needs_learning(meta, event_id):
         report(progress, 1, 3, phase="learning the newest labels")
@@ -233,9 +233,9 @@ def keep(config: Any, project_id: int, progress: ProgressFn = None, cancel: Canc
     vols = projects.list_volumes(config, project_id)
     classes = projects.get_classes(config, vols[0]["id"])
     metrics = {"val_iou": None, "steps": int(meta.get("steps", 0)), "live_updates": int(meta.get("updates", 0)),
-               "started_from": f"live draft from {meta.get('started_from') or training.SCRATCH}",
+               "started_from": f"live draft from {meta.get('started_from') or factory.SCRATCH}",
                "quality": QualityEstimate(None, Basis(), reason=LIVE_UNCHECKED).to_dict()}
-    gt = ground_truth_iou(config, project_id, model, training.device_for(config))
+    gt = ground_truth_iou(config, project_id, model, factory.device_for(config))
     metrics.update(gt or {})
     check_cancel(cancel)
     mid = training.store_version(config, project_id, meta.get("base_id"), TrainResult(model, [], None, None),

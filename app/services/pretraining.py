@@ -44,7 +44,7 @@ from app.config import Config
 from app.db import session_scope
 from app.errors import UserError
 from app.models import Job, JobState, utcnow
-from app.services import projects, training
+from app.services import factory, projects
 from app.workspace import Workspace
 from ml.pretrained import PretrainConfig, PretrainError, fits, partial_path, read_info
 from ml.progress import CancelFn, Cancelled, ProgressFn, check_cancel, report
@@ -57,7 +57,7 @@ MIN_CROP = 16                   # ml.pretrain's smallest crop
 YIELD_AFTER_S = 1.0             # a job queued this long is waiting for the compute lock
 POLL_S = 1.0                    # how often a running pre-training looks for waiting jobs
 PERMILLE = 1000                 # the job row's progress scale (steps or time budget, whichever is further)
-SCRATCH = training.SCRATCH
+SCRATCH = factory.SCRATCH
 
 
 class PretrainState(str, Enum):
@@ -138,7 +138,7 @@ def status(config: Config, volume_id: int) -> PretrainStatus:
         try:
             done = read_info(path)
             return PretrainStatus(vid, PretrainState.DONE, steps=int(done.get("steps_done", 0)), job_id=job_id,
-                                  fits=fits(done, training.architecture(config)))
+                                  fits=fits(done, factory.architecture(config)))
         except (PretrainError, OSError, ValueError) as exc:
             return PretrainStatus(vid, PretrainState.FAILED, job_id=job_id, error=str(exc))
     if partial_path(path).is_file():
@@ -256,7 +256,7 @@ def pretrain_volume(config: Config, volume_id: int, progress: ProgressFn = None,
     out = weights_path(config, info["id"])
     meta = {"volume_id": info["id"], "volume_name": info["name"], "project_id": info["project_id"]}
     sources = [Source(volume, float(info["lo"]), float(info["hi"]))]
-    device = training.device_for(config)
+    device = factory.device_for(config)
     clock = _Clock(pcfg.max_seconds)
     shown = _Progress(config, job_id, progress, clock)
     user_cancel: Callable[[], bool] = cancel or (lambda: False)
@@ -265,7 +265,7 @@ def pretrain_volume(config: Config, volume_id: int, progress: ProgressFn = None,
         with compute.compute_lock(config, user_cancel):
             shown.phase("pre-training")
             yielding = _YieldCheck(config)
-            model = training.new_model(config, 2)      # the body's weights come from the snapshot, if any
+            model = factory.new_model(config, 2)      # the body's weights come from the snapshot, if any
             clock.start()
             try:
                 result = pretrain(model, sources, out, replace(pcfg, max_seconds=clock.left()), progress=shown,

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from app.services import projects, training
+from app.services import factory, projects, training
 from app.workspace import Workspace
 from ml.files import atomic_write
 
@@ -36,7 +36,7 @@ def _predict(config: Any, volume_id: int, model_id: int, z: int) -> np.ndarray:
     info = projects.volume_info(config, volume_id)
     model, _ = training.load_model(config, model_id)
     image = normalize(projects.open_volume(config, volume_id)[int(z)], info["lo"], info["hi"])
-    return predict_image(model, image, device=training.device_for(config))["prob"]
+    return predict_image(model, image, device=factory.device_for(config))["prob"]
 
 
 def _store(folder: Path, z: int, prob: np.ndarray) -> None:

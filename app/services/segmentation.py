@@ -23,7 +23,7 @@ from sqlalchemy import select as sql_select
 from app.db import session_scope
 from app.errors import NotFound, UserError
 from app.models import Segmentation, dumps, loads
-from app.services import predictions, projects, training
+from app.services import factory, predictions, projects, training
 from app.workspace import Workspace
 from ml.files import atomic_write
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
@@ -58,7 +58,7 @@ def segment_volume(config: Any, volume_id: int, mc: bool = False, progress: Prog
                                      lambda tasks: background.send_chunks(config, tasks), progress, cancel)
         else:
             predict_volume(model, projects.open_volume(config, volume_id), tmp, lo=info["lo"], hi=info["hi"],
-                           mc_passes=MC_PASSES if mc else 0, device=training.device_for(config),
+                           mc_passes=MC_PASSES if mc else 0, device=factory.device_for(config),
                            progress=progress, cancel=cancel,
                            classes=[c["name"] for c in projects.get_classes(config, volume_id)])
     except BaseException:

@@ -23,7 +23,7 @@ from app.db import session_scope
 from app.errors import NotFound, UserError
 from app.models import ModelVersion, VolumeRecord, dumps, loads
 from app.services import budget as budget_mod
-from app.services import labels, projects
+from app.services import factory, labels, projects
 from app.services.evaluation import (ground_truth_iou, quality, quality_text, split_for_validation,
                                      without_val_iou)
 from app.workspace import Workspace
@@ -33,33 +33,6 @@ GRID = 128                   # n_labeled_patches counts 128x128 grid tiles holdi
 MIN_STEPS_PER_EPOCH = 20
 MAX_HISTORY_POINTS = 400     # live-curve points kept in the Job row
 CURVE_EVERY_S = 0.4          # how often the live curve is re-thinned (the Job row is written every 0.5 s)
-DEFAULT_ARCH = {"base": 16, "depth": 4}
-SCRATCH = "scratch"          # provenance of a model that started from random weights
-
-
-# --- model helpers (also used by active learning and segmentation) ------------------------------
-def device_for(config: Any):
-    from ml.device import pick_device
-
-    return pick_device(config.device_preference)
-
-
-def architecture(config: Any) -> dict:
-    """UNet2D size for new models: ``config.extra["model"]`` overrides base/depth/dropout."""
-    return {**DEFAULT_ARCH, **dict(config.extra.get("model", {}))}
-
-
-def new_model(config: Any, n_classes: int, seed: int = 0):
-    """A freshly initialised (seeded, so reproducible) U-Net for ``n_classes`` classes."""
-    import torch
-
-    from ml.model import UNet2D
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return UNet2D(n_classes=int(n_classes), **architecture(config))
-
-
 def active_model_row(session, project_id: int) -> ModelVersion | None:
     return session.execute(
         sql_select(ModelVersion).where(ModelVersion.project_id == project_id, ModelVersion.active.is_(True))
@@ -171,7 +144,7 @@ def _start_model(config: Any, project_id: int, parent_id: int | None, classes: l
     if parent_id is None:
         from app.services import pretraining
 
-        model = new_model(config, len(classes))
+        model = factory.new_model(config, len(classes))
         return model, pretraining.init_new_model(config, project_id, model)
     with session_scope(config) as s:
         row = s.get(ModelVersion, int(parent_id))
@@ -206,7 +179,7 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
     model, started_from = _start_model(config, project_id, parent_id, classes)
     overrides = dict(config.extra.get("train", {}), **(train_overrides or {}))
     probe = TrainConfig(**{**overrides, "lr": lr})
-    device = device_for(config)
+    device = factory.device_for(config)
     if steps:
         n_steps = int(steps)
     elif seconds is not None:
@@ -316,7 +289,7 @@ def _version_dict(r: ModelVersion) -> dict:
 
 def started_from(row: ModelVersion, metrics: dict) -> str:
     """A version's provenance; versions from before pre-training existed started from scratch or their parent."""
-    return metrics.get("started_from") or (f"v{row.parent_id}" if row.parent_id else SCRATCH)
+    return metrics.get("started_from") or (f"v{row.parent_id}" if row.parent_id else factory.SCRATCH)
 
 
 def _round(v: Any) -> float | None:

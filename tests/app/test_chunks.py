@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import zarr
 
-from app.services import chunks, training
+from app.services import chunks, factory, training
 from ml.infer import open_prediction, predict_volume
 from ml.progress import Cancelled
 from tests.app.envs import TINY, add_model_version, synthetic_env
@@ -24,7 +24,7 @@ def env(tmp_path):
     from ml.checkpoint import save_checkpoint
 
     e = synthetic_env(tmp_path / "ws", (10, 64, 64), seed=1, extra=TINY)
-    model = training.new_model(e.config, 2)
+    model = factory.new_model(e.config, 2)
     e.mid = add_model_version(e, lambda p: save_checkpoint(p, model, ["background", "mitochondria"]))
     e.model, _ = training.load_model(e.config, e.mid)
     return e

@@ -7,7 +7,7 @@ import pytest
 from app.db import session_scope
 from app.errors import UserError
 from app.models import ALRound, Suggestion
-from app.services import active, projects, training
+from app.services import active, factory, projects
 from ml.progress import Cancelled
 from tests.app.envs import TINY, add_model_version, synthetic_env
 
@@ -22,7 +22,7 @@ def _add_active_model(env) -> int:
     from ml.checkpoint import save_checkpoint
 
     classes = projects.get_classes(env.config, env.vid)
-    return add_model_version(env, lambda path: save_checkpoint(path, training.new_model(env.config, 2), classes))
+    return add_model_version(env, lambda path: save_checkpoint(path, factory.new_model(env.config, 2), classes))
 
 
 def _suggestions(env, round_id):

@@ -11,7 +11,7 @@ import torch
 
 from app import background, jobs
 from app.errors import UserError
-from app.services import pretraining, projects, training
+from app.services import factory, pretraining, projects, training
 from app.services.pretraining import PretrainState
 from app.workspace import Workspace
 from callbacks import data as cb_data
@@ -115,7 +115,7 @@ def test_cancel_keeps_a_snapshot_and_the_next_run_resumes_it(env):
     assert partial_path(path).is_file() and not path.exists()
     st = pretraining.status(cfg, env.vid)
     assert (st.state, st.steps) == (PretrainState.PARTIAL, 3)
-    assert pretraining.pretrained_for(cfg, env.pid, training.architecture(cfg)) is None   # unfinished: unused
+    assert pretraining.pretrained_for(cfg, env.pid, factory.architecture(cfg)) is None   # unfinished: unused
 
     seen: list[int] = []
     job_id = jobs.create_job(cfg, pretraining.KIND, env.pid, {"volume_id": env.vid})
@@ -223,7 +223,7 @@ def test_new_model_loads_the_pretrained_body(env):
     found = pretraining.pretrained_for(env.config, env.pid, {"base": 4, "depth": 2, "n_classes": 7})
     assert found is not None and found[0] == path and found[1]["volume"]["name"] == "syn"
     stored = _file_state(path)
-    model = training.new_model(env.config, 3)
+    model = factory.new_model(env.config, 3)
     assert pretraining.init_new_model(env.config, env.pid, model) == "pretrained on syn (4 steps)"
     params = _body_params(model)
     assert params and all(torch.equal(params[k], stored[k]) for k in params)
@@ -241,7 +241,7 @@ def test_new_model_loads_the_pretrained_body(env):
 def test_other_architecture_falls_back_to_scratch(env):
     assert _run(env).ok
     bigger = env.config.with_(extra={**_extra(), "model": {"base": 8, "depth": 2}})
-    assert pretraining.pretrained_for(bigger, env.pid, training.architecture(bigger)) is None
+    assert pretraining.pretrained_for(bigger, env.pid, factory.architecture(bigger)) is None
     st = pretraining.status(bigger, env.vid)
     assert st.state is PretrainState.DONE and st.fits is False
     assert "another model size" in cb_data.pretrain_text(st)[0]

@@ -35,7 +35,7 @@ def _add_model(workspace):
     from app.config import Config
     from app.db import session_scope
     from app.models import ModelVersion
-    from app.services import training
+    from app.services import factory
     from app.workspace import Workspace
     from ml.checkpoint import save_checkpoint
 
@@ -44,7 +44,7 @@ def _add_model(workspace):
     from app.services import projects
 
     pid = projects.volume_info(config, vid)["project_id"]
-    model = training.new_model(config, 2, seed=3)
+    model = factory.new_model(config, 2, seed=3)
     with session_scope(config) as s:
         row = ModelVersion(project_id=pid, path="", active=True)
         s.add(row)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from ml.cli import Progress, main
+from ml.cli import main
+from ml.cli_run import Progress
 from ml.synthetic import make_em_volume
 
 ROOT = Path(__file__).resolve().parents[2]
