@@ -13,9 +13,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JOB_BACKENDS = ("diskcache", "celery")
 DEVICES = ("auto", "cpu", "cuda")
-#: JSON-object settings kept in ``Config.extra``: (variable, key). APP_MODEL, APP_TRAIN and APP_LIVE are
-#: checked when the config is read (``_check_ml_settings``); APP_PRETRAIN's keys are checked against
-#: ``ml.pretrain.PretrainConfig`` where they are used (``app.services.pretraining.settings``).
+#: JSON-object settings kept in ``Config.extra``: (variable, key), each checked against its ml ranges when
+#: the config is read (``_check_ml_settings``).
 JSON_SETTINGS = (("APP_MODEL", "model"), ("APP_TRAIN", "train"), ("APP_PRETRAIN", "pretrain"), ("APP_LIVE", "live"))
 #: U-Net arguments APP_MODEL cannot set: the data gives them (grey EM: one channel; the project's classes)
 DATA_ARCH = ("in_channels", "n_classes")
@@ -182,15 +181,16 @@ def _parse_json(key: str, text: str) -> dict:
 
 
 def _check_ml_settings(extra: dict) -> None:
-    """Check APP_MODEL / APP_TRAIN / APP_LIVE against the ml settings' names and ranges when the config is
-    read, so a bad value stops the start naming the variable, instead of failing a job later."""
+    """Check APP_MODEL / APP_TRAIN / APP_PRETRAIN / APP_LIVE against the ml settings' names and ranges when the
+    config is read, so a bad value stops the start naming the variable, instead of failing a job later."""
     from ml.live import LIVE_RANGES
     from ml.model import ARCH_RANGES
+    from ml.pretrained import PRETRAIN_RANGES
     from ml.settings import check_settings
     from ml.train import TRAIN_RANGES
 
     ranges = {"model": {k: r for k, r in ARCH_RANGES.items() if k not in DATA_ARCH},
-              "train": TRAIN_RANGES, "live": LIVE_RANGES}
+              "train": TRAIN_RANGES, "pretrain": PRETRAIN_RANGES, "live": LIVE_RANGES}
     for key, name in JSON_SETTINGS:
         if name in extra and name in ranges:
             try:

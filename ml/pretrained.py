@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ml.files import read_sidecar
+from ml.settings import Range, check_settings, number, whole
 
 FORMAT = "activeseg-pretrained"
 VERSION = 1
@@ -23,6 +24,16 @@ class PretrainError(ValueError):
 #: UNet2D's defaults for ARCH_KEYS (tests/ml/test_pretrain.py checks they match the constructor), so a
 #: partial architecture such as the app's ``{"base": 16, "depth": 4}`` compares like the model it builds.
 ARCH_DEFAULTS = {"in_channels": 1, "base": 16, "depth": 4, "norm": "batch"}
+
+
+#: the allowed values of every PretrainConfig field (APP_PRETRAIN is checked against them at start-up)
+PRETRAIN_RANGES: dict[str, Range] = {
+    "steps": whole(1), "lr": number(0, low_open=True), "batch_size": whole(1), "crop": whole(16), "block": whole(1),
+    "mask_ratio": number(0, 1, low_open=True, high_open=True), "noise": number(0), "masked_weight": number(0, 1),
+    "seed": whole(0), "save_every": whole(1), "weight_decay": number(0), "warmup_steps": whole(0),
+    "max_seconds": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0),
+                    "null or a number of seconds >= 0"),
+}
 
 
 @dataclass
@@ -44,11 +55,9 @@ class PretrainConfig:
     warmup_steps: int = 20
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.crop < 16 or self.lr <= 0 or self.save_every < 1:
-            raise ValueError(f"invalid PretrainConfig (need steps, batch_size, save_every >= 1, crop >= 16, "
-                             f"lr > 0): {self}")
-        if not 0.0 < self.mask_ratio < 1.0 or self.block < 1 or self.block > self.crop:
-            raise ValueError(f"need 0 < mask_ratio < 1 and 1 <= block <= crop, got {self.mask_ratio}, {self.block}")
+        check_settings(vars(self), PRETRAIN_RANGES, "pre-training setting")
+        if self.block > self.crop:
+            raise ValueError(f"block={self.block} is not allowed: must be <= crop ({self.crop})")
 
 
 def partial_path(out: str | Path) -> Path:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import Enum
 from functools import partial
@@ -46,8 +46,9 @@ from app.errors import UserError
 from app.models import Job, JobState, utcnow
 from app.services import factory, projects
 from app.workspace import Workspace
-from ml.pretrained import PretrainConfig, PretrainError, fits, partial_path, read_info
+from ml.pretrained import PRETRAIN_RANGES, PretrainConfig, PretrainError, fits, partial_path, read_info
 from ml.progress import CancelFn, Cancelled, ProgressFn, check_cancel, report
+from ml.settings import check_settings
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +91,8 @@ class PretrainStatus:
 def settings(config: Config, shape: tuple[int, ...] | None = None):
     """``PretrainConfig`` from the defaults, the time budget and ``APP_PRETRAIN``; fitted to ``shape``."""
     overrides = dict(config.extra.get("pretrain") or {})
-    known = {f.name for f in fields(PretrainConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"APP_PRETRAIN: unknown setting {', '.join(map(repr, unknown))}; "
-                         f"use any of {', '.join(sorted(known))}")
     try:
+        check_settings(overrides, PRETRAIN_RANGES)        # as app.config checks APP_PRETRAIN at start-up
         cfg = PretrainConfig(**{"max_seconds": DEFAULT_MAX_SECONDS, **overrides})
     except (TypeError, ValueError) as exc:
         raise ValueError(f"APP_PRETRAIN: {exc}") from None
