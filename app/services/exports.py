@@ -104,7 +104,7 @@ def zip_folder(folder: Path, out: Path, arc_root: str) -> Path:
 
 def labeled_patches(config: Any, volume_id: int, grid: int = training.GRID) -> list:
     """Labeled patches (export pairs, coreset reference): labeled AL suggestions, else grid tiles holding labels."""
-    from ml.active.pool import Patch
+    from ml.active.pool import Patch, labeled_grid_patches
 
     with session_scope(config) as s:
         rows = (s.query(Suggestion.z, Suggestion.y, Suggestion.x, Suggestion.size)
@@ -114,15 +114,7 @@ def labeled_patches(config: Any, volume_id: int, grid: int = training.GRID) -> l
     patches = list(dict.fromkeys(Patch(*(int(v) for v in r)) for r in rows))
     if patches:
         return patches
-    store = projects.label_store(config, volume_id)
-    _, h, w = store.shape
-    size = min(grid, h, w)
-    cells = set()
-    for z, y0, y1, x0, x1 in store.labeled_boxes():
-        ys, xs = np.nonzero(np.asarray(store.read(z, y0, y1, x0, x1)))
-        for cy, cx in set(zip(((ys + y0) // size).tolist(), ((xs + x0) // size).tolist())):
-            cells.add(Patch(int(z), min(cy * size, h - size), min(cx * size, w - size), size))
-    return sorted(cells, key=lambda p: (p.z, p.y, p.x))
+    return labeled_grid_patches(projects.label_store(config, volume_id), grid)
 
 
 def _write_patches(config: Any, volume_id: int, path: Path, arc_root: str) -> None:

@@ -16,7 +16,6 @@ import math
 import time
 from typing import Any
 
-import numpy as np
 from sqlalchemy import select as sql_select
 
 from app.db import session_scope
@@ -69,14 +68,10 @@ def load_active_model(config: Any, project_id: int) -> tuple[Any, int] | None:
 
 # --- what the labels are ----------------------------------------------------------------------
 def labeled_patch_count(store: Any, grid: int = GRID) -> int:
-    """Distinct (z, grid-tile) cells holding at least one labeled pixel (reads only labeled tiles)."""
-    cells: set[tuple[int, int, int]] = set()
-    for z, y0, y1, x0, x1 in store.labeled_boxes():
-        lab = np.asarray(store.read(z, y0, y1, x0, x1)) > 0
-        ys, xs = np.nonzero(lab)
-        cells.update((int(z), int(a), int(b)) for a, b in set(zip(((ys + y0) // grid).tolist(),
-                                                                  ((xs + x0) // grid).tolist())))
-    return len(cells)
+    """Labeled patches of a store, as ``ml.active.pool.labeled_grid_patches`` draws them (the model table's count)."""
+    from ml.active.pool import labeled_grid_patches
+
+    return len(labeled_grid_patches(store, grid))
 
 
 def _project_volumes(config: Any, project_id: int) -> list[dict]:

@@ -48,6 +48,24 @@ def _starts(lo: int, hi: int, size: int, stride: int) -> range:
     return range(lo, hi - size + 1, stride)
 
 
+def labeled_grid_patches(store: Any, size: int) -> list[Patch]:
+    """The ``size`` px grid cells of each slice holding at least one labeled pixel, sorted.
+
+    The one geometry of "a labeled patch" when labels are free strokes (exports, coreset
+    reference, the model table's count): cells on a grid from the origin, the last row and
+    column shifted inside the image, ``size`` shrunk to the image when it is smaller.
+    Reads only the store's labeled tiles.
+    """
+    _, h, w = store.shape
+    size = min(int(size), h, w)
+    cells: set[Patch] = set()
+    for z, y0, y1, x0, x1 in store.labeled_boxes():
+        ys, xs = np.nonzero(np.asarray(store.read(z, y0, y1, x0, x1)))
+        for cy, cx in set(zip(((ys + y0) // size).tolist(), ((xs + x0) // size).tolist())):
+            cells.add(Patch(int(z), min(cy * size, h - size), min(cx * size, w - size), size))
+    return sorted(cells, key=lambda p: (p.z, p.y, p.x))
+
+
 def labeled_fraction_excluder(store: Any, threshold: float = LABELED_FRACTION) -> Callable[[Patch], bool]:
     """Exclude patches whose labeled fraction (label != 0) exceeds ``threshold``.
 

@@ -91,3 +91,15 @@ def test_max_candidates_is_seeded_and_sorted():
 def test_max_candidates_with_exclusion_still_fills_quota():
     pool = candidate_pool((4, 256, 256), size=64, max_candidates=10, exclude=lambda p: p.z < 3)
     assert len(pool) == 10 and all(p.z == 3 for p in pool)
+
+
+def test_labeled_grid_patches_is_the_one_geometry_of_a_labeled_patch(tmp_path):
+    from ml.active.pool import labeled_grid_patches
+
+    store = LabelStore.create(tmp_path / "grid", (2, 100, 150))
+    mask = np.zeros((100, 150), bool)
+    mask[95:97, 140:147] = True          # the bottom-right corner: its cell is shifted inside the image
+    mask[10, 60:70] = True               # one stroke across two cells
+    store.paint(1, mask, 1)
+    assert labeled_grid_patches(store, 64) == [Patch(1, 0, 0, 64), Patch(1, 0, 64, 64), Patch(1, 36, 86, 64)]
+    assert labeled_grid_patches(store, 512) == [Patch(1, 0, 0, 100), Patch(1, 0, 50, 100)]   # shrunk to the image
