@@ -54,14 +54,14 @@ def _check_output_dir(out: Path) -> None:
 def cmd_predict(args) -> int:
     from ml.checkpoint import load_checkpoint
     from ml.infer import predict_volume
-    from ml.io.readers import open_volume
+    from ml.io.readers import check_segmentable, open_volume
     from ml.progress import Cancelled
 
     out = Path(args.out)
     _check_output_dir(out)
     device = device_from_arg(args.device)
     model, info = load_checkpoint(args.model, device)
-    volume = open_volume(args.raw, dataset=args.dataset)
+    volume = check_segmentable(open_volume(args.raw, dataset=args.dataset))
     lo, hi = intensity_window(volume, dict(info.get("normalization") or {}))
     names = [c["name"] if isinstance(c, dict) else str(c) for c in info["classes"]]
     z, h, w = volume.shape

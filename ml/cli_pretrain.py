@@ -16,7 +16,7 @@ from ml.cli_checks import check_output_file
 def run_pretrain(args) -> int:
     """Pre-train from ``args`` (see ml.cli.build_parser); returns the exit code."""
     from ml.checkpoint import DEFAULT_NORMALIZATION
-    from ml.io.readers import open_volume
+    from ml.io.readers import check_segmentable, open_volume
     from ml.model import UNet2D
     from ml.pretrain import PretrainConfig, Source, partial_path, pretrain
     from ml.progress import Cancelled
@@ -24,7 +24,7 @@ def run_pretrain(args) -> int:
     out = Path(args.out)
     check_output_file(out, "--out")
     device = device_from_arg(args.device)
-    volume = open_volume(args.raw, dataset=args.dataset)
+    volume = check_segmentable(open_volume(args.raw, dataset=args.dataset))
     lo, hi = intensity_window(volume, dict(DEFAULT_NORMALIZATION))
     config = PretrainConfig(steps=args.steps, seed=args.seed, crop=args.crop,
                             max_seconds=args.minutes * 60 if args.minutes else None)

@@ -169,7 +169,7 @@ def run_train(args) -> int:
     """Train or fine-tune from ``args`` (see ml.cli.build_parser); saves the checkpoint, returns the exit code."""
     from ml.checkpoint import DEFAULT_NORMALIZATION, load_checkpoint, save_checkpoint
     from ml.dataset import regions_from_store
-    from ml.io.readers import open_volume
+    from ml.io.readers import check_segmentable, open_volume
     from ml.progress import Cancelled
     from ml.train import TrainConfig, config_dict, train
 
@@ -179,7 +179,7 @@ def run_train(args) -> int:
         from ml.pretrain import read_info
 
         read_info(args.pretrained)  # a wrong file fails now, not after reading the labels
-    volume = open_volume(args.raw, dataset=args.dataset)
+    volume = check_segmentable(open_volume(args.raw, dataset=args.dataset))
     source, mode = _label_source(args, volume.shape)
     norm = dict(DEFAULT_NORMALIZATION)
     parent, parent_info = None, None

@@ -127,13 +127,20 @@ def _open_path(path: Path | str, dataset: str | None = None, voxel_size=None):
     return open_volume(str(path), dataset=dataset or None, voxel_size=voxel_size)
 
 
+def _open_new(path: Path | str, dataset: str | None = None, voxel_size=None):
+    """A volume the user adds: readable, and large enough to segment (``ml.io.readers.check_segmentable``)."""
+    from ml.io.readers import check_segmentable
+
+    return check_segmentable(_open_path(path, dataset, voxel_size))
+
+
 def add_volume_from_path(config: Config, project_id: int, path: str, dataset: str | None = None,
                          voxel_size: Sequence[float] | None = None, name: str | None = None) -> dict:
     """Register a volume read in place (lazily) from a path inside a data root."""
     real = check_data_path(config, path)
     with session_scope(config) as s:
         _require_project(s, project_id)
-    vol = _open_path(real, dataset, voxel_size)
+    vol = _open_new(real, dataset, voxel_size)
     rec = _record_volume(config, project_id, name or vol.name or real.name, vol, str(real), str(real),
                          dataset or None, voxel_size)
     _ensure_label_store(config, rec)
@@ -161,7 +168,7 @@ def add_volume_from_upload(config: Config, project_id: int, filenames: Sequence[
             (tmp / safe_name(fn)).write_bytes(data)
         files = sorted(tmp.iterdir())
         src = files[0] if len(files) == 1 else tmp
-        vol = _open_path(src, voxel_size=voxel_size)
+        vol = _open_new(src, voxel_size=voxel_size)
         name = Path(filenames[0]).stem if len(files) == 1 else f"{Path(filenames[0]).stem}..({len(files)} slices)"
         return add_volume_from_array(config, project_id, name, vol, voxel_size=voxel_size or vol.voxel_size,
                                      source_path=", ".join(filenames))

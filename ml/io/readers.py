@@ -37,6 +37,21 @@ def open_volume(path: str | Path, dataset: str | None = None,
     return _volume(p, dataset, opened.data, override or opened.voxel_size, opened.closer)
 
 
+#: Smallest slice side of a volume to segment: below it there is no structure to find (it is
+#: usually a table, a thumbnail, or axes read in the wrong order).
+MIN_SIDE = 16
+
+
+def check_segmentable(volume: Volume) -> Volume:
+    """Refuse a volume too small to segment (the CLI and the app call it on what the user gives)."""
+    _, h, w = (int(s) for s in volume.shape)
+    if min(h, w) < MIN_SIDE:
+        raise cannot_open(Path(str(volume.path or volume.name)), f"its slices are {h} x {w} px; a volume to "
+                          f"segment needs at least {MIN_SIDE} x {MIN_SIDE} px per slice (is it a table, a "
+                          "thumbnail, or a stack with its axes mixed up?)")
+    return volume
+
+
 def open_labels(path: str | Path, dataset: str | None = None, voxel_size: Sequence[float] | None = None,
                 binarize: bool = False, threshold: float | None = None) -> Volume:
     """Open a dense label volume (integer values, e.g. 0/255 masks), lazily.

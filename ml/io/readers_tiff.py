@@ -6,11 +6,13 @@ tile per access. Either way opening reads headers only.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import tifffile
 import zarr
@@ -26,8 +28,26 @@ class TiffProblem(ValueError):
     """A TIFF that opens but is not a usable volume (readers add the path)."""
 
 
+@contextlib.contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """tifffile logs what it finds wrong with a damaged file before we refuse it with one line
+    of our own; on a terminal that is three lines of noise before the message that matters."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def open_tiff(path: Path) -> Opened:
     """Open the first image series of a TIFF lazily as (Z, Y, X)."""
+    with _quiet_tifffile():
+        return _open_tiff(path)
+
+
+def _open_tiff(path: Path) -> Opened:
     tf = tifffile.TiffFile(path)
     try:
         if not tf.series:
