@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 
 log = logging.getLogger(__name__)
+#: What a panel says after a volume it cannot open (the full list is ``ml.io.errors.SUPPORTED_FORMATS``).
+FORMATS_HINT = "Accepted: grey TIFF stacks, folders of TIFF/PNG slices, Zarr/OME-Zarr, HDF5 and MRC."
 
 
 class UserError(Exception):
@@ -30,7 +32,8 @@ def user_message(exc: BaseException) -> str:
     except ImportError:  # pragma: no cover - ml.io not installed yet
         VolumeFormatError = ()  # type: ignore[assignment]
     if VolumeFormatError and isinstance(exc, VolumeFormatError):
-        return str(exc)
+        short = getattr(exc, "short", None)      # without the long list of accepted formats
+        return f"{short}. {FORMATS_HINT}" if isinstance(short, str) and short != str(exc) else str(exc)
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
         return f"{type(exc).__name__}: {exc}"
     if isinstance(exc, ValueError):

@@ -46,10 +46,6 @@ def text_as_tiff(root: Path) -> Path:
     return root / "notes.tif"
 
 
-def rgb_tiff(root: Path) -> Path:
-    return _tif(root / "rgb.tif", np.zeros((4, 32, 32, 3), np.uint8), photometric="rgb")
-
-
 def tiff_4d(root: Path) -> Path:
     return _tif(root / "4d.tif", np.zeros((2, 3, 32, 32), np.uint8), photometric="minisblack")
 
@@ -147,6 +143,56 @@ def absurd_tiff_header(root: Path) -> Path:
 
 #: name -> builder: raw-volume inputs refused everywhere a volume is read
 VOLUMES: dict[str, Builder] = {f.__name__: f for f in (
-    zero_bytes, truncated_tiff, text_as_tiff, rgb_tiff, tiff_4d, all_nan_float, all_inf_float, one_voxel, one_row,
+    zero_bytes, truncated_tiff, text_as_tiff, tiff_4d, all_nan_float, all_inf_float, one_voxel, one_row,
     mismatched_slices, empty_folder, folder_of_one_non_image, zarr_without_metadata, zarr_group_without_array,
     hdf5_without_a_3d_dataset, broken_mrc, missing_path, unknown_format, absurd_tiff_header)}
+
+
+def coloured_rgb_tiff(root: Path) -> Path:
+    rgb = np.zeros((4, 32, 32, 3), np.uint8)
+    rgb[..., 0] = 200                               # red: the channels differ, no grey to take
+    return _tif(root / "red.tif", rgb, photometric="rgb")
+
+
+VOLUMES["coloured_rgb_tiff"] = coloured_rgb_tiff
+
+
+def random_checkpoint(root: Path) -> Path:
+    (root / "model.pt").write_bytes(os.urandom(4096))
+    return root / "model.pt"
+
+
+def truncated_checkpoint(root: Path) -> Path:
+    import torch
+
+    from ml.checkpoint import save_checkpoint
+    from ml.model import UNet2D
+
+    torch.manual_seed(0)
+    path = save_checkpoint(root / "full.pt", UNet2D(base=4, depth=2), ["background", "mito"])
+    data = path.read_bytes()
+    (root / "cut.pt").write_bytes(data[: len(data) // 2])
+    return root / "cut.pt"
+
+
+#: name -> builder: files given as ``--model``
+MODELS: dict[str, Builder] = {f.__name__: f for f in (random_checkpoint, truncated_checkpoint, text_as_tiff, missing_path)}
+
+#: malformed ``--voxel-size`` values
+VOXEL_SIZES = ["a,b", "0,1,1", "-1,1,1", "1,1", "nan,1,1", "1,inf,1", "1,1,1,1"]
+
+#: (variable, value, words the one-line refusal must contain): settings read at start-up
+SETTINGS = [
+    ("APP_MODEL", "{base: 8}", "APP_MODEL"),
+    ("APP_MODEL", "[8]", "APP_MODEL"),
+    ("APP_TRAIN", '{"crop": -5}', "APP_TRAIN: crop=-5"),
+    ("APP_TRAIN", '{"lr": "fast"}', "APP_TRAIN: lr='fast'"),
+    ("APP_PRETRAIN", '{"steps": 0}', "APP_PRETRAIN: steps=0"),
+    ("APP_LIVE", '{"stepz": 3}', "APP_LIVE: unknown setting"),
+    ("APP_DEMO_SHAPE", "0,0,0", "APP_DEMO_SHAPE"),
+    ("APP_DEMO_SHAPE", "16,512", "APP_DEMO_SHAPE"),
+    ("APP_MAX_UPLOAD_MB", "lots", "APP_MAX_UPLOAD_MB"),
+    ("APP_JOB_BACKEND", "rq", "APP_JOB_BACKEND"),
+    ("APP_DEVICE", "tpu", "APP_DEVICE"),
+    ("APP_AUTH", "1", "APP_SECRET_KEY"),
+]
