@@ -72,6 +72,8 @@ class LabelEvent(_Out):
     z: Optional[int]
     value: Optional[int]
     n_pixels: int
+    stroke_id: Optional[int] = Field(None, description="the label store's id of the stroke (undo refers to it)")
+    bbox: Optional[list[int]] = Field(None, description="[y0, y1, x0, x1]")
     created: str
 
 

@@ -24,6 +24,18 @@ def show_callback_error(exc: Exception) -> None:
     set_props(ids.ALERT, {"children": user_message(exc), "is_open": True})
 
 
+def _register_scripts(app: dash.Dash) -> None:
+    """Let every process serve the page's scripts, not only one that has rendered the page.
+
+    Dash fills its list of servable script paths while rendering the index page; a gunicorn
+    worker whose first request is a script (the page came from another worker) answered 500.
+    Rendering the index once here, before gunicorn forks its workers, fills it for all.
+    """
+    with app.server.test_request_context("/"):
+        app._setup_server()
+        app.index()
+
+
 def create_app(config: Config | None = None, preparing=None) -> dash.Dash:
     """The ActiveSeg Dash app for ``config`` (defaults from the environment).
 
@@ -66,5 +78,6 @@ def create_app(config: Config | None = None, preparing=None) -> dash.Dash:
 
     app.layout = serve_layout
     register_all(app)
+    _register_scripts(app)
     database(config).engine.dispose()     # processes forked from here inherit no SQLite state (app.db)
     return app

@@ -187,10 +187,10 @@ def start_dev_server(workspace: Path, log_dir: Path, register: Register, env_ext
 
 
 def start_gunicorn(workspace: Path, log_dir: Path, register: Register, timeout: float = 90,
-                   env_extra: dict | None = None) -> tuple[Proc, str]:
-    """``gunicorn --preload --workers 1 --threads 4 app.wsgi:server`` on a free port."""
+                   env_extra: dict | None = None, workers: int = 1) -> tuple[Proc, str]:
+    """``gunicorn --preload --workers W --threads 4 app.wsgi:server`` on a free port."""
     port = free_port()
-    cmd = [PYTHON, "-m", "gunicorn", "--preload", "--workers", "1", "--threads", "4", "--timeout", "120",
+    cmd = [PYTHON, "-m", "gunicorn", "--preload", "--workers", str(workers), "--threads", "4", "--timeout", "120",
            "--bind", f"127.0.0.1:{port}", *_gunicorn_isolation(log_dir), "app.wsgi:server"]
     proc = Proc("gunicorn", cmd, app_env(workspace, **(env_extra or {})), log_dir)
     register(proc)

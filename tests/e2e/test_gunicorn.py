@@ -1,4 +1,4 @@
-"""Under ``gunicorn --preload --workers 1 --threads 4 app.wsgi:server`` the page loads and a job completes.
+"""Under ``gunicorn --preload --workers 1|2 --threads 4 app.wsgi:server`` the page loads and a job completes.
 
 With --preload the app is built in the gunicorn master and forked into the worker, which
 forks again for each background job: the place where a fork after multi-threaded torch
@@ -17,8 +17,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300),
               pytest.mark.filterwarnings("ignore:HTTPResponse.getheader:DeprecationWarning")]
 
 
-def test_gunicorn_serves_page_and_runs_a_job(workspace, processes, tmp_path, driver):
-    server, url = procs.start_gunicorn(workspace, tmp_path, processes.add)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_gunicorn_serves_page_and_runs_a_job(workspace, processes, tmp_path, driver, workers):
+    server, url = procs.start_gunicorn(workspace, tmp_path, processes.add, workers=workers)
     page = Page(driver, url, watch=(server,))
     flows.open_page(page)
     flows.check_tiles_and_step(page)
