@@ -76,3 +76,12 @@ def add_segmentation(env: SimpleNamespace, instances: np.ndarray, summary: dict,
         row.table_path = str(ws.segmentation_dir(row.id) / "objects.csv")
         object_table(instances, voxel_size).to_csv(row.table_path, index=False)
         return int(row.id)
+
+
+def sign_in(client: Any, name: str, password: str, next_url: str = "/") -> Any:
+    """Sign in through the real login form (its CSRF token included); returns the POST's response."""
+    import re
+
+    page = client.get("/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    return client.post("/login", data={"name": name, "password": password, "csrf": csrf, "next": next_url})

@@ -6,8 +6,6 @@ script would). Then Ann shares it read-only, then with edit rights.
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 
@@ -15,7 +13,7 @@ from app import jobs
 from app.access import Forbidden, acting_as
 from app.errors import NotFound
 from app.services import labels, projects, training, users
-from tests.app.envs import add_model_version
+from tests.app.envs import add_model_version, sign_in
 
 SECRET = "0123456789abcdef-test-secret"
 STROKE = "M5,5L20,5"
@@ -132,14 +130,10 @@ def test_routes_answer_404_for_another_users_volume(world):
 
     w = world
     client = create_app(w.config).server.test_client()
-    page = client.get("/login").get_data(as_text=True)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-    client.post("/login", data={"name": "ann", "password": "ann-password", "csrf": csrf})
+    sign_in(client, "ann", "ann-password")
     assert client.get(f"/tiles/{w.vid}/xy/1.png").status_code == 200     # cached now for the process
     client.get("/logout")
-    page = client.get("/login").get_data(as_text=True)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-    client.post("/login", data={"name": "bob", "password": "bob-password", "csrf": csrf})
+    sign_in(client, "bob", "bob-password")
     for url in (f"/tiles/{w.vid}/xy/1.png", f"/overlay/{w.vid}/labels/xy/1.png",
                 f"/objects/{w.vid}/xy/1/at?r=1&c=1"):
         resp = client.get(url)
@@ -152,9 +146,7 @@ def test_a_dash_callback_naming_another_users_volume_is_refused_before_it_runs(w
 
     w = world
     client = create_app(w.config).server.test_client()
-    page = client.get("/login").get_data(as_text=True)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-    client.post("/login", data={"name": "bob", "password": "bob-password", "csrf": csrf})
+    sign_in(client, "bob", "bob-password")
 
     def call(volume_id):
         body = {"output": "x.children", "outputs": {"id": "x", "property": "children"},

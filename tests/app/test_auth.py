@@ -6,13 +6,13 @@ answers 401 or a redirect to the login page, except the few public static ones n
 """
 from __future__ import annotations
 
-import re
 
 import pytest
 from werkzeug.routing import IntegerConverter
 
 from app.auth import PUBLIC_PATHS, Throttle, is_public
 from app.services import users
+from tests.app.envs import sign_in
 
 SECRET = "0123456789abcdef-test-secret"
 PASSWORD = "correct horse battery"
@@ -38,13 +38,8 @@ def _sample_url(rule) -> str:
     return rule.build(values)[1]
 
 
-def _csrf(client) -> str:
-    page = client.get("/login").get_data(as_text=True)
-    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-
-
 def _login(client, name="ann", password=PASSWORD, next_url="/"):
-    return client.post("/login", data={"name": name, "password": password, "csrf": _csrf(client), "next": next_url})
+    return sign_in(client, name, password, next_url)
 
 
 def test_every_route_needs_a_login_except_static_code(server):
