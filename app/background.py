@@ -41,6 +41,8 @@ RUNNERS: dict[str, str] = {"pretrain": "app.services.pretraining:run_detached",
                            "segment": "app.services.detached:segment", "train": "app.services.detached:train"}
 TASK_NAME = "activeseg.detached_job"
 CHUNK_TASK = "activeseg.predict_chunk"    # one z-chunk of a whole-volume prediction (app.services.chunks)
+PREVIEW_TASK = "activeseg.preview"        # one slice preview (app.services.previews)
+PREVIEW_WAIT_S = 30.0
 _celery_apps: dict[str, Any] = {}
 
 
@@ -88,6 +90,17 @@ def send_chunks(config: Config, tasks: list[dict]) -> None:
     app = _celery(config)
     for kwargs in tasks:
         app.send_task(CHUNK_TASK, kwargs=kwargs)
+
+
+def preview_in_worker(config: Config, volume_id: int, model_id: int, z: int) -> bool:
+    """Have a worker make a slice preview and wait for it (True once it is stored)."""
+    try:
+        result = _celery(config).send_task(PREVIEW_TASK, kwargs={"volume_id": int(volume_id), "model_id": int(model_id),
+                                                                 "z": int(z)})
+        return result.get(timeout=PREVIEW_WAIT_S) == "done"
+    except Exception as exc:  # noqa: BLE001 - no worker, a timeout or its error: the overlay stays empty
+        log.warning("slice preview %s/%s/z%s not made by a worker: %s", volume_id, model_id, z, exc)
+        return False
 
 
 # --- the runner's side ------------------------------------------------------------------------------

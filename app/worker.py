@@ -4,8 +4,9 @@ The web side never imports this module. The worker reads the same ``APP_*`` envi
 web (``Config.from_env``) and nothing else: give both roles the same variables (compose does)
 and they agree on the workspace, the models and the settings. It builds the Dash app once so
 the background callbacks are registered on its Celery instance, and adds the tasks that run
-the jobs the app starts by itself (``app.background``) and the z-chunks of a whole-volume
-prediction (``app.services.chunks``).
+the jobs the app starts by itself (``app.background``), the z-chunks of a whole-volume
+prediction (``app.services.chunks``) and slice previews (``app.services.previews``), so the web
+never loads a model.
 """
 from __future__ import annotations
 
@@ -19,13 +20,17 @@ def build_worker(config: Config):
     if config.job_backend != "celery":
         refuse("the worker needs APP_JOB_BACKEND=celery (and REDIS_URL), as the web side has")
     from app.server import create_app
-    from app.services import chunks
+    from app.services import chunks, previews
 
     celery_app = create_app(config)._background_manager.handle   # the instance the callbacks were registered on
 
     @celery_app.task(name=background.TASK_NAME)
     def detached_job(job_id: int) -> str | None:
         return background.run_task(config, job_id)
+
+    @celery_app.task(name=background.PREVIEW_TASK)
+    def slice_preview(volume_id: int, model_id: int, z: int) -> str:
+        return previews.make(config, volume_id, model_id, z)
 
     @celery_app.task(name=background.CHUNK_TASK)
     def predict_chunk(volume_id: int, model_id: int, pred_path: str, z0: int, z1: int) -> str:

@@ -91,7 +91,8 @@ def overlay_plane(config: Any, volume_id: int, plane: str, index: int,
         active = training.active_model_id(config, info["project_id"])
         found = of_model(config, volume_id, active) if active is not None else _newest_complete(config, volume_id)
         if found is None and active is not None:
-            return {"prob": previews.slice_prob(config, volume_id, active, index)} if plane == "xy" else None
+            prob = previews.slice_prob(config, volume_id, active, index) if plane == "xy" else None
+            return None if prob is None else {"prob": prob}
     if found is None:
         return None
     group = zarr.open_group(str(found.path), mode="r")

@@ -1,4 +1,5 @@
-"""Slice previews: the active model's prediction of one xy slice, made when the viewer asks.
+"""Slice previews: the active model's prediction of one xy slice, made when the viewer asks
+(by this process, or with the Celery backend by a worker: the web then never loads a model).
 
 A newly trained model has no whole-volume prediction until the user segments; a preview lets
 the viewer show it on the slice in view right away (about a second for a 1024 px slice on
@@ -56,14 +57,35 @@ def _store(folder: Path, z: int, prob: np.ndarray) -> None:
         old.unlink(missing_ok=True)
 
 
-def slice_prob(config: Any, volume_id: int, model_id: int, z: int) -> np.ndarray:
-    """(C, H, W) float32 probabilities of xy slice ``z`` by ``model_id`` (cached after the first call)."""
-    folder = Workspace(config.workspace).preview_dir(volume_id, model_id)
-    path = folder / f"z{int(z)}.npy"
+def _cached(path: Path) -> np.ndarray | None:
+    try:
+        return np.load(path).astype(np.float32) / 255.0
+    except (FileNotFoundError, ValueError, OSError):  # not made yet (or removed by a newer model's)
+        return None
+
+
+def make(config: Any, volume_id: int, model_id: int, z: int) -> str:
+    """Predict and store the preview of slice ``z`` (in a Celery worker: ``app.background.PREVIEW_TASK``)."""
+    prob = _predict(config, volume_id, model_id, z)
+    _store(Workspace(config.workspace).preview_dir(volume_id, model_id), z, prob)
+    return "done"
+
+
+def slice_prob(config: Any, volume_id: int, model_id: int, z: int) -> np.ndarray | None:
+    """(C, H, W) float32 probabilities of xy slice ``z`` by ``model_id`` (cached after the first call).
+
+    With the Celery backend the worker predicts it (the web process never loads a model) and this
+    waits up to ``background.PREVIEW_WAIT_S``; None when no worker answered in time.
+    """
+    path = Workspace(config.workspace).preview_dir(volume_id, model_id) / f"z{int(z)}.npy"
     with _lock((int(volume_id), int(model_id), int(z))):
-        try:
-            return np.load(path).astype(np.float32) / 255.0
-        except (FileNotFoundError, ValueError, OSError):  # not made yet (or removed by a newer model's)
-            prob = _predict(config, volume_id, model_id, z)
-            _store(folder, z, prob)
+        prob = _cached(path)
+        if prob is not None:
             return prob
+        if config.job_backend == "celery":
+            from app import background
+
+            return _cached(path) if background.preview_in_worker(config, volume_id, model_id, z) else None
+        prob = _predict(config, volume_id, model_id, z)
+        _store(path.parent, z, prob)
+        return prob

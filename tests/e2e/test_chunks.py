@@ -134,3 +134,27 @@ def test_a_worker_killed_mid_job_leaves_it_failed_and_a_retry_finishes(workspace
     procs.start_celery_worker(workspace, redis_url, tmp_path, processes.add, node="spare")
     retry = _api(f"{url}/api/projects/{pid}/train", "POST", {"budget": None, "epochs": 1})
     assert _wait_job(url, retry["id"], ("failed", "done", "cancelled"), 240, (server,))["status"] == "done"
+
+
+def test_slice_previews_are_made_by_a_worker_not_the_web(workspace, processes, tmp_path, monkeypatch):
+    """With Celery the web asks a worker for a new model's slice preview; no worker: no overlay, no hang."""
+    from app import background
+    from app.services import previews, projects
+
+    config, vid = _add_model(workspace)
+    mid = [m for m in _model_ids(config, vid)][-1]
+    _, redis_url = procs.start_redis(tmp_path, processes.add)
+    web = config.with_(job_backend="celery", redis_url=redis_url)
+    monkeypatch.setattr(background, "PREVIEW_WAIT_S", 3.0)
+    assert previews.slice_prob(web, vid, mid, 2) is None            # no worker up: empty overlay, quickly
+    monkeypatch.setattr(background, "PREVIEW_WAIT_S", 60.0)
+    worker = procs.start_celery_worker(workspace, redis_url, tmp_path, processes.add, node="previews")
+    prob = previews.slice_prob(web, vid, mid, 2)
+    assert prob is not None and prob.shape[1:] == tuple(projects.volume_info(config, vid)["shape"][1:])
+    assert re.search(r"activeseg\.preview\[[0-9a-f-]+\] succeeded", worker.log(10**6)), worker.log(3000)
+
+
+def _model_ids(config, vid) -> list[int]:
+    from app.services import projects, training
+
+    return [v["id"] for v in reversed(training.list_versions(config, projects.volume_info(config, vid)["project_id"]))]
