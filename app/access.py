@@ -20,8 +20,7 @@ from sqlalchemy import event, or_, select
 from sqlalchemy.orm import Session, with_loader_criteria
 
 from app.errors import NotFound, UserError
-from app.models import ALRound, Job, LabelEvent, ModelVersion, Project, ProjectShare, Segmentation, Suggestion, \
-    VolumeRecord
+from app.models import ALRound, Job, ModelVersion, Project, ProjectShare, Segmentation, Suggestion, VolumeRecord
 
 _ACCOUNT: ContextVar = ContextVar("activeseg_account", default=None)
 _PROJECT, _SHARE, _VOLUME, _ROUND = (t.__table__ for t in (Project, ProjectShare, VolumeRecord, ALRound))
@@ -73,7 +72,6 @@ def _criteria(user_id: int) -> list:
         with_loader_criteria(ModelVersion, ModelVersion.project_id.in_(projects)),
         with_loader_criteria(ALRound, ALRound.project_id.in_(projects)),
         with_loader_criteria(Suggestion, Suggestion.round_id.in_(rounds)),
-        with_loader_criteria(LabelEvent, LabelEvent.volume_id.in_(volumes)),
         with_loader_criteria(Segmentation, Segmentation.volume_id.in_(volumes)),
         with_loader_criteria(Job, or_(Job.project_id.is_(None), Job.project_id.in_(projects))),
         with_loader_criteria(ProjectShare, or_(ProjectShare.user_id == user_id,
@@ -96,7 +94,7 @@ def _project_of(s: Session, obj) -> int | None:
         return obj.project_id
     if isinstance(obj, Suggestion):
         return s.execute(select(_ROUND.c.project_id).where(_ROUND.c.id == obj.round_id)).scalar()
-    if isinstance(obj, (LabelEvent, Segmentation)):
+    if isinstance(obj, Segmentation):
         return s.execute(select(_VOLUME.c.project_id).where(_VOLUME.c.id == obj.volume_id)).scalar()
     return None
 

@@ -175,20 +175,6 @@ class Suggestion(_Id, Base):
     n_strokes: Mapped[int] = _int(0)
 
 
-class LabelEvent(_Created, Base):
-    """One stroke or undo on a label store: the effort log (time, pixels, where)."""
-
-    __tablename__ = "label_event"
-    volume_id: Mapped[int] = _fk("volume.id")
-    kind: Mapped[str] = mapped_column(String(16))                 # stroke | fill | erase | undo
-    z: Mapped[Optional[int]] = _int()
-    value: Mapped[Optional[int]] = _int()                         # label value painted (0 = erase)
-    n_pixels: Mapped[int] = _int(0)                               # pixels covered by the stroke
-    stroke_id: Mapped[Optional[int]] = _int()                     # LabelStore's undo entry
-    suggestion_id: Mapped[Optional[int]] = mapped_column(ForeignKey("suggestion.id", ondelete="SET NULL"))
-    bbox_json: Mapped[Optional[str]] = _text()                    # [y0, y1, x0, x1]
-
-
 class Job(_Created, Base):
     __tablename__ = "job"
     kind: Mapped[str] = mapped_column(String(16))

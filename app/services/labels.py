@@ -8,14 +8,12 @@ records its effort (first/last stroke time, stroke count; ``app.services.effort`
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
-
-from sqlalchemy import func
+from typing import Any
 
 from app.config import Config
 from app.db import session_scope
 from app.errors import UserError
-from app.models import LabelEvent, VolumeRecord, dumps, loads, utcnow
+from app.models import utcnow
 from app.services import effort, projects
 
 MAX_BRUSH = 200.0
@@ -83,22 +81,13 @@ def apply_stroke(config: Config, vid: int, z: int, path: str, value: int, width:
     n = int(crop.sum())
     if n == 0:
         return {"stroke_id": None, "n_pixels": 0, "bbox": None, "suggestions": []}
-    sid = store.paint(int(z), crop, value, y0=y0, x0=x0)
-    bbox = [y0, y0 + crop.shape[0], x0, x0 + crop.shape[1]]
     closed = path.rstrip().endswith(("Z", "z"))
     kind = "erase" if value == 0 else ("fill" if (fill or (fill is None and closed)) else "stroke")
-    touched = _record(config, vid, int(z), kind, value, n, sid, bbox)
+    sid = store.paint(int(z), crop, value, y0=y0, x0=x0, kind=kind)     # the store's log is the one stroke log
+    bbox = [y0, y0 + crop.shape[0], x0, x0 + crop.shape[1]]
+    with session_scope(config) as s:          # suggestions it touches become labeled, their effort updated
+        touched = effort.record_stroke_effort(s, vid, int(z), bbox, utcnow())
     return {"stroke_id": sid, "n_pixels": n, "bbox": bbox, "suggestions": touched}
-
-
-def _record(config: Config, vid: int, z: int, kind: str, value: int, n: int, sid: int, bbox: list[int]) -> list[int]:
-    """Log the stroke; suggestions it touches become labeled with their effort updated."""
-    now = utcnow()
-    with session_scope(config) as s:
-        touched = effort.record_stroke_effort(s, vid, z, bbox, now)
-        s.add(LabelEvent(volume_id=vid, kind=kind, z=z, value=value, n_pixels=n, stroke_id=sid,
-                         suggestion_id=touched[0] if touched else None, bbox_json=dumps(bbox), created=now))
-        return touched
 
 
 def apply_relayout(config: Config, vid: int, z: int, relayout: dict | None, value: int, width: float) -> list[dict]:
@@ -110,12 +99,7 @@ def undo(config: Config, vid: int, z: int | None = None) -> dict | None:
     """Revert the newest stroke of this volume (on slice ``z`` when given): ``{id, z, value, pixels}``
     of what was undone, or None when nothing is left to undo there."""
     projects.require_edit(config, vid)
-    done = projects.label_store(config, vid).undo(z)
-    if done:
-        with session_scope(config) as s:
-            s.add(LabelEvent(volume_id=vid, kind="undo", z=done["z"], value=done["value"], n_pixels=0,
-                             stroke_id=done["id"]))
-    return done
+    return projects.label_store(config, vid).undo(z)
 
 
 def counts(config: Config, vid: int) -> list[dict]:
@@ -127,27 +111,39 @@ def counts(config: Config, vid: int) -> list[dict]:
 
 
 def events(config: Config, vid: int) -> list[dict[str, Any]]:
-    """The stroke/undo log of a volume, oldest first (for effort accounting)."""
-    with session_scope(config) as s:
-        rows: Iterable[LabelEvent] = (s.query(LabelEvent).filter(LabelEvent.volume_id == vid)
-                                      .order_by(LabelEvent.id))
-        return [{"id": e.id, "kind": e.kind, "z": e.z, "value": e.value, "n_pixels": e.n_pixels,
-                 "stroke_id": e.stroke_id, "suggestion_id": e.suggestion_id, "bbox": loads(e.bbox_json),
-                 "created": e.created.isoformat()} for e in rows]
+    """The stroke / undo log of a volume, oldest first, as the label store wrote it (the one log)."""
+    painted: dict[int, dict] = {}
+    out = []
+    for i, e in enumerate(projects.label_store(config, vid).events(), start=1):
+        if e.get("event") == "paint":
+            painted[int(e["id"])] = e
+            kind = e.get("kind") or ("erase" if int(e["value"]) == 0 else "stroke")
+            out.append({"id": i, "kind": kind, "z": e["z"], "value": e["value"], "n_pixels": e["n_pixels"],
+                        "stroke_id": e["id"], "bbox": e.get("bbox"), "created": _iso(e.get("time"))})
+        elif e.get("event") == "undo":
+            undone = painted.get(int(e["id"]), {})
+            out.append({"id": i, "kind": "undo", "z": undone.get("z"), "value": undone.get("value"), "n_pixels": 0,
+                        "stroke_id": e["id"], "bbox": undone.get("bbox"), "created": _iso(e.get("time"))})
+    return out
+
+
+def _iso(t: float | None) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(float(t or 0.0), timezone.utc).replace(tzinfo=None).isoformat()
 
 
 def newest_event_id(config: Any, project_id: int) -> int:
-    """Id of the newest stroke / erase / undo on any of the project's volumes (0 when none)."""
-    with session_scope(config) as s:
-        n = (s.query(func.max(LabelEvent.id)).join(VolumeRecord, VolumeRecord.id == LabelEvent.volume_id)
-             .filter(VolumeRecord.project_id == project_id).scalar())
-        return int(n or 0)
+    """The project's label clock: strokes and undos logged on all its volumes (0 when none).
+
+    It only grows (volumes are never removed), so "newer than what a model learned" is ``>``.
+    """
+    return sum(projects.label_store(config, v["id"]).revision() for v in projects.list_volumes(config, project_id))
 
 
 def newest_stroke(config: Any, volume_id: int) -> dict | None:
     """``{z, bbox}`` of the volume's newest stroke or erase (an undone one too: its area changed), or None."""
-    with session_scope(config) as s:
-        row = (s.query(LabelEvent).filter(LabelEvent.volume_id == volume_id, LabelEvent.kind != "undo",
-                                          LabelEvent.bbox_json.isnot(None))
-               .order_by(LabelEvent.id.desc()).first())
-        return {"z": int(row.z), "bbox": loads(row.bbox_json)} if row is not None else None
+    for e in reversed(projects.label_store(config, volume_id).events()):
+        if e.get("event") == "paint" and e.get("bbox"):
+            return {"z": int(e["z"]), "bbox": list(e["bbox"])}
+    return None

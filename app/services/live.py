@@ -6,8 +6,8 @@ weights. An update fine-tunes it briefly on all labels, part of every batch on t
 stroke (``ml.live``), then predicts the viewed area into ``Workspace.live_view_path``, which
 the overlay route shows instead of the whole-volume prediction on that slice.
 
-The label log (``LabelEvent``) is the clock: a draft remembers the newest event it learned, an
-update with nothing new only predicts, and an update stops as soon as a newer event is stored
+The label stores' logs are the clock (``labels.newest_event_id``): a draft remembers the newest
+event it learned, an update with nothing new only predicts, and an update stops as soon as a newer event is stored
 (a newer stroke supersedes it; the steps it made are kept in the draft). The draft becomes a
 model version only when the user keeps it.
 """

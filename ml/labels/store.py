@@ -134,6 +134,9 @@ class LabelStore:
         return meta
 
     def _commit(self, txn: jr.Transaction, meta: dict) -> None:
+        if txn.log:      # the revision counts log events; stores written before it counted start from their log
+            before = meta["events"] if "events" in meta else len(jr.read_log(self.path))
+            meta["events"] = int(before) + len(txn.log)
         txn.put(META, json.dumps(meta).encode())
         txn.commit(self.path, self.durable)
 
@@ -143,11 +146,12 @@ class LabelStore:
         meta["undo"] = []
 
     # -- writing ---------------------------------------------------------------------
-    def paint(self, z: int, mask: Any, value: int, y0: int = 0, x0: int = 0) -> int:
+    def paint(self, z: int, mask: Any, value: int, y0: int = 0, x0: int = 0, kind: str | None = None) -> int:
         """Set ``value`` (0 = erase) where the bool ``mask`` placed at (y0, x0) is True.
 
         ``mask`` may also be a ``(mask, y0, x0)`` tuple (as from rasterize_path_bbox).
-        Parts outside the image are clipped. One undo entry and one log line per call.
+        Parts outside the image are clipped. One undo entry and one log line per call;
+        ``kind`` (e.g. stroke / fill / erase) is kept in the log line.
         """
         if isinstance(mask, tuple):
             mask, y0, x0 = mask
@@ -173,6 +177,7 @@ class LabelStore:
             txn.log.append({
                 "event": "paint", "id": sid, "z": z, "value": value, "n_pixels": int(mask.sum()),
                 "changed": int((old[mask] != value).sum()), "time": time.time(), "bbox": [y0, y0 + h, x0, x0 + w],
+                **({"kind": str(kind)} if kind else {}),
             })
             self._commit(txn, meta)
         return sid
@@ -328,6 +333,18 @@ class LabelStore:
         if n > max_bytes:
             raise MemoryError(f"label volume {self.shape} is {n} bytes, above max_bytes={max_bytes}; use read_block")
         return self.read_block(slice(None), slice(None), slice(None))
+
+    def events(self) -> list[dict]:
+        """The log as written, oldest first: ``{"event": "paint", id, z, value, n_pixels, changed, time,
+        bbox[, kind]}`` and ``{"event": "undo", id, time}`` (the one record of what was painted when)."""
+        with self._reading():
+            return jr.read_log(self.path)
+
+    def revision(self) -> int:
+        """How many strokes and undos this store has logged: grows with every one, never goes back."""
+        with self._reading():
+            meta = self._meta()
+            return int(meta["events"]) if "events" in meta else len(jr.read_log(self.path))
 
     def stroke_log(self) -> list[dict]:
         """Every stroke ever painted, in order: id, z, value, n_pixels, changed, time,

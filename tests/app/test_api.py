@@ -66,7 +66,7 @@ def test_projects_volumes_strokes_and_counts(client, env):
     counts = {c["name"]: c["pixels"] for c in client.get(f"/api/volumes/{env.vid}/labels").get_json()}
     assert counts["background"] == done.get_json()["n_pixels"]
     events = client.get(f"/api/volumes/{env.vid}/labels/events").get_json()
-    assert [e["kind"] for e in events] == ["stroke"]
+    assert [(e["kind"], e["stroke_id"]) for e in events] == [("stroke", done.get_json()["stroke_id"])]
     assert client.get(f"/api/volumes/{env.vid}/suggestions").get_json() == []
 
 

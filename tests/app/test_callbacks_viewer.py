@@ -178,8 +178,8 @@ def test_stroke_inside_a_suggestion_marks_it_labeled(config, project, volume, st
         assert (c.status, c.n_strokes, c.first_stroke_at) == ("skipped", 0, None)   # skipped stays untouched
         rnd = s.get(ALRound, round_id)
         assert rnd.started_at == a.first_stroke_at and rnd.finished_at is None       # one patch still to do
-    ev = labels.events(config, volume["id"])
-    assert [e["suggestion_id"] for e in ev] == [ids_[0]] * 2 and ev[0]["n_pixels"] == 7
+    ev = labels.events(config, volume["id"])          # the label store's log: both strokes, once each
+    assert [e["kind"] for e in ev] == ["stroke"] * 2 and ev[0]["n_pixels"] == 7 and ev[0]["z"] == state["index"]
 
 
 def test_rect_and_line_shapes_become_paths():

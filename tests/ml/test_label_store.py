@@ -312,3 +312,27 @@ def test_undo_on_a_slice_takes_that_slices_newest_stroke(tmp_path):
     assert s.counts() == {1: 20 + 4, 2: 36}                 # slice 1 untouched
     assert s.undo(z=0)["pixels"] == 20 and s.undo(z=0) is None
     assert s.undo()["z"] == 1 and s.counts() == {1: 0, 2: 36}
+
+
+def test_the_log_is_the_one_record_of_strokes_and_its_revision_only_grows(tmp_path):
+    """The app reads its stroke log and its label clock from here (no second log in the database)."""
+    import json
+
+    store = LabelStore.create(tmp_path / "s", (2, 32, 32))
+    mask = np.zeros((32, 32), bool)
+    mask[2:4, 2:10] = True
+    assert store.revision() == 0
+    a = store.paint(0, mask, 1, kind="stroke")
+    store.paint(1, mask, 0, kind="erase")
+    store.undo(0)
+    assert store.revision() == 3
+    assert [(e["event"], e.get("kind"), e["id"]) for e in store.events()] == [
+        ("paint", "stroke", a), ("paint", "erase", a + 1), ("undo", None, a)]
+    meta_path = store.path / "meta.json"                  # a store written before the counter existed
+    meta = json.loads(meta_path.read_text())
+    del meta["events"]
+    meta_path.write_text(json.dumps(meta))
+    reopened = LabelStore.open(store.path)
+    assert reopened.revision() == 3
+    reopened.paint(1, mask, 2)
+    assert reopened.revision() == 4
