@@ -24,6 +24,7 @@ from app.errors import NotFound, UserError
 from app.models import ALRound, Suggestion, SuggestionState
 from app.services import exports, factory, projects, training
 from app.workspace import Workspace
+from ml.active.strategies import MODEL_FREE, NO_MODEL_FALLBACK
 from ml.io.normalize import to_uint8
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
@@ -32,8 +33,6 @@ MC_PASSES = 8               # MC-dropout passes for strategies that need BALD
 THUMB_PX = 96
 MAX_K = 64
 MAX_LABELED_FOR_CORESET = 256   # labeled patches whose features the coreset strategy keeps away from
-NO_MODEL_FALLBACK = "kmeans"
-MODEL_FREE = frozenset({"random", "kmeans", "coreset"})   # meaningful without a trained model
 
 
 def strategy_options() -> list[dict]:

@@ -172,6 +172,10 @@ DEFAULT_STRATEGY = "balanced"
 
 #: Strategies that need scores from MC-dropout passes (``score_patches(..., mc_passes > 0)``).
 NEEDS_MC = frozenset({"bald", "bald_diverse"})
+#: Strategies that mean something without a trained model (no uncertainty needed: features or chance);
+#: the others fall back to ``NO_MODEL_FALLBACK`` until a model exists.
+MODEL_FREE = frozenset({"random", "kmeans", "coreset"})
+NO_MODEL_FALLBACK = "kmeans"
 
 _DESCRIPTIONS = {
     "random": "Random patches (baseline).",
