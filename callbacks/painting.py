@@ -1,4 +1,4 @@
-"""Painting callbacks: class/eraser choice, brush mode, strokes saved on the spot, undo, counts.
+"""Painting callbacks: class/eraser choice, brush mode, strokes saved on the spot, undo / redo, counts.
 
 A stroke arrives as plotly relayoutData; it is rasterised and stored at once (no save
 button), the drawn shape is removed and the label overlay URL gets a new revision so
@@ -54,24 +54,29 @@ def paint_from_relayout(config: Config, relayout: dict | None, state: dict | Non
     return patch, rev, "", False
 
 
-def undo_last(config: Config, state: dict | None, labels_rev: int | None,
-              classes: list | None = None) -> tuple[Any, str, bool, str]:
-    """Undo the newest stroke on the slice in view -> (labels rev, message, alert open, alert colour)."""
+def _stroke_words(done: dict, classes: list | None) -> str:
+    names = [c["name"] for c in classes or []]
+    return "an erase" if done["value"] == 0 else (
+        f"a {names[done['value'] - 1]} stroke" if done["value"] <= len(names) else "a stroke")
+
+
+def undo_last(config: Config, state: dict | None, labels_rev: int | None, classes: list | None = None,
+              redo: bool = False) -> tuple[Any, str, bool, str]:
+    """Undo (or redo) the newest stroke on the slice in view -> (labels rev, message, alert open, alert colour)."""
+    verb = "Redo" if redo else "Undo"
     if not state or state.get("vid") is None:
         return no_update, "Select a volume first.", True, "danger"
     if state.get("plane") != "xy":
-        return no_update, "Undo works on the xy slice in view: switch the plane to xy.", True, "warning"
+        return no_update, f"{verb} works on the xy slice in view: switch the plane to xy.", True, "warning"
     z = int(state.get("index", 0))
     try:
-        done = labels.undo(config, state["vid"], z)
+        done = (labels.redo if redo else labels.undo)(config, state["vid"], z)
     except Exception as e:  # noqa: BLE001
         return no_update, user_message(e), True, "danger"
     if not done:
-        return no_update, f"Nothing to undo on slice {z} (Undo works on the slice in view).", True, "warning"
-    names = [c["name"] for c in classes or []]
-    what = "an erase" if done["value"] == 0 else (
-        f"a {names[done['value'] - 1]} stroke" if done["value"] <= len(names) else "a stroke")
-    return (labels_rev or 0) + 1, f"Undid {what} on slice {z} ({done['pixels']:,} px).", True, "info"
+        return no_update, f"Nothing to {verb.lower()} on slice {z} ({verb} works on the slice in view).", True, "warning"
+    did = "Painted again" if redo else "Undid"
+    return (labels_rev or 0) + 1, f"{did} {_stroke_words(done, classes)} on slice {z} ({done['pixels']:,} px).", True, "info"
 
 
 def chosen_value(trigger: Any, clicks: list | None, eraser_clicks) -> Any:
@@ -127,6 +132,15 @@ def register(app) -> None:
                   State(ids.CLASSES_STORE, "data"), prevent_initial_call=True)
     def on_undo(_n, state, rev, classes):
         return undo_last(config, state, rev, classes)
+
+    @app.callback(Output(ids.LABELS_REV, "data", allow_duplicate=True),
+                  Output(ids.PAINT_ALERT, "children", allow_duplicate=True),
+                  Output(ids.PAINT_ALERT, "is_open", allow_duplicate=True),
+                  Output(ids.PAINT_ALERT, "color", allow_duplicate=True),
+                  Input(ids.REDO, "n_clicks"), State(ids.VIEW_STATE, "data"), State(ids.LABELS_REV, "data"),
+                  State(ids.CLASSES_STORE, "data"), prevent_initial_call=True)
+    def on_redo(_n, state, rev, classes):
+        return undo_last(config, state, rev, classes, redo=True)
 
     @app.callback(Output(ids.COUNTS, "children"), Input(ids.LABELS_REV, "data"), Input(ids.VOLUME_STORE, "data"),
                   Input(ids.CLASSES_STORE, "data"))

@@ -92,6 +92,7 @@ PAINT_VALUE = "paint-value-store"      # data: label value being painted (0 = er
 BRUSH = "paint-brush-width"
 PAINT_MODE = "paint-mode"              # radio: "stroke" (drawopenpath) | "fill" (drawclosedpath) | "pan"
 UNDO = "paint-undo-btn"
+REDO = "paint-redo-btn"
 COUNTS = "paint-counts"
 PAINT_ALERT = "paint-alert"
 

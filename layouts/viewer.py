@@ -162,7 +162,9 @@ def build() -> Any:
         html.Div(dcc.Slider(id=ids.BRUSH, min=1, max=40, step=1, value=6, marks=None,
                             tooltip={"placement": "bottom"}, **KEEP), style={"width": "140px", "display": "inline-block",
                                                                      "verticalAlign": "middle"}),
-        dbc.Button("Undo", id=ids.UNDO, size="sm", color="secondary", className="ms-2 mb-1"),
+        dbc.Button("Undo", id=ids.UNDO, size="sm", color="secondary", className="ms-2 mb-1", title="Ctrl+Z"),
+        dbc.Button("Redo", id=ids.REDO, size="sm", color="secondary", outline=True, className="ms-1 mb-1",
+                   title="Ctrl+Shift+Z or Ctrl+Y"),
         dcc.Store(id=ids.PAINT_VALUE, data=2, storage_type="local"),   # the class in hand survives a reload
         dcc.Store(id=ids.PREFETCH),
     ], className="mb-1")

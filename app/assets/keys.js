@@ -22,7 +22,9 @@ function activesegBrush(delta) {
 document.addEventListener("keydown", function (ev) {
     if (activesegTyping(ev.target) || ev.altKey) { return; }
     if (ev.ctrlKey || ev.metaKey) {
-        if (ev.key.toLowerCase() === "z" && !ev.shiftKey) { activesegClick("paint-undo-btn", ev); }
+        const key = ev.key.toLowerCase();
+        if (key === "z" && !ev.shiftKey) { activesegClick("paint-undo-btn", ev); }
+        if ((key === "z" && ev.shiftKey) || key === "y") { activesegClick("paint-redo-btn", ev); }
         return;
     }
     const id = {ArrowLeft: "viewer-slice-prev", j: "viewer-slice-prev",

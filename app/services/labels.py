@@ -102,6 +102,13 @@ def undo(config: Config, vid: int, z: int | None = None) -> dict | None:
     return projects.label_store(config, vid).undo(z)
 
 
+def redo(config: Config, vid: int, z: int | None = None) -> dict | None:
+    """Paint again the newest stroke undone on slice ``z`` (None when there is none, or a stroke
+    painted there since ended its redo): ``{id, z, value, pixels}``."""
+    projects.require_edit(config, vid)
+    return projects.label_store(config, vid).redo(z)
+
+
 def counts(config: Config, vid: int) -> list[dict]:
     """Labeled pixels per class: [{value, name, color, pixels}]."""
     store = projects.label_store(config, vid)
@@ -120,9 +127,9 @@ def events(config: Config, vid: int) -> list[dict[str, Any]]:
             kind = e.get("kind") or ("erase" if int(e["value"]) == 0 else "stroke")
             out.append({"id": i, "kind": kind, "z": e["z"], "value": e["value"], "n_pixels": e["n_pixels"],
                         "stroke_id": e["id"], "bbox": e.get("bbox"), "created": _iso(e.get("time"))})
-        elif e.get("event") == "undo":
+        elif e.get("event") in ("undo", "redo"):
             undone = painted.get(int(e["id"]), {})
-            out.append({"id": i, "kind": "undo", "z": undone.get("z"), "value": undone.get("value"), "n_pixels": 0,
+            out.append({"id": i, "kind": e["event"], "z": undone.get("z"), "value": undone.get("value"), "n_pixels": 0,
                         "stroke_id": e["id"], "bbox": undone.get("bbox"), "created": _iso(e.get("time"))})
     return out
 

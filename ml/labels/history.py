@@ -38,15 +38,12 @@ def undo_where(data: bytes) -> tuple[int, int, int]:
 
 
 def merge_log(lines: list[dict]) -> list[dict]:
-    """One dict per painted stroke, by id, with ``undone``; duplicate lines (a replayed
-    journal may append twice) are harmless."""
+    """One dict per painted stroke, by id, with ``undone`` (as of its last undo / redo); duplicate
+    lines (a replayed journal may append twice) are harmless."""
     strokes: dict[int, dict] = {}
-    undone = set()
     for e in lines:
         if e.get("event") == "paint":
             strokes.setdefault(e["id"], {**{k: v for k, v in e.items() if k != "event"}, "undone": False})
-        elif e.get("event") == "undo":
-            undone.add(e["id"])
-    for sid in undone & strokes.keys():
-        strokes[sid]["undone"] = True
+        elif e.get("event") in ("undo", "redo") and e["id"] in strokes:
+            strokes[e["id"]]["undone"] = e["event"] == "undo"
     return [strokes[k] for k in sorted(strokes)]

@@ -141,9 +141,19 @@ class LabelStore:
         txn.commit(self.path, self.durable)
 
     def _drop_undo(self, txn: jr.Transaction, meta: dict) -> None:
-        for sid in meta["undo"]:
+        for sid in meta["undo"] + [sid for sid, _ in meta.get("redo", [])]:
             txn.delete(history_relpath(sid))
-        meta["undo"] = []
+        meta["undo"], meta["redo"] = [], []
+
+    def _drop_redo(self, txn: jr.Transaction, meta: dict, z: int) -> None:
+        """A new stroke on slice ``z`` ends the redo of strokes undone there (they could overwrite it)."""
+        keep = []
+        for sid, rz in meta.get("redo", []):
+            if int(rz) == int(z):
+                txn.delete(history_relpath(sid))
+            else:
+                keep.append([sid, rz])
+        meta["redo"] = keep
 
     # -- writing ---------------------------------------------------------------------
     def paint(self, z: int, mask: Any, value: int, y0: int = 0, x0: int = 0, kind: str | None = None) -> int:
@@ -165,6 +175,7 @@ class LabelStore:
             if not 0 <= value <= len(meta["classes"]):
                 raise ValueError(f"value must be 0 (erase) or 1..{len(meta['classes'])}, got {value}")
             txn = jr.Transaction()
+            self._drop_redo(txn, meta, z)
             new = np.broadcast_to(np.uint8(value), mask.shape)
             old = write_box(self.path, txn, meta, z, y0, x0, new, mask)
             sid = int(meta["next_id"])
@@ -211,8 +222,30 @@ class LabelStore:
             restore[mask] = old_vals
             txn = jr.Transaction()
             write_box(self.path, txn, meta, z, y0, x0, restore, mask)
-            txn.delete(history_relpath(sid))
+            meta.setdefault("redo", []).append([sid, int(z)])      # its record stays: redo re-applies it
+            while len(meta["redo"]) > meta["max_undo"]:
+                txn.delete(history_relpath(meta["redo"].pop(0)[0]))
             txn.log.append({"event": "undo", "id": sid, "time": time.time()})
+            self._commit(txn, meta)
+        return {"id": int(sid), "z": int(z), "value": value, "pixels": pixels}
+
+    def redo(self, z: int | None = None) -> dict | None:
+        """Paint again the most recently undone stroke (the newest undone on slice ``z`` when given),
+        unless a stroke painted on its slice since then ended its redo. ``{id, z, value, pixels}`` or None."""
+        with self._writing():
+            meta = self._meta()
+            redo = meta.get("redo", [])
+            pick = next((i for i in range(len(redo) - 1, -1, -1) if z is None or int(redo[i][1]) == int(z)), None)
+            if pick is None:
+                return None
+            sid, _ = redo.pop(pick)
+            data = (self.path / history_relpath(sid)).read_bytes()
+            z, y0, x0, mask, _old = decode_undo(data)
+            _, value, pixels = undo_where(data)
+            txn = jr.Transaction()
+            write_box(self.path, txn, meta, z, y0, x0, np.broadcast_to(np.uint8(value), mask.shape), mask)
+            meta["undo"].append(sid)                              # the same record undoes it again
+            txn.log.append({"event": "redo", "id": sid, "time": time.time()})
             self._commit(txn, meta)
         return {"id": int(sid), "z": int(z), "value": value, "pixels": pixels}
 

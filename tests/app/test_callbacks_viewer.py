@@ -144,6 +144,19 @@ def test_undo_reverts_the_newest_stroke_on_the_slice_in_view_and_says_what(confi
     assert painting.undo_last(config, other, 5, classes)[0] == 6
 
 
+def test_redo_paints_the_undone_stroke_of_the_slice_in_view_again(config, volume, state):
+    classes = projects.get_classes(config, volume["id"])
+    painting.paint_from_relayout(config, stroke("M1,1L9,1"), state, 2, 1, 0)
+    painting.undo_last(config, state, 1, classes)
+    store = projects.label_store(config, volume["id"])
+    assert store.read_slice(state["index"])[1].max() == 0
+    rev, msg, _, colour = painting.undo_last(config, state, 2, classes, redo=True)
+    assert rev == 3 and store.read_slice(state["index"])[1, 1:10].all() and colour == "info"
+    assert msg == f"Painted again a {classes[1]['name']} stroke on slice {state['index']} (9 px)."
+    assert painting.undo_last(config, state, 3, classes, redo=True)[1].startswith("Nothing to redo")
+    assert [e["kind"] for e in labels.events(config, volume["id"])] == ["stroke", "undo", "redo"]
+
+
 def test_zoom_events_do_nothing_and_other_planes_refuse(config, volume, state):
     assert painting.paint_from_relayout(config, {"xaxis.range[0]": 3}, state, 2, 1, 0)[:2] == (no_update, no_update)
     side = dict(state, plane="xz")

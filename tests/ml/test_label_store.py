@@ -336,3 +336,23 @@ def test_the_log_is_the_one_record_of_strokes_and_its_revision_only_grows(tmp_pa
     assert reopened.revision() == 3
     reopened.paint(1, mask, 2)
     assert reopened.revision() == 4
+
+
+def test_redo_paints_an_undone_stroke_again_until_its_slice_is_painted(tmp_path):
+    store = LabelStore.create(tmp_path / "r", (2, 32, 32))
+    a, b = np.zeros((32, 32), bool), np.zeros((32, 32), bool)
+    a[2:4, 2:10] = True
+    b[20:22, 2:10] = True
+    sid = store.paint(0, a, 2)
+    store.paint(1, b, 1)
+    assert store.undo(0)["id"] == sid and store.counts()[2] == 0
+    assert store.redo(1) is None                                   # nothing undone on slice 1
+    assert store.redo(0) == {"id": sid, "z": 0, "value": 2, "pixels": 16} and store.counts()[2] == 16
+    assert store.redo(0) is None
+    assert store.undo(0)["id"] == sid                               # the same record undoes it again
+    store.paint(1, b, 2)                                           # a stroke elsewhere keeps slice 0's redo
+    store.paint(0, b, 1)                                           # a stroke on slice 0 ends it
+    assert store.redo(0) is None and store.counts()[2] == 16          # slice 1's b, now class 2
+    log = store.stroke_log()
+    assert [(s["id"], s["undone"]) for s in log][:1] == [(sid, True)]
+    assert [e["event"] for e in store.events()].count("redo") == 1 and store.revision() == len(store.events())
