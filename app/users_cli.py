@@ -54,7 +54,7 @@ def read_password(from_stdin: bool) -> str:
 
 def run(args: argparse.Namespace, config: Config) -> str:
     """Do the command; returns the line to print."""
-    from app.services import users
+    from app.services import sharing, users
 
     if args.command == "add":
         users.add_user(config, args.name, read_password(args.password_stdin))
@@ -66,13 +66,13 @@ def run(args: argparse.Namespace, config: Config) -> str:
         users.remove_user(config, args.name, args.give_to)
         return f"removed user {args.name}" + (f"; their projects now belong to {args.give_to}" if args.give_to else "")
     if args.command == "share":
-        users.share_project(config, args.project, args.name, edit=args.edit)
+        sharing.share(config, args.project, args.name, edit=args.edit)
         return f"{args.project!r} shared with {args.name} ({'read and edit' if args.edit else 'read only'})"
     if args.command == "unshare":
-        users.unshare_project(config, args.project, args.name)
+        sharing.unshare(config, args.project, args.name)
         return f"{args.project!r} no longer shared with {args.name}"
     if args.command == "give":
-        users.give_project(config, args.project, args.name)
+        sharing.give(config, args.project, args.name)
         return f"{args.project!r} now belongs to {args.name}"
     if args.command == "token":
         token = users.new_token(config, args.name)
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace, config: Config) -> str:
     if not rows:
         return "no users yet: python -m app users add NAME"
     return "\n".join(f"{r['name']}\tsince {r['created']}\t{'API token' if r['api_token'] else 'no token'}\t"
-                     f"owns: {', '.join(users.owned_projects(config, r['name'])) or '-'}" for r in rows)
+                     f"owns: {', '.join(sharing.owned_projects(config, r['name'])) or '-'}" for r in rows)
 
 
 def main(argv) -> None:

@@ -7,7 +7,7 @@ from dash import ALL, Input, Output, State, ctx, no_update
 
 from app.config import Config
 from app.errors import user_message
-from app.services import pretraining, projects
+from app.services import pretraining, projects, sharing
 from app.services.pretraining import PretrainState
 from layouts import data as view
 from layouts import ids
@@ -35,6 +35,27 @@ def projects_view(config: Config, trigger: Any, name: str | None, stored: int | 
     if selected not in known:
         selected = rows[0]["id"] if rows else None
     return [{"label": p["name"], "value": p["id"]} for p in rows], selected, *alert, name_out
+
+
+def sharing_view(config: Config, trigger: Any, project_id: int | None, name: str | None, edit: bool):
+    """-> (box hidden, who-sees-it text, alert text, alert open, alert colour); single-user mode: hidden."""
+    if not config.auth_enabled or project_id is None:
+        return True, "", *NO_ALERT, "danger"
+    alert, colour = NO_ALERT, "danger"
+    try:
+        if trigger == ids.SHARE_ADD:
+            sharing.share(config, int(project_id), name or "", edit=bool(edit))
+            alert, colour = (f"Shared with {name} ({'may edit' if edit else 'read only'}).", True), "success"
+        elif trigger == ids.SHARE_REMOVE:
+            sharing.unshare(config, int(project_id), name or "")
+            alert, colour = (f"No longer shared with {name}.", True), "success"
+    except Exception as e:  # noqa: BLE001 - shown to the user (not the owner, unknown user, ...)
+        alert = _alert(e)
+    try:
+        info = sharing.project_sharing(config, int(project_id))
+    except Exception as e:  # noqa: BLE001
+        return False, "", *_alert(e), "danger"
+    return False, view.sharing_text(info), *alert, colour
 
 
 def volumes_view(config: Config, trigger: Any, project_id: int | None, path: str | None, dataset: str | None,
@@ -156,6 +177,15 @@ def register(app) -> None:
     def on_projects(_path, _n, _submit, name, stored):
         trigger = ids.PROJECT_CREATE if ctx.triggered_id == ids.PROJECT_NAME else ctx.triggered_id
         return *projects_view(config, trigger, name, stored), roots_note(config)
+
+    @app.callback(
+        Output(ids.SHARE_BOX, "hidden"), Output(ids.SHARE_INFO, "children"),
+        Output(ids.SHARE_ALERT, "children"), Output(ids.SHARE_ALERT, "is_open"), Output(ids.SHARE_ALERT, "color"),
+        Input(ids.PROJECT_STORE, "data"), Input(ids.SHARE_ADD, "n_clicks"), Input(ids.SHARE_REMOVE, "n_clicks"),
+        State(ids.SHARE_NAME, "value"), State(ids.SHARE_EDIT, "value"),
+    )
+    def on_sharing(project_id, _add, _remove, name, edit):
+        return sharing_view(config, ctx.triggered_id, project_id, name, edit)
 
     @app.callback(Output(ids.PROJECT_STORE, "data"), Input(ids.PROJECT_SELECT, "value"),
                   prevent_initial_call=True)

@@ -43,6 +43,30 @@ def class_rows(classes: Sequence[dict]) -> Any:
     ], size="sm", className="mb-1") for i, c in enumerate(classes)]
 
 
+def sharing_box() -> Any:
+    """Shared mode: the project's owner and who else sees it; the owner shares it here (hidden otherwise)."""
+    return html.Div([
+        html.Div(id=ids.SHARE_INFO, className="small text-muted mt-1"),
+        dbc.InputGroup([dbc.Input(id=ids.SHARE_NAME, placeholder="user name"),
+                        dbc.InputGroupText(dbc.Switch(id=ids.SHARE_EDIT, label="may edit", value=False,
+                                                      className="mb-0")),
+                        dbc.Button("Share", id=ids.SHARE_ADD, color="secondary"),
+                        dbc.Button("Stop", id=ids.SHARE_REMOVE, color="secondary", outline=True,
+                                   title="stop sharing with this user")],
+                       size="sm", className="mt-1"),
+        _alert(ids.SHARE_ALERT),
+    ], id=ids.SHARE_BOX, hidden=True)
+
+
+def sharing_text(info: dict | None) -> str:
+    """"owner ann · shared with bob (read), carol (edit)" for the Data panel."""
+    if not info:
+        return ""
+    owner = f"owner {info['owner']}" if info.get("owner") else "no owner (made in single-user mode): every user sees it"
+    shares = ", ".join(f"{s['name']} ({'edit' if s['edit'] else 'read'})" for s in info.get("shares", []))
+    return f"{owner} · {'shared with ' + shares if shares else 'not shared'}"
+
+
 def build() -> Any:
     return dbc.Card([
         dbc.CardHeader("Data"),
@@ -53,6 +77,7 @@ def build() -> Any:
                             dbc.Button("Create", id=ids.PROJECT_CREATE, color="secondary")],
                            size="sm", className="mt-1"),
             _alert(ids.PROJECT_ALERT),
+            sharing_box(),
             html.Hr(className="my-2"),
             dbc.Label("Volume", html_for=ids.VOLUME_SELECT, className="small mb-0"),
             dcc.Dropdown(id=ids.VOLUME_SELECT, options=[], placeholder="select a volume", clearable=False),

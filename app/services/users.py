@@ -57,7 +57,7 @@ def _token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _find(s, name: str) -> User | None:
+def find_user(s, name: str) -> User | None:
     return s.scalars(select(User).where(User.name == name)).first()
 
 
@@ -65,7 +65,7 @@ def add_user(config: Config, name: str, password: str) -> Account:
     check_name(name)
     check_password(password)
     with session_scope(config) as s:
-        if _find(s, name):
+        if find_user(s, name):
             raise UserError(f"user {name!r} exists already (change the password with 'users passwd')")
         user = User(name=name, password_hash=generate_password_hash(password))
         s.add(user)
@@ -78,11 +78,11 @@ def remove_user(config: Config, name: str, give_to: str | None = None) -> None:
     from app.models import Project
 
     with session_scope(config) as s:
-        user = _find(s, name)
+        user = find_user(s, name)
         if user is None:
             raise NotFound(f"no user named {name!r}")
         owned = list(s.scalars(select(Project).where(Project.owner_id == user.id)))
-        heir = _find(s, give_to) if give_to else None
+        heir = find_user(s, give_to) if give_to else None
         if owned and heir is None:
             names = ", ".join(repr(p.name) for p in owned)
             raise UserError(f"{name} owns {names}: give them to another user with --give-to NAME"
@@ -95,7 +95,7 @@ def remove_user(config: Config, name: str, give_to: str | None = None) -> None:
 def set_password(config: Config, name: str, password: str) -> None:
     check_password(password)
     with session_scope(config) as s:
-        user = _find(s, name)
+        user = find_user(s, name)
         if user is None:
             raise NotFound(f"no user named {name!r}")
         user.password_hash = generate_password_hash(password)
@@ -111,7 +111,7 @@ def new_token(config: Config, name: str) -> str:
     """A fresh API token for ``name`` (replaces the old one); returned once, stored hashed."""
     token = secrets.token_urlsafe(32)
     with session_scope(config) as s:
-        user = _find(s, name)
+        user = find_user(s, name)
         if user is None:
             raise NotFound(f"no user named {name!r}")
         user.token_hash = _token_digest(token)
@@ -121,7 +121,7 @@ def new_token(config: Config, name: str) -> str:
 def verify_password(config: Config, name: str, password: str) -> Account | None:
     """The account when name and password match; None otherwise (same cost either way)."""
     with session_scope(config) as s:
-        user = _find(s, name or "")
+        user = find_user(s, name or "")
         stored = user.password_hash if user else _DUMMY_HASH
         ok = check_password_hash(stored, password or "")
         return Account(user.id, user.name) if user is not None and ok else None
@@ -148,60 +148,3 @@ def account(config: Config, user_id: str | int) -> Account | None:
     with session_scope(config) as s:
         user = s.get(User, uid)
         return Account(user.id, user.name) if user else None
-
-
-# --- sharing and ownership -------------------------------------------------------------------------
-def _project_named(s, name: str):
-    from app.models import Project
-
-    project = s.scalars(select(Project).where(Project.name == name)).first()
-    if project is None:
-        raise NotFound(f"no project named {name!r}")
-    return project
-
-
-def _user_named(s, name: str) -> User:
-    user = _find(s, name)
-    if user is None:
-        raise NotFound(f"no user named {name!r}")
-    return user
-
-
-def share_project(config: Config, project: str, name: str, edit: bool = False) -> None:
-    """Let ``name`` see ``project`` (and change it with ``edit``); sharing again updates the right."""
-    from app.models import ProjectShare
-
-    with session_scope(config) as s:
-        p, user = _project_named(s, project), _user_named(s, name)
-        if p.owner_id == user.id:
-            raise UserError(f"{name} owns {project!r} already")
-        share = s.scalars(select(ProjectShare).where(ProjectShare.project_id == p.id,
-                                                     ProjectShare.user_id == user.id)).first()
-        if share is None:
-            s.add(ProjectShare(project_id=p.id, user_id=user.id, can_edit=bool(edit)))
-        else:
-            share.can_edit = bool(edit)
-
-
-def unshare_project(config: Config, project: str, name: str) -> None:
-    from app.models import ProjectShare
-
-    with session_scope(config) as s:
-        p, user = _project_named(s, project), _user_named(s, name)
-        for share in s.scalars(select(ProjectShare).where(ProjectShare.project_id == p.id,
-                                                          ProjectShare.user_id == user.id)):
-            s.delete(share)
-
-
-def give_project(config: Config, project: str, name: str) -> None:
-    """Make ``name`` the owner of ``project`` (also claims a project made in single-user mode)."""
-    with session_scope(config) as s:
-        _project_named(s, project).owner_id = _user_named(s, name).id
-
-
-def owned_projects(config: Config, name: str) -> list[str]:
-    from app.models import Project
-
-    with session_scope(config) as s:
-        user = _user_named(s, name)
-        return list(s.scalars(select(Project.name).where(Project.owner_id == user.id).order_by(Project.name)))

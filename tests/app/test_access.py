@@ -12,7 +12,7 @@ import pytest
 from app import jobs
 from app.access import Forbidden, acting_as
 from app.errors import NotFound
-from app.services import labels, projects, training, users
+from app.services import labels, projects, sharing, training, users
 from tests.app.envs import add_model_version, sign_in
 
 SECRET = "0123456789abcdef-test-secret"
@@ -74,7 +74,7 @@ def users_share_as_bob(w) -> None:
 
 def test_a_read_only_share_shows_but_changes_nothing(world):
     w = world
-    users.share_project(w.config, "ann's mitochondria", "bob", edit=False)
+    sharing.share(w.config, "ann's mitochondria", "bob", edit=False)
     with acting_as(w.ann):
         before = _labeled(w)
     with acting_as(w.bob):
@@ -89,7 +89,7 @@ def test_a_read_only_share_shows_but_changes_nothing(world):
         with pytest.raises(Forbidden):
             projects.add_class(w.config, w.vid, "synapse")
         assert _labeled(w) == before
-    users.share_project(w.config, "ann's mitochondria", "bob", edit=True)
+    sharing.share(w.config, "ann's mitochondria", "bob", edit=True)
     with acting_as(w.bob):
         labels.apply_stroke(w.config, w.vid, 2, STROKE, 1, 3)
         with pytest.raises(Forbidden, match="owner"):
@@ -113,7 +113,7 @@ def test_new_projects_belong_to_their_maker_and_ownerless_ones_to_everybody(worl
     with acting_as(w.ann):
         assert mine not in [p["id"] for p in projects.list_projects(w.config)]
         assert [v["name"] for v in projects.list_volumes(w.config, w.demo)] == ["shared demo volume"]
-    assert users.owned_projects(w.config, "bob") == ["bob's synapses"]
+    assert sharing.owned_projects(w.config, "bob") == ["bob's synapses"]
 
 
 def test_removing_a_user_never_orphans_their_projects(world):
@@ -158,3 +158,20 @@ def test_a_dash_callback_naming_another_users_volume_is_refused_before_it_runs(w
     with acting_as(w.bob):
         mine = projects.add_volume_from_array(w.config, w.demo, "bob's", np.zeros((2, 32, 32), np.uint8))["id"]
     assert call(mine).status_code != 404, "a volume the user may see was refused"
+
+
+def test_the_owner_shares_from_the_data_panel_and_nobody_else_can(world, config):
+    from callbacks.data import sharing_view
+    from layouts import ids
+
+    w = world
+    with acting_as(w.ann):
+        hidden, text, alert, is_open, colour = sharing_view(w.config, ids.SHARE_ADD, w.pid, "bob", True)
+        assert not hidden and (alert, colour) == ("Shared with bob (may edit).", "success")
+        assert text == "owner ann · shared with bob (edit)"
+        assert sharing_view(w.config, ids.SHARE_ADD, w.pid, "nobody", False)[2] == "no user named 'nobody'"
+    with acting_as(w.bob):
+        _, text, alert, is_open, colour = sharing_view(w.config, ids.SHARE_REMOVE, w.pid, "bob", False)
+        assert is_open and colour == "danger" and "only the project's owner" in alert
+        assert text == "owner ann · shared with bob (edit)"                 # nothing changed
+    assert sharing_view(config, None, w.pid, None, False)[0] is True, "single-user mode shows sharing"

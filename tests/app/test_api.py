@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.services import users
+from app.services import sharing, users
 from tests.app.envs import paint_ground_truth, synthetic_env
 
 SECRET = "0123456789abcdef-test-secret"
@@ -119,7 +119,7 @@ def test_a_token_opens_only_the_callers_projects(env):
                        json={"z": 0, "path": "M1,1L9,1", "value": 1}).status_code == 404
     assert client.post(f"/api/volumes/{vol}/segment", headers=ann, json={}).status_code == 404
     assert client.post(f"/api/projects/{theirs}/train", headers=ann, json={}).status_code == 404
-    users.share_project(shared, "bob's", "ann", edit=False)
+    sharing.share(shared, "bob's", "ann", edit=False)
     assert client.get(f"/api/volumes/{vol}", headers=ann).status_code == 200
     refused = client.post(f"/api/volumes/{vol}/strokes", headers=ann, json={"z": 0, "path": "M1,1L9,1", "value": 1})
     assert refused.status_code == 403 and "read-only" in refused.get_json()["error"]

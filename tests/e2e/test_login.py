@@ -16,7 +16,8 @@ from selenium.webdriver.common.by import By
 from tests.e2e import flows, procs
 from tests.e2e.browser import Page
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300),
+              pytest.mark.filterwarnings("ignore:HTTPResponse.getheader:DeprecationWarning")]
 SECRET = "e2e-secret-0123456789abcdef"
 PASSWORD = "mitochondria-42"
 
@@ -68,6 +69,7 @@ def test_a_user_added_by_the_cli_signs_in_and_out(workspace, processes, tmp_path
     _sign_in(page, "ann", PASSWORD)
     flows.open_page(page)
     assert "signed in as ann" in page.text("page-account")
+    page.wait(lambda: "no owner" in page.text("share-info"), 20, "the Data panel to say who sees the demo project")
 
     page.d.find_element(By.ID, "page-sign-out").click()
     page.wait(lambda: _form_shown(page), 30, "the sign-in form after signing out")
