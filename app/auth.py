@@ -106,16 +106,23 @@ def _deny() -> Response:
                     status=401, mimetype="application/json")
 
 
-def _selected_ids(payload: dict) -> list[tuple[str, object]]:
-    """(component id, value) of the project / volume pickers among a Dash callback's inputs and state."""
+def _named_ids(payload: dict) -> list[tuple[str, int]]:
+    """("project" | "volume", id) named by a Dash callback's inputs and state: the pickers, and the
+    stores that carry their choice to every panel (project id, volume info, view state)."""
     from layouts import ids
 
+    where = {ids.PROJECT_SELECT: ("project", None), ids.PROJECT_STORE: ("project", None),
+             ids.VOLUME_SELECT: ("volume", None), ids.VOLUME_STORE: ("volume", "id"), ids.VIEW_STATE: ("volume", "vid")}
     found = []
     for item in [*(payload.get("inputs") or []), *(payload.get("state") or [])]:
         for entry in item if isinstance(item, list) else [item]:
-            if isinstance(entry, dict) and entry.get("id") in (ids.PROJECT_SELECT, ids.VOLUME_SELECT) \
-                    and entry.get("value") is not None:
-                found.append((entry["id"], entry["value"]))
+            if not isinstance(entry, dict) or entry.get("id") not in where:
+                continue
+            kind, key = where[entry["id"]]
+            value = entry.get("value")
+            value = value.get(key) if key and isinstance(value, dict) else (None if key else value)
+            if value is not None:
+                found.append((kind, int(value)))
     return found
 
 
@@ -127,14 +134,13 @@ def _check_selected_ids(config) -> Response | None:
     """
     from app.errors import NotFound
     from app.services import projects
-    from layouts import ids
 
     try:
         payload = request.get_json(silent=True) or {}
-        for cid, value in _selected_ids(payload):
-            if cid == ids.VOLUME_SELECT:
-                projects.volume_info(config, int(value))
-            elif not any(p["id"] == int(value) for p in projects.list_projects(config)):
+        for kind, value in _named_ids(payload):
+            if kind == "volume":
+                projects.volume_info(config, value)
+            elif not any(p["id"] == value for p in projects.list_projects(config)):
                 raise NotFound(f"Project {value} does not exist (any more).")
     except (NotFound, TypeError, ValueError) as exc:
         log.warning("user %r named a project or volume out of reach: %s", current_user.name, exc)

@@ -155,6 +155,12 @@ def test_a_dash_callback_naming_another_users_volume_is_refused_before_it_runs(w
         return client.post("/_dash-update-component", json=body)
 
     assert call(w.vid).status_code == 404
+    for cid, value in ((ids.PROJECT_STORE, w.pid), (ids.VOLUME_STORE, {"id": w.vid, "shape": [4, 48, 64]}),
+                       (ids.VIEW_STATE, {"vid": w.vid, "plane": "xy", "index": 1})):
+        body = {"output": "x.children", "outputs": {"id": "x", "property": "children"},
+                "inputs": [{"id": "jobs-poll", "property": "n_intervals", "value": 1}],
+                "state": [{"id": cid, "property": "data", "value": value}], "changedPropIds": []}
+        assert client.post("/_dash-update-component", json=body).status_code == 404, cid
     with acting_as(w.bob):
         mine = projects.add_volume_from_array(w.config, w.demo, "bob's", np.zeros((2, 32, 32), np.uint8))["id"]
     assert call(mine).status_code != 404, "a volume the user may see was refused"
