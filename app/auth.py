@@ -100,6 +100,9 @@ def _wants_page() -> bool:
 
 
 def _deny() -> Response:
+    token = request.headers.get("Authorization", "").startswith("Bearer ")
+    log.info("refused %s %s from %s: %s", request.method, request.path, request.remote_addr,
+             "unknown or revoked API token" if token else "not signed in (or the session expired)")
     if _wants_page():
         return redirect(f"/login?next={request.full_path.rstrip('?')}")
     return Response('{"error": "login required: sign in on /login or send Authorization: Bearer <token>"}',

@@ -123,7 +123,10 @@ def test_the_login_is_no_open_redirect(server):
         client.get("/logout")
 
 
-def test_api_tokens_work_until_the_user_is_removed(shared, server):
+def test_api_tokens_work_until_the_user_is_removed(shared, server, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="app.auth")
     client = server.test_client()
     token = users.new_token(shared, "ann")
     assert client.get("/_dash-layout", headers={"Authorization": f"Bearer {token}"}).status_code == 200
@@ -132,6 +135,7 @@ def test_api_tokens_work_until_the_user_is_removed(shared, server):
     users.remove_user(shared, "ann")
     assert client.get("/_dash-layout", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     assert client.get("/_dash-layout").status_code == 401, "the session of a removed user still worked"
+    assert "unknown or revoked API token" in caplog.text and "not signed in" in caplog.text
 
 
 def test_an_expired_session_is_sent_back_to_the_login(shared, volume):
