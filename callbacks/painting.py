@@ -128,19 +128,10 @@ def register(app) -> None:
                   Output(ids.PAINT_ALERT, "children", allow_duplicate=True),
                   Output(ids.PAINT_ALERT, "is_open", allow_duplicate=True),
                   Output(ids.PAINT_ALERT, "color", allow_duplicate=True),
-                  Input(ids.UNDO, "n_clicks"), State(ids.VIEW_STATE, "data"), State(ids.LABELS_REV, "data"),
-                  State(ids.CLASSES_STORE, "data"), prevent_initial_call=True)
-    def on_undo(_n, state, rev, classes):
-        return undo_last(config, state, rev, classes)
-
-    @app.callback(Output(ids.LABELS_REV, "data", allow_duplicate=True),
-                  Output(ids.PAINT_ALERT, "children", allow_duplicate=True),
-                  Output(ids.PAINT_ALERT, "is_open", allow_duplicate=True),
-                  Output(ids.PAINT_ALERT, "color", allow_duplicate=True),
-                  Input(ids.REDO, "n_clicks"), State(ids.VIEW_STATE, "data"), State(ids.LABELS_REV, "data"),
-                  State(ids.CLASSES_STORE, "data"), prevent_initial_call=True)
-    def on_redo(_n, state, rev, classes):
-        return undo_last(config, state, rev, classes, redo=True)
+                  Input(ids.UNDO, "n_clicks"), Input(ids.REDO, "n_clicks"), State(ids.VIEW_STATE, "data"),
+                  State(ids.LABELS_REV, "data"), State(ids.CLASSES_STORE, "data"), prevent_initial_call=True)
+    def on_undo_or_redo(_undo, _redo, state, rev, classes):
+        return undo_last(config, state, rev, classes, redo=ctx.triggered_id == ids.REDO)
 
     @app.callback(Output(ids.COUNTS, "children"), Input(ids.LABELS_REV, "data"), Input(ids.VOLUME_STORE, "data"),
                   Input(ids.CLASSES_STORE, "data"))
