@@ -8,6 +8,7 @@ records its effort (first/last stroke time, stroke count; ``app.services.effort`
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 from typing import Any
 
 from app.config import Config
@@ -135,8 +136,6 @@ def events(config: Config, vid: int) -> list[dict[str, Any]]:
 
 
 def _iso(t: float | None) -> str:
-    from datetime import datetime, timezone
-
     return datetime.fromtimestamp(float(t or 0.0), timezone.utc).replace(tzinfo=None).isoformat()
 
 
