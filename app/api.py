@@ -106,8 +106,7 @@ def register_api(server: Flask, config: Config) -> SpecTree:
     @spec.validate(json=m.TrainIn, resp=Resp(HTTP_202=m.Job, **ERRORS), tags=["jobs"])
     def train(pid: int, json: m.TrainIn):
         """Start training a model version on all labels of the project."""
-        if not any(p["id"] == pid for p in projects.list_projects(config)):
-            raise NotFound(f"Project {pid} does not exist (any more).")
+        projects.project_info(config, pid)
         job_id = background.launch(config, "train", pid, json.model_dump())
         return m.Job(**jobs.get_job(config, job_id)), 202
 

@@ -143,8 +143,8 @@ def _check_selected_ids(config) -> Response | None:
         for kind, value in _named_ids(payload):
             if kind == "volume":
                 projects.volume_info(config, value)
-            elif not any(p["id"] == value for p in projects.list_projects(config)):
-                raise NotFound(f"Project {value} does not exist (any more).")
+            else:
+                projects.project_info(config, value)
     except (NotFound, TypeError, ValueError) as exc:
         log.warning("user %r named a project or volume out of reach: %s", current_user.name, exc)
         return Response('{"error": "no such project or volume"}', status=404, mimetype="application/json")

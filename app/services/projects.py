@@ -55,6 +55,15 @@ def find_project(config: Config, name: str) -> dict | None:
         return {"id": p.id, "name": p.name} if p else None
 
 
+def project_info(config: Config, project_id: int) -> dict:
+    """``{id, name}`` of a project (in shared mode: one the user may see); NotFound otherwise."""
+    with session_scope(config) as s:
+        p = s.get(Project, int(project_id))
+        if p is None:
+            raise NotFound(f"Project {project_id} does not exist (any more).")
+        return {"id": p.id, "name": p.name}
+
+
 def _require_project(s, project_id: int | None) -> Project:
     p = s.get(Project, project_id) if project_id is not None else None
     if p is None:
