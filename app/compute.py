@@ -11,6 +11,7 @@ from typing import Callable, Iterator
 
 from app.config import Config
 from app.workspace import Workspace
+from ml.progress import check_cancel
 
 try:
     import fcntl
@@ -26,8 +27,6 @@ def compute_lock(config: Config, cancel: Callable[[], bool] | None = None, poll_
     if fcntl is None:  # pragma: no cover
         yield
         return
-    from ml.progress import check_cancel
-
     path = Workspace(config.workspace).ensure().lock_path
     with open(path, "a+") as fh:
         while True:

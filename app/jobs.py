@@ -38,6 +38,7 @@ from app.db import session_scope
 from app.errors import user_message
 from app.models import FINISHED_STATES, JOB_KINDS, Job, JobState, dumps, loads, utcnow
 from app.workspace import Workspace
+from ml.progress import Cancelled
 
 ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 LIVE_KIND = "live"
@@ -372,8 +373,6 @@ def run_job(config: Config, kind: str, project_id: int | None, fn: Callable[...,
     is the panel's adapter to Dash's progress output. ``compute=True`` holds the compute lock.
     Pass ``job_id`` to run a row created earlier with ``create_job`` (e.g. to show it queued).
     """
-    from ml.progress import Cancelled
-
     if job_id is None:
         job_id = create_job(config, kind, project_id, params)
     progress = _Reporter(config, job_id, set_progress)

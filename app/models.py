@@ -25,17 +25,15 @@ class JobState(str, Enum):
     CANCELLED = "cancelled"
 
 
-JOB_STATES = tuple(s.value for s in JobState)
 FINISHED_STATES = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+
+
 class SuggestionState(str, Enum):
     """A suggested patch's status (compares equal to the stored text)."""
 
     TODO = "todo"
     LABELED = "labeled"
     SKIPPED = "skipped"
-
-
-SUGGESTION_STATES = tuple(s.value for s in SuggestionState)
 
 
 def utcnow() -> datetime:

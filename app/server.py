@@ -46,6 +46,7 @@ def create_app(config: Config | None = None, preparing=None) -> dash.Dash:
     from app.api import register_api
     from app.auth import install_auth, signed_in_name
     from app.routes import register_routes
+    from app.services.active import strategy_options
     from callbacks import register_all
     from layouts.page import build_layout, preparing_layout
 
@@ -74,7 +75,7 @@ def create_app(config: Config | None = None, preparing=None) -> dash.Dash:
     def serve_layout():
         if preparing is not None and not preparing.ready:
             return preparing_layout()
-        return build_layout(user=signed_in_name())
+        return build_layout(strategy_options(), user=signed_in_name())
 
     app.layout = serve_layout
     register_all(app)

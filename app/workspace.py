@@ -89,7 +89,3 @@ class Workspace:
 
     def uploads_dir(self) -> Path:
         return self._dir("uploads")
-
-    def data_dir(self) -> Path:
-        """Default data root inside the workspace (drop files here to add them by path)."""
-        return self._dir("data")

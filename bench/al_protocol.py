@@ -9,11 +9,12 @@ a few held-out pool patches that no strategy may pick.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from ml.active import Patch, PatchScores, select
+from ml.active.strategies import MODEL_FREE
 from ml.io.normalize import normalize
 
 
@@ -25,7 +26,8 @@ class Protocol:
     patch: int = 128              # labeled patch side (px)
     pool_stride: int = 64         # grid stride of candidate patches in the pool half
     pool_size: int = 1000         # candidates scored per round (fresh seeded subset of the grid)
-    m: int = 20                   # initial random patches
+    m: int = 20                   # initial patches
+    initial: str = "random"       # how they are picked: random, or a model-free strategy on the new model's features
     k: int = 20                   # patches added per round
     rounds: int = 4
     max_overlap: float = 0.25     # candidates more than this fraction labeled are excluded
@@ -204,16 +206,31 @@ def random_picks(cands: list[Patch], n: int, seed: int, rnd: int) -> list[Patch]
     return [cands[i] for i in idx]
 
 
-def initial_patches(data: BenchData, grid: list[Patch], state: LabelState, proto: Protocol, seed: int) -> list[Patch]:
-    """The m random starting patches of a seed (shared by every strategy and the RF baseline)."""
-    return random_picks(candidates(grid, state, proto, seed, 0), proto.m, seed, 0)
+def initial_patches(data: BenchData, grid: list[Patch], state: LabelState, proto: Protocol, seed: int,
+                    embed: Callable[[list[Patch]], np.ndarray] | None = None) -> list[Patch]:
+    """The m starting patches of a seed (shared by every strategy and the RF baseline).
+
+    ``proto.initial`` other than random picks them as the app's first suggestions do, by a
+    model-free strategy on ``embed(candidates)``: the new model's (pre-trained) features.
+    """
+    cands = candidates(grid, state, proto, seed, 0)
+    if proto.initial == "random":
+        return random_picks(cands, proto.m, seed, 0)
+    if proto.initial not in MODEL_FREE or embed is None:
+        raise ValueError(f"initial={proto.initial!r} needs a model-free strategy ({', '.join(sorted(MODEL_FREE))}) "
+                         "and an embed function")
+    emb = np.asarray(embed(cands))
+    zero = np.zeros(len(cands))
+    idx, _ = select(proto.initial, PatchScores(zero, zero, zero, zero, emb), proto.m, seed=seed)
+    return [cands[i] for i in idx]
 
 
-def random_sequence(data: BenchData, proto: Protocol, seed: int) -> list[list[Patch]]:
+def random_sequence(data: BenchData, proto: Protocol, seed: int,
+                    embed: Callable[[list[Patch]], np.ndarray] | None = None) -> list[list[Patch]]:
     """Patches labeled at each budget by the random strategy (round 0 = initial), replayed without a model."""
     grid = pool_grid(data, proto)
     state = LabelState(data, validation_patches(data, grid, proto, seed), proto)
-    state.add(initial_patches(data, grid, state, proto, seed))
+    state.add(initial_patches(data, grid, state, proto, seed, embed))
     out = [list(state.patches)]
     for rnd in range(1, proto.rounds + 1):
         state.add(random_picks(candidates(grid, state, proto, seed, rnd), proto.k, seed, rnd))

@@ -76,6 +76,17 @@ def unet_scores(model: UNet2D, data: BenchData, proto: Protocol, device: torch.d
     return heldout_scores(predict, data)
 
 
+def _embedder(proto: Protocol, seed: int, device: torch.device):
+    """``embed(patches)``: the seed's new model's pooled bottleneck features (for ``proto.initial``)."""
+    if proto.initial == "random":
+        return None
+    data = _STATE["data"]
+    model = _new_model(proto, seed)
+    reader = volume_reader(data.image[:, :data.split_y], 0.0, 1.0)
+    return lambda patches: score_patches(model, reader, patches, mc_passes=0, batch_size=16,
+                                         device=device).embeddings
+
+
 def _init_path(seed: int) -> Path:
     return _STATE["workdir"] / f"initial_seed{seed}.pt"
 
@@ -87,7 +98,7 @@ def initial_task(seed: int) -> dict:
     grid = pool_grid(data, proto)
     val = validation_patches(data, grid, proto, seed)
     state = LabelState(data, val, proto)
-    patches = initial_patches(data, grid, state, proto, seed)
+    patches = initial_patches(data, grid, state, proto, seed, _embedder(proto, seed, device))
     model = _new_model(proto, seed)
     _fit(model, _regions(data, patches, proto), _regions(data, val, proto), proto.init_steps, proto.lr, seed,
          proto, device)
@@ -122,7 +133,7 @@ def strategy_task(seed: int, strategy: str, initial_iou: float) -> dict:
     val = validation_patches(data, grid, proto, seed)
     val_regions = _regions(data, val, proto)
     state = LabelState(data, val, proto)
-    state.add(initial_patches(data, grid, state, proto, seed))
+    state.add(initial_patches(data, grid, state, proto, seed, _embedder(proto, seed, device)))
     model = _new_model(proto, seed)
     model.load_state_dict(torch.load(_init_path(seed), weights_only=True))
     rows = [dict(strategy=strategy, seed=seed, round=0, n_labeled=len(state.patches), iou=initial_iou)]
@@ -192,9 +203,9 @@ def rf_task(seed: int) -> dict:
     """The RF baseline on the random strategy's patches at the protocol's RF budgets."""
     from .rf_baseline import RFBaseline
 
-    data, proto, _ = _ctx()
+    data, proto, device = _ctx()
     start = time.monotonic()
-    sequence = random_sequence(data, proto, seed)
+    sequence = random_sequence(data, proto, seed, _embedder(proto, seed, device))
     rf = RFBaseline(data, proto, seed)
     rows = []
     for rnd in proto.rf_rounds():

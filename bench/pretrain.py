@@ -41,17 +41,25 @@ def run_pretrain(raw: str, labels: str, unlabeled: str, variant: str, steps: int
     return time.monotonic() - t0
 
 
-def fine_tune(raw: str, labels: str, weights: str | None, patches: int, steps: int, seed: int,
-              train_overrides: dict | None = None) -> float:
+def dev_grid(shape: tuple) -> list:
+    """128 px candidate patches of the dev split's training rows (y < 384), stride 64."""
     from ml.active import candidate_pool
+
+    return candidate_pool(shape, size=128, stride=64, y_range=(0, DEV_Y[0]))
+
+
+def fine_tune(raw: str, labels: str, weights: str | None, patches: int, steps: int, seed: int,
+              train_overrides: dict | None = None, picks: list | None = None) -> float:
+    """Dev IoU of a model fine-tuned on ``picks`` (default: ``patches`` random grid patches)."""
     from ml.dataset import regions_from_patches
     from ml.infer import predict_image
     from ml.train import TrainConfig, train
 
     torch.set_num_threads(1)
     image, mask = _data(raw, labels)
-    grid = candidate_pool(image.shape, size=128, stride=64, y_range=(0, DEV_Y[0]))
-    picks = [grid[i] for i in np.random.default_rng(seed).choice(len(grid), patches, replace=False)]
+    if picks is None:
+        grid = dev_grid(image.shape)
+        picks = [grid[i] for i in np.random.default_rng(seed).choice(len(grid), patches, replace=False)]
     regions = regions_from_patches(image, mask, picks, offset=1, pad=16)
     torch.manual_seed(seed)
     model = UNet2D(base=8, depth=4)

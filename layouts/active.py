@@ -23,12 +23,8 @@ def default_strategy(options: Sequence[dict]) -> str | None:
     return next((o["value"] for o in options if o.get("default")), options[0]["value"] if options else None)
 
 
-def build(strategy_options: Sequence[dict] | None = None) -> Any:
-    """The panel; ``strategy_options`` are ``{"value", "label", "description"}`` dicts."""
-    if strategy_options is None:
-        from app.services.active import strategy_options as _opts
-
-        strategy_options = _opts()
+def build(strategy_options: Sequence[dict]) -> Any:
+    """The panel; ``strategy_options`` are ``{"value", "label", "description", "default"}`` dicts."""
     descriptions = {o["value"]: o.get("description", "") for o in strategy_options}
     return dbc.Card(
         [

@@ -6,40 +6,28 @@ one row, tables without sideways scrolling); between 992 and 1400 px the Data pa
 viewer share a row and the learning panels take the full width below; narrower, all stack.
 The viewer's header button hides the Data column and gives its width to the viewer.
 
-Each panel module exposes ``build()``; a panel whose module is not there yet (parallel
-development) is replaced by a placeholder so the page always renders.
+Each panel module exposes ``build()``; what a panel lists that comes from the server (the
+strategy names) is passed in, so layouts stay pure functions without service imports.
 """
 from __future__ import annotations
 
-import importlib
-import logging
-from typing import Any
+from typing import Any, Sequence
 
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from layouts import ids
-
-log = logging.getLogger(__name__)
-
-RIGHT_PANELS = (  # (module, tab label, slot id)
-    ("active", "Active learning", ids.SLOT_ACTIVE),
-    ("training", "Training", ids.SLOT_TRAINING),
-    ("results", "Results", ids.SLOT_RESULTS),
-    ("export", "Export", ids.SLOT_EXPORT),
-    ("effort", "Effort", ids.SLOT_EFFORT),
-)
+from layouts import active, data, effort, export, guide, ids, jobs, results, training, viewer
 
 
-def panel(module: str) -> Any:
-    """``layouts.<module>.build()``, or a placeholder when that module does not exist yet."""
-    try:
-        mod = importlib.import_module(f"layouts.{module}")
-    except ModuleNotFoundError as e:
-        if e.name != f"layouts.{module}":
-            raise
-        return dbc.Alert(f"The {module} panel is not available in this build.", color="light")
-    return mod.build()
+def right_panels(strategy_options: Sequence[dict]) -> list[tuple[str, str, str, Any]]:
+    """``(tab id, tab label, slot id, panel)`` of the learning panels, in tab order."""
+    return [
+        ("active", "Active learning", ids.SLOT_ACTIVE, active.build(strategy_options)),
+        ("training", "Training", ids.SLOT_TRAINING, training.build()),
+        ("results", "Results", ids.SLOT_RESULTS, results.build()),
+        ("export", "Export", ids.SLOT_EXPORT, export.build()),
+        ("effort", "Effort", ids.SLOT_EFFORT, effort.build()),
+    ]
 
 
 def stores() -> list:
@@ -90,10 +78,13 @@ def _account(user: str | None) -> Any:
                      className="text-light small ms-auto", id=ids.ACCOUNT)
 
 
-def build_layout(user: str | None = None) -> Any:
-    """The whole page (Dash calls it on every page load); ``user``: the signed-in name in shared mode."""
-    right = dbc.Tabs([dbc.Tab(html.Div(panel(m), id=slot, className="pt-2"), label=label, tab_id=m)
-                      for m, label, slot in RIGHT_PANELS], id=ids.RIGHT_TABS, active_tab="active")
+def build_layout(strategy_options: Sequence[dict], user: str | None = None) -> Any:
+    """The whole page (Dash calls it on every page load). ``strategy_options``: the AL
+    strategies offered (``app.services.active.strategy_options()``); ``user``: the signed-in
+    name in shared mode."""
+    right = dbc.Tabs([dbc.Tab(html.Div(body, id=slot, className="pt-2"), label=label, tab_id=tab)
+                      for tab, label, slot, body in right_panels(strategy_options)],
+                     id=ids.RIGHT_TABS, active_tab="active")
     return dbc.Container([
         *stores(),
         dbc.Navbar(dbc.Container([dbc.NavbarBrand("ActiveSeg"),
@@ -101,11 +92,11 @@ def build_layout(user: str | None = None) -> Any:
                                             className="text-light small"), _account(user)]),
                    color="dark", dark=True, className="mb-2"),
         dbc.Alert(id=ids.ALERT, is_open=False, dismissable=True, color="danger"),
-        panel("guide"),
+        guide.build(),
         dbc.Row([
-            dbc.Col(html.Div(panel("data"), id=ids.SLOT_DATA), id=ids.COL_DATA, **DATA_WIDTHS),
-            dbc.Col(html.Div(panel("viewer"), id=ids.SLOT_VIEWER), id=ids.COL_VIEWER, **VIEWER_WIDTHS),
+            dbc.Col(html.Div(data.build(), id=ids.SLOT_DATA), id=ids.COL_DATA, **DATA_WIDTHS),
+            dbc.Col(html.Div(viewer.build(), id=ids.SLOT_VIEWER), id=ids.COL_VIEWER, **VIEWER_WIDTHS),
             dbc.Col(right, id=ids.COL_RIGHT, **RIGHT_WIDTHS),
         ], className="g-2"),
-        dbc.Row(dbc.Col(html.Div(panel("jobs"), id=ids.SLOT_JOBS)), className="mt-2 mb-4"),
+        dbc.Row(dbc.Col(html.Div(jobs.build(), id=ids.SLOT_JOBS)), className="mt-2 mb-4"),
     ], fluid=True, id=ids.PAGE)

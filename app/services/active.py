@@ -4,8 +4,9 @@ A round is an ``ALRound`` row with ``k`` ranked ``Suggestion`` rows and a PNG th
 suggestion (served by the ``/thumbs/<id>.png`` route; :func:`thumbnail_png` also rebuilds a
 missing one). Patches that are already labeled (in the label store, or marked labeled in an
 earlier round) or that the user skipped never enter the pool. With no
-trained model yet, uncertainty means nothing, so the round falls back to k-means on an
-untrained network's features (representative patches) and says so.
+trained model yet, uncertainty means nothing, so the round falls back to a model-free
+strategy (``NO_MODEL_FALLBACK``) on the features of the volume's pre-trained body (or of an
+untrained network when pre-training has not run) and says so.
 """
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ from sqlalchemy.orm import Session
 from app.db import session_scope
 from app.errors import NotFound, UserError
 from app.models import ALRound, Suggestion, SuggestionState
-from app.services import exports, factory, projects, training
+from app.services import exports, factory, pretraining, projects, training
 from app.workspace import Workspace
-from ml.active.strategies import MODEL_FREE, NO_MODEL_FALLBACK
+from ml.active.pool import candidate_pool, labeled_fraction_excluder
+from ml.active.strategies import (DEFAULT_STRATEGY, MODEL_FREE, NEEDS_LABELED, NEEDS_MC, NO_MODEL_FALLBACK, STRATEGIES,
+                                  describe, select)
 from ml.io.normalize import to_uint8
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
@@ -32,20 +35,16 @@ MAX_CANDIDATES = 2000       # bounded scoring time on big volumes (seeded subsam
 MC_PASSES = 8               # MC-dropout passes for strategies that need BALD
 THUMB_PX = 96
 MAX_K = 64
-MAX_LABELED_FOR_CORESET = 256   # labeled patches whose features the coreset strategy keeps away from
+MAX_LABELED_REFERENCE = 256     # labeled patches whose features coreset and typiclust steer away from
 
 
 def strategy_options() -> list[dict]:
     """Dropdown options: every ``ml.active.strategies`` name with its one-line description."""
-    from ml.active.strategies import DEFAULT_STRATEGY, describe
-
     return [{"value": name, "label": name.replace("_", " "), "description": text, "default": name == DEFAULT_STRATEGY}
             for name, text in describe()]
 
 
 def _validate(strategy: str, k: int, patch_size: int, shape: tuple[int, int, int]) -> tuple[int, int]:
-    from ml.active.strategies import STRATEGIES
-
     if strategy not in STRATEGIES:
         raise UserError(f"Unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}.")
     try:
@@ -62,8 +61,6 @@ def _validate(strategy: str, k: int, patch_size: int, shape: tuple[int, int, int
 
 def _excluder(store: Any, done: set[tuple[int, int, int, int]]):
     """Exclude patches handled in earlier rounds and patches whose labeled fraction is above the pool's threshold."""
-    from ml.active.pool import labeled_fraction_excluder
-
     labeled = labeled_fraction_excluder(store) if store is not None else (lambda p: False)
     return lambda p: (p.z, p.y, p.x, p.size) in done or labeled(p)
 
@@ -106,9 +103,7 @@ def suggest_patches(
 
     Nothing is written until scoring finished, so a cancelled round leaves no trace.
     """
-    from ml.active.pool import candidate_pool
     from ml.active.scoring import score_patches, volume_reader
-    from ml.active.strategies import NEEDS_MC, select
 
     info = projects.volume_info(config, volume_id)
     project_id, lo, hi, shape = info["project_id"], float(info["lo"]), float(info["hi"]), tuple(info["shape"])
@@ -133,8 +128,8 @@ def suggest_patches(
     scores = score_patches(model, reader, pool, mc_passes=MC_PASSES if used in NEEDS_MC else 0, device=device,
                            progress=on_batch, cancel=cancel)
     labeled_emb = None
-    if used == "coreset":
-        labeled = exports.labeled_patches(config, volume_id, grid=patch_size)[:MAX_LABELED_FOR_CORESET]
+    if used in NEEDS_LABELED:
+        labeled = exports.labeled_patches(config, volume_id, grid=patch_size)[:MAX_LABELED_REFERENCE]
         if labeled:
             labeled_emb = score_patches(model, reader, labeled, mc_passes=0, device=device).embeddings
     check_cancel(cancel)
@@ -153,10 +148,13 @@ def _model_and_strategy(config: Any, project_id: int, volume_id: int, strategy: 
     if loaded is not None:
         return loaded[0], loaded[1], strategy, None
     model = factory.new_model(config, len(projects.get_classes(config, volume_id)))
+    origin = pretraining.init_new_model(config, project_id, model)
+    features = "an untrained network (pre-training has not finished)" if origin == factory.SCRATCH \
+        else f"the network {origin}"
     if strategy in MODEL_FREE:
-        return model, None, strategy, "No trained model yet: patch features come from an untrained network."
+        return model, None, strategy, f"No trained model yet: patch features come from {features}."
     note = (f"No trained model yet, and “{strategy}” needs one: these are representative patches instead "
-            "(k-means on an untrained network's features). Label them, train, then ask again.")
+            f"({NO_MODEL_FALLBACK} on the features of {features}). Label them, train, then ask again.")
     return model, None, NO_MODEL_FALLBACK, note
 
 
@@ -211,15 +209,6 @@ def latest_queue(config: Any, volume_id: int) -> list[dict]:
     with session_scope(config) as s:
         rid = latest_round_id(s, volume_id)
         return round_rows(s, rid) if rid is not None else []
-
-
-def round_info(session: Session, round_id: int) -> dict:
-    """Round header: strategy, k, patch size, model id, volume id, created."""
-    rnd = session.get(ALRound, round_id)
-    if rnd is None:
-        raise NotFound(f"AL round {round_id} does not exist.")
-    return dict(id=rnd.id, volume_id=rnd.volume_id, model_id=rnd.model_id, strategy=rnd.strategy, k=rnd.k,
-                patch_size=rnd.patch_size, created=rnd.created.isoformat(timespec="seconds"))
 
 
 def _suggestion(session: Session, suggestion_id: int) -> Suggestion:

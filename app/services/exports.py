@@ -23,6 +23,7 @@ from app.errors import UserError
 from app.models import ALRound, Suggestion, SuggestionState
 from app.services import effort, projects, segmentation, training
 from app.workspace import Workspace
+from ml.active.pool import Patch, labeled_grid_patches
 from ml.io.readers_axes import MappedView
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
@@ -103,9 +104,8 @@ def zip_folder(folder: Path, out: Path, arc_root: str) -> Path:
 
 
 def labeled_patches(config: Any, volume_id: int, grid: int = training.GRID) -> list:
-    """Labeled patches (export pairs, coreset reference): labeled AL suggestions, else grid tiles holding labels."""
-    from ml.active.pool import Patch, labeled_grid_patches
-
+    """Labeled patches (export pairs; what coreset and typiclust steer away from): labeled AL suggestions,
+    else grid tiles holding labels."""
     with session_scope(config) as s:
         rows = (s.query(Suggestion.z, Suggestion.y, Suggestion.x, Suggestion.size)
                 .join(ALRound, ALRound.id == Suggestion.round_id)

@@ -91,11 +91,6 @@ def apply_stroke(config: Config, vid: int, z: int, path: str, value: int, width:
     return {"stroke_id": sid, "n_pixels": n, "bbox": bbox, "suggestions": touched}
 
 
-def apply_relayout(config: Config, vid: int, z: int, relayout: dict | None, value: int, width: float) -> list[dict]:
-    """Paint every stroke of one relayout event; returns one record per stroke."""
-    return [apply_stroke(config, vid, z, p, value, width) for p in new_strokes(relayout)]
-
-
 def undo(config: Config, vid: int, z: int | None = None) -> dict | None:
     """Revert the newest stroke of this volume (on slice ``z`` when given): ``{id, z, value, pixels}``
     of what was undone, or None when nothing is left to undo there."""

@@ -84,18 +84,6 @@ def _swap_in(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def prediction_summary(config: Any, volume_id: int) -> dict | None:
-    """``{path, model_id, mc_passes, seconds}`` of the prediction shown, or None."""
-    found = predictions.current(config, volume_id)
-    if found is None:
-        return None
-    from ml.infer import open_prediction
-
-    attrs = dict(open_prediction(found.path).attrs)
-    return {"path": str(found.path), "model_id": found.model_id, "mc_passes": attrs.get("mc_passes", 0),
-            "seconds": attrs.get("seconds")}
-
-
 def _uncertainty_values(path: Path) -> list[float]:
     """Per-slice uncertainty of a prediction. Newer predictions carry it (``slice_entropy`` attr);
     older ones are read once slice by slice and the answer kept in a JSON sidecar next to them."""

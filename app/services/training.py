@@ -26,6 +26,7 @@ from app.services import factory, labels, projects
 from app.services.evaluation import (ground_truth_iou, quality, quality_text, split_for_validation,
                                      without_val_iou)
 from app.workspace import Workspace
+from ml.active.pool import labeled_grid_patches
 from ml.progress import CancelFn, Cancelled, ProgressFn, report
 
 GRID = 128                   # n_labeled_patches counts 128x128 grid tiles holding labels
@@ -69,8 +70,6 @@ def load_active_model(config: Any, project_id: int) -> tuple[Any, int] | None:
 # --- what the labels are ----------------------------------------------------------------------
 def labeled_patch_count(store: Any, grid: int = GRID) -> int:
     """Labeled patches of a store, as ``ml.active.pool.labeled_grid_patches`` draws them (the model table's count)."""
-    from ml.active.pool import labeled_grid_patches
-
     return len(labeled_grid_patches(store, grid))
 
 

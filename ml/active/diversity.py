@@ -113,3 +113,64 @@ def kmeans_representatives(
         picks.append(i)
         scores.append(float(mass[c] / mass.sum()))
     return picks, scores
+
+
+def typicality(emb: np.ndarray, neighbours: int = 20) -> np.ndarray:
+    """Inverse mean distance of each point to its ``neighbours`` nearest others (density)."""
+    n = emb.shape[0]
+    if n < 2:
+        return np.ones(n)
+    kk = min(int(neighbours), n - 1)
+    sq = (emb**2).sum(1)
+    d2 = np.maximum(sq[:, None] - 2.0 * emb @ emb.T + sq[None, :], 0.0)
+    np.fill_diagonal(d2, np.inf)
+    near = np.sqrt(np.partition(d2, kk - 1, axis=1)[:, :kk])
+    return 1.0 / (near.mean(1) + 1e-12)
+
+
+def typical_representatives(
+    emb: np.ndarray, k: int, seed: int = 0, labeled: np.ndarray | None = None, neighbours: int = 20,
+    n_init: int = 4,
+) -> tuple[list[int], list[float]]:
+    """TypiClust (Hacohen, Dekel & Weinshall 2022): a cold-start pick for tiny label budgets.
+
+    Cluster candidates and labeled patches together into ``k + len(labeled)`` groups; take
+    the largest groups that hold no labeled patch yet, and from each its most *typical*
+    member (densest neighbourhood inside the group), not an outlier nor a centroid that may
+    lie between modes. At a budget of a few dozen patches, typical patches teach more than
+    uncertain ones, which a model that has seen almost nothing cannot yet rank. Scores are
+    the picks' typicality.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    emb = _as_matrix(emb, "embeddings")
+    n = emb.shape[0]
+    k = min(int(k), n)
+    if k <= 0:
+        return [], []
+    lab = np.zeros((0, emb.shape[1])) if labeled is None or not len(labeled) else _as_matrix(labeled, "labeled_embeddings")
+    if lab.shape[1] != emb.shape[1]:
+        raise ValueError(f"labeled_embeddings have dimension {lab.shape[1]} but candidate embeddings have {emb.shape[1]}")
+    clusters = min(n, k + len(lab))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # fewer distinct points than clusters
+        km = KMeans(n_clusters=clusters, n_init=n_init, random_state=int(seed)).fit(np.vstack([emb, lab]))
+    groups, covered = km.labels_[:n], km.labels_[n:]
+    labeled_count = np.bincount(covered, minlength=clusters).astype(np.int64)
+    taken = np.zeros(n, dtype=bool)
+    picks: list[int] = []
+    scores: list[float] = []
+    while len(picks) < k:
+        free = np.bincount(groups[~taken], minlength=clusters)
+        # uncovered groups first, then the least covered; the largest first among those
+        cover = np.where(free > 0, labeled_count, np.iinfo(np.int64).max)
+        c = int(np.lexsort((-free, cover))[0])
+        members = np.flatnonzero((groups == c) & ~taken)
+        typ = typicality(emb[members], neighbours)
+        best = int(np.argmax(typ))
+        picks.append(int(members[best]))
+        scores.append(float(typ[best]))
+        taken[members[best]] = True
+        labeled_count[c] += 1
+    return picks, scores

@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from .diversity import k_center_greedy, kmeans_representatives
+from .diversity import k_center_greedy, kmeans_representatives, typical_representatives
 from .scores import PatchScores
 
 Selection = tuple[list[int], list[float]]
@@ -69,6 +69,11 @@ def kmeans_strategy(scores: PatchScores, k: int, seed: int = 0, labeled_embeddin
 def coreset_strategy(scores: PatchScores, k: int, seed: int = 0, labeled_embeddings=None) -> Selection:
     """Greedy k-center from the labeled set's embeddings; scores are distances to the covered set."""
     return k_center_greedy(scores.embeddings, k, labeled=labeled_embeddings)
+
+
+def typiclust_strategy(scores: PatchScores, k: int, seed: int = 0, labeled_embeddings=None) -> Selection:
+    """The most typical patch of each of the largest clusters not yet labeled (cold start)."""
+    return typical_representatives(scores.embeddings, k, seed=seed, labeled=labeled_embeddings)
 
 
 def diverse_uncertain(scores: PatchScores, k: int, uncertainty: np.ndarray, seed: int = 0, beta: int = BETA,
@@ -157,6 +162,7 @@ STRATEGIES: dict[str, StrategyFn] = {
     "bald": bald_strategy,
     "kmeans": kmeans_strategy,
     "coreset": coreset_strategy,
+    "typiclust": typiclust_strategy,
     "hybrid": hybrid_strategy,
     "entropy_diverse": entropy_diverse_strategy,
     "bald_diverse": bald_diverse_strategy,
@@ -174,8 +180,10 @@ DEFAULT_STRATEGY = "balanced"
 NEEDS_MC = frozenset({"bald", "bald_diverse"})
 #: Strategies that mean something without a trained model (no uncertainty needed: features or chance);
 #: the others fall back to ``NO_MODEL_FALLBACK`` until a model exists.
-MODEL_FREE = frozenset({"random", "kmeans", "coreset"})
+MODEL_FREE = frozenset({"random", "kmeans", "coreset", "typiclust"})
 NO_MODEL_FALLBACK = "kmeans"
+#: Strategies that steer away from what is labeled: they need the labeled patches' embeddings.
+NEEDS_LABELED = frozenset({"coreset", "typiclust"})
 
 _DESCRIPTIONS = {
     "random": "Random patches (baseline).",
@@ -185,6 +193,8 @@ _DESCRIPTIONS = {
     "bald": "Where MC-dropout samples disagree most (BALD mutual information).",
     "kmeans": "Representative: one patch per k-means cluster of image features.",
     "coreset": "Coverage: patches farthest (in feature space) from what is labeled.",
+    "typiclust": "Typical: the most typical patch of each large group of similar patches not yet labeled "
+                 "(for the first few dozen patches).",
     "hybrid": "Uncertain and diverse: uncertainty-weighted clustering of the most uncertain (BALD if available).",
     "entropy_diverse": "Uncertain and diverse, using entropy.",
     "bald_diverse": "Uncertain and diverse, using BALD (needs MC dropout).",

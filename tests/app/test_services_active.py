@@ -8,6 +8,7 @@ from app.db import session_scope
 from app.errors import UserError
 from app.models import ALRound, Suggestion
 from app.services import active, factory, projects
+from ml.active.strategies import NO_MODEL_FALLBACK
 from ml.progress import Cancelled
 from tests.app.envs import TINY, add_model_version, synthetic_env
 
@@ -38,9 +39,9 @@ def test_strategy_options_cover_every_strategy_with_descriptions():
     assert all(o["description"] for o in opts)
 
 
-def test_no_model_falls_back_to_kmeans_and_says_so(env):
+def test_no_model_falls_back_to_a_model_free_strategy_and_says_so(env):
     res = active.suggest_patches(env.config, env.vid, "entropy", k=3, patch_size=32)
-    assert res["strategy"] == "kmeans" and res["requested"] == "entropy"
+    assert res["strategy"] == NO_MODEL_FALLBACK and res["requested"] == "entropy"
     assert "No trained model" in res["note"]
     rows = _suggestions(env, res["round_id"])
     assert [r["rank"] for r in rows] == [1, 2, 3]

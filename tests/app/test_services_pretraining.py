@@ -14,6 +14,7 @@ from app.errors import UserError
 from app.services import factory, pretraining, projects, training
 from app.services.pretraining import PretrainState
 from app.workspace import Workspace
+from ml.active.strategies import NO_MODEL_FALLBACK
 from callbacks import data as cb_data
 from layouts import ids
 from tests.app.envs import TINY, make_env, paint_ground_truth, synthetic_env
@@ -236,6 +237,16 @@ def test_new_model_loads_the_pretrained_body(env):
     child = training.train_model(env.config, env.pid, parent_id=res["model_id"], lr=1e-12, steps=2)
     versions = {v["id"]: v["started_from"] for v in training.list_versions(env.config, env.pid)}
     assert versions == {res["model_id"]: "pretrained on syn (4 steps)", child["model_id"]: f"v{res['model_id']}"}
+
+
+def test_first_suggestions_use_the_pretrained_features(env):
+    from app.services import active
+
+    before = active.suggest_patches(env.config, env.vid, "balanced", k=3, patch_size=32)
+    assert "untrained network" in before["note"]
+    assert _run(env).ok
+    after = active.suggest_patches(env.config, env.vid, "balanced", k=3, patch_size=32)
+    assert after["strategy"] == NO_MODEL_FALLBACK and "pretrained on syn (4 steps)" in after["note"]
 
 
 def test_other_architecture_falls_back_to_scratch(env):

@@ -19,14 +19,15 @@ from ml.synthetic import make_em_volume
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_tiny_protocol_writes_all_outputs(tmp_path):
+@pytest.mark.parametrize("initial", ["random", "typiclust"])
+def test_tiny_protocol_writes_all_outputs(tmp_path, initial):
     raw, mask = make_em_volume((5, 128, 128), seed=2)
     tifffile.imwrite(tmp_path / "raw.tif", raw, photometric="minisblack")
     tifffile.imwrite(tmp_path / "mask.tif", mask * 255, photometric="minisblack")
     out = tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-m", "bench.al", "--raw", str(tmp_path / "raw.tif"), "--labels",
-                        str(tmp_path / "mask.tif"), "--out", str(out), "--tiny", "--device", "cpu"],
+                        str(tmp_path / "mask.tif"), "--out", str(out), "--tiny", "--device", "cpu", "--initial", initial],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = list(csv.DictReader((out / "curves.csv").open()))
@@ -44,6 +45,7 @@ def test_tiny_protocol_writes_all_outputs(tmp_path):
                 "paired_gain_at_mid", "paired_gain_final"):
         assert key in summary["strategies"]["bald"], key
     assert summary["pretrain"]["mode"] == "heldout" and summary["pretrain"]["steps"] == TINY.pretrain_steps
+    assert summary["protocol"]["initial"] == initial
     assert list((out / "work").glob("pretrained_heldout_*.pt"))   # every new model started from it
     assert summary["class_name"] == "mask.tif" and summary["initial_iou_sd"] is not None
     assert set(summary["targets"]) >= {"random_final", "initial_models"}
@@ -74,6 +76,27 @@ def test_random_replay_is_nested_in_pool_half_and_avoids_validation():
     state = LabelState(data, val, proto)
     for p in seq[-1]:
         assert p.y + p.size <= data.split_y and state.available(p)
+
+
+def test_initial_picks_by_features_are_the_strategys_and_shared_by_the_replay():
+    from ml.active import PatchScores, select
+
+    data, proto = _data(), with_overrides(TINY, rounds=2, m=4, initial="typiclust")
+    seen = []
+
+    def embed(patches):     # the brightness of each patch: typiclust then spreads over brightness groups
+        seen.append(list(patches))
+        return np.array([[data.image[p.z, p.y:p.y + p.size, p.x:p.x + p.size].mean()] for p in patches])
+
+    seq = random_sequence(data, proto, seed=1, embed=embed)
+    cands = seen[0]
+    zero = np.zeros(len(cands))
+    want, _ = select("typiclust", PatchScores(zero, zero, zero, zero, embed(cands)), 4, seed=1)
+    assert seq[0] == [cands[i] for i in want]
+    assert seq[0] != random_sequence(data, with_overrides(proto, initial="random"), seed=1)[0]
+    assert [len(s) for s in seq] == proto.budgets
+    with pytest.raises(ValueError, match="model-free"):
+        random_sequence(data, with_overrides(proto, initial="least_confidence"), seed=1, embed=embed)
 
 
 def _results(curves: dict[str, list[list[float]]]) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ml.active.diversity import typicality
 from ml.active.scores import PatchScores
 from ml.active.strategies import NEEDS_MC, STRATEGIES, describe, select
 
@@ -57,6 +58,31 @@ def test_kmeans_picks_one_per_well_separated_cluster():
         members = emb[cid == cid[i]]
         d = np.linalg.norm(members - members.mean(0), axis=1)
         assert np.linalg.norm(emb[i] - members.mean(0)) <= np.sort(d)[2] + 1e-9
+
+
+def test_typiclust_takes_the_densest_member_of_the_largest_uncovered_clusters():
+    centers = np.array([[0, 0], [50, 0], [0, 50], [50, 50]], float)
+    emb, cid = clusters(centers, per=12, spread=1.0, seed=4)
+    keep = np.ones(len(emb), bool)
+    keep[np.flatnonzero(cid == 2)[:4]] = False       # blob sizes 12, 12, 8, 4
+    keep[np.flatnonzero(cid == 3)[:8]] = False
+    emb, cid = np.vstack([emb[keep], [[50, 8]]]), np.append(cid[keep], 1)   # an outlier joins blob 1
+    labeled = emb[cid == 0][:1]                      # blob 0 is covered by a labeled patch
+    idx, sc = select("typiclust", make_scores(len(emb), emb=emb), 3, seed=0, labeled_embeddings=labeled)
+    assert list(cid[idx]) == [1, 2, 3]               # uncovered blobs, the largest first
+    assert len(emb) - 1 not in idx                   # never the outlier
+    for i, score in zip(idx, sc):                    # the densest member of its blob
+        members = np.flatnonzero(cid == cid[i])
+        assert members[int(np.argmax(typicality(emb[members])))] == i
+        assert score == pytest.approx(typicality(emb[members]).max())
+    with pytest.raises(ValueError, match="dimension"):
+        select("typiclust", make_scores(len(emb), emb=emb), 2, labeled_embeddings=np.zeros((1, 3)))
+
+
+def test_typiclust_picks_distinct_patches_beyond_the_clusters():
+    emb, _ = clusters(np.array([[0.0, 0.0], [30.0, 0.0]]), per=5, spread=1.0)
+    idx, sc = select("typiclust", make_scores(len(emb), emb=emb), 10, seed=1)
+    assert sorted(idx) == list(range(10)) and all(v > 0 for v in sc)
 
 
 def test_coreset_starts_farthest_from_labeled_set():
