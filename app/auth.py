@@ -119,8 +119,8 @@ def _named_ids(payload: dict) -> list[tuple[str, int]]:
     found = []
     for item in [*(payload.get("inputs") or []), *(payload.get("state") or [])]:
         for entry in item if isinstance(item, list) else [item]:
-            if not isinstance(entry, dict) or entry.get("id") not in where:
-                continue
+            if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or entry["id"] not in where:
+                continue             # pattern-matching ids (dicts) never name a project or volume
             kind, key = where[entry["id"]]
             value = entry.get("value")
             value = value.get(key) if key and isinstance(value, dict) else (None if key else value)

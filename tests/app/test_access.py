@@ -164,6 +164,11 @@ def test_a_dash_callback_naming_another_users_volume_is_refused_before_it_runs(w
     with acting_as(w.bob):
         mine = projects.add_volume_from_array(w.config, w.demo, "bob's", np.zeros((2, 32, 32), np.uint8))["id"]
     assert call(mine).status_code != 404, "a volume the user may see was refused"
+    # pattern-matching ids (the class editor's, the suggestion cards') are dicts: they name nothing
+    body = {"output": "x.children", "outputs": {"id": "x", "property": "children"},
+            "inputs": [[{"id": {"type": ids.CLASS_NAME_TYPE, "index": 3}, "property": "n_clicks", "value": 1}]],
+            "state": [{"id": ids.VOLUME_SELECT, "property": "value", "value": mine}], "changedPropIds": []}
+    assert client.post("/_dash-update-component", json=body).status_code != 404
 
 
 def test_the_owner_shares_from_the_data_panel_and_nobody_else_can(world, config):

@@ -346,10 +346,19 @@ def show_prediction(page: Page, steps: int = 10) -> None:
               "the prediction overlay image on the canvas", context=lambda: str(page.image_hrefs()))
 
 
-def fetch_overlay(base_url: str, href: str) -> np.ndarray:
-    """The overlay PNG the canvas shows at ``href``, as RGBA pixels."""
-    with urllib.request.urlopen(base_url + href, timeout=60) as resp:
+def fetch_overlay(base_url: str, href: str, cookies: dict | None = None) -> np.ndarray:
+    """The overlay PNG the canvas shows at ``href``, as RGBA pixels (``cookies``: a signed-in session's)."""
+    headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())} if cookies else {}
+    with urllib.request.urlopen(urllib.request.Request(base_url + href, headers=headers), timeout=60) as resp:
         return np.asarray(Image.open(io.BytesIO(resp.read())).convert("RGBA"))
+
+
+def sign_in(page: Page, name: str, password: str) -> None:
+    """Fill in and send the shared mode's sign-in form."""
+    page.el("login-name").clear()
+    page.el("login-name").send_keys(name)
+    page.el("login-password").send_keys(password)
+    page.el("login-submit").click()
 
 
 def shown_overlay(page: Page, base_url: str, kind: str, wait_s: float = 60) -> np.ndarray:

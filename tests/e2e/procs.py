@@ -170,6 +170,13 @@ def http_ok(url: str) -> bool:
 Register = Callable[[Proc], object]
 
 
+def users_cli(workspace: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    """``python -m app users ARGS`` on ``workspace`` (the admin's CLI)."""
+    return subprocess.run([PYTHON, "-m", "app", "users", "--workspace", str(workspace), *args],
+                          input=stdin, capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env=app_env(workspace))
+
+
 def start_dev_server(workspace: Path, log_dir: Path, register: Register, env_extra: dict | None = None,
                      timeout: float = 90, ready_path: str = "/") -> tuple[Proc, str]:
     """``python -m app`` on a free port; returns (process, base URL) once ``ready_path`` answers.

@@ -4,6 +4,7 @@ Paint both classes, switch Live on: the prediction overlay appears (a draft trai
 strokes). Paint mitochondria on an object nobody labeled yet: the overlay is refreshed and its
 pixels on that object change (fetched as PNGs, compared). Keep turns the draft into the active
 model version. The pen-up-to-overlay time is printed (bench/live.py measures it properly).
+The same runs in shared mode (APP_AUTH=1): signed in, behind the login and the callback guard.
 """
 from __future__ import annotations
 
@@ -19,13 +20,34 @@ from tests.e2e.browser import Page
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300),
               pytest.mark.filterwarnings("ignore:HTTPResponse.getheader:DeprecationWarning")]
 WAIT_S = flows.LIVE_WAIT_S
+USER, PASSWORD = "lena", "live-mode-password-1"
 
 
-def test_live_overlay_follows_a_stroke_and_keep_adds_a_version(workspace, processes, tmp_path, driver, screenshots):
-    server, url = procs.start_dev_server(workspace, tmp_path, processes.add, env_extra={"APP_PRETRAIN_AUTO": "0"})
+def _open(page: Page, url: str, shared: bool) -> dict | None:
+    """Open the app (signing in first in shared mode); the session's cookies for direct fetches."""
+    if not shared:
+        flows.open_page(page)
+        return None
+    page.d.get(url + "/")
+    page.wait(lambda: page.css("#login-form"), 30, "the sign-in form")
+    flows.sign_in(page, USER, PASSWORD)
+    flows.open_page(page)
+    return {c["name"]: c["value"] for c in page.d.get_cookies()}
+
+
+@pytest.mark.parametrize("mode", ["single-user", "shared"])
+def test_live_overlay_follows_a_stroke_and_keep_adds_a_version(workspace, processes, tmp_path, driver, screenshots,
+                                                                mode):
+    shared = mode == "shared"
+    env = {"APP_PRETRAIN_AUTO": "0"}
+    if shared:
+        added = procs.users_cli(workspace, "add", USER, "--password-stdin", stdin=PASSWORD + "\n")
+        assert added.returncode == 0, added.stderr
+        env.update(APP_AUTH="1", APP_SECRET_KEY="e2e-live-secret-0123456789")
+    server, url = procs.start_dev_server(workspace, tmp_path, processes.add, env_extra=env, ready_path="/healthz")
     _, gt = procs.demo_ground_truth(workspace)
     page = Page(driver, url, watch=(server,))
-    flows.open_page(page)
+    cookies = _open(page, url, shared)
     z = flows.current_slice(page)
     strokes = flows.fg_strokes(gt[z], n=3)
     assert len(strokes) == 3, "the demo slice needs three objects"
@@ -35,7 +57,7 @@ def test_live_overlay_follows_a_stroke_and_keep_adds_a_version(workspace, proces
     page.click_el(page.el("live-switch"))
     first = flows.wait_live_update(page, None)
     assert "Live draft: 1 update" in page.text("live-status"), page.text("live-status")
-    before = flows.fetch_overlay(url, first)
+    before = flows.fetch_overlay(url, first, cookies)
 
     lab, _ = ndimage.label(gt[z])
     x, y = strokes[2][1]
@@ -44,7 +66,7 @@ def test_live_overlay_follows_a_stroke_and_keep_adds_a_version(workspace, proces
     flows.paint_class(page, "mitochondria", [strokes[2]])
     second = flows.wait_live_update(page, flows.live_rev(first))
     print(f"\nlive: stroke to refreshed overlay {time.monotonic() - started:.1f} s (browser, this machine)")
-    after = flows.fetch_overlay(url, second)
+    after = flows.fetch_overlay(url, second, cookies)
     assert after.shape == before.shape == gt[z].shape + (4,)
     changed = np.abs(after[..., 3].astype(int) - before[..., 3].astype(int))[target]
     assert changed.mean() > 0, "the overlay of the newly painted object did not change"
@@ -55,7 +77,8 @@ def test_live_overlay_follows_a_stroke_and_keep_adds_a_version(workspace, proces
     assert under.mean() >= 0.9, "the draft does not predict mitochondria under the stroke just painted"
     page.wait(lambda: "2 updates" in page.text("live-status"), 30, "the status to count two updates",
               context=lambda: page.text("live-status"))
-    page.screenshot(screenshots / "live.png", "slot-viewer")
+    if not shared:
+        page.screenshot(screenshots / "live.png", "slot-viewer")
 
     page.click("live-keep-btn")
     page.wait(lambda: "Kept the draft as model v" in page.text("live-status"), WAIT_S, "the draft to be kept",

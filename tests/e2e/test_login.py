@@ -6,7 +6,6 @@ bar, and after signing out the page and Dash's endpoints are closed again.
 """
 from __future__ import annotations
 
-import subprocess
 import urllib.error
 import urllib.request
 
@@ -22,12 +21,6 @@ SECRET = "e2e-secret-0123456789abcdef"
 PASSWORD = "mitochondria-42"
 
 
-def _users(workspace, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([procs.PYTHON, "-m", "app", "users", "--workspace", str(workspace), *args],
-                          input=stdin, capture_output=True, text=True, timeout=120, cwd=procs.REPO,
-                          env=procs.app_env(workspace))
-
-
 def _status(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=10) as resp:
@@ -40,20 +33,13 @@ def _form_shown(page: Page) -> bool:
     return bool(page.css("#login-form"))
 
 
-def _sign_in(page: Page, name: str, password: str) -> None:
-    page.el("login-name").clear()
-    page.el("login-name").send_keys(name)
-    page.el("login-password").send_keys(password)
-    page.el("login-submit").click()
-
-
 def test_a_user_added_by_the_cli_signs_in_and_out(workspace, processes, tmp_path, driver):
-    short = _users(workspace, "add", "ann", "--password-stdin", stdin="short\n")
+    short = procs.users_cli(workspace, "add", "ann", "--password-stdin", stdin="short\n")
     assert short.returncode == 1 and "at least 8 characters" in short.stderr and "Traceback" not in short.stderr
-    added = _users(workspace, "add", "ann", "--password-stdin", stdin=PASSWORD + "\n")
+    added = procs.users_cli(workspace, "add", "ann", "--password-stdin", stdin=PASSWORD + "\n")
     assert added.returncode == 0 and "added user ann" in added.stdout, added.stderr
     assert PASSWORD not in added.stdout + added.stderr
-    assert "ann" in _users(workspace, "list").stdout
+    assert "ann" in procs.users_cli(workspace, "list").stdout
 
     server, url = procs.start_dev_server(workspace, tmp_path, processes.add, ready_path="/healthz",
                                          env_extra={"APP_AUTH": "1", "APP_SECRET_KEY": SECRET})
@@ -62,11 +48,11 @@ def test_a_user_added_by_the_cli_signs_in_and_out(workspace, processes, tmp_path
     driver.get(url + "/")
     page.wait(lambda: _form_shown(page), 30, "the sign-in form for a stranger")
 
-    _sign_in(page, "ann", "not the password")
+    flows.sign_in(page, "ann", "not the password")
     page.wait(lambda: page.css("#login-error") and "wrong password" in page.text("login-error"), 20,
               "the form to say the password is wrong")
 
-    _sign_in(page, "ann", PASSWORD)
+    flows.sign_in(page, "ann", PASSWORD)
     flows.open_page(page)
     assert "signed in as ann" in page.text("page-account")
     page.wait(lambda: "no owner" in page.text("share-info"), 20, "the Data panel to say who sees the demo project")
