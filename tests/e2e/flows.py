@@ -361,11 +361,27 @@ def sign_in(page: Page, name: str, password: str) -> None:
     page.el("login-submit").click()
 
 
+def browser_cookies(page: Page) -> dict:
+    """The browser's cookies (a signed-in session in shared mode), for fetching what the page shows."""
+    return {c["name"]: c["value"] for c in page.d.get_cookies()}
+
+
+def open_app(page: Page, url: str, shared: bool) -> None:
+    """Open the app, signing in as ``procs.SHARED_USER`` first in shared mode."""
+    from tests.e2e import procs
+
+    if shared:
+        page.d.get(url + "/")
+        page.wait(lambda: page.css("#login-form"), 30, "the sign-in form")
+        sign_in(page, procs.SHARED_USER, procs.SHARED_PASSWORD)
+    open_page(page)
+
+
 def shown_overlay(page: Page, base_url: str, kind: str, wait_s: float = 60) -> np.ndarray:
     """Wait until the canvas shows the ``kind`` overlay (no slider touched) and return its pixels."""
     href = page.wait(lambda: next((h for h in page.image_hrefs() if "/overlay/" in h and f"/{kind}/" in h), None),
                      wait_s, f"the {kind} overlay on the canvas", context=lambda: str(page.image_hrefs()))
-    return fetch_overlay(base_url, href)
+    return fetch_overlay(base_url, href, browser_cookies(page))
 
 
 # --- live mode ------------------------------------------------------------------------------------------

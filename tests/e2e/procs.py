@@ -193,6 +193,21 @@ def start_dev_server(workspace: Path, log_dir: Path, register: Register, env_ext
     return proc, url
 
 
+SHARED_USER, SHARED_PASSWORD = "lena", "shared-mode-password-1"
+SHARED_ENV = {"APP_AUTH": "1", "APP_SECRET_KEY": "e2e-shared-secret-0123456789"}
+
+
+def start_app(workspace: Path, log_dir: Path, register: Register, shared: bool,
+              env_extra: dict | None = None) -> tuple[Proc, str]:
+    """``start_dev_server``; ``shared``: in shared mode (APP_AUTH=1), with SHARED_USER added by the CLI first."""
+    env = dict(env_extra or {})
+    if shared:
+        added = users_cli(workspace, "add", SHARED_USER, "--password-stdin", stdin=SHARED_PASSWORD + "\n")
+        assert added.returncode == 0, added.stderr
+        env.update(SHARED_ENV)
+    return start_dev_server(workspace, log_dir, register, env_extra=env, ready_path="/healthz")
+
+
 def start_gunicorn(workspace: Path, log_dir: Path, register: Register, timeout: float = 90,
                    env_extra: dict | None = None, workers: int = 1) -> tuple[Proc, str]:
     """``gunicorn --preload --workers W --threads 4 app.wsgi:server`` on a free port."""

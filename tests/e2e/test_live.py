@@ -20,34 +20,17 @@ from tests.e2e.browser import Page
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300),
               pytest.mark.filterwarnings("ignore:HTTPResponse.getheader:DeprecationWarning")]
 WAIT_S = flows.LIVE_WAIT_S
-USER, PASSWORD = "lena", "live-mode-password-1"
-
-
-def _open(page: Page, url: str, shared: bool) -> dict | None:
-    """Open the app (signing in first in shared mode); the session's cookies for direct fetches."""
-    if not shared:
-        flows.open_page(page)
-        return None
-    page.d.get(url + "/")
-    page.wait(lambda: page.css("#login-form"), 30, "the sign-in form")
-    flows.sign_in(page, USER, PASSWORD)
-    flows.open_page(page)
-    return {c["name"]: c["value"] for c in page.d.get_cookies()}
 
 
 @pytest.mark.parametrize("mode", ["single-user", "shared"])
 def test_live_overlay_follows_a_stroke_and_keep_adds_a_version(workspace, processes, tmp_path, driver, screenshots,
                                                                 mode):
     shared = mode == "shared"
-    env = {"APP_PRETRAIN_AUTO": "0"}
-    if shared:
-        added = procs.users_cli(workspace, "add", USER, "--password-stdin", stdin=PASSWORD + "\n")
-        assert added.returncode == 0, added.stderr
-        env.update(APP_AUTH="1", APP_SECRET_KEY="e2e-live-secret-0123456789")
-    server, url = procs.start_dev_server(workspace, tmp_path, processes.add, env_extra=env, ready_path="/healthz")
+    server, url = procs.start_app(workspace, tmp_path, processes.add, shared, env_extra={"APP_PRETRAIN_AUTO": "0"})
     _, gt = procs.demo_ground_truth(workspace)
     page = Page(driver, url, watch=(server,))
-    cookies = _open(page, url, shared)
+    flows.open_app(page, url, shared)
+    cookies = flows.browser_cookies(page)
     z = flows.current_slice(page)
     strokes = flows.fg_strokes(gt[z], n=3)
     assert len(strokes) == 3, "the demo slice needs three objects"

@@ -2,8 +2,9 @@
 
 Open the page, check the slice is a /tiles/ URL that changes when stepping, paint
 foreground and background strokes with the mouse, ask for patches and label one, train,
-segment, export, then reload and find everything still there. Screenshots of each panel
-go to docs/screenshots/ (docs/TOUR.md shows them).
+segment, export, then reload and find everything still there; once in single-user mode and
+once signed in under APP_AUTH=1. Screenshots of each panel go to docs/screenshots/ (docs/TOUR.md
+shows them).
 """
 from __future__ import annotations
 
@@ -20,12 +21,16 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420),
 PATCH = 64
 
 
-def test_whole_loop_survives_reload(dev_app, workspace, driver, downloads, screenshots):
-    server, url = dev_app
+@pytest.mark.parametrize("mode", ["single-user", "shared"])
+def test_whole_loop_survives_reload(workspace, processes, tmp_path, driver, downloads, screenshots, mode):
+    shared = mode == "shared"
+    server, url = procs.start_app(workspace, tmp_path, processes.add, shared)
     _, gt = procs.demo_ground_truth(workspace)
     page = Page(driver, url, watch=(server,))
-
-    flows.open_page(page)
+    if shared:                  # the README's screenshots come from the single-user run
+        screenshots = tmp_path / "screens"
+        screenshots.mkdir()
+    flows.open_app(page, url, shared)
     assert "\u2713 Data" in page.text("guide-bar") and "\u2713 Train" not in page.text("guide-bar")
     flows.check_tiles_and_step(page)
     _check_enter_applies_a_typed_contrast(page)
