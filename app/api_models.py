@@ -103,7 +103,8 @@ class ModelVersion(_Out):
     active: bool
     n_labeled_pixels: int
     n_labeled_patches: int
-    est_iou: Optional[float] = Field(None, description="the quality estimate (see quality_text for its basis)")
+    est_iou: Optional[float] = Field(None, description="the quality estimate's low end (see quality_text for its basis)")
+    est_iou_high: Optional[float] = Field(None, description="the quality estimate's high end")
     quality_text: str
     gt_iou: Optional[float] = Field(None, description="IoU against dense ground truth, when the volume has it")
     steps: Optional[int]

@@ -95,7 +95,8 @@ def versions_view(config: Config, project_id: int | None, activate: bool, select
         except Exception as e:  # noqa: BLE001 - shown to the user
             note = user_message(e)
     versions = training.list_versions(config, project_id)
-    options = [{"label": f"v{v['id']}{' (active)' if v['active'] else ''} est. IoU {view.iou_text(v['est_iou'])}",
+    options = [{"label": f"v{v['id']}{' (active)' if v['active'] else ''} "
+                         f"est. IoU {view.estimate_text(v['est_iou'], v.get('est_iou_high'))}",
                 "value": v["id"]} for v in versions]
     active_id = next((v["id"] for v in versions if v["active"]), versions[0]["id"] if versions else None)
     points = training.efficiency_points(config, project_id)

@@ -28,7 +28,7 @@ VERSION_COLUMNS = [
 ]
 LIVE_TITLE = "Training curves"
 HELDOUT_TRACE = "IoU on held-out labels (tracks training, flatters the model)"
-ESTIMATE_TRACE = "estimated IoU"
+ESTIMATE_TRACE = "estimated IoU (low end of its range)"
 IOU_AXIS = dict(title="IoU", range=[0, 1], tickmode="linear", tick0=0, dtick=0.2, showgrid=False)
 
 
@@ -37,10 +37,18 @@ def iou_text(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def estimate_text(low: float | None, high: float | None) -> str:
+    """The quality estimate for the table: its range ("0.312-0.480"), one number, or "n/a"."""
+    if low is None or high is None or high - low < 0.0005:
+        return iou_text(low)
+    return f"{low:.3f}-{high:.3f}"
+
+
 def version_row(version: dict) -> dict:
     """A version dict (``app.services.training.list_versions``) with the table's display fields."""
     return {**version, "created_short": version["created"][5:16].replace("T", " "),
-            "est_iou_text": iou_text(version.get("est_iou")), "gt_iou_text": iou_text(version["gt_iou"])}
+            "est_iou_text": estimate_text(version.get("est_iou"), version.get("est_iou_high")),
+            "gt_iou_text": iou_text(version["gt_iou"])}
 
 
 def live_figure(history: Sequence[dict]) -> go.Figure:

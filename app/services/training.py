@@ -276,7 +276,8 @@ def _version_dict(r: ModelVersion) -> dict:
             "n_labeled_pixels": r.n_labeled_pixels, "n_labeled_patches": r.n_labeled_patches,
             "val_iou": _round(m.get("val_iou")), "gt_iou": _round(m.get("gt_iou")), "steps": m.get("steps"),
             "seconds": m.get("seconds"),
-            "est_iou": _round((m.get("quality") or {}).get("iou")), "quality_text": quality_text(m),
+            "est_iou": _round((m.get("quality") or {}).get("iou")),
+            "est_iou_high": _round((m.get("quality") or {}).get("high")), "quality_text": quality_text(m),
             "cancelled": bool(m.get("cancelled")), "note": "cancelled (partial)" if m.get("cancelled") else "",
             "started_from": started_from(r, m), "path": r.path}
 

@@ -56,6 +56,9 @@ def test_version_rows_show_na_for_missing_iou():
     row = training.version_row({"created": "2026-11-25T10:48:19", "val_iou": 1.0, "est_iou": None, "gt_iou": 0.44412})
     assert (row["created_short"], row["est_iou_text"], row["gt_iou_text"]) == ("11-25 10:48", "n/a", "0.444")
     assert {"name": "est. IoU", "id": "est_iou_text"} in training.VERSION_COLUMNS
+    ranged = training.version_row({"created": "2026-11-25T10:48:19", "est_iou": 0.3121, "est_iou_high": 0.48,
+                                   "gt_iou": None})
+    assert ranged["est_iou_text"] == "0.312-0.480"
     assert not any(c["id"] == "val_iou_text" for c in training.VERSION_COLUMNS)
 
 

@@ -67,6 +67,9 @@ def test_basis_without_boundaries_is_thin_and_says_why():
 def test_estimate_text_names_its_basis_or_its_reason():
     basis = Basis(regions=3, pixels=4100, foreground=900, boundary=800)
     assert QualityEstimate(0.62, basis).text() == "estimated IoU 0.62 (on 3 held-out regions, 4,100 px (800 at boundaries))"
+    ranged = QualityEstimate(0.31, basis, high=0.48)
+    assert ranged.text() == "estimated IoU 0.31 to 0.48 (on 3 held-out regions, 4,100 px (800 at boundaries))"
+    assert QualityEstimate.from_dict(ranged.to_dict()) == ranged
     thin = QualityEstimate(None, Basis(), reason="no labels were held out")
     assert thin.text() == "quality not estimated: no labels were held out"
     assert QualityEstimate.from_dict(thin.to_dict()) == thin
