@@ -168,11 +168,20 @@ def run_one(data, weights: str | None, style: str, budget: int, seed: int, steps
             "basis": basis.__dict__, "labeled_px": int(np.count_nonzero(labels))}
 
 
-ESTIMATES = ("shown", "heldout", "expected", "calibrated")
+ESTIMATES = ("shown", "heldout", "expected", "calibrated", "range_low")
+
+
+def with_range(row: dict) -> dict:
+    """The app's range (``ml.quality.estimate_quality``): from the lower to the higher of expected and calibrated."""
+    ends = [row[k] for k in ("expected", "calibrated") if row.get(k) is not None]
+    return {**row, "range_low": min(ends) if len(ends) == 2 else None,
+            "range_high": max(ends) if len(ends) == 2 else None}
 
 
 def summarize(rows: list[dict]) -> list[str]:
-    """Per estimate: n, Pearson r, mean |error|, worst overstatement (on rows where it exists)."""
+    """Per estimate: n, Pearson r, mean |error|, worst overstatement (on rows where it exists);
+    then how often the app's range holds the true IoU, on rows with a trusted basis."""
+    rows = [with_range(r) for r in rows]
     out = ["| estimate | runs | Pearson r with true IoU | mean abs error | worst overstatement | "
            "mean abs error, trusted rows only |", "|---|---|---|---|---|---|"]
     for name in ESTIMATES:
@@ -185,13 +194,19 @@ def summarize(rows: list[dict]) -> list[str]:
         err = est - true
         out.append(f"| {name} | {len(pairs)} | {corr:.2f} | {np.abs(err).mean():.3f} | {err.max():+.3f} | "
                    f"{np.mean(trusted) if trusted else float('nan'):.3f} ({len(trusted)}) |")
+    ranged = [r for r in rows if r["range_low"] is not None and not r["thin"]]
+    if ranged:
+        held = sum(r["range_low"] <= r["true"] <= r["range_high"] for r in ranged)
+        width = np.mean([r["range_high"] - r["range_low"] for r in ranged])
+        out.append(f"\nthe app's range held the true IoU in {held} of {len(ranged)} trusted runs "
+                   f"(mean width {width:.3f})")
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.split("\n\n")[0])
-    p.add_argument("--raw", required=True)
-    p.add_argument("--labels", required=True)
+    p.add_argument("--raw", required=False)
+    p.add_argument("--labels", required=False)
     p.add_argument("--weights", help="pre-trained body (ml.pretrain output) every model starts from")
     p.add_argument("--styles", default="inside,careful,edges,patches")
     p.add_argument("--budgets", default="4,12,30", help="strokes per class (patches: a third of it, at least 2)")
@@ -199,7 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=250)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="bench_out/quality.json")
+    p.add_argument("--summarize", metavar="JSON", help="only print the summary of a finished run's rows")
     args = p.parse_args(argv)
+    if args.summarize:
+        print("\n".join(summarize(json.loads(Path(args.summarize).read_text()))))
+        return 0
+    if not (args.raw and args.labels):
+        p.error("--raw and --labels are required (or --summarize a finished run)")
     torch.set_num_threads(args.threads)
     data = load_data(args.raw, args.labels, QUICK)
     rows = []

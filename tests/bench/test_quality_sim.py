@@ -32,3 +32,14 @@ def test_patches_copy_the_truth():
     m = _mask()
     lab = patches(m, 2, np.random.default_rng(0), size=32)
     assert np.array_equal(lab[lab > 0], m[lab > 0] + 1)
+
+
+def test_summary_counts_runs_whose_range_holds_the_truth():
+    from bench.quality import summarize
+
+    rows = [dict(true=0.3, shown=0.5, heldout=0.5, expected=0.2, calibrated=0.4, thin=None),   # held
+            dict(true=0.6, shown=0.7, heldout=0.7, expected=0.2, calibrated=0.4, thin=None),   # missed
+            dict(true=0.3, shown=0.9, heldout=0.9, expected=0.1, calibrated=0.5, thin="strokes")]
+    text = "\n".join(summarize(rows))
+    assert "held the true IoU in 1 of 2 trusted runs (mean width 0.200)" in text
+    assert "| range_low | 3 |" in text and "-0.100 |" in text    # the low end never overstated here
