@@ -4,7 +4,8 @@ Before any model exists the app suggests patches from image features alone. This
 on the dev split of stack 1's pool half (train rows y < 384, score rows 384..512; never the
 test half), the first model fine-tuned from the pre-trained body on ``--patches`` patches
 picked by: random (the protocol's initial draw), k-means on an untrained network's features
-(the app before this benchmark), k-means and TypiClust on the pre-trained body's features.
+(the app before this benchmark), k-means, TypiClust and core-set (greedy k-center) on the
+pre-trained body's features.
 Each seed draws its own 1,000 candidates (the protocol's pool size) and clustering seed.
 Prints a markdown table: dev IoU per seed, mean, sd, and how many picks hold mitochondria.
 """
@@ -26,6 +27,7 @@ ARMS = {
     "kmeans_untrained": ("kmeans", False),
     "kmeans": ("kmeans", True),
     "typiclust": ("typiclust", True),
+    "coreset": ("coreset", True),
 }
 POOL = 1000
 
