@@ -179,7 +179,9 @@ DEFAULT_STRATEGY = "balanced"
 #: Strategies that need scores from MC-dropout passes (``score_patches(..., mc_passes > 0)``).
 NEEDS_MC = frozenset({"bald", "bald_diverse"})
 #: Strategies that mean something without a trained model (no uncertainty needed: features or chance);
-#: the others fall back to ``NO_MODEL_FALLBACK`` until a model exists.
+#: the others fall back to ``NO_MODEL_FALLBACK`` until a model exists. k-means on the pre-trained
+#: body's features gave the best and steadiest first models on VNC's dev split (6 seeds: 0.688,
+#: sd 0.029; random 0.675 / 0.056, TypiClust 0.653 / 0.048, core set 0.664 / 0.051; docs/BENCHMARKS.md v9).
 MODEL_FREE = frozenset({"random", "kmeans", "coreset", "typiclust"})
 NO_MODEL_FALLBACK = "kmeans"
 #: Strategies that steer away from what is labeled: they need the labeled patches' embeddings.
