@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from ml.dataset import regions_from_store, split_regions
 from ml.infer import predict_image
-from ml.quality import Basis, calibrated_iou, class_histograms, expected_iou
+from ml.quality import Basis, calibrated_iou, class_histograms, estimate_range, expected_iou
 
 from .al_protocol import QUICK, heldout_scores, load_data
 
@@ -173,9 +173,10 @@ ESTIMATES = ("shown", "heldout", "expected", "calibrated", "range_low")
 
 def with_range(row: dict) -> dict:
     """The app's range (``ml.quality.estimate_quality``): from the lower to the higher of expected and calibrated."""
-    ends = [row[k] for k in ("expected", "calibrated") if row.get(k) is not None]
-    return {**row, "range_low": min(ends) if len(ends) == 2 else None,
-            "range_high": max(ends) if len(ends) == 2 else None}
+    if row.get("expected") is None or row.get("calibrated") is None:
+        return {**row, "range_low": None, "range_high": None}
+    low, high = estimate_range(row["expected"], row["calibrated"])
+    return {**row, "range_low": low, "range_high": high}
 
 
 def summarize(rows: list[dict]) -> list[str]:

@@ -92,6 +92,11 @@ def calibrated_iou(volume: ProbabilityHistogram, heldout: ProbabilityHistogram) 
     return iou_from_rates(volume, calibrated_rate(volume, heldout))
 
 
+def estimate_range(own: float, recalibrated: float) -> tuple[float, float]:
+    """The range the page shows: from the lower to the higher of the expected and recalibrated IoU."""
+    return (own, recalibrated) if own <= recalibrated else (recalibrated, own)
+
+
 def boundary_pixels(labels: np.ndarray, distance: int = BOUNDARY_PX) -> int:
     """Labeled pixels within ``distance`` px of a labeled pixel of another class (label values > 0)."""
     labels = np.asarray(labels)
@@ -221,7 +226,7 @@ def estimate_quality(model, images, heldout_regions, device=None) -> QualityEsti
         volume, heldout = class_histograms(model, images, heldout_regions, cls, device)
         own, recalibrated = expected_iou(volume), calibrated_iou(volume, heldout)
         if own is not None and recalibrated is not None:
-            pairs.append(sorted((own, recalibrated)))
+            pairs.append(estimate_range(own, recalibrated))
     if not pairs:
         return QualityEstimate(None, basis, reason="the model predicts no foreground on the sampled slices")
     low, high = np.mean(pairs, axis=0)

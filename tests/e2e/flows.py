@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from tests.e2e import procs
 from tests.e2e.browser import Page
 
 JOB_TIMEOUT = {"suggest": 120, "train": 240, "segment": 180, "export": 120}
@@ -368,8 +369,6 @@ def browser_cookies(page: Page) -> dict:
 
 def open_app(page: Page, url: str, shared: bool) -> None:
     """Open the app, signing in as ``procs.SHARED_USER`` first in shared mode."""
-    from tests.e2e import procs
-
     if shared:
         page.d.get(url + "/")
         page.wait(lambda: page.css("#login-form"), 30, "the sign-in form")
