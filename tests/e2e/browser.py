@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.common.exceptions import MoveTargetOutOfBoundsException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -211,12 +211,24 @@ class Page:
                     fl.yaxis._offset + fl.yaxis.l2p(arguments[1]) - r.height / 2];
         """, x, y))
 
-    def hover(self, x: float, y: float) -> None:
-        """Move the mouse over data point (x=column, y=row) of the viewer, without pressing."""
-        gd = self.d.find_element(By.CSS_SELECTOR, "#viewer-graph .js-plotly-plot")
-        self.d.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", gd)
-        cx, cy = (int(round(v)) for v in self.graph_point_offset(x, y))
-        ActionChains(self.d, duration=25).move_to_element(gd).move_by_offset(cx, cy).move_by_offset(1, 0).perform()
+    def hover(self, x: float, y: float, tries: int = 3) -> None:
+        """Move the mouse over data point (x=column, y=row) of the viewer, without pressing.
+
+        Panels that finish rendering (the 3D view, the object table) can shift the page between
+        the scroll and the move; the move is then retried from a fresh scroll.
+        """
+        for attempt in range(tries):
+            gd = self.d.find_element(By.CSS_SELECTOR, "#viewer-graph .js-plotly-plot")
+            self.d.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", gd)
+            cx, cy = (int(round(v)) for v in self.graph_point_offset(x, y))
+            try:
+                ActionChains(self.d, duration=25).move_to_element(gd).move_by_offset(cx, cy).move_by_offset(1, 0) \
+                    .perform()
+                return
+            except MoveTargetOutOfBoundsException:
+                if attempt == tries - 1:
+                    raise
+                time.sleep(1.0)
 
     def dragmode(self) -> str:
         return self.d.execute_script(
