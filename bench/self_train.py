@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,18 +33,18 @@ def dev_iou(model, image: np.ndarray, mask: np.ndarray) -> float:
     return float(tp / max(tp + fp + fn, 1))
 
 
-def pseudo_regions(model, image: np.ndarray, fg: float, bg: float) -> list:
-    """Every slice's training rows, labeled where the model is confident (0 elsewhere)."""
+def pseudo_regions(model, images: np.ndarray, fg: float, bg: float, device=None) -> list:
+    """One region per slice of ``images``, labeled where the model is confident (0 elsewhere)."""
     from ml.dataset import Region
     from ml.infer import predict_image
 
     out = []
-    for z in range(image.shape[0]):
-        prob = predict_image(model, image[z, :DEV_Y[0]])["prob"]
+    for z, image in enumerate(images):
+        prob = predict_image(model, image, device=device)["prob"]
         labels = np.zeros(prob.shape[1:], np.uint8)
         labels[prob[0] > bg] = 1
         labels[prob[1] > fg] = 2
-        out.append(Region(image[z, :DEV_Y[0]], labels, z, 0, 0))
+        out.append(Region(image, labels, z, 0, 0))
     return out
 
 
@@ -68,7 +69,7 @@ def run(raw: str, labels: str, weights: str, patches: int, steps: int, extra: in
     train(model, regions, [], more)
     control = dev_iou(model, image, mask)
     model.load_state_dict(start)
-    pseudo = pseudo_regions(model, image, fg, bg)
+    pseudo = pseudo_regions(model, image[:, :DEV_Y[0]], fg, bg)
     share = float(np.mean([np.count_nonzero(r.labels == 2) for r in pseudo])) / pseudo[0].labels.size
     train(model, pseudo + regions, [], more, sampler=FocusSampler(pseudo + regions, regions, share=0.5, seed=seed))
     return {"first": first, "control": control, "self": dev_iou(model, image, mask), "pseudo_fg": share}
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.self_train", description=__doc__.split("\n\n")[0])
     p.add_argument("--raw", required=True)
     p.add_argument("--labels", required=True)
-    p.add_argument("--weights", required=True, help="pre-trained body (ml.pretrain) of base 8, depth 4")
+    p.add_argument("--weights", help="pre-trained body (ml.pretrain) of base 8, depth 4 (dev split)")
     p.add_argument("--patches", type=int, default=20)
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--extra", type=int, default=500)
@@ -86,20 +87,62 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bg", type=float, default=0.99, help="pseudo-label background above this probability")
     p.add_argument("--seeds", type=int, default=6)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--protocol-run", help="instead of the dev split: a finished `bench.al --quick` run folder whose "
+                                          "initial models (random patches) to continue, scored on the test half")
     args = p.parse_args(argv)
-    jobs = [(args.raw, args.labels, args.weights, args.patches, args.steps, args.extra, s, args.fg, args.bg)
-            for s in range(args.seeds)]
+    if not args.protocol_run and not args.weights:
+        p.error("--weights is needed on the dev split (or pass --protocol-run)")
+    if args.protocol_run:
+        fn, jobs = protocol_seed, [(args.raw, args.labels, str(Path(args.protocol_run) / "work"), s, args.extra,
+                                    args.fg, args.bg) for s in range(args.seeds)]
+    else:
+        fn, jobs = run, [(args.raw, args.labels, args.weights, args.patches, args.steps, args.extra, s, args.fg,
+                          args.bg) for s in range(args.seeds)]
     with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
-        out = list(pool.map(run, *zip(*jobs)))
-    print(f"| model ({args.patches} patches) | dev IoU per seed | mean | sd |")
+        out = list(pool.map(fn, *zip(*jobs)))
+    where = "test-half IoU" if args.protocol_run else "dev IoU"
+    print(f"| model ({args.patches} patches) | {where} per seed | mean | sd |")
     print("|---|---|---|---|")
     rows = {"first model": "first", f"+{args.extra} steps on its labels": "control",
             f"+{args.extra} steps with pseudo-labels (fg > {args.fg}, bg > {args.bg})": "self"}
     for name, key in rows.items():
         v = [r[key] for r in out]
         print(f"| {name} | {' '.join(f'{x:.3f}' for x in v)} | {np.mean(v):.3f} | {np.std(v):.3f} |")
-    print(f"\npseudo-labeled mitochondria: {np.mean([r['pseudo_fg'] for r in out]):.3f} of the training rows' pixels")
+    if not args.protocol_run:
+        print(f"\npseudo-labeled mitochondria: {np.mean([r['pseudo_fg'] for r in out]):.3f} of the training rows' pixels")
     return 0
+
+
+
+def protocol_seed(raw: str, labels: str, run_dir: str, seed: int, extra: int, fg: float, bg: float) -> dict:
+    """On the quick protocol's split: a finished run's initial model of ``seed`` (20 random patches),
+    trained ``extra`` more steps on its labels, and with pseudo-labels of the pool half; test-half IoU."""
+    from ml.dataset import FocusSampler
+    from ml.train import TrainConfig, clone_state, train
+
+    from . import al_tasks
+    from .al_protocol import QUICK, LabelState, initial_patches, pool_grid, validation_patches
+
+    al_tasks.init_worker(raw, labels, QUICK, run_dir)
+    data, proto, device = al_tasks._ctx()
+    grid = pool_grid(data, proto)
+    patches = initial_patches(data, grid, LabelState(data, validation_patches(data, grid, proto, seed), proto),
+                              proto, seed)
+    regions = al_tasks._regions(data, patches, proto)
+    model = al_tasks._new_model(proto, seed)
+    model.load_state_dict(torch.load(al_tasks._init_path(seed), weights_only=True))
+    start = clone_state(model)
+    out = {"first": al_tasks.unet_scores(model, data, proto, device)["iou"]}
+    more = TrainConfig(steps=extra, lr=proto.round_lr, batch_size=proto.batch, crop=proto.crop, seed=seed + 1,
+                       eval_every=extra, warmup_steps=min(10, extra // 5), ema=proto.ema)
+    train(model, regions, [], more, device=device)
+    out["control"] = al_tasks.unet_scores(model, data, proto, device)["iou"]
+    model.load_state_dict(start)
+    pseudo = pseudo_regions(model, data.image[:, :data.split_y], fg, bg, device)
+    sampler = FocusSampler(pseudo + regions, regions, share=0.5, crop=proto.crop, seed=seed)
+    train(model, pseudo + regions, [], more, device=device, sampler=sampler)
+    out["self"] = al_tasks.unet_scores(model, data, proto, device)["iou"]
+    return out
 
 
 if __name__ == "__main__":
