@@ -52,7 +52,6 @@ def fine_tune(raw: str, labels: str, weights: str | None, patches: int, steps: i
               train_overrides: dict | None = None, picks: list | None = None) -> float:
     """Dev IoU of a model fine-tuned on ``picks`` (default: ``patches`` random grid patches)."""
     from ml.dataset import regions_from_patches
-    from ml.infer import predict_image
     from ml.train import TrainConfig, train
 
     torch.set_num_threads(1)
@@ -67,6 +66,13 @@ def fine_tune(raw: str, labels: str, weights: str | None, patches: int, steps: i
         init_from_pretrained(model, weights)
     train(model, regions, [], TrainConfig(**{"steps": steps, "lr": 3e-3, "seed": seed, "eval_every": steps,
                                              **(train_overrides or {})}))
+    return dev_iou(model, image, mask)
+
+
+def dev_iou(model, image: np.ndarray, mask: np.ndarray) -> float:
+    """Foreground IoU of the model on the dev split's scoring rows (384..512) of every slice."""
+    from ml.infer import predict_image
+
     tp = fp = fn = 0
     for z in range(image.shape[0]):
         pred = predict_image(model, image[z, DEV_Y[0]:DEV_Y[1]])["prob"][1] > 0.5

@@ -19,18 +19,7 @@ import numpy as np
 import torch
 
 from .norms import DEV_Y, _data
-from .pretrain import dev_grid
-
-
-def dev_iou(model, image: np.ndarray, mask: np.ndarray) -> float:
-    from ml.infer import predict_image
-
-    tp = fp = fn = 0
-    for z in range(image.shape[0]):
-        pred = predict_image(model, image[z, DEV_Y[0]:DEV_Y[1]])["prob"][1] > 0.5
-        gt = mask[z, DEV_Y[0]:DEV_Y[1]] > 0
-        tp, fp, fn = tp + np.sum(pred & gt), fp + np.sum(pred & ~gt), fn + np.sum(~pred & gt)
-    return float(tp / max(tp + fp + fn, 1))
+from .pretrain import dev_grid, dev_iou
 
 
 def pseudo_regions(model, images: np.ndarray, fg: float, bg: float, device=None) -> list:
