@@ -20,24 +20,20 @@ job fails with SERVER_STOPPED, and after STOP_GRACE_S the process exits anyway. 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import socket
-import stat
 import threading
 import time
 from dataclasses import dataclass
 from datetime import timezone
 from typing import Any, Callable
 
-from app import db
 from app.compute import compute_lock, configure_torch_threads
 from app.config import Config
 from app.db import session_scope
 from app.errors import user_message
 from app.models import FINISHED_STATES, JOB_KINDS, Job, JobState, dumps, loads, utcnow
-from app.workspace import Workspace
 from ml.progress import Cancelled
 
 ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
@@ -69,63 +65,10 @@ class JobOutcome:
         return self.status == JobState.DONE
 
 
-# --- background manager and the job process ---------------------------------------------------------
-def make_background_manager(config: Config):
-    """JobProcessManager (diskcache) on the workspace (default) or CeleryManager (APP_JOB_BACKEND=celery)."""
-    if config.job_backend == "celery":
-        from dash import CeleryManager
-
-        from app.celery_app import make_celery
-
-        return CeleryManager(make_celery(config))
-    import diskcache
-
-    return _manager_class()(diskcache.Cache(str(Workspace(config.workspace).jobs_cache_dir())))
-
-
-@functools.cache
-def _manager_class():
-    from dash import DiskcacheManager
-
-    class JobProcessManager(DiskcacheManager):
-        """DiskcacheManager whose job processes hold no server state and stop with the server."""
-        def call_job_fn(self, key, job_fn, args, context):
-            with db.quiet_for_fork():
-                return super().call_job_fn(key, functools.partial(job_process_main, os.getpid(), job_fn), args, context)
-    return JobProcessManager
-
-
-def job_process_main(server_pid: int, job_fn: Callable[..., Any], *args: Any) -> Any:
-    """Forked job process: free the server's sockets, watch the server, run (app.db forgot the pools)."""
-    _CURRENT.clear()                    # a job the server ran in-process is not ours
-    release_inherited_sockets()
-    watch_server(server_pid)
-    return job_fn(*args)
-
-
-def release_inherited_sockets() -> int:
-    """Inherited TCP/listening sockets -> /dev/null: the port dies with the server, fds stay valid."""
-    fd_dir = next((d for d in ("/proc/self/fd", "/dev/fd") if os.path.isdir(d)), None)
-    fds = sorted(int(f) for f in os.listdir(fd_dir) if f.isdigit()) if fd_dir else []
-    null, n = os.open(os.devnull, os.O_RDWR), 0
-    for fd in fds:
-        try:
-            if fd <= 2 or fd == null or not stat.S_ISSOCK(os.fstat(fd).st_mode):
-                continue
-            sock = socket.socket(fileno=fd)
-            try:
-                accept = getattr(socket, "SO_ACCEPTCONN", None)
-                listening = accept is not None and sock.getsockopt(socket.SOL_SOCKET, accept)
-                inet = sock.family in (socket.AF_INET, socket.AF_INET6)
-            finally:
-                sock.detach()
-            if inet or listening:
-                os.dup2(null, fd, inheritable=False)
-                n += 1
-        except OSError:
-            continue
-    os.close(null)
-    return n
+# --- the job process's ties to its server (app.job_manager forks it) ------------------------------
+def forget_current_job() -> None:
+    """In a forked job process: a job the server ran in-process is not this process's."""
+    _CURRENT.clear()
 
 
 def watch_server(server_pid: int) -> threading.Thread:

@@ -42,7 +42,7 @@ def create_app(config: Config | None = None, preparing=None) -> dash.Dash:
     ``preparing`` (an ``app.demo.DemoPreparation``): until it is ready the page says the demo
     is being prepared and reloads itself.
     """
-    from app import jobs
+    from app import job_manager, jobs
     from app.api import register_api
     from app.auth import install_auth, signed_in_name
     from app.routes import register_routes
@@ -58,7 +58,7 @@ def create_app(config: Config | None = None, preparing=None) -> dash.Dash:
         __name__,
         title="ActiveSeg",
         assets_folder=str(ASSETS),
-        background_callback_manager=jobs.make_background_manager(config),
+        background_callback_manager=job_manager.make_background_manager(config),
         suppress_callback_exceptions=True,
         update_title=None,
         on_error=show_callback_error,

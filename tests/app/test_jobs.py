@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from app import compute, jobs
+from app import compute, job_manager, jobs
 from app.db import session_scope
 from app.errors import UserError
 from app.models import Job
@@ -174,21 +174,6 @@ def test_forked_job_runs_torch_with_one_thread(config):
         torch.set_num_threads(before)
 
 
-def test_background_manager_is_diskcache_in_the_workspace(config):
-    from dash import DiskcacheManager
-
-    m = jobs.make_background_manager(config)
-    assert isinstance(m, DiskcacheManager)
-    assert str(config.workspace) in m.handle.directory
-
-
-def test_celery_backend_switches_manager_without_connecting(config):
-    from dash import CeleryManager
-
-    m = jobs.make_background_manager(config.with_(job_backend="celery", redis_url="redis://127.0.0.1:6399/3"))
-    assert isinstance(m, CeleryManager) and m.handle.conf.broker_url == "redis://127.0.0.1:6399/3"
-
-
 def test_cancel_button_of_the_jobs_list_flags_that_job(config, project):
     from callbacks.jobs import cancel_from_list
     from layouts import ids
@@ -228,7 +213,7 @@ def _server_with_a_job(config, tmp_path, job_fn):
 
     def server():
         jobs.get_job(config, 1)                  # the server holds a pooled SQLite connection, as a real one does
-        pid = jobs.make_background_manager(config).call_job_fn("key", job_fn, [], {})
+        pid = job_manager.make_background_manager(config).call_job_fn("key", job_fn, [], {})
         (tmp_path / "job.pid.tmp").write_text(str(pid))
         os.replace(tmp_path / "job.pid.tmp", tmp_path / "job.pid")
         time.sleep(60)
@@ -252,7 +237,7 @@ def test_job_process_drops_the_inherited_listening_socket():
     released = ctx.Value("i", -1)
 
     def child():
-        released.value = jobs.release_inherited_sockets()
+        released.value = job_manager.release_inherited_sockets()
         time.sleep(30)
 
     p = ctx.Process(target=child, daemon=True)

@@ -211,13 +211,30 @@ class Page:
                     fl.yaxis._offset + fl.yaxis.l2p(arguments[1]) - r.height / 2];
         """, x, y))
 
-    def hover(self, x: float, y: float, tries: int = 3) -> None:
+    def point_in_view(self, x: float, y: float) -> dict:
+        """Where data point (x, y) falls in the plot area now, with the axes' ranges (for messages)."""
+        return self.d.execute_script("""
+            const gd = document.querySelector('#viewer-graph .js-plotly-plot');
+            const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+            const px = xa.l2p(arguments[0]), py = ya.l2p(arguments[1]);
+            return {inside: px >= 0 && px <= xa._length && py >= 0 && py <= ya._length,
+                    x_range: xa.range, y_range: ya.range};
+        """, x, y)
+
+    def hover(self, x: float, y: float, tries: int = 4) -> None:
         """Move the mouse over data point (x=column, y=row) of the viewer, without pressing.
 
         Panels that finish rendering (the 3D view, the object table) can shift the page between
-        the scroll and the move; the move is then retried from a fresh scroll.
+        the scroll and the move, and a late figure update can bring back a zoom: the move is then
+        retried from a fresh scroll, with the axes reset when the point is out of the plot area.
         """
+        where = {}
         for attempt in range(tries):
+            where = self.point_in_view(x, y)
+            if not where["inside"]:
+                self.reset_zoom()
+                time.sleep(1.0)
+                continue
             gd = self.d.find_element(By.CSS_SELECTOR, "#viewer-graph .js-plotly-plot")
             self.d.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", gd)
             cx, cy = (int(round(v)) for v in self.graph_point_offset(x, y))
@@ -226,9 +243,10 @@ class Page:
                     .perform()
                 return
             except MoveTargetOutOfBoundsException:
-                if attempt == tries - 1:
-                    raise
+                where = {**self.point_in_view(x, y), "offset": [cx, cy],
+                         "window": self.d.execute_script("return [window.innerWidth, window.innerHeight];")}
                 time.sleep(1.0)
+        raise AssertionError(f"could not move the mouse over ({x}, {y}) in {tries} tries: {where}")
 
     def dragmode(self) -> str:
         return self.d.execute_script(

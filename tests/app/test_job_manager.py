@@ -1,0 +1,63 @@
+"""The background manager: which one the config picks, and forks that survive busy polling."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+from app import job_manager
+
+
+def test_background_manager_is_diskcache_in_the_workspace(config):
+    from dash import DiskcacheManager
+
+    m = job_manager.make_background_manager(config)
+    assert isinstance(m, DiskcacheManager)
+    assert str(config.workspace) in m.handle.directory
+
+
+def test_celery_backend_switches_manager_without_connecting(config):
+    from dash import CeleryManager
+
+    m = job_manager.make_background_manager(config.with_(job_backend="celery", redis_url="redis://127.0.0.1:6399/3"))
+    assert isinstance(m, CeleryManager) and m.handle.conf.broker_url == "redis://127.0.0.1:6399/3"
+
+
+def _poll(manager, i: int, stop: threading.Event) -> None:
+    """What a request thread does for a browser tab waiting on a job: read progress/result, clear them."""
+    while not stop.is_set():
+        manager.get_progress(f"poll{i}")
+        manager.result_ready(f"poll{i}")
+        manager.clear_cache_entry(f"poll{i}")
+
+
+def test_jobs_forked_while_other_threads_poll_the_cache_deliver_their_results(config):
+    """Without the cache gate 39 and 40 of these 40 children (two runs) never wrote their result."""
+    m = job_manager.make_background_manager(config)
+    job_fn = m.make_job_fn(os.getpid, progress=False)        # the child writes its pid as the result
+    stop = threading.Event()
+    pollers = [threading.Thread(target=_poll, args=(m, i, stop), daemon=True) for i in range(4)]
+    for t in pollers:
+        t.start()
+    pids = {}
+    try:
+        for n in range(40):
+            pids[f"job{n}"] = m.call_job_fn(f"job{n}", job_fn, [], {})
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        for t in pollers:
+            t.join(10)
+    deadline = time.monotonic() + 60
+    missing = set(pids)
+    while missing and time.monotonic() < deadline:
+        missing = {k for k in missing if not m.result_ready(k)}
+        time.sleep(0.1)
+    for pid in pids.values():                               # no child outlives the test
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not missing, f"{len(missing)} of {len(pids)} forked jobs never delivered a result"
+    assert {m.get_result(k, None) for k in pids} == set(pids.values())
