@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unlabeled", help="an unlabeled volume of the same tissue to pre-train on (VNC stack 2)")
     p.add_argument("--score-context", action="store_true", default=None,
                    help="score candidates with real image around them (as the segmentation sees them)")
+    p.add_argument("--self-train", action="store_true", default=None,
+                   help="self-training (ml.self_training): pseudo-labels of the pool half in every model's training")
     p.add_argument("--initial", choices=sorted(MODEL_FREE), help="how the m initial patches are picked: random (the protocol's) or a model-free "
                                      "strategy on the new model's features, as the app's first suggestions (typiclust)")
     p.add_argument("--class-name", help="what the labels mark, for the plot (default: the --labels folder name)")
@@ -68,7 +70,8 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
                            pool_size=args.pool_size, init_steps=args.init_steps, round_steps=args.round_steps,
                            eval_slices=args.eval_slices, base=args.base, full_seeds=args.full_seeds,
                            pretrain=args.pretrain, pretrain_steps=args.pretrain_steps,
-                           score_context=args.score_context, initial=args.initial)
+                           score_context=args.score_context, initial=args.initial,
+                           self_train=args.self_train)
     return with_overrides(proto, strategies=_strategies(args.strategies, proto.strategies))
 
 

@@ -43,6 +43,8 @@ class Protocol:
     depth: int = 4
     dropout: float = 0.1
     mc_passes: int = 8
+    self_train: bool = False      # pseudo-labels of the pool half (ml.self_training): the initial model gets
+    self_train_steps: int = 500   # ... this many more steps with them; a round mixes those of the model it starts from
     score_context: bool = False   # score candidates with the model's receptive radius of real image around them
     eval_slices: int = 4          # test-half slices scored (same evenly spaced subset for everyone)
     eval_tile: int = 512
@@ -101,7 +103,7 @@ FULL = Protocol(name="full", pool_stride=64, pool_size=2000, m=20, k=20, rounds=
 #: Seconds on CPU: the whole pipeline on a tiny synthetic volume, for tests.
 TINY = Protocol(name="tiny", patch=32, pool_stride=32, pool_size=24, m=3, k=2, rounds=2, val_patches=2,
                 init_steps=4, round_steps=2, batch=2, crop=32, base=4, depth=2, mc_passes=2, eval_slices=2,
-                eval_tile=64, pretrain_steps=3, full_factor=1.0, full_chunk=2, full_max_factor=1.5, rf_trees=5, rf_max_pixels=2000, rf_every=1,
+                eval_tile=64, pretrain_steps=3, self_train_steps=3, full_factor=1.0, full_chunk=2, full_max_factor=1.5, rf_trees=5, rf_max_pixels=2000, rf_every=1,
                 strategies=("random", "bald"), seeds=1, workers=2)
 PRESETS = {"quick": QUICK, "full": FULL, "tiny": TINY}
 

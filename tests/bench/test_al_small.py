@@ -19,15 +19,16 @@ from ml.synthetic import make_em_volume
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("initial", ["random", "typiclust"])
-def test_tiny_protocol_writes_all_outputs(tmp_path, initial):
+@pytest.mark.parametrize("initial, self_train", [("random", False), ("typiclust", False), ("random", True)])
+def test_tiny_protocol_writes_all_outputs(tmp_path, initial, self_train):
     raw, mask = make_em_volume((5, 128, 128), seed=2)
     tifffile.imwrite(tmp_path / "raw.tif", raw, photometric="minisblack")
     tifffile.imwrite(tmp_path / "mask.tif", mask * 255, photometric="minisblack")
     out = tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-m", "bench.al", "--raw", str(tmp_path / "raw.tif"), "--labels",
-                        str(tmp_path / "mask.tif"), "--out", str(out), "--tiny", "--device", "cpu", "--initial", initial],
+                        str(tmp_path / "mask.tif"), "--out", str(out), "--tiny", "--device", "cpu", "--initial", initial]
+                       + (["--self-train"] if self_train else []),
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = list(csv.DictReader((out / "curves.csv").open()))
@@ -45,7 +46,7 @@ def test_tiny_protocol_writes_all_outputs(tmp_path, initial):
                 "paired_gain_at_mid", "paired_gain_final"):
         assert key in summary["strategies"]["bald"], key
     assert summary["pretrain"]["mode"] == "heldout" and summary["pretrain"]["steps"] == TINY.pretrain_steps
-    assert summary["protocol"]["initial"] == initial
+    assert summary["protocol"]["initial"] == initial and summary["protocol"]["self_train"] == self_train
     assert list((out / "work").glob("pretrained_heldout_*.pt"))   # every new model started from it
     assert summary["class_name"] == "mask.tif" and summary["initial_iou_sd"] is not None
     assert set(summary["targets"]) >= {"random_final", "initial_models"}

@@ -1,0 +1,91 @@
+"""Self-training: confident pixels only, bounded windows, held-out labels left alone, and it trains."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ml.dataset import Region
+from ml.live import predict_view
+from ml.model import UNet2D
+from ml.self_training import SelfTrainConfig, pseudo_labels, pseudo_regions, self_train, window_boxes
+from ml.synthetic import make_em_volume
+from ml.train import TrainConfig
+
+
+def test_pseudo_labels_keep_only_confident_pixels_with_a_stricter_background():
+    prob = np.array([[[0.995, 0.95, 0.05, 0.5]], [[0.005, 0.05, 0.95, 0.5]]], np.float32)   # (C=2, 1, 4)
+    assert pseudo_labels(prob, fg=0.9, bg=0.99).tolist() == [[1, 0, 2, 0]]
+
+
+def test_pseudo_labels_of_three_classes():
+    prob = np.array([[[0.995, 0.02]], [[0.004, 0.95]], [[0.001, 0.03]]], np.float32)
+    assert pseudo_labels(prob, fg=0.9, bg=0.99).tolist() == [[1, 2]]
+
+
+def test_window_boxes_stay_within_the_pixel_budget_and_rows_and_do_not_overlap():
+    cfg = SelfTrainConfig(window=64, max_pixels=10 * 64 * 64)
+    boxes = window_boxes((5, 300, 200), cfg, seed=1, rows=(0, 150))
+    assert sum((y1 - y0) * (x1 - x0) for _, (y0, y1, x0, x1) in boxes) <= cfg.max_pixels
+    assert len(boxes) >= 8 and all(0 <= y0 < y1 <= 150 for _, (y0, y1, _, _) in boxes)
+    cover = np.zeros((5, 300, 200), np.int32)
+    for z, (y0, y1, x0, x1) in boxes:
+        cover[z, y0:y1, x0:x1] += 1
+    assert cover.max() == 1
+    assert len({z for z, _ in boxes}) >= 3                               # spread over the volume
+    assert window_boxes((5, 300, 200), cfg, seed=1, rows=(0, 150)) == boxes
+    assert window_boxes((5, 300, 200), cfg, seed=2, rows=(0, 150)) != boxes
+    whole = window_boxes((2, 100, 100), SelfTrainConfig(window=64, max_pixels=2**20))
+    assert sum((y1 - y0) * (x1 - x0) for _, (y0, y1, x0, x1) in whole) == 2 * 100 * 100
+
+
+def test_self_train_config_rejects_nonsense():
+    for bad in ({"fg": 0.3}, {"bg": 1.0}, {"share": 0.0}, {"window": 4}):
+        with pytest.raises(ValueError):
+            SelfTrainConfig(**bad)
+
+
+@pytest.fixture(scope="module")
+def volume():
+    return make_em_volume((2, 96, 96), seed=3)
+
+
+def test_pseudo_regions_follow_the_view_prediction_and_spare_held_out_labels(volume):
+    raw, _ = volume
+    torch.manual_seed(0)
+    model = UNet2D(base=4, depth=2).eval()
+    cfg = SelfTrainConfig(fg=0.5, bg=0.5, window=64, max_pixels=2**20)       # every pixel: one class wins
+    boxes = window_boxes(raw.shape, cfg)
+    held = Region(np.zeros((10, 12), np.float32), np.ones((10, 12), np.uint8), z=1, y0=60, x0=50)
+    regions = pseudo_regions(model, raw, 0, 255, boxes, cfg, held_out=[held])
+    assert len(regions) == len(boxes)
+    for (z, box), r in zip(boxes, regions):
+        y0, y1, x0, x1 = box
+        expected = pseudo_labels(predict_view(model, raw, z, box, 0, 255)["prob"], 0.5, 0.5)
+        inside = np.zeros_like(expected, bool)
+        if z == 1:
+            inside[max(0, 60 - y0):max(0, 70 - y0), max(0, 50 - x0):max(0, 62 - x0)] = True
+        assert (r.labels[~inside] == expected[~inside]).all() and (r.labels[inside] == 0).all()
+        assert (r.z, r.y0, r.x0) == (z, y0, x0) and 0 <= r.image.min() and r.image.max() <= 1
+    assert sum(int((r.labels == 0).sum()) for r in regions) == 10 * 12          # only the held-out pixels
+
+
+def test_self_train_learns_a_class_only_the_pseudo_labels_show(volume):
+    """True labels hold background only in one corner; pseudo-labels say 'object' on a bright square."""
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0.0, 0.3, (64, 64)).astype(np.float32)
+    image[20:44, 20:44] += 0.6
+    truth = np.zeros((64, 64), np.uint8)
+    truth[:12, :12] = 1
+    pseudo = np.zeros((64, 64), np.uint8)
+    pseudo[22:42, 22:42] = 2
+    pseudo[50:, 50:] = 1
+    torch.manual_seed(0)
+    model = UNet2D(base=4, depth=2)
+    tcfg = TrainConfig(steps=60, lr=5e-3, batch_size=4, crop=32, seed=0, eval_every=60)
+    result = self_train(model, [Region(image, truth)], [Region(image, pseudo), Region(image, np.zeros_like(pseudo))],
+                        [], tcfg, SelfTrainConfig())
+    assert len(result.history) == 60 and np.isfinite(result.history[-1]["loss"])
+    with torch.no_grad():
+        p = torch.softmax(model.eval()(torch.from_numpy(image)[None, None]), 1)[0, 1].numpy()
+    assert p[26:38, 26:38].mean() > 0.6 and p[:12, :12].mean() < 0.4
