@@ -15,7 +15,8 @@ JOB_BACKENDS = ("diskcache", "celery")
 DEVICES = ("auto", "cpu", "cuda")
 #: JSON-object settings kept in ``Config.extra``: (variable, key), each checked against its ml ranges when
 #: the config is read (``_check_ml_settings``).
-JSON_SETTINGS = (("APP_MODEL", "model"), ("APP_TRAIN", "train"), ("APP_PRETRAIN", "pretrain"), ("APP_LIVE", "live"))
+JSON_SETTINGS = (("APP_MODEL", "model"), ("APP_TRAIN", "train"), ("APP_PRETRAIN", "pretrain"), ("APP_LIVE", "live"),
+                 ("APP_SELF_TRAIN", "self_train"))
 #: U-Net arguments APP_MODEL cannot set: the data gives them (grey EM: one channel; the project's classes)
 DATA_ARCH = ("in_channels", "n_classes")
 DEV_SECRET = "activeseg-dev"
@@ -170,7 +171,7 @@ def _parse_bool(key: str, text: str) -> bool:
 
 
 def _parse_json(key: str, text: str) -> dict:
-    """A JSON object of model/training/pre-training/live settings (APP_MODEL, APP_TRAIN, APP_PRETRAIN, APP_LIVE)."""
+    """A JSON object of model/training/pre-training/live/self-training settings (APP_MODEL, APP_TRAIN, ...)."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
@@ -181,16 +182,18 @@ def _parse_json(key: str, text: str) -> dict:
 
 
 def _check_ml_settings(extra: dict) -> None:
-    """Check APP_MODEL / APP_TRAIN / APP_PRETRAIN / APP_LIVE against the ml settings' names and ranges when the
-    config is read, so a bad value stops the start naming the variable, instead of failing a job later."""
+    """Check APP_MODEL / APP_TRAIN / APP_PRETRAIN / APP_LIVE / APP_SELF_TRAIN against the ml settings' names and
+    ranges when the config is read, so a bad value stops the start naming the variable, not a job later."""
     from ml.live import LIVE_RANGES
     from ml.model import ARCH_RANGES
     from ml.pretrained import PRETRAIN_RANGES
+    from ml.self_training import SELF_TRAIN_RANGES
     from ml.settings import check_settings
     from ml.train import TRAIN_RANGES
 
     ranges = {"model": {k: r for k, r in ARCH_RANGES.items() if k not in DATA_ARCH},
-              "train": TRAIN_RANGES, "pretrain": PRETRAIN_RANGES, "live": LIVE_RANGES}
+              "train": TRAIN_RANGES, "pretrain": PRETRAIN_RANGES, "live": LIVE_RANGES,
+              "self_train": SELF_TRAIN_RANGES}
     for key, name in JSON_SETTINGS:
         if name in extra and name in ranges:
             try:

@@ -20,7 +20,7 @@ from ml.device import pick_device
 from ml.infer import predict_image
 from ml.model import UNet2D
 from ml.pretrain import init_from_pretrained
-from ml.self_training import SelfTrainConfig, pseudo_regions, self_train, window_boxes
+from ml.self_training import SelfTrainConfig, pseudo_regions, train_in_phases, window_boxes
 from ml.train import TrainConfig, clone_state, train
 
 from .al_protocol import (BenchData, LabelState, Protocol, candidates, fg_share, heldout_scores, initial_patches,
@@ -60,21 +60,22 @@ def _regions(data: BenchData, patches: list[Patch], proto: Protocol) -> list[Reg
 
 
 def _fit(model: UNet2D, regions: list[Region], val: list[Region], steps: int, lr: float, seed: int,
-         proto: Protocol, device: torch.device, pseudo: list[Region] | None = None):
+         proto: Protocol, device: torch.device, self_steps: int = 0):
+    """``steps`` steps; with ``proto.self_train`` the last ``self_steps`` also learn pseudo-labels of the pool
+    half (``ml.self_training.train_in_phases``, as the app trains)."""
     # One validation at the end: picking among a run's checkpoints by a few held-out patches
     # was noise that cost more than it saved (a dev run on the pool half kept step 150 of 1200).
     config = TrainConfig(steps=steps, lr=lr, batch_size=proto.batch, crop=proto.crop, seed=seed,
                          eval_every=steps, warmup_steps=min(10, steps // 5), ema=proto.ema)
-    if pseudo is not None:
-        return self_train(model, regions, pseudo, val, config, SelfTrainConfig(), device=device)
-    return train(model, regions, val, config, device=device)
-
-
-def _pseudo(model: UNet2D, val: list[Region], seed: int, device: torch.device) -> list[Region] | None:
-    """Pseudo-labels of the pool half by ``model`` (None when the protocol does not self-train)."""
-    data, proto, _ = _ctx()
     if not proto.self_train:
-        return None
+        return train(model, regions, val, config, device=device)
+    return train_in_phases(model, regions, val, config, SelfTrainConfig(), self_steps,
+                           lambda m: _pseudo(m, val, seed, device), device=device)
+
+
+def _pseudo(model: UNet2D, val: list[Region], seed: int, device: torch.device) -> list[Region]:
+    """Pseudo-labels of the pool half by ``model`` (validation patches spared)."""
+    data = _STATE["data"]
     cfg = SelfTrainConfig()
     boxes = window_boxes(data.image.shape, cfg, seed, rows=(0, data.split_y))
     return pseudo_regions(model, data.image, 0.0, 1.0, boxes, cfg, held_out=val, device=device)
@@ -114,10 +115,8 @@ def initial_task(seed: int) -> dict:
     patches = initial_patches(data, grid, state, proto, seed, _embedder(proto, seed, device))
     model = _new_model(proto, seed)
     regions, val_regions = _regions(data, patches, proto), _regions(data, val, proto)
-    _fit(model, regions, val_regions, proto.init_steps, proto.lr, seed, proto, device)
-    pseudo = _pseudo(model, val_regions, seed, device)
-    if pseudo is not None:
-        _fit(model, regions, val_regions, proto.self_train_steps, proto.round_lr, seed + 1, proto, device, pseudo)
+    extra = proto.self_train_steps if proto.self_train else 0     # the app's split: the last third self-trains
+    _fit(model, regions, val_regions, proto.init_steps + extra, proto.lr, seed, proto, device, self_steps=extra)
     scores = unet_scores(model, data, proto, device)
     path = _init_path(seed)
     torch.save(model.state_dict(), path)
@@ -160,9 +159,8 @@ def strategy_task(seed: int, strategy: str, initial_iou: float) -> dict:
                       device)
         state.add(picks)
         t1 = time.monotonic()                  # training time includes pseudo-labeling
-        pseudo = _pseudo(model, val_regions, seed * 1000 + rnd, device)
         _fit(model, _regions(data, state.patches, proto), val_regions, proto.round_steps, proto.round_lr,
-             seed * 1000 + rnd, proto, device, pseudo)
+             seed * 1000 + rnd, proto, device, self_steps=proto.round_steps)
         t2 = time.monotonic()
         scores = unet_scores(model, data, proto, device)
         rows.append(dict(strategy=strategy, seed=seed, round=rnd, n_labeled=len(state.patches), iou=scores["iou"]))

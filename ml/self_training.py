@@ -14,8 +14,9 @@ the same probabilities as a whole-slice prediction).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -25,27 +26,47 @@ from ml.dataset import FocusSampler, Region
 from ml.infer import tile_plan
 from ml.io.normalize import normalize
 from ml.live import predict_view
-from ml.progress import CancelFn, ProgressFn, check_cancel, report
+from ml.progress import CancelFn, Cancelled, ProgressFn, check_cancel, report
+from ml.settings import FLAG, check_settings, number, whole
 from ml.train import TrainConfig, TrainResult, train
 
 Box = tuple[int, int, int, int]          # y0, y1, x0, x1
 
 
+_PROB = number(0.5, 1, high_open=True)
+_SHARE = number(0, 1, low_open=True, high_open=True)
+SELF_TRAIN_RANGES = {"enabled": FLAG, "fg": _PROB, "bg": _PROB, "share": _SHARE, "steps_share": _SHARE,
+                     "time_share": _SHARE, "window": whole(16), "max_pixels": whole(256)}
+
+
 @dataclass(frozen=True)
 class SelfTrainConfig:
+    enabled: bool = True
     fg: float = 0.9                 # pseudo-label an object class above this probability
     bg: float = 0.99                # ... background above this one
     share: float = 0.5              # part of every batch drawn from the true labels
+    steps_share: float = 1 / 3      # part of a new model's steps trained with pseudo-labels (the probe: 500 of 1,500)
+    time_share: float = 0.15        # at most this part of a time budget goes to pseudo-labeling
     window: int = 512               # pseudo-labeled windows (px), read and predicted one at a time
     max_pixels: int = 16 * 2**20    # at most this many pseudo-labeled pixels (memory: ~5 bytes each)
 
     def __post_init__(self) -> None:
-        if not (0.5 <= self.fg < 1 and 0.5 <= self.bg < 1):
-            raise ValueError(f"self-training thresholds must lie in [0.5, 1), got fg={self.fg}, bg={self.bg}")
-        if not 0 < self.share < 1:
-            raise ValueError(f"self-training share of true labels must lie in (0, 1), got {self.share}")
-        if self.window < 16 or self.max_pixels < self.window:
-            raise ValueError(f"self-training window {self.window} / max_pixels {self.max_pixels} too small")
+        check_settings(asdict(self), SELF_TRAIN_RANGES, "self-training setting")
+        if self.max_pixels < self.window:
+            raise ValueError(f"self-training max_pixels={self.max_pixels} is below one window ({self.window} px)")
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "SelfTrainConfig":
+        """From a settings object (APP_SELF_TRAIN), unknown keys refused by name."""
+        check_settings(values or {}, SELF_TRAIN_RANGES, "self-training setting")
+        return cls(**(values or {}))
+
+    def self_steps(self, steps: int, warm: bool) -> int:
+        """Steps of a run trained with pseudo-labels: all of a warm start's (its start model labels the
+        pool), the last ``steps_share`` of a new model's (it needs some steps before it can)."""
+        if not self.enabled:
+            return 0
+        return int(steps) if warm else int(round(steps * self.steps_share))
 
 
 def pseudo_labels(prob: np.ndarray, fg: float, bg: float) -> np.ndarray:
@@ -90,11 +111,14 @@ def _blank_held_out(labels: np.ndarray, z: int, box: Box, held_out: Sequence[Reg
 
 def pseudo_regions(model: nn.Module, volume: Any, lo: float, hi: float, boxes: Sequence[tuple[int, Box]],
                    config: SelfTrainConfig, held_out: Sequence[Region] = (), device: torch.device | str | None = None,
-                   cancel: CancelFn = None) -> list[Region]:
-    """One region per window of ``volume`` (raw, normalised with ``lo``/``hi``), pseudo-labeled by ``model``."""
-    out = []
+                   cancel: CancelFn = None, max_seconds: float | None = None) -> list[Region]:
+    """One region per window of ``volume`` (raw, normalised with ``lo``/``hi``), pseudo-labeled by ``model``;
+    windows stop once ``max_seconds`` are spent (a time budget), after the first."""
+    out, start = [], time.monotonic()
     for z, box in boxes:
         check_cancel(cancel)
+        if out and max_seconds is not None and time.monotonic() - start >= max_seconds:
+            break
         prob = predict_view(model, volume, z, box, lo, hi, device=device)["prob"]
         labels = pseudo_labels(prob, config.fg, config.bg)
         _blank_held_out(labels, z, box, held_out)
@@ -110,6 +134,56 @@ def self_train(model: nn.Module, regions: Sequence[Region], pseudo: Sequence[Reg
     pseudo = [r for r in pseudo if r.n_labeled > 0]
     everything = list(pseudo) + list(regions)
     sampler = FocusSampler(everything, regions, share=config.share, crop=train_config.crop, seed=train_config.seed)
-    report(progress, 0, train_config.steps, phase="self-training")
     return train(model, everything, list(val), train_config, progress=progress, cancel=cancel, device=device,
                  sampler=sampler)
+
+
+def train_in_phases(model: nn.Module, regions: Sequence[Region], val: Sequence[Region], train_config: TrainConfig,
+                    config: SelfTrainConfig, self_steps: int, pseudo: Callable[[nn.Module], list[Region]],
+                    progress: ProgressFn = None, cancel: CancelFn = None,
+                    device: torch.device | str | None = None) -> TrainResult:
+    """``train_config.steps`` steps: the first ones on the labels alone, the last ``self_steps`` with
+    ``pseudo(model)``'s regions (the model as it is then labels them). After a supervised phase the
+    self-training phase runs at half the learning rate with a new seed (the probe's schedule)."""
+    total = int(train_config.steps)
+    first = total - int(self_steps)
+
+    def shifted(offset: int, phase: str, span: int) -> ProgressFn:
+        def on_step(done: int, _total: int, info: dict | None = None) -> None:
+            info = dict(info or {}, phase=phase)
+            if info.get("eta_s") is not None and span > done:      # this phase's ETA, stretched to the run's
+                info["eta_s"] = round(info["eta_s"] * (total - offset - done) / (span - done), 1)
+            report(progress, offset + done, total, **info)
+        return on_step
+
+    def timed(cfg: TrainConfig, steps: int) -> TrainConfig:
+        limit = None if cfg.max_seconds is None else cfg.max_seconds * steps / max(1, total)
+        return replace(cfg, steps=steps, max_seconds=limit)
+
+    result = None
+    if first > 0:
+        result = train(model, regions, list(val), timed(train_config, first), progress=shifted(0, "training", first),
+                       cancel=cancel, device=device)
+    if self_steps <= 0:
+        return result
+    report(progress, first, total, phase="pseudo-labeling")
+    cfg = timed(train_config, int(self_steps))
+    if first > 0:
+        cfg = replace(cfg, lr=cfg.lr * 0.5, seed=cfg.seed + 1, warmup_steps=min(cfg.warmup_steps, int(self_steps) // 5))
+    try:
+        extra = pseudo(model)
+        second = self_train(model, regions, extra, val, cfg, config, progress=shifted(first, "self-training", self_steps),
+                            cancel=cancel, device=device)
+    except Cancelled as exc:                         # keep what the first phase learned
+        partial = getattr(exc, "result", None)
+        if result is not None:
+            exc.result = result if partial is None else _joined(result, partial, first)  # type: ignore[attr-defined]
+        raise
+    return second if result is None else _joined(result, second, first)
+
+
+def _joined(a: TrainResult, b: TrainResult, offset: int) -> TrainResult:
+    """One result for two phases: ``b``'s model and best score, both histories with ``b``'s steps shifted."""
+    history = list(a.history) + [dict(h, step=h["step"] + offset) for h in b.history]
+    best = b.best_step + offset if b.best_step is not None else None
+    return TrainResult(b.model, history, b.best_val_iou, best)

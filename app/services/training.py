@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import select as sql_select
@@ -22,7 +23,7 @@ from app.db import session_scope
 from app.errors import NotFound, UserError
 from app.models import ModelVersion, VolumeRecord, dumps, loads
 from app.services import budget as budget_mod
-from app.services import factory, labels, projects
+from app.services import factory, labels, projects, self_training
 from app.services.evaluation import (ground_truth_iou, quality, quality_text, split_for_validation,
                                      without_val_iou)
 from app.workspace import Workspace
@@ -161,7 +162,8 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
     ``ml.train.TrainConfig`` fields (tests use tiny crops). On cancel the partial model is
     stored inactive, then Cancelled propagates so the job reads "cancelled".
     """
-    from ml.train import TrainConfig, config_dict, train
+    from ml.self_training import train_in_phases
+    from ml.train import TrainConfig, config_dict
 
     epochs, lr = _validate_params(epochs, lr)
     seconds = budget_mod.budget_seconds(budget)
@@ -174,12 +176,15 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
     overrides = dict(config.extra.get("train", {}), **(train_overrides or {}))
     probe = TrainConfig(**{**overrides, "lr": lr})
     device = factory.device_for(config)
+    self_cfg = self_training.settings(config)
+    pseudo_seconds = seconds * self_cfg.time_share if seconds is not None and self_cfg.enabled else None
     if steps:
         n_steps = int(steps)
     elif seconds is not None:
         report(progress, 0, 1, phase="measuring this machine's speed")
-        n_steps = budget_mod.steps_within(seconds, budget_mod.seconds_per_step(model, regions, probe, device))
-        overrides["max_seconds"] = seconds * budget_mod.HARD_LIMIT
+        train_s = seconds - (pseudo_seconds or 0.0)           # pseudo-labeling takes its share of the budget
+        n_steps = budget_mod.steps_within(train_s, budget_mod.seconds_per_step(model, regions, probe, device))
+        overrides["max_seconds"] = train_s * budget_mod.HARD_LIMIT
     else:
         n_steps = steps_for(regions, epochs, probe.batch_size, probe.crop)
     tcfg = TrainConfig(**{**overrides, "lr": lr, "steps": n_steps})
@@ -189,33 +194,48 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
     shown = {"at": 0.0, "curve": []}
 
     def on_step(done: int, total: int, info: dict) -> None:
+        phase = info.get("phase", "training")
+        if info.get("loss") is None:                               # a phase starts (pseudo-labeling)
+            report(progress, done, total, phase=phase, history=shown["curve"])
+            return
         evaluated = done % tcfg.eval_every == 0 or done == total   # when ml.train validates
         val = info.get("val_iou") if val_fg else None
         history.append({"step": done, "loss": info.get("loss"), "val_iou": val if evaluated else None})
         if time.monotonic() - shown["at"] >= CURVE_EVERY_S or done == total:   # thinning costs O(steps)
             shown.update(at=time.monotonic(), curve=compact_history(history))
-        report(progress, done, total, phase="training", loss=info.get("loss"), val_iou=val,
+        report(progress, done, total, phase=phase, loss=info.get("loss"), val_iou=val,
                eta_s=info.get("eta_s"), history=shown["curve"])
+
+    self_steps = self_cfg.self_steps(n_steps, warm=parent_id is not None)
+    pseudo_stats: dict = {}
+
+    def pseudo(m: Any) -> list:
+        out = self_training.pseudo_regions_for(config, project_id, m, val_regions, device, tcfg.seed, cancel,
+                                               pseudo_seconds)
+        pseudo_stats.update(self_training.summary(out, self_steps))
+        return out
 
     meta = {"parent_id": parent_id, "started_from": started_from, "epochs": epochs, "budget": budget,
             "event_id": seen,                # the label log it learned up to (live mode goes on from there)
-            "train_config": config_dict(tcfg), **label_stats}
+            "train_config": config_dict(tcfg), "self_train": asdict(self_cfg), **label_stats}
     try:
-        result = train(model, train_regions, val_regions, tcfg, progress=on_step, cancel=cancel, device=device)
+        result = train_in_phases(model, train_regions, val_regions, tcfg, self_cfg, self_steps, pseudo,
+                                 progress=on_step, cancel=cancel, device=device)
     except Cancelled as exc:
         partial = getattr(exc, "result", None)
         if partial is not None and partial.history:
             store_version(config, project_id, parent_id, _measured(partial, val_fg), classes, label_stats, meta,
                            {"val_iou": partial.best_val_iou if val_fg else None, "val_foreground": val_fg,
                             "best_step": partial.best_step, "cancelled": True, "steps": len(partial.history),
-                            "started_from": started_from},
+                            "started_from": started_from, "self_training": pseudo_stats or None},
                            activate=False)
         raise
     report(progress, n_steps, n_steps, phase="evaluating", history=compact_history(history))
     metrics = {"val_iou": result.best_val_iou if val_fg else None, "val_foreground": val_fg,
                "best_step": result.best_step, "steps": len(result.history),
                "seconds": round(time.monotonic() - started, 1),
-               "device": str(device), "n_regions": len(regions), "started_from": started_from}
+               "device": str(device), "n_regions": len(regions), "started_from": started_from,
+               "self_training": pseudo_stats or None}
     metrics["quality"] = quality(config, project_id, result.model, val_regions, device)
     gt = ground_truth_iou(config, project_id, result.model, device)
     if gt:
@@ -278,7 +298,9 @@ def _version_dict(r: ModelVersion) -> dict:
             "seconds": m.get("seconds"),
             "est_iou": _round((m.get("quality") or {}).get("iou")),
             "est_iou_high": _round((m.get("quality") or {}).get("high")), "quality_text": quality_text(m),
-            "cancelled": bool(m.get("cancelled")), "note": "cancelled (partial)" if m.get("cancelled") else "",
+            "cancelled": bool(m.get("cancelled")),
+            "note": "; ".join(t for t in ("cancelled (partial)" if m.get("cancelled") else "",
+                                          self_training.note(m.get("self_training"))) if t),
             "started_from": started_from(r, m), "path": r.path}
 
 

@@ -73,6 +73,9 @@ def test_start_with_a_missing_demo_volume_is_one_line(tmp_path, capsys):
     ("APP_PRETRAIN", '{"stepz": 3}', r"APP_PRETRAIN: unknown setting.*'stepz'"),
     ("APP_LIVE", '{"focus": 2}', r"APP_LIVE: focus=2 .*\[0, 1\]"),
     ("APP_LIVE", '{"max_view": 10}', r"APP_LIVE: max_view=10 .*integer >= 64"),
+    ("APP_SELF_TRAIN", '{"fg": 0.2}', r"APP_SELF_TRAIN: fg=0.2 .*\[0.5, 1\)"),
+    ("APP_SELF_TRAIN", '{"enabled": "no"}', r"APP_SELF_TRAIN: enabled='no' .*true or false"),
+    ("APP_SELF_TRAIN", '{"treshold": 0.9}', r"APP_SELF_TRAIN: unknown setting.*'treshold'"),
     ("APP_DEMO_SHAPE", "16,15,512", r"APP_DEMO_SHAPE='16,15,512'.*Y, X >= 16"),
 ])
 def test_bad_ml_settings_name_the_key_and_the_range_at_load(tmp_path, key, value, match):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from app.errors import UserError
-from app.services import budget, training
+from app.services import budget, self_training, training
 from callbacks import active as cb_active
 from callbacks import training as cb_training
 from tests.app.envs import TINY, paint_ground_truth, synthetic_env
@@ -32,15 +32,18 @@ def test_a_budget_sets_the_steps_from_the_measured_speed(env, monkeypatch):
 
     def timed(*args):
         measured.append(real(*args))
-        return 0.5             # pretend 2 steps per second: 30 s -> 60 steps (the tiny model is much faster)
+        return 0.5             # pretend 2 steps per second (the tiny model is much faster)
 
     real = budget.seconds_per_step
     monkeypatch.setattr(budget, "seconds_per_step", timed)
     res = training.train_model(env.config, env.pid, lr=3e-3, budget="quick")
-    assert res["metrics"]["steps"] == 60 and measured and measured[0] > 0     # it really timed real steps
+    share = self_training.settings(env.config).time_share    # pseudo-labeling's part of the budget
+    steps = budget.steps_within(30.0 * (1 - share), 0.5)
+    assert steps == 51 and res["metrics"]["steps"] == steps and measured and measured[0] > 0   # really timed
+    assert res["metrics"]["self_training"]["steps"] == round(steps / 3)
     versions = training.list_versions(env.config, env.pid)
     speed = budget.last_speed(versions)
-    assert speed == pytest.approx(versions[0]["seconds"] / 60)
+    assert speed == pytest.approx(versions[0]["seconds"] / steps)
     assert budget.estimate_text(speed, "quick").startswith("About 30 s of training: ≈")
     assert "measures this machine's speed" in budget.estimate_text(None, "quick")
     assert "epochs" in budget.estimate_text(speed, "epochs")

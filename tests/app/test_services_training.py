@@ -99,6 +99,31 @@ def test_live_history_reaches_the_job_row(env):
     assert any("loss" in i for i in seen)
 
 
+def test_a_new_model_self_trains_its_last_third_on_pseudo_labels(env):
+    """The progress names the phases, the version records what it learned from, the history stays one run."""
+    _label(env, zs=(0, 2))
+    seen = []
+    # the tiny test model is never as sure as the defaults ask (p > 0.9 / 0.99): APP_SELF_TRAIN lowers them
+    config = env.config.with_(extra={**env.config.extra, "self_train": {"fg": 0.6, "bg": 0.8}})
+    res = training.train_model(config, env.pid, lr=1e-2, steps=60,
+                               progress=lambda done, total, info: seen.append((done, info.get("phase"))))
+    phases = [p for i, (_, p) in enumerate(seen) if i == 0 or p != seen[i - 1][1]]
+    assert phases == ["reading labels", "training", "pseudo-labeling", "self-training", "evaluating"], phases
+    assert [d for d, p in seen if p == "self-training"] == list(range(41, 61))
+    st = res["metrics"]["self_training"]
+    assert st["steps"] == 20 and st["windows"] >= 3 and st["pixels"] == 3 * 64 * 64     # the whole small volume
+    assert 0.0 < st["labeled_share"] <= 1.0 and 0.0 <= st["object_share"] <= st["labeled_share"]
+    assert [h["step"] for h in training.version_history(env.config, res["model_id"])] == list(range(1, 61))
+    assert training.list_versions(config, env.pid)[0]["note"].startswith("self-trained 20 steps on pseudo-labels (")
+
+
+def test_self_training_can_be_turned_off(env):
+    _label(env)
+    config = env.config.with_(extra={**env.config.extra, "self_train": {"enabled": False}})
+    res = training.train_model(config, env.pid, lr=3e-3, steps=6)
+    assert res["metrics"]["self_training"] is None and res["metrics"]["steps"] == 6
+
+
 def test_activation_switches_the_active_version(env):
     _label(env)
     a = training.train_model(env.config, env.pid, steps=2)["model_id"]

@@ -8,7 +8,8 @@ import torch
 from ml.dataset import Region
 from ml.live import predict_view
 from ml.model import UNet2D
-from ml.self_training import SelfTrainConfig, pseudo_labels, pseudo_regions, self_train, window_boxes
+from ml.self_training import (SelfTrainConfig, pseudo_labels, pseudo_regions, self_train, train_in_phases,
+                              window_boxes)
 from ml.synthetic import make_em_volume
 from ml.train import TrainConfig
 
@@ -89,3 +90,43 @@ def test_self_train_learns_a_class_only_the_pseudo_labels_show(volume):
     with torch.no_grad():
         p = torch.softmax(model.eval()(torch.from_numpy(image)[None, None]), 1)[0, 1].numpy()
     assert p[26:38, 26:38].mean() > 0.6 and p[:12, :12].mean() < 0.4
+
+
+def _toy():
+    rng = np.random.default_rng(1)
+    image = rng.uniform(0.0, 0.3, (48, 48)).astype(np.float32)
+    image[12:36, 12:36] += 0.6
+    labels = np.zeros((48, 48), np.uint8)
+    labels[:8, :8], labels[20:28, 20:28] = 1, 2
+    return Region(image, labels)
+
+
+@pytest.mark.parametrize("self_steps", [0, 4, 10])
+def test_train_in_phases_runs_every_step_once_and_pseudo_labels_after_the_supervised_phase(self_steps):
+    region = _toy()
+    calls, seen = [], []
+    torch.manual_seed(0)
+    model = UNet2D(base=4, depth=2)
+    tcfg = TrainConfig(steps=10, lr=1e-3, batch_size=2, crop=32, seed=0, eval_every=5)
+
+    def pseudo(m):
+        calls.append(len(seen))                       # how many steps had run when the pool was labeled
+        return [Region(region.image, np.where(region.labels == 0, 1, 0).astype(np.uint8))]
+
+    result = train_in_phases(model, [region], [], tcfg, SelfTrainConfig(), self_steps, pseudo,
+                             progress=lambda done, total, info=None: seen.append((done, total, (info or {}).get("phase"))))
+    steps = [d for d, _, ph in seen if ph in ("training", "self-training")]
+    assert steps == list(range(1, 11)) and all(t == 10 for _, t, _ in seen)
+    assert [h["step"] for h in result.history] == list(range(1, 11))
+    assert calls == ([] if self_steps == 0 else [10 - self_steps + 1])     # + the "pseudo-labeling" report
+    phases = [ph for _, _, ph in seen if ph in ("training", "self-training")]
+    assert phases.count("self-training") == self_steps
+
+
+def test_self_steps_split_a_new_model_and_cover_a_warm_start():
+    cfg = SelfTrainConfig()
+    assert cfg.self_steps(300, warm=False) == 100 and cfg.self_steps(300, warm=True) == 300
+    assert SelfTrainConfig(enabled=False).self_steps(300, warm=True) == 0
+    assert SelfTrainConfig.from_dict({"fg": 0.95}).fg == 0.95
+    with pytest.raises(ValueError, match="unknown self-training setting"):
+        SelfTrainConfig.from_dict({"treshold": 0.9})
