@@ -131,6 +131,7 @@ def register(app) -> None:
         Output(pids.TR_DONE, "data", allow_duplicate=True),
         Input(ids.LIVE_KEEP, "n_clicks"), State(ids.PROJECT_STORE, "data"),
         background=True, interval=POLL_MS, prevent_initial_call=True,
+        running=[(Output(ids.LIVE_KEEP, "children"), "Keeping…", "Keep")],
     )
     def _keep(_n, project_id):
         return keep_draft(config, project_id)
