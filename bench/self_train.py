@@ -23,18 +23,16 @@ from .pretrain import dev_grid, dev_iou
 
 
 def pseudo_regions(model, images: np.ndarray, fg: float, bg: float, device=None) -> list:
-    """One region per slice of ``images``, labeled where the model is confident (0 elsewhere)."""
+    """One region per whole slice of ``images``, labeled where the model is confident (0 elsewhere).
+
+    Whole slices, as this probe was run; the app and ``bench.al --self-train`` use
+    ``ml.self_training.pseudo_regions`` (bounded windows, the same probabilities)."""
     from ml.dataset import Region
     from ml.infer import predict_image
+    from ml.self_training import pseudo_labels
 
-    out = []
-    for z, image in enumerate(images):
-        prob = predict_image(model, image, device=device)["prob"]
-        labels = np.zeros(prob.shape[1:], np.uint8)
-        labels[prob[0] > bg] = 1
-        labels[prob[1] > fg] = 2
-        out.append(Region(image, labels, z, 0, 0))
-    return out
+    return [Region(image, pseudo_labels(predict_image(model, image, device=device)["prob"], fg, bg), z, 0, 0)
+            for z, image in enumerate(images)]
 
 
 def run(raw: str, labels: str, weights: str, patches: int, steps: int, extra: int, seed: int,
