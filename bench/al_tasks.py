@@ -74,7 +74,8 @@ def _fit(model: UNet2D, regions: list[Region], val: list[Region], steps: int, lr
 
 
 def _pseudo(model: UNet2D, val: list[Region], seed: int, device: torch.device) -> list[Region]:
-    """Pseudo-labels of the pool half by ``model`` (validation patches spared)."""
+    """Pseudo-labels of the pool half by ``model`` (validation patches spared; unlike the app, labeled
+    patches are not: v10 was measured so, their pixels hold the truth in the other half of each batch)."""
     data = _STATE["data"]
     cfg = SelfTrainConfig()
     boxes = window_boxes(data.image.shape, cfg, seed, rows=(0, data.split_y))

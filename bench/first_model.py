@@ -51,12 +51,13 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budgets", default="quick,refine")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--self-train", default="on", help="on, off or on,off: with / without the self-training phase")
     args = p.parse_args(argv)
     import torch
 
     from app.config import Config
     from app.demo import ensure_demo
-    from app.services import projects, training
+    from app.services import projects, self_training, training
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,13 +69,16 @@ def main(argv=None) -> None:
         gt = np.asarray(projects.open_ground_truth(cfg, vid)[:])
         n = paint_like_a_user(cfg, vid, gt, gt.shape[0] // 2)
         print(f"{n} strokes painted on slice {gt.shape[0] // 2}\n")
-        print("| budget | total s | steps | training s | GT IoU |\n|---|---|---|---|---|")
+        print("| budget | self-training | total s | steps | training s | GT IoU |\n|---|---|---|---|---|---|")
         for name in args.budgets.split(","):
-            t0 = time.monotonic()
-            m = training.train_model(cfg, proj["id"], budget=name)["metrics"]
-            gt_iou = m.get("gt_iou")
-            print(f"| {name} | {time.monotonic() - t0:.1f} | {m['steps']} | {m['seconds']:.1f} | "
-                  f"{'n/a' if gt_iou is None else f'{gt_iou:.3f}'} |", flush=True)
+            for mode in args.self_train.split(","):
+                run_cfg = cfg.with_(extra={**cfg.extra, "self_train": {"enabled": mode == "on"}})
+                t0 = time.monotonic()
+                m = training.train_model(run_cfg, proj["id"], budget=name)["metrics"]
+                gt_iou = m.get("gt_iou")
+                print(f"| {name} | {self_training.note(m.get('self_training')) or 'off'} | "
+                      f"{time.monotonic() - t0:.1f} | {m['steps']} | {m['seconds']:.1f} | "
+                      f"{'n/a' if gt_iou is None else f'{gt_iou:.3f}'} |", flush=True)
 
 
 if __name__ == "__main__":

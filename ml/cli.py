@@ -175,6 +175,9 @@ def build_parser() -> OneLineParser:
     t.add_argument("--batch", type=positive(int), default=8)
     t.add_argument("--base", type=positive(int), default=16, help="U-Net width (ignored with --from)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-self-train", action="store_true",
+                   help="train on the labels alone (sparse labels otherwise also learn confident pseudo-labels "
+                        "of the volume in the last third of the steps; a --from warm start in every step)")
     t.add_argument("--labels-dataset", help="HDF5 dataset path inside --labels")
     pr = sub.add_parser("predict", help="probability (and uncertainty) maps for a whole volume, as Zarr",
                         epilog=formats)

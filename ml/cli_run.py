@@ -30,6 +30,8 @@ class Progress:
             return
         self.last = now
         parts = [f"{self.label} {done}/{total} {self.unit}"]
+        if info.get("phase") not in (None, "training"):
+            parts.append(str(info["phase"]))         # e.g. pseudo-labeling, self-training
         for key in ("loss", "val_iou"):
             if isinstance(info.get(key), (int, float)):
                 parts.append(f"{key} {info[key]:.4f}")

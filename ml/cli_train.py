@@ -170,8 +170,10 @@ def run_train(args) -> int:
     from ml.checkpoint import DEFAULT_NORMALIZATION, load_checkpoint, save_checkpoint
     from ml.dataset import regions_from_store
     from ml.io.readers import check_segmentable, open_volume
+    from ml.dataset import split_regions
     from ml.progress import Cancelled
-    from ml.train import TrainConfig, config_dict, train
+    from ml.self_training import SelfTrainConfig, pseudo_regions, train_in_phases, window_boxes
+    from ml.train import TrainConfig, config_dict
 
     _check_out(Path(args.out))
     device = device_from_arg(args.device)
@@ -202,12 +204,26 @@ def run_train(args) -> int:
     print(f"training on {len(regions)} regions, {n_labeled:,} labeled pixels, {steps} steps on {device}",
           file=sys.stderr, flush=True)
     progress = Progress("train", "steps", mark=args.steps_per_epoch)
+    train_regions, val_regions = split_regions(regions, config.val_fraction, config.seed)
+    self_cfg = SelfTrainConfig(enabled=not args.no_self_train and mode != "mask")   # a mask labels every pixel
+    self_steps = self_cfg.self_steps(steps, warm=parent is not None)
+    if self_steps:
+        print(f"self-training: the last {self_steps} steps also learn confident pseudo-labels of the volume "
+              f"(--no-self-train to skip)", file=sys.stderr, flush=True)
+
+    def pseudo(m) -> list:
+        boxes = window_boxes(volume.shape, self_cfg, args.seed)
+        return pseudo_regions(m, volume, lo, hi, boxes, self_cfg, held_out=val_regions, known=train_regions,
+                              device=device, cancel=stop)
+
     meta = {"parent": str(args.from_) if args.from_ else None, "started_from": started_from, "labels_used": n_labeled, "raw": str(args.raw),
-            "labels": str(args.labels), "train_config": config_dict(config), "source": "cli"}
+            "labels": str(args.labels), "train_config": config_dict(config), "self_train_steps": self_steps,
+            "source": "cli"}
     status = 0
     with Interrupt() as stop:
         try:
-            result = train(model, regions, None, config, progress, stop, device)
+            result = train_in_phases(model, train_regions, val_regions, config, self_cfg, self_steps, pseudo,
+                                     progress, stop, device)
         except Cancelled as exc:
             result, status = exc.result, EXIT_INTERRUPTED  # type: ignore[attr-defined]
             meta["interrupted"] = True

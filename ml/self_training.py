@@ -97,23 +97,30 @@ def window_boxes(shape: Sequence[int], config: SelfTrainConfig, seed: int = 0,
     return sorted(out)
 
 
-def _blank_held_out(labels: np.ndarray, z: int, box: Box, held_out: Sequence[Region]) -> None:
-    """No pseudo-label where held-out labels lie: the quality estimate must not score self-agreement."""
+def _blank(labels: np.ndarray, z: int, box: Box, regions: Sequence[Region], whole: bool) -> None:
+    """Unlabel pseudo-labels under ``regions`` of slice ``z``: their whole window (``whole``), else their
+    labeled pixels only."""
     y0, y1, x0, x1 = box
-    for r in held_out:
+    for r in regions:
         if r.z != z:
             continue
         ry1, rx1 = r.y0 + r.labels.shape[0], r.x0 + r.labels.shape[1]
         a, b, c, d = max(y0, r.y0), min(y1, ry1), max(x0, r.x0), min(x1, rx1)
         if a < b and c < d:
-            labels[a - y0:b - y0, c - x0:d - x0] = 0
+            target = labels[a - y0:b - y0, c - x0:d - x0]
+            target[...] = 0 if whole else np.where(r.labels[a - r.y0:b - r.y0, c - r.x0:d - r.x0] > 0, 0, target)
 
 
 def pseudo_regions(model: nn.Module, volume: Any, lo: float, hi: float, boxes: Sequence[tuple[int, Box]],
-                   config: SelfTrainConfig, held_out: Sequence[Region] = (), device: torch.device | str | None = None,
-                   cancel: CancelFn = None, max_seconds: float | None = None) -> list[Region]:
-    """One region per window of ``volume`` (raw, normalised with ``lo``/``hi``), pseudo-labeled by ``model``;
-    windows stop once ``max_seconds`` are spent (a time budget), after the first."""
+                   config: SelfTrainConfig, held_out: Sequence[Region] = (), known: Sequence[Region] = (),
+                   device: torch.device | str | None = None, cancel: CancelFn = None,
+                   max_seconds: float | None = None) -> list[Region]:
+    """One region per window of ``volume`` (raw, normalised with ``lo``/``hi``), pseudo-labeled by ``model``.
+
+    Nothing is pseudo-labeled in the windows of ``held_out`` regions (the quality estimate must not
+    score the model's agreement with itself) nor on the labeled pixels of ``known`` ones (a true
+    label is never contradicted, e.g. imported dense labels). Windows stop once ``max_seconds`` are
+    spent (a time budget), after the first."""
     out, start = [], time.monotonic()
     for z, box in boxes:
         check_cancel(cancel)
@@ -121,7 +128,8 @@ def pseudo_regions(model: nn.Module, volume: Any, lo: float, hi: float, boxes: S
             break
         prob = predict_view(model, volume, z, box, lo, hi, device=device)["prob"]
         labels = pseudo_labels(prob, config.fg, config.bg)
-        _blank_held_out(labels, z, box, held_out)
+        _blank(labels, z, box, held_out, whole=True)
+        _blank(labels, z, box, known, whole=False)
         y0, y1, x0, x1 = box
         out.append(Region(normalize(volume[int(z), y0:y1, x0:x1], lo, hi), labels, int(z), y0, x0))
     return out

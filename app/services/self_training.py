@@ -19,10 +19,10 @@ def settings(config: Any):
     return SelfTrainConfig.from_dict(config.extra.get("self_train"))
 
 
-def pseudo_regions_for(config: Any, project_id: int, model: Any, held_out: list, device: Any = None, seed: int = 0,
-                       cancel: Any = None, max_seconds: float | None = None) -> list:
-    """Pseudo-labeled windows of every volume of the project (held-out labels spared), within the pixel
-    budget and, for a time budget, ``max_seconds``."""
+def pseudo_regions_for(config: Any, project_id: int, model: Any, held_out: list, known: list, device: Any = None,
+                       seed: int = 0, cancel: Any = None, max_seconds: float | None = None) -> list:
+    """Pseudo-labeled windows of every volume of the project (held-out windows and labeled pixels spared),
+    within the pixel budget and, for a time budget, ``max_seconds``."""
     import time
 
     from ml.self_training import pseudo_regions, window_boxes
@@ -38,7 +38,7 @@ def pseudo_regions_for(config: Any, project_id: int, model: Any, held_out: list,
             break
         volume = projects.open_volume(config, v["id"])
         boxes = window_boxes(volume.shape, share, seed)
-        out += pseudo_regions(model, volume, v["lo"], v["hi"], boxes, cfg, held_out, device, cancel, left)
+        out += pseudo_regions(model, volume, v["lo"], v["hi"], boxes, cfg, held_out, known, device, cancel, left)
     return out
 
 

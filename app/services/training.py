@@ -210,8 +210,8 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
     pseudo_stats: dict = {}
 
     def pseudo(m: Any) -> list:
-        out = self_training.pseudo_regions_for(config, project_id, m, val_regions, device, tcfg.seed, cancel,
-                                               pseudo_seconds)
+        out = self_training.pseudo_regions_for(config, project_id, m, val_regions, train_regions, device, tcfg.seed,
+                                               cancel, pseudo_seconds)
         pseudo_stats.update(self_training.summary(out, self_steps))
         return out
 

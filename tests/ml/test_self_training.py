@@ -71,6 +71,21 @@ def test_pseudo_regions_follow_the_view_prediction_and_spare_held_out_labels(vol
     assert sum(int((r.labels == 0).sum()) for r in regions) == 10 * 12          # only the held-out pixels
 
 
+def test_pseudo_labels_never_sit_on_a_true_label(volume):
+    """Known labels keep their pixels (e.g. imported dense labels); the unlabeled pixels around them are fair game."""
+    raw, _ = volume
+    torch.manual_seed(0)
+    model = UNet2D(base=4, depth=2).eval()
+    cfg = SelfTrainConfig(fg=0.5, bg=0.5, window=96, max_pixels=2**20)
+    lab = np.zeros((20, 20), np.uint8)
+    lab[5:15, 5:15] = 2
+    known = Region(np.zeros((20, 20), np.float32), lab, z=0, y0=30, x0=40)
+    (r0, _), = [(r, b) for r, b in zip(pseudo_regions(model, raw, 0, 255, window_boxes(raw.shape, cfg), cfg,
+                                                      known=[known]), window_boxes(raw.shape, cfg)) if b[0] == 0]
+    assert (r0.labels[35:45, 45:55] == 0).all()                    # the labeled pixels
+    assert (r0.labels[30:35, 40:60] > 0).all()                      # the unlabeled rim of the same region
+
+
 def test_self_train_learns_a_class_only_the_pseudo_labels_show(volume):
     """True labels hold background only in one corner; pseudo-labels say 'object' on a bright square."""
     rng = np.random.default_rng(0)
