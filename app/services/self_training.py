@@ -6,8 +6,11 @@ many volumes holds no more pseudo-labels in memory than one.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from app.services import projects
 
@@ -23,8 +26,6 @@ def pseudo_regions_for(config: Any, project_id: int, model: Any, held_out: list,
                        seed: int = 0, cancel: Any = None, max_seconds: float | None = None) -> list:
     """Pseudo-labeled windows of every volume of the project (held-out windows and labeled pixels spared),
     within the pixel budget and, for a time budget, ``max_seconds``."""
-    import time
-
     from ml.self_training import pseudo_regions, window_boxes
 
     cfg = settings(config)
@@ -44,8 +45,6 @@ def pseudo_regions_for(config: Any, project_id: int, model: Any, held_out: list,
 
 def summary(regions: list, steps: int) -> dict:
     """What the self-training phase learned from, for the version's metrics."""
-    import numpy as np
-
     total = sum(r.labels.size for r in regions)
     labeled = sum(int(np.count_nonzero(r.labels)) for r in regions)
     objects = sum(int(np.count_nonzero(r.labels > 1)) for r in regions)
