@@ -30,7 +30,9 @@ def progress_adapter(set_progress: Callable | None, n_outputs: int = 2) -> Calla
 
     def forward(done: int, total: int, info: dict) -> None:
         pct = int(round(100.0 * done / total)) if total else 0
-        label = f"{pct}%" + (f" · {eta_text(info['eta_s'])} left" if info.get("eta_s") else "")
+        phase = info.get("phase")
+        label = (f"{pct}%" + (f" · {phase}" if phase and phase != "training" else "")
+                 + (f" · {eta_text(info['eta_s'])} left" if info.get("eta_s") else ""))
         values = (pct, label)[:n_outputs]
         set_progress(values if n_outputs > 1 else values[0])
 

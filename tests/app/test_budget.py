@@ -58,4 +58,7 @@ def test_the_panel_offers_budgets_and_the_progress_label_says_what_is_left(env):
     forward(5, 10, {"eta_s": 42.4})
     forward(5, 10, {"eta_s": 300})
     forward(10, 10, {})
-    assert shown == [(50, "50% · ~42 s left"), (50, "50% · ~5 min left"), (100, "100%")]
+    forward(7, 10, {"phase": "pseudo-labeling"})
+    forward(8, 10, {"phase": "self-training", "eta_s": 12})
+    assert shown == [(50, "50% · ~42 s left"), (50, "50% · ~5 min left"), (100, "100%"), (70, "70% · pseudo-labeling"),
+                     (80, "80% · self-training · ~12 s left")]

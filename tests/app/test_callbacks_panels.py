@@ -59,7 +59,7 @@ def test_app_registers_panel_callbacks_and_page_ids_are_unique(env):
 def test_progress_adapter_and_outcome_text():
     seen = []
     cb_active.progress_adapter(seen.append)(3, 4, {"phase": "x"})
-    assert seen == [(75, "75%")]
+    assert seen == [(75, "75% · x")]                     # the phase, when it is not plain training
     assert cb_active.progress_adapter(None) is None
     from app.jobs import JobOutcome
 
