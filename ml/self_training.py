@@ -42,7 +42,7 @@ SELF_TRAIN_RANGES = {"enabled": FLAG, "fg": _PROB, "bg": _PROB, "share": _SHARE,
 @dataclass(frozen=True)
 class SelfTrainConfig:
     enabled: bool = True
-    fg: float = 0.9                 # pseudo-label an object class above this probability
+    fg: float = 0.8                 # pseudo-label an object class above this probability (v10 probe: 0.8 > 0.9)
     bg: float = 0.99                # ... background above this one
     share: float = 0.5              # part of every batch drawn from the true labels
     steps_share: float = 1 / 3      # part of a new model's steps trained with pseudo-labels (the probe: 500 of 1,500)
