@@ -119,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     results["wall_s"] = time.monotonic() - start
     results["pretrain"] = pre
     results["class_name"] = args.class_name or Path(args.labels).name
+    if proto.self_train:                      # its thresholds, as the run used them
+        from dataclasses import asdict
+
+        from ml.self_training import SelfTrainConfig
+
+        results["self_train"] = asdict(SelfTrainConfig())
     summary = write_outputs(out, results, proto)
     print(markdown(summary))
     print(f"targets: {summary['targets']}")

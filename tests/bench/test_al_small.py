@@ -14,6 +14,7 @@ import tifffile
 
 from bench.al_protocol import TINY, BenchData, LabelState, pool_grid, random_sequence, validation_patches, with_overrides
 from bench.al_report import CURVE_COLUMNS, summarize
+from ml.self_training import SelfTrainConfig
 from ml.synthetic import make_em_volume
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +48,7 @@ def test_tiny_protocol_writes_all_outputs(tmp_path, initial, self_train):
         assert key in summary["strategies"]["bald"], key
     assert summary["pretrain"]["mode"] == "heldout" and summary["pretrain"]["steps"] == TINY.pretrain_steps
     assert summary["protocol"]["initial"] == initial and summary["protocol"]["self_train"] == self_train
+    assert (summary["self_train"] or {}).get("fg") == (SelfTrainConfig().fg if self_train else None)
     assert list((out / "work").glob("pretrained_heldout_*.pt"))   # every new model started from it
     assert summary["class_name"] == "mask.tif" and summary["initial_iou_sd"] is not None
     assert set(summary["targets"]) >= {"random_final", "initial_models"}
