@@ -168,9 +168,8 @@ def _start_model(args, parent, n_classes: int) -> tuple[Any, str]:
 def run_train(args) -> int:
     """Train or fine-tune from ``args`` (see ml.cli.build_parser); saves the checkpoint, returns the exit code."""
     from ml.checkpoint import DEFAULT_NORMALIZATION, load_checkpoint, save_checkpoint
-    from ml.dataset import regions_from_store
+    from ml.dataset import regions_from_store, split_regions
     from ml.io.readers import check_segmentable, open_volume
-    from ml.dataset import split_regions
     from ml.progress import Cancelled
     from ml.self_training import SelfTrainConfig, pseudo_regions, train_in_phases, window_boxes
     from ml.train import TrainConfig, config_dict
@@ -225,8 +224,11 @@ def run_train(args) -> int:
             result = train_in_phases(model, train_regions, val_regions, config, self_cfg, self_steps, pseudo,
                                      progress, stop, device)
         except Cancelled as exc:
-            result, status = exc.result, EXIT_INTERRUPTED  # type: ignore[attr-defined]
+            result, status = getattr(exc, "result", None), EXIT_INTERRUPTED
             meta["interrupted"] = True
+    if result is None:                  # stopped while pseudo-labeling, before a warm start's first step
+        print(f"interrupted before any training step; {args.out} not written", file=sys.stderr)
+        return status
     meta.update(best_val_iou=result.best_val_iou, best_step=result.best_step)
     save_checkpoint(args.out, result.model, classes, result.history, meta, norm)
     best = "n/a" if result.best_val_iou is None else f"{result.best_val_iou:.4f}"

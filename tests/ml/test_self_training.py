@@ -145,3 +145,31 @@ def test_self_steps_split_a_new_model_and_cover_a_warm_start():
     assert SelfTrainConfig.from_dict({"fg": 0.95}).fg == 0.95
     with pytest.raises(ValueError, match="unknown self-training setting"):
         SelfTrainConfig.from_dict({"treshold": 0.9})
+
+
+@pytest.mark.parametrize("self_steps, stop_at, kept", [(4, "pseudo", 6), (4, 8, 8), (10, "pseudo", None)])
+def test_a_cancel_keeps_what_was_trained(self_steps, stop_at, kept):
+    """Stopped while pseudo-labeling or self-training: the result holds every finished step (none for a
+    warm start stopped before its first)."""
+    from ml.progress import Cancelled, check_cancel
+
+    region = _toy()
+    state = {"step": 0, "pseudo": False}
+
+    def cancel() -> bool:
+        return state["pseudo"] if stop_at == "pseudo" else state["step"] >= stop_at
+
+    def pseudo(m):
+        state["pseudo"] = True
+        check_cancel(cancel)                        # as pseudo_regions checks before each window
+        return [region]
+
+    torch.manual_seed(0)
+    tcfg = TrainConfig(steps=10, lr=1e-3, batch_size=2, crop=32, seed=0, eval_every=5)
+    with pytest.raises(Cancelled) as err:
+        train_in_phases(UNet2D(base=4, depth=2), [region], [], tcfg, SelfTrainConfig(), self_steps, pseudo,
+                        progress=lambda done, total, info=None: state.update(step=done), cancel=cancel)
+    result = getattr(err.value, "result", None)
+    assert (None if result is None else len(result.history)) == kept
+    if result is not None:
+        assert [h["step"] for h in result.history] == list(range(1, kept + 1))
