@@ -62,6 +62,13 @@ def make_figure(w: int, h: int, tile_url: str | None = None, overlays: dict[str,
         "plot_bgcolor": "#222", "paper_bgcolor": "white", "height": 640,
         "hovermode": "closest",
     }
+    if tile_url is None:
+        # No slice yet (the page's first draw): no fixed range. Plotly keeps the first fixed range it draws
+        # as the view "reset axes" and a double-click return to: checked in Chromium, a fixed 1 x 1 here
+        # made every later reset show [-0.5, 0.5] (CI's hover failures); with autorange nothing is kept and
+        # a reset autoranges over the corner trace below, i.e. the whole plane in view.
+        del layout["xaxis"]["range"], layout["yaxis"]["range"]
+        layout["xaxis"]["autorange"] = layout["yaxis"]["autorange"] = True     # ("reversed" would be saved)
     trace = {"type": "scatter", "x": [x0, x1], "y": [y0, y1], "mode": "markers",
              "marker": {"opacity": 0}, "hoverinfo": "none", "showlegend": False}
     return {"data": [trace], "layout": layout}

@@ -94,3 +94,15 @@ def test_columns_share_the_width_and_the_viewer_takes_the_hidden_data_column():
     shown, hidden = columns_view(2), columns_view(1)
     assert shown == ("", page.VIEWER_WIDTHS["lg"], page.VIEWER_WIDTHS["xxl"], "\u25C0 hide data panel")
     assert hidden[0] == "d-none" and hidden[1] == 12 and hidden[2] == 7 and hidden[3].startswith("show")
+
+
+def test_the_empty_viewer_fixes_no_range_so_reset_axes_never_returns_to_it():
+    """Plotly keeps the first fixed range it draws as the view "reset axes" returns to: the page's
+    placeholder (no slice yet) must not be that view, or a reset shows an empty 1 x 1 px corner."""
+    from layouts.viewer import make_figure
+
+    empty = make_figure(1, 1)["layout"]
+    assert "range" not in empty["xaxis"] and "range" not in empty["yaxis"]
+    assert empty["xaxis"]["autorange"] is True and empty["yaxis"]["autorange"] is True
+    shown = make_figure(256, 128, "/tiles/1/xy/0.png")["layout"]
+    assert shown["xaxis"]["range"] == [-0.5, 255.5] and shown["yaxis"]["range"] == [127.5, -0.5]
