@@ -11,4 +11,8 @@ def make_celery(config: Config):
     """A Celery instance on Redis (broker and result backend)."""
     from celery import Celery
 
-    return Celery("activeseg", broker=config.redis_url, backend=config.redis_url)
+    app = Celery("activeseg", broker=config.redis_url, backend=config.redis_url)
+    # A worker busy with a long job must not hold tasks an idle worker could run: by default it reserves 4
+    # per process, and a segmentation's z-chunks then waited behind their own coordinator (seen in CI).
+    app.conf.worker_prefetch_multiplier = 1
+    return app

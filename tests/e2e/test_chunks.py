@@ -59,9 +59,13 @@ def _chunks_done(worker: procs.Proc) -> int:
     return len(re.findall(r"activeseg\.predict_chunk\[[0-9a-f-]+\] succeeded in [\d.]+s: 'done'", worker.log(10**7)))
 
 
-def test_segmentation_spreads_z_chunks_over_two_workers_with_the_same_result(workspace, processes, tmp_path):
+def test_segmentation_spreads_z_chunks_over_two_workers_with_the_same_result(tmp_path, processes):
+    """Four z-chunks: the coordinator's worker, busy, may hold one sent chunk (prefetch 1); the rest reach
+    the idle worker."""
     from app.services import projects, training
     from ml.infer import open_prediction, predict_volume
+
+    workspace = procs.make_workspace(tmp_path / "ws", (16, 128, 128))
 
     config, vid = _add_model(workspace)
     _, redis_url = procs.start_redis(tmp_path, processes.add)
