@@ -12,6 +12,7 @@ from typing import NoReturn
 
 from app.config import Config
 from app.errors import UserError
+from app.starting import StartingServer
 
 EXIT_BAD_SETTING = 2     # as argparse exits on a bad option
 
@@ -49,18 +50,25 @@ def refuse(message: object) -> NoReturn:
     raise SystemExit(EXIT_BAD_SETTING)
 
 
-def main(argv=None) -> None:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["users"]:
-        from app.users_cli import main as users_main
-
-        return users_main(argv[1:])
-    args = parse_args(argv)
+def checked_config(args: argparse.Namespace) -> Config:
+    """The Config of the command line and environment; a bad setting ends the start with one line."""
     try:
-        config = config_from_args(args)     # before the heavy imports: a bad setting is answered at once
+        return config_from_args(args)
     except (TypeError, ValueError) as exc:
         refuse(exc)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def listen(host: str, port: int) -> StartingServer:
+    """Bind the port before the heavy imports, so a browser gets the "starting" page at once."""
+    try:
+        server = StartingServer(host, port).start()
+    except OSError as exc:
+        refuse(f"cannot listen on {host}:{port}: {exc.strerror or exc} (is ActiveSeg already running? try --port)")
+    return server
+
+
+def build_app(config: Config, args: argparse.Namespace):
+    """The Dash app on a ready workspace; a first start's demo is generated after it, in a thread."""
     from app.db import database
     from app.demo import DemoPreparation, ensure_demo, needs_generation
     from app.server import create_app
@@ -79,8 +87,30 @@ def main(argv=None) -> None:
     app = create_app(config, preparing=preparing)
     if preparing is not None:
         preparing.start()
-    logging.getLogger(__name__).info("ActiveSeg on http://%s:%d  (workspace %s)", args.host, args.port, config.workspace)
-    app.run(host=args.host, port=args.port, debug=args.debug)
+    return app
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["users"]:
+        from app.users_cli import main as users_main
+
+        return users_main(argv[1:])
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.debug:                          # Flask's reloader binds the port itself
+        config = checked_config(args)
+        return build_app(config, args).run(host=args.host, port=args.port, debug=True)
+    server = listen(args.host, args.port)   # first: reading the ML settings alone imports torch
+    try:
+        config = checked_config(args)
+        app = build_app(config, args)
+    except BaseException:
+        server.stop()
+        raise
+    logging.getLogger(__name__).info("ActiveSeg on http://%s:%d  (workspace %s)", args.host, server.port,
+                                     config.workspace)
+    server.serve(app.server)
 
 
 if __name__ == "__main__":

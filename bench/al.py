@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score candidates with real image around them (as the segmentation sees them)")
     p.add_argument("--self-train", action="store_true", default=None,
                    help="self-training (ml.self_training): pseudo-labels of the pool half in every model's training")
+    p.add_argument("--self-train-fg", type=float, help="pseudo-label mitochondria above this probability "
+                   "(default: the app's SelfTrainConfig.fg)")
+    p.add_argument("--first-seed", type=int, help="first seed (default 0): fresh seeds check a choice made on others")
     p.add_argument("--initial", choices=sorted(MODEL_FREE), help="how the m initial patches are picked: random (the protocol's) or a model-free "
                                      "strategy on the new model's features, as the app's first suggestions (typiclust)")
     p.add_argument("--class-name", help="what the labels mark, for the plot (default: the --labels folder name)")
@@ -71,7 +74,8 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
                            eval_slices=args.eval_slices, base=args.base, full_seeds=args.full_seeds,
                            pretrain=args.pretrain, pretrain_steps=args.pretrain_steps,
                            score_context=args.score_context, initial=args.initial,
-                           self_train=args.self_train)
+                           self_train=args.self_train, self_train_fg=args.self_train_fg,
+                           first_seed=args.first_seed)
     return with_overrides(proto, strategies=_strategies(args.strategies, proto.strategies))
 
 
@@ -122,9 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if proto.self_train:                      # its thresholds, as the run used them
         from dataclasses import asdict
 
-        from ml.self_training import SelfTrainConfig
-
-        results["self_train"] = asdict(SelfTrainConfig())
+        results["self_train"] = asdict(proto.self_train_config())
     summary = write_outputs(out, results, proto)
     print(markdown(summary))
     print(f"targets: {summary['targets']}")

@@ -45,6 +45,7 @@ class Protocol:
     mc_passes: int = 8
     self_train: bool = False      # pseudo-labels of the pool half (ml.self_training): the initial model gets
     self_train_steps: int = 500   # ... this many more steps with them; a round mixes those of the model it starts from
+    self_train_fg: float | None = None  # ... mitochondria pseudo-labeled where p > this (None: the app's SelfTrainConfig.fg)
     score_context: bool = False   # score candidates with the model's receptive radius of real image around them
     eval_slices: int = 4          # test-half slices scored (same evenly spaced subset for everyone)
     eval_tile: int = 512
@@ -61,6 +62,7 @@ class Protocol:
     rf_every: int = 2             # RF evaluated every this many rounds (plus mid and final)
     strategies: tuple[str, ...] = ("random", "least_confidence", "balanced")
     seeds: int = 3
+    first_seed: int = 0           # seeds first_seed .. first_seed + seeds - 1 (fresh seeds check a choice made on 0-2)
     workers: int = 2
 
     @property
@@ -72,6 +74,16 @@ class Protocol:
     def full_steps(self) -> int:
         """Length of full supervision's first (single-schedule) phase."""
         return max(self.al_steps, int(round(self.full_factor * self.al_steps)))
+
+    @property
+    def seed_range(self) -> range:
+        return range(self.first_seed, self.first_seed + self.seeds)
+
+    def self_train_config(self):
+        """The ``ml.self_training.SelfTrainConfig`` this run pseudo-labels with."""
+        from ml.self_training import SelfTrainConfig
+
+        return SelfTrainConfig() if self.self_train_fg is None else SelfTrainConfig(fg=self.self_train_fg)
 
     @property
     def mid_round(self) -> int:

@@ -21,8 +21,8 @@ Task = tuple[float, int, str, Callable, tuple]
 
 
 def _initial_tasks(proto: Protocol) -> list[Task]:
-    seeds = range(proto.seeds)
-    tasks: list[Task] = [(0.0, s, "full", al_tasks.full_task, (s,)) for s in range(min(proto.full_seeds, proto.seeds))]
+    seeds = proto.seed_range
+    tasks: list[Task] = [(0.0, s, "full", al_tasks.full_task, (s,)) for s in seeds[:proto.full_seeds]]
     tasks += [(1.0, s, "initial", al_tasks.initial_task, (s,)) for s in seeds]
     tasks += [(4.0, s, "rf", al_tasks.rf_task, (s,)) for s in seeds]
     return tasks

@@ -20,7 +20,7 @@ from ml.device import pick_device
 from ml.infer import predict_image
 from ml.model import UNet2D
 from ml.pretrain import init_from_pretrained
-from ml.self_training import SelfTrainConfig, pseudo_regions, train_in_phases, window_boxes
+from ml.self_training import pseudo_regions, train_in_phases, window_boxes
 from ml.train import TrainConfig, clone_state, train
 
 from .al_protocol import (BenchData, LabelState, Protocol, candidates, fg_share, heldout_scores, initial_patches,
@@ -69,7 +69,7 @@ def _fit(model: UNet2D, regions: list[Region], val: list[Region], steps: int, lr
                          eval_every=steps, warmup_steps=min(10, steps // 5), ema=proto.ema)
     if not proto.self_train:
         return train(model, regions, val, config, device=device)
-    return train_in_phases(model, regions, val, config, SelfTrainConfig(), self_steps,
+    return train_in_phases(model, regions, val, config, proto.self_train_config(), self_steps,
                            lambda m: _pseudo(m, val, seed, device), device=device)
 
 
@@ -77,7 +77,7 @@ def _pseudo(model: UNet2D, val: list[Region], seed: int, device: torch.device) -
     """Pseudo-labels of the pool half by ``model`` (validation patches spared; unlike the app, labeled
     patches are not: v10 was measured so, their pixels hold the truth in the other half of each batch)."""
     data = _STATE["data"]
-    cfg = SelfTrainConfig()
+    cfg = _STATE["proto"].self_train_config()
     boxes = window_boxes(data.image.shape, cfg, seed, rows=(0, data.split_y))
     return pseudo_regions(model, data.image, 0.0, 1.0, boxes, cfg, held_out=val, device=device)
 

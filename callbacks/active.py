@@ -23,6 +23,11 @@ from layouts import ids_panels as pids
 
 
 # --- helpers shared by the panel callbacks ------------------------------------------------------------
+#: what a panel's progress bar shows once its job has ended: empty (the status line says how it ended;
+#: a bar left at "100% · evaluating" read as still working)
+IDLE_PROGRESS = [0, ""]
+
+
 def progress_adapter(set_progress: Callable | None, n_outputs: int = 2) -> Callable | None:
     """``(done, total, info)`` -> Dash progress outputs ``(percent, label)`` (label from the phase)."""
     if set_progress is None:
@@ -140,6 +145,7 @@ def register(app) -> None:
         State(pids.AL_PATCH, "value"),
         background=True,
         progress=[Output(pids.AL_PROGRESS, "value"), Output(pids.AL_PROGRESS, "label")],
+        progress_default=IDLE_PROGRESS,
         running=[(Output(pids.AL_SUGGEST, "disabled"), True, False),
                  (Output(pids.AL_CANCEL, "disabled"), False, True)],
         prevent_initial_call=True,

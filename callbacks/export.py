@@ -16,7 +16,7 @@ from dash import Input, Output, State, dcc, no_update
 from app import jobs
 from app.config import Config
 from app.services import exports
-from callbacks.active import outcome_text, progress_adapter, volume_id_of
+from callbacks.active import IDLE_PROGRESS, outcome_text, progress_adapter, volume_id_of
 from layouts import export as view
 from layouts import ids
 from layouts import ids_panels as pids
@@ -74,6 +74,7 @@ def register(app) -> None:
         State(ids.VOLUME_STORE, "data"), State(pids.EXP_WHAT, "value"), State(pids.EXP_FORMAT, "value"),
         background=True,
         progress=[Output(pids.EXP_PROGRESS, "value"), Output(pids.EXP_PROGRESS, "label")],
+        progress_default=IDLE_PROGRESS,
         running=[(Output(pids.EXP_RUN, "disabled"), True, False)],
         prevent_initial_call=True,
     )

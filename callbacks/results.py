@@ -16,7 +16,7 @@ from app import jobs
 from app.config import Config
 from app.errors import user_message
 from app.services import segmentation
-from callbacks.active import outcome_text, progress_adapter, volume_id_of
+from callbacks.active import IDLE_PROGRESS, outcome_text, progress_adapter, volume_id_of
 from layouts import ids
 from layouts import ids_panels as pids
 from layouts import results as view
@@ -106,6 +106,7 @@ def register(app) -> None:
         State(pids.PP_MIN_SIZE, "value"), State(pids.PP_SPLIT, "value"),
         background=True,
         progress=[Output(pids.SEG_PROGRESS, "value"), Output(pids.SEG_PROGRESS, "label")],
+        progress_default=IDLE_PROGRESS,
         running=[(Output(pids.SEG_RUN, "disabled"), True, False), (Output(pids.SEG_CANCEL, "disabled"), False, True),
                  (Output(pids.PP_APPLY, "disabled"), True, False)],
         prevent_initial_call=True,

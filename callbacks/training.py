@@ -15,7 +15,7 @@ from app.models import JobState
 from app.config import Config
 from app.errors import user_message
 from app.services import budget, effort, evaluation, training
-from callbacks.active import outcome_text, progress_adapter
+from callbacks.active import IDLE_PROGRESS, outcome_text, progress_adapter
 from layouts import ids
 from layouts import ids_panels as pids
 from layouts import training as view
@@ -132,6 +132,7 @@ def register(app) -> None:
         State(pids.TR_EPOCHS, "value"), State(pids.TR_LR, "value"), State(pids.TR_BUDGET, "value"),
         background=True,
         progress=[Output(pids.TR_PROGRESS, "value"), Output(pids.TR_PROGRESS, "label")],
+        progress_default=IDLE_PROGRESS,
         running=[(Output(pids.TR_TRAIN, "disabled"), True, False),
                  (Output(pids.TR_CANCEL, "disabled"), False, True)],
         prevent_initial_call=True,

@@ -51,7 +51,7 @@ def test_start_with_a_missing_demo_volume_is_one_line(tmp_path, capsys):
     from app.__main__ import main
 
     with pytest.raises(SystemExit) as stop:
-        main(["--workspace", str(tmp_path / "ws"), "--demo", str(tmp_path / "nowhere.tif")])
+        main(["--port", "0", "--workspace", str(tmp_path / "ws"), "--demo", str(tmp_path / "nowhere.tif")])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "APP_DEMO" in err and "nowhere.tif does not exist" in err
 

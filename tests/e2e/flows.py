@@ -163,11 +163,14 @@ def train(page: Page, epochs: int | None = None) -> dict:
     page.click("tr-train-btn")
     seen_running = {"value": False}
 
+    def bar() -> tuple[float, str]:
+        return tuple(page.d.execute_script(
+            "const b = document.querySelector('#tr-progress .progress-bar');"
+            "return b ? [Number(b.getAttribute('aria-valuenow') || 0), b.textContent] : [0, ''];"))
+
     def finished() -> bool:
         title = page.text("tr-live-title")         # the heading above the live curve
-        pct = page.d.execute_script(
-            "const b = document.querySelector('#tr-progress .progress-bar');"
-            "return b ? Number(b.getAttribute('aria-valuenow') || 0) : 0;") or 0
+        pct = bar()[0]
         if "running" in title or 0 < float(pct) < 100:
             seen_running["value"] = True
         status = page.text("tr-status")
@@ -178,6 +181,8 @@ def train(page: Page, epochs: int | None = None) -> dict:
     status = page.text("tr-status")
     assert "Failed" not in status, status
     assert seen_running["value"], "never saw the training running (no progress, no live curve title)"
+    page.wait(lambda: bar() == (0, ""), 10, "the progress bar to empty once the job ended",
+              context=lambda: f"the bar: {bar()}")
     rows = page.wait(lambda: (r := page.table_rows("tr-versions-table")) and len(r) > n_versions and r, 30,
                      "a new model version in the versions table")
     fig = page.wait(lambda: (f := page.figure("tr-live-graph")) and "done" in page.text("tr-live-title") and f, 30,
