@@ -133,10 +133,27 @@ def patches(mask: np.ndarray, n: int, rng: np.random.Generator, size: int = 128)
     return labels
 
 
-def run_one(data, weights: str | None, style: str, budget: int, seed: int, steps: int) -> dict:
+def _fit(model, data, train_regions, val_regions, tcfg, seed: int, self_train: bool):
+    """The app's training: with ``self_train`` the last third of the steps also learn pseudo-labels of the
+    pool half (held-out windows and labeled pixels spared, as ``app.services.self_training`` does)."""
+    from ml.self_training import SelfTrainConfig, pseudo_regions, train_in_phases, window_boxes
+    from ml.train import train
+
+    if not self_train:
+        return train(model, train_regions, val_regions, tcfg)
+    cfg = SelfTrainConfig()
+    pool = data.image[:, :data.split_y]
+    boxes = window_boxes(pool.shape, cfg, seed)
+    return train_in_phases(model, train_regions, val_regions, tcfg, cfg, cfg.self_steps(tcfg.steps, warm=False),
+                           lambda m: pseudo_regions(m, pool, 0.0, 1.0, boxes, cfg, held_out=val_regions,
+                                                    known=train_regions))
+
+
+def run_one(data, weights: str | None, style: str, budget: int, seed: int, steps: int,
+            self_train: bool = False) -> dict:
     from ml.model import UNet2D
     from ml.pretrain import init_from_pretrained
-    from ml.train import TrainConfig, evaluate, train
+    from ml.train import TrainConfig, evaluate
 
     rng = np.random.default_rng(1000 * seed + budget)
     pool_mask = data.mask[:, :data.split_y]
@@ -153,7 +170,7 @@ def run_one(data, weights: str | None, style: str, budget: int, seed: int, steps
     model = UNet2D(base=8, depth=4)
     if weights:
         init_from_pretrained(model, weights)
-    result = train(model, train_regions, val_regions, tcfg)
+    result = _fit(model, data, train_regions, val_regions, tcfg, seed, self_train)
     model = result.model
     truth = heldout_scores(lambda img: predict_image(model, img)["prob"].argmax(0) == 1, data)["iou"]
     pool_z = sorted({int(z) for z in np.linspace(1, data.image.shape[0] - 2, 4)})
@@ -214,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--steps", type=int, default=250)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--self-train", action="store_true", help="train as the app does since v10: the last third "
+                   "of the steps with pseudo-labels of the pool half")
     p.add_argument("--out", default="bench_out/quality.json")
     p.add_argument("--summarize", metavar="JSON", help="only print the summary of a finished run's rows")
     args = p.parse_args(argv)
@@ -230,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             budget = max(2, b // 3) if style == "patches" else b
             for seed in range(args.seeds):
                 t0 = time.monotonic()
-                row = run_one(data, args.weights, style, budget, seed, args.steps)
+                row = with_range(run_one(data, args.weights, style, budget, seed, args.steps, args.self_train))
                 row["seconds"] = round(time.monotonic() - t0, 1)
                 rows.append(row)
                 fmt = {k: ("n/a" if row[k] is None else f"{row[k]:.3f}") for k in ("true",) + ESTIMATES}
