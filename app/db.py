@@ -1,4 +1,5 @@
-"""SQLite persistence: one engine per workspace file, WAL mode, foreign keys, short sessions.
+"""SQLite persistence: one engine per workspace file, WAL mode, foreign keys, short transactions,
+one session per request or job (:class:`ServiceContext`).
 
 Engines are cached per database path. Forks (Dash job processes): SQLite keeps per-file lock
 state in process-global memory, so a child forked while the parent holds *any* connection to a
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
@@ -77,11 +79,13 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A transaction: commit on success, roll back on error, always close."""
+    def session(self, reuse: Session | None = None) -> Iterator[Session]:
+        """A transaction: commit on success, roll back on error. A session made here is closed after;
+        a ``reuse``d one (a ServiceContext's) forgets its objects instead, so the next transaction
+        reads fresh rows, and is kept."""
         _GATE.enter()
         try:
-            s = self._sessions()
+            s = reuse if reuse is not None else self._sessions()
             try:
                 yield s
                 s.commit()
@@ -89,9 +93,15 @@ class Database:
                 s.rollback()
                 raise
             finally:
-                s.close()
+                if reuse is None:
+                    s.close()
+                else:
+                    s.expunge_all()
         finally:
             _GATE.leave()
+
+    def new_session(self) -> Session:
+        return self._sessions()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -114,11 +124,89 @@ def database(config) -> Database:
     return get_database(Workspace(config.workspace).ensure().db_path)
 
 
+class ServiceContext:
+    """What one HTTP request or one job shares: its config, its database and one Session.
+
+    Services take the Config and open ``session_scope(config)`` where they touch the database;
+    inside a context (entered once per request by ``app.server``, once per job by
+    ``app.jobs.run_job``) those scopes use the context's one Session instead of making their own
+    (a suggestion request made eight). The outermost scope is a transaction, committed at its end;
+    scopes nested in it join it. Transactions stay short on purpose: SQLite serialises writers, a
+    job computes for minutes between its writes, and a fork waits until none is open
+    (:func:`quiet_for_fork`). Another thread, or a forked child, is not served by it (``owner``)."""
+
+    def __init__(self, config):
+        self.config = config
+        self.database = database(config)
+        self.owner = (os.getpid(), threading.get_ident())   # a Session is not shared across threads
+        self._session: Session | None = None
+        self._depth = 0
+
+    def serves(self, config) -> bool:
+        """True for a config of the same workspace, in the thread and process that made the context."""
+        return (self.owner == (os.getpid(), threading.get_ident())
+                and (config is self.config or config.workspace == self.config.workspace))
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        if self._depth:                       # nested: join the open transaction
+            self._depth += 1
+            try:
+                yield self._session
+            finally:
+                self._depth -= 1
+            return
+        if self._session is None:
+            self._session = self.database.new_session()
+        self._depth = 1
+        try:
+            with self.database.session(reuse=self._session) as s:
+                yield s
+        finally:
+            self._depth = 0
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+
+_CONTEXT: ContextVar[ServiceContext | None] = ContextVar("activeseg_service_context", default=None)
+
+
+def open_context(config) -> object:
+    """Enter a ServiceContext for this thread until ``close_context(token)`` (Flask's before/teardown request)."""
+    return _CONTEXT.set(ServiceContext(config))
+
+
+def close_context(token) -> None:
+    ctx = _CONTEXT.get()
+    _CONTEXT.reset(token)
+    if ctx is not None:
+        ctx.close()
+
+
+@contextmanager
+def service_context(config) -> Iterator[ServiceContext]:
+    """``with service_context(config):`` around a job: its session scopes share one Session."""
+    token = open_context(config)
+    try:
+        yield _CONTEXT.get()
+    finally:
+        close_context(token)
+
+
 @contextmanager
 def session_scope(config) -> Iterator[Session]:
-    """``with session_scope(config) as s: ...`` on the workspace database."""
-    with database(config).session() as s:
-        yield s
+    """``with session_scope(config) as s: ...`` on the workspace database: a transaction, in the
+    running request's or job's session when there is one (``ServiceContext``)."""
+    ctx = _CONTEXT.get()
+    if ctx is not None and ctx.serves(config):
+        with ctx.transaction() as s:
+            yield s
+    else:
+        with database(config).session() as s:
+            yield s
 
 
 def forget_all() -> None:

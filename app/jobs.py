@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 from app.compute import compute_lock, configure_torch_threads
 from app.config import Config
-from app.db import session_scope
+from app.db import service_context, session_scope
 from app.errors import user_message
 from app.models import FINISHED_STATES, JOB_KINDS, Job, JobState, dumps, loads, utcnow
 from ml.progress import Cancelled
@@ -315,7 +315,15 @@ def run_job(config: Config, kind: str, project_id: int | None, fn: Callable[...,
     ``fn`` returns a JSON-able result (stored in the row). ``set_progress(done, total, info)``
     is the panel's adapter to Dash's progress output. ``compute=True`` holds the compute lock.
     Pass ``job_id`` to run a row created earlier with ``create_job`` (e.g. to show it queued).
+    The job's database work shares one session (``app.db.ServiceContext``).
     """
+    with service_context(config):
+        return _run_recorded(config, kind, project_id, fn, set_progress, params, compute, cancel, job_id, kwargs)
+
+
+def _run_recorded(config: Config, kind: str, project_id: int | None, fn: Callable[..., Any],
+                  set_progress: ProgressFn | None, params: dict | None, compute: bool,
+                  cancel: Callable[[], bool] | None, job_id: int | None, kwargs: dict) -> JobOutcome:
     if job_id is None:
         job_id = create_job(config, kind, project_id, params)
     progress = _Reporter(config, job_id, set_progress)

@@ -5,7 +5,9 @@ import logging
 from pathlib import Path
 
 import dash
+from flask import g
 
+from app import db
 from app.config import Config
 from app.db import database
 from app.workspace import Workspace
@@ -34,6 +36,19 @@ def _register_scripts(app: dash.Dash) -> None:
     with app.server.test_request_context("/"):
         app._setup_server()
         app.index()
+
+
+def install_service_context(server, config: Config) -> None:
+    """One ``app.db.ServiceContext`` per request: the session scopes of its services share one Session."""
+    @server.before_request
+    def _open_context():
+        g.service_context_token = db.open_context(config)
+
+    @server.teardown_request
+    def _close_context(_exc):
+        token = g.pop("service_context_token", None)
+        if token is not None:
+            db.close_context(token)
 
 
 def create_app(config: Config | None = None, preparing=None) -> dash.Dash:
@@ -68,6 +83,7 @@ def create_app(config: Config | None = None, preparing=None) -> dash.Dash:
     # base64 adds 4/3; headroom so a slightly-too-big upload reaches the clear size message
     server.config["MAX_CONTENT_LENGTH"] = int(config.max_upload_bytes * 1.5) + 64 * 2**20
     server.config["ACTIVESEG"] = config
+    install_service_context(server, config)
     install_auth(server, config)
     app._activeseg_tiles = register_routes(server, config)   # type: ignore[attr-defined]
     register_api(server, config)
