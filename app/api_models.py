@@ -150,4 +150,4 @@ class TrainIn(BaseModel):
     budget: Optional[Literal["quick", "refine"]] = Field("quick", description="time budget; null = use epochs")
     parent_id: Optional[int] = Field(None, description="continue from this model version (default: a new model)")
     epochs: int = Field(10, ge=1, le=1000)
-    lr: float = Field(1e-3, gt=0, lt=1)
+    lr: Optional[float] = Field(None, gt=0, lt=1, description="learning rate; null = the default (ml.train.TrainConfig)")

@@ -10,6 +10,7 @@ demo's ground truth. Asserts nothing (issue 10: a first model in <= 60 s on 2 CP
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -52,6 +53,7 @@ def main(argv=None) -> None:
     p.add_argument("--budgets", default="quick,refine")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--self-train", default="on", help="on, off or on,off: with / without the self-training phase")
+    p.add_argument("--lr", default="", help="learning rates to compare, e.g. 1e-3,3e-3 (default: the app's)")
     args = p.parse_args(argv)
     import torch
 
@@ -69,16 +71,15 @@ def main(argv=None) -> None:
         gt = np.asarray(projects.open_ground_truth(cfg, vid)[:])
         n = paint_like_a_user(cfg, vid, gt, gt.shape[0] // 2)
         print(f"{n} strokes painted on slice {gt.shape[0] // 2}\n")
-        print("| budget | self-training | total s | steps | training s | GT IoU |\n|---|---|---|---|---|---|")
-        for name in args.budgets.split(","):
-            for mode in args.self_train.split(","):
-                run_cfg = cfg.with_(extra={**cfg.extra, "self_train": {"enabled": mode == "on"}})
-                t0 = time.monotonic()
-                m = training.train_model(run_cfg, proj["id"], budget=name)["metrics"]
-                gt_iou = m.get("gt_iou")
-                print(f"| {name} | {self_training.note(m.get('self_training')) or 'off'} | "
-                      f"{time.monotonic() - t0:.1f} | {m['steps']} | {m['seconds']:.1f} | "
-                      f"{'n/a' if gt_iou is None else f'{gt_iou:.3f}'} |", flush=True)
+        print("| budget | lr | self-training | total s | steps | training s | GT IoU |\n|---|---|---|---|---|---|---|")
+        for name, lr, mode in itertools.product(args.budgets.split(","), args.lr.split(","), args.self_train.split(",")):
+            run_cfg = cfg.with_(extra={**cfg.extra, "self_train": {"enabled": mode == "on"}})
+            t0 = time.monotonic()
+            m = training.train_model(run_cfg, proj["id"], budget=name, **({"lr": float(lr)} if lr else {}))["metrics"]
+            gt_iou = m.get("gt_iou")
+            print(f"| {name} | {lr or 'default'} | {self_training.note(m.get('self_training')) or 'off'} | "
+                  f"{time.monotonic() - t0:.1f} | {m['steps']} | {m['seconds']:.1f} | "
+                  f"{'n/a' if gt_iou is None else f'{gt_iou:.3f}'} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (a forked job runs with 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--app", action="store_true", help="time the server path instead (bench.live_app)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="with --app: the app's APP_DEVICE (auto: CUDA when present, the <= 1 s target)")
     p.add_argument("--out", help="also write the rows as JSON here")
     args = p.parse_args(argv)
     if args.app:

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="activeseg-live-bench-"))
     raw_dir = Path(args.raw).resolve()
-    config = Config(workspace=root, data_roots=(raw_dir.parent,), demo="none", device="cpu", torch_threads=args.threads)
+    config = Config(workspace=root, data_roots=(raw_dir.parent,), demo="none", device=args.device,
+                    torch_threads=args.threads)
     pid = projects.create_project(config, "live bench")["id"]
     vid = projects.add_volume_from_path(config, pid, str(raw_dir))["id"]
     from .norms import _data
@@ -104,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
                 rows[key].append(value_s)
             assert len(png) > 100
     n = len(rows["total"])
-    print(f"\n{n} strokes, {args.threads} torch thread(s), default model {factory.architecture(config)}")
+    print(f"\n{n} strokes on {factory.device_for(config)}, {args.threads} torch thread(s), "
+          f"default model {factory.architecture(config)}")
     print("| part | p50 s | p95 s |\n|---|---|---|")
     for key, values in rows.items():
         print(f"| {key} | {_stats(values)} |")

@@ -150,7 +150,7 @@ def _fit(model, data, train_regions, val_regions, tcfg, seed: int, self_train: b
 
 
 def run_one(data, weights: str | None, style: str, budget: int, seed: int, steps: int,
-            self_train: bool = False) -> dict:
+            self_train: bool = False, lr: float = 1e-3) -> dict:
     from ml.model import UNet2D
     from ml.pretrain import init_from_pretrained
     from ml.train import TrainConfig, evaluate
@@ -164,7 +164,7 @@ def run_one(data, weights: str | None, style: str, budget: int, seed: int, steps
     else:
         labels = strokes(pool_mask, budget, style, rng)
     regions = regions_from_store(data.image[:, :data.split_y], ArrayStore(labels), 0.0, 1.0)
-    tcfg = TrainConfig(steps=steps, lr=1e-3, seed=seed, eval_every=25)
+    tcfg = TrainConfig(steps=steps, lr=lr, seed=seed, eval_every=25)
     train_regions, val_regions = split_regions(regions, tcfg.val_fraction, tcfg.seed)
     torch.manual_seed(seed)
     model = UNet2D(base=8, depth=4)
@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--steps", type=int, default=250)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (the app's default was 1e-3)")
     p.add_argument("--self-train", action="store_true", help="train as the app does since v10: the last third "
                    "of the steps with pseudo-labels of the pool half")
     p.add_argument("--out", default="bench_out/quality.json")
@@ -249,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             budget = max(2, b // 3) if style == "patches" else b
             for seed in range(args.seeds):
                 t0 = time.monotonic()
-                row = with_range(run_one(data, args.weights, style, budget, seed, args.steps, args.self_train))
+                row = with_range(run_one(data, args.weights, style, budget, seed, args.steps, args.self_train,
+                                          args.lr))
                 row["seconds"] = round(time.monotonic() - t0, 1)
                 rows.append(row)
                 fmt = {k: ("n/a" if row[k] is None else f"{row[k]:.3f}") for k in ("true",) + ESTIMATES}

@@ -170,7 +170,7 @@ def build_parser() -> OneLineParser:
     t.add_argument("--pretrained", help="start a new model from `python -m ml pretrain` weights")
     t.add_argument("--epochs", type=positive(int), default=10)
     t.add_argument("--steps-per-epoch", type=positive(int), default=100, help="steps between validations")
-    t.add_argument("--lr", type=positive(float), default=1e-3)
+    t.add_argument("--lr", type=positive(float), help="learning rate (default: ml.train.TrainConfig's)")
     t.add_argument("--crop", type=positive(int), default=128, help="training crop size (px)")
     t.add_argument("--batch", type=positive(int), default=8)
     t.add_argument("--base", type=positive(int), default=16, help="U-Net width (ignored with --from)")

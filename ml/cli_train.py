@@ -171,6 +171,7 @@ def run_train(args) -> int:
     from ml.dataset import regions_from_store, split_regions
     from ml.io.readers import check_segmentable, open_volume
     from ml.progress import Cancelled
+    from ml.quality import dense_share
     from ml.self_training import SelfTrainConfig, pseudo_regions, train_in_phases, window_boxes
     from ml.train import TrainConfig, config_dict
 
@@ -198,17 +199,20 @@ def run_train(args) -> int:
         raise InputError(f"--from model has {model.config['n_classes']} classes but the labels have {len(classes)}")
     n_labeled = sum(r.n_labeled for r in regions)
     steps = args.epochs * args.steps_per_epoch
-    config = TrainConfig(steps=steps, lr=args.lr, crop=args.crop, batch_size=args.batch,
-                         eval_every=args.steps_per_epoch, seed=args.seed)
+    config = TrainConfig(steps=steps, crop=args.crop, batch_size=args.batch, eval_every=args.steps_per_epoch,
+                         seed=args.seed, **({} if args.lr is None else {"lr": args.lr}))
     print(f"training on {len(regions)} regions, {n_labeled:,} labeled pixels, {steps} steps on {device}",
           file=sys.stderr, flush=True)
     progress = Progress("train", "steps", mark=args.steps_per_epoch)
     train_regions, val_regions = split_regions(regions, config.val_fraction, config.seed)
     self_cfg = SelfTrainConfig(enabled=not args.no_self_train and mode != "mask")   # a mask labels every pixel
-    self_steps = self_cfg.self_steps(steps, warm=parent is not None)
+    self_steps = self_cfg.self_steps(steps, warm=parent is not None, dense_share=dense_share(r.labels for r in regions))
     if self_steps:
         print(f"self-training: the last {self_steps} steps also learn confident pseudo-labels of the volume "
               f"(--no-self-train to skip)", file=sys.stderr, flush=True)
+    elif self_cfg.enabled:
+        print(f"no self-training: it needs {self_cfg.min_steps} steps on the labels first (a new model) and "
+              f"{self_cfg.min_dense:.0%} of them in completely labeled patches, not strokes", file=sys.stderr, flush=True)
 
     def pseudo(m) -> list:
         boxes = window_boxes(volume.shape, self_cfg, args.seed)

@@ -117,6 +117,19 @@ def _box_area(mask: np.ndarray) -> int:
     return int((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)) if ys.size else 0
 
 
+def is_dense(labels: np.ndarray) -> bool:
+    """Labels that fill their bounding box (a completely labeled patch), not strokes."""
+    n = int(np.count_nonzero(labels))
+    return bool(n) and n >= DENSE_FRACTION * _box_area(np.asarray(labels) > 0)
+
+
+def dense_share(label_arrays) -> float:
+    """Share of all labeled pixels that lie in dense (completely labeled) regions; 0.0 without labels."""
+    counts = [(int(np.count_nonzero(a)), is_dense(a)) for a in label_arrays]
+    total = sum(n for n, _ in counts)
+    return sum(n for n, dense in counts if dense) / total if total else 0.0
+
+
 @dataclass
 class Basis:
     """What a held-out estimate rests on (shown next to the number)."""
@@ -134,7 +147,7 @@ class Basis:
         self.pixels += n
         self.foreground += int(np.count_nonzero(labels >= 2))
         self.boundary += boundary_pixels(labels)
-        if n and n >= DENSE_FRACTION * _box_area(labels > 0):
+        if is_dense(labels):
             self.dense += n
 
     def thin_reason(self) -> str | None:

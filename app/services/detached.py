@@ -27,4 +27,4 @@ def train(config: Config, job: dict, cancel: CancelFn = None) -> jobs.JobOutcome
     p = job["params"]
     return jobs.run_job(config, "train", job["project_id"], partial(training.train_model, config, job["project_id"]),
                         cancel=cancel, job_id=job["id"], parent_id=p.get("parent_id"), epochs=p.get("epochs", 10),
-                        lr=p.get("lr", 1e-3), budget=p.get("budget"))
+                        lr=p.get("lr"), budget=p.get("budget"))

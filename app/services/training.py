@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 from sqlalchemy import select as sql_select
 
@@ -29,6 +30,7 @@ from app.services.evaluation import (ground_truth_iou, quality, quality_text, sp
 from app.workspace import Workspace
 from ml.active.pool import labeled_grid_patches
 from ml.progress import CancelFn, Cancelled, ProgressFn, report
+from ml.quality import dense_share
 
 GRID = 128                   # n_labeled_patches counts 128x128 grid tiles holding labels
 MIN_STEPS_PER_EPOCH = 20
@@ -121,14 +123,16 @@ def steps_for(regions: list, epochs: int, batch_size: int, crop: int) -> int:
     return int(epochs) * per_epoch
 
 
-def _validate_params(epochs: Any, lr: Any) -> tuple[int, float]:
+def _validate_params(epochs: Any, lr: Any) -> tuple[int, float | None]:
+    """Epochs and learning rate as numbers; no learning rate (None, blank) means the default (APP_TRAIN's, else
+    ``ml.train.TrainConfig.lr``)."""
     try:
-        epochs, lr = int(epochs), float(lr)
+        epochs, lr = int(epochs), (None if lr in (None, "") else float(lr))
     except (TypeError, ValueError):
         raise UserError("Epochs must be a whole number and the learning rate a number.") from None
     if not 1 <= epochs <= 1000:
         raise UserError(f"Epochs must be between 1 and 1000, got {epochs}.")
-    if not 0 < lr <= 1:
+    if lr is not None and not 0 < lr <= 1:
         raise UserError(f"The learning rate must be in (0, 1], e.g. 0.001; got {lr}.")
     return epochs, lr
 
@@ -152,7 +156,18 @@ def _start_model(config: Any, project_id: int, parent_id: int | None, classes: l
     return model, f"v{parent_id}"
 
 
-def train_model(config: Any, project_id: int, parent_id: int | None = None, epochs: int = 10, lr: float = 1e-3,
+def _budget_plan(seconds: float, per_step: float, time_share: float,
+                 self_steps: Callable[[int], int]) -> tuple[int, float | None]:
+    """Steps within a time budget, and the seconds left to pseudo-labeling: its share of the budget when the
+    run will self-train (``self_steps(n) > 0``), none when it will not (too short, or strokes)."""
+    pseudo_s = seconds * time_share
+    n_steps = budget_mod.steps_within(seconds - pseudo_s, per_step)
+    if self_steps(n_steps):
+        return n_steps, pseudo_s
+    return budget_mod.steps_within(seconds, per_step), None
+
+
+def train_model(config: Any, project_id: int, parent_id: int | None = None, epochs: int = 10, lr: float | None = None,
                 progress: ProgressFn = None, cancel: CancelFn = None, steps: int | None = None,
                 train_overrides: dict | None = None, budget: str | None = None) -> dict:
     """Train a version (new, or warm-started from ``parent_id``); returns ``{model_id, metrics}``.
@@ -173,21 +188,23 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
     vols = _project_volumes(config, project_id)
     classes = projects.get_classes(config, vols[0]["id"])
     model, started_from = _start_model(config, project_id, parent_id, classes)
-    overrides = dict(config.extra.get("train", {}), **(train_overrides or {}))
-    probe = TrainConfig(**{**overrides, "lr": lr})
+    overrides = dict(config.extra.get("train", {}), **(train_overrides or {}), **({} if lr is None else {"lr": lr}))
+    probe = TrainConfig(**overrides)
     device = factory.device_for(config)
     self_cfg = self_training.settings(config)
-    pseudo_seconds = seconds * self_cfg.time_share if seconds is not None and self_cfg.enabled else None
+    self_steps_of = partial(self_cfg.self_steps, warm=parent_id is not None,
+                            dense_share=dense_share(r.labels for r in regions))
+    pseudo_seconds = None
     if steps:
         n_steps = int(steps)
     elif seconds is not None:
         report(progress, 0, 1, phase="measuring this machine's speed")
-        train_s = seconds - (pseudo_seconds or 0.0)           # pseudo-labeling takes its share of the budget
-        n_steps = budget_mod.steps_within(train_s, budget_mod.seconds_per_step(model, regions, probe, device))
-        overrides["max_seconds"] = train_s * budget_mod.HARD_LIMIT
+        per_step = budget_mod.seconds_per_step(model, regions, probe, device)
+        n_steps, pseudo_seconds = _budget_plan(seconds, per_step, self_cfg.time_share, self_steps_of)
+        overrides["max_seconds"] = (seconds - (pseudo_seconds or 0.0)) * budget_mod.HARD_LIMIT
     else:
         n_steps = steps_for(regions, epochs, probe.batch_size, probe.crop)
-    tcfg = TrainConfig(**{**overrides, "lr": lr, "steps": n_steps})
+    tcfg = TrainConfig(**{**overrides, "steps": n_steps})
     train_regions, val_regions, val_fg = split_for_validation(regions, tcfg)
     history: list[dict] = []
     started = time.monotonic()
@@ -206,7 +223,7 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
         report(progress, done, total, phase=phase, loss=info.get("loss"), val_iou=val,
                eta_s=info.get("eta_s"), history=shown["curve"])
 
-    self_steps = self_cfg.self_steps(n_steps, warm=parent_id is not None)
+    self_steps = self_steps_of(n_steps)
     pseudo_stats: dict = {}
 
     def pseudo(m: Any) -> list:
@@ -222,11 +239,11 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
         result = train_in_phases(model, train_regions, val_regions, tcfg, self_cfg, self_steps, pseudo,
                                  progress=on_step, cancel=cancel, device=device)
     except Cancelled as exc:
-        partial = getattr(exc, "result", None)
-        if partial is not None and partial.history:
-            store_version(config, project_id, parent_id, _measured(partial, val_fg), classes, label_stats, meta,
-                           {"val_iou": partial.best_val_iou if val_fg else None, "val_foreground": val_fg,
-                            "best_step": partial.best_step, "cancelled": True, "steps": len(partial.history),
+        kept = getattr(exc, "result", None)
+        if kept is not None and kept.history:
+            store_version(config, project_id, parent_id, _measured(kept, val_fg), classes, label_stats, meta,
+                           {"val_iou": kept.best_val_iou if val_fg else None, "val_foreground": val_fg,
+                            "best_step": kept.best_step, "cancelled": True, "steps": len(kept.history),
                             "started_from": started_from, "self_training": pseudo_stats or None},
                            activate=False)
         raise

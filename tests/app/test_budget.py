@@ -26,8 +26,13 @@ def test_steps_fit_the_budget_within_bounds():
         budget.budget_seconds("forever")
 
 
-def test_a_budget_sets_the_steps_from_the_measured_speed(env, monkeypatch):
+@pytest.mark.parametrize("min_steps", [0, None])
+def test_a_budget_sets_the_steps_from_the_measured_speed(env, monkeypatch, min_steps):
+    """Pseudo-labeling gets its share of the budget only when the run is long enough to self-train
+    (``min_steps`` None: the default 500, far above these 60 steps)."""
     monkeypatch.setitem(budget.BUDGETS, "quick", ("quick", 30.0))
+    if min_steps is not None:
+        env.config = env.config.with_(extra={**env.config.extra, "self_train": {"min_steps": min_steps}})
     measured = []
 
     def timed(*args):
@@ -38,9 +43,13 @@ def test_a_budget_sets_the_steps_from_the_measured_speed(env, monkeypatch):
     monkeypatch.setattr(budget, "seconds_per_step", timed)
     res = training.train_model(env.config, env.pid, lr=3e-3, budget="quick")
     share = self_training.settings(env.config).time_share    # pseudo-labeling's part of the budget
-    steps = budget.steps_within(30.0 * (1 - share), 0.5)
-    assert steps == 51 and res["metrics"]["steps"] == steps and measured and measured[0] > 0   # really timed
-    assert res["metrics"]["self_training"]["steps"] == round(steps / 3)
+    if min_steps is None:
+        steps = budget.steps_within(30.0, 0.5)
+        assert steps == 60 and res["metrics"]["self_training"] is None
+    else:
+        steps = budget.steps_within(30.0 * (1 - share), 0.5)
+        assert steps == 51 and res["metrics"]["self_training"]["steps"] == round(steps / 3)
+    assert res["metrics"]["steps"] == steps and measured and measured[0] > 0   # really timed
     versions = training.list_versions(env.config, env.pid)
     speed = budget.last_speed(versions)
     assert speed == pytest.approx(versions[0]["seconds"] / steps)

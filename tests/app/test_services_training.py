@@ -13,6 +13,7 @@ from app.errors import UserError
 from app.models import Job, ModelVersion
 from app.services import evaluation, training
 from ml.checkpoint import load_checkpoint
+from ml.train import TrainConfig
 from tests.app.envs import paint_ground_truth, synthetic_env
 
 
@@ -104,7 +105,8 @@ def test_a_new_model_self_trains_its_last_third_on_pseudo_labels(env):
     _label(env, zs=(0, 2))
     seen = []
     # the tiny test model is never as sure as the defaults ask (p > 0.9 / 0.99): APP_SELF_TRAIN lowers them
-    config = env.config.with_(extra={**env.config.extra, "self_train": {"fg": 0.6, "bg": 0.8}})
+    # and min_steps: 40 steps on the labels are far below the 500 a real model needs first
+    config = env.config.with_(extra={**env.config.extra, "self_train": {"fg": 0.6, "bg": 0.8, "min_steps": 0}})
     res = training.train_model(config, env.pid, lr=1e-2, steps=60,
                                progress=lambda done, total, info: seen.append((done, info.get("phase"))))
     phases = [p for i, (_, p) in enumerate(seen) if i == 0 or p != seen[i - 1][1]]
@@ -115,6 +117,26 @@ def test_a_new_model_self_trains_its_last_third_on_pseudo_labels(env):
     assert 0.0 < st["labeled_share"] <= 1.0 and 0.0 <= st["object_share"] <= st["labeled_share"]
     assert [h["step"] for h in training.version_history(env.config, res["model_id"])] == list(range(1, 61))
     assert training.list_versions(config, env.pid)[0]["note"].startswith("self-trained 20 steps on pseudo-labels (")
+
+
+@pytest.mark.parametrize("given, app_train, used", [(None, None, TrainConfig().lr), ("", {"lr": 5e-4}, 5e-4),
+                                                     (1e-2, {"lr": 5e-4}, 1e-2)])
+def test_no_learning_rate_means_app_train_then_the_one_default(env, given, app_train, used):
+    """The page's blank field, the API's null: APP_TRAIN's rate, else ml.train.TrainConfig's (3e-3)."""
+    _label(env)
+    config = env.config.with_(extra={**env.config.extra, "train": {**env.config.extra.get("train", {}),
+                                                                   **(app_train or {})}})
+    res = training.train_model(config, env.pid, steps=2, lr=given)
+    _, info = load_checkpoint(training.list_versions(config, env.pid)[0]["path"])
+    assert TrainConfig().lr == 3e-3 and info["meta"]["train_config"]["lr"] == used, res
+
+
+def test_a_short_new_model_does_not_self_train(env):
+    """Fewer steps on the labels than SelfTrainConfig.min_steps: the model is not yet worth learning from."""
+    _label(env)
+    res = training.train_model(env.config, env.pid, steps=6)
+    assert res["metrics"]["self_training"] is None and res["metrics"]["steps"] == 6
+    assert "self-trained" not in (training.list_versions(env.config, env.pid)[0]["note"] or "")
 
 
 def test_self_training_can_be_turned_off(env):

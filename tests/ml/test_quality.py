@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml.quality import (MIN_BOUNDARY, Basis, ProbabilityHistogram, QualityEstimate, boundary_pixels,
+from ml.quality import (MIN_BOUNDARY, Basis, dense_share, ProbabilityHistogram, QualityEstimate, boundary_pixels,
                         calibrated_iou, expected_iou)
 
 
@@ -86,3 +86,13 @@ def test_strokes_on_both_sides_of_an_edge_are_not_a_basis_either():
     basis.add(strokes)
     assert basis.boundary >= MIN_BOUNDARY and basis.foreground >= 500
     assert basis.thin_reason().startswith("the held-out labels are strokes")
+
+
+def test_dense_share_tells_completely_labeled_patches_from_strokes():
+    patch = np.ones((32, 32), np.uint8)
+    patch[8:16, 8:16] = 2
+    stroke = np.zeros((32, 32), np.uint8)
+    stroke[10, 2:30] = 1
+    stroke[20:22, 5:25] = 2
+    assert dense_share([patch]) == 1.0 and dense_share([stroke]) == 0.0 and dense_share([]) == 0.0
+    assert dense_share([patch, stroke]) == pytest.approx(1024 / (1024 + 28 + 40))

@@ -140,7 +140,13 @@ def test_train_in_phases_runs_every_step_once_and_pseudo_labels_after_the_superv
 
 def test_self_steps_split_a_new_model_and_cover_a_warm_start():
     cfg = SelfTrainConfig()
-    assert cfg.self_steps(300, warm=False) == 100 and cfg.self_steps(300, warm=True) == 300
+    assert cfg.self_steps(1500, warm=False) == 500 and cfg.self_steps(300, warm=True) == 300
+    assert cfg.self_steps(300, warm=False) == 0            # 200 supervised steps: too weak to teach itself
+    assert cfg.self_steps(750, warm=False) == 250          # 500: just enough (cfg.min_steps)
+    assert SelfTrainConfig(min_steps=0).self_steps(300, warm=False) == 100
+    # strokes (labels that do not fill their patches): where a model learned its own mistakes
+    assert cfg.self_steps(1500, warm=False, dense_share=0.3) == 0 == cfg.self_steps(300, warm=True, dense_share=0.3)
+    assert cfg.self_steps(1500, warm=False, dense_share=0.5) == 500
     assert SelfTrainConfig(enabled=False).self_steps(300, warm=True) == 0
     assert SelfTrainConfig.from_dict({"fg": 0.95}).fg == 0.95
     with pytest.raises(ValueError, match="unknown self-training setting"):
