@@ -125,7 +125,7 @@ def database(config) -> Database:
 
 
 class ServiceContext:
-    """What one HTTP request or one job shares: its config, its database and one Session.
+    """What one HTTP request or one job shares: its config and one Session of its database.
 
     Services take the Config and open ``session_scope(config)`` where they touch the database;
     inside a context (entered once per request by ``app.server``, once per job by
@@ -136,8 +136,7 @@ class ServiceContext:
     (:func:`quiet_for_fork`). Another thread, or a forked child, is not served by it (``owner``)."""
 
     def __init__(self, config):
-        self.config = config
-        self.database = database(config)
+        self.config = config                # the database is opened on first use: most requests are assets
         self.owner = (os.getpid(), threading.get_ident())   # a Session is not shared across threads
         self._session: Session | None = None
         self._depth = 0
@@ -156,11 +155,12 @@ class ServiceContext:
             finally:
                 self._depth -= 1
             return
+        db = database(self.config)
         if self._session is None:
-            self._session = self.database.new_session()
+            self._session = db.new_session()
         self._depth = 1
         try:
-            with self.database.session(reuse=self._session) as s:
+            with db.session(reuse=self._session) as s:
                 yield s
         finally:
             self._depth = 0
