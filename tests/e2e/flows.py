@@ -169,9 +169,7 @@ def train(page: Page, epochs: int | None = None) -> dict:
             "return b ? [Number(b.getAttribute('aria-valuenow') || 0), b.textContent] : [0, ''];"))
 
     def finished() -> bool:
-        title = page.text("tr-live-title")         # the heading above the live curve
-        pct = bar()[0]
-        if "running" in title or 0 < float(pct) < 100:
+        if "running" in page.text("tr-live-title") or 0 < float(bar()[0]) < 100:   # the live curve's heading
             seen_running["value"] = True
         status = page.text("tr-status")
         return status != before and ("trained" in status or "Failed" in status)
@@ -181,8 +179,7 @@ def train(page: Page, epochs: int | None = None) -> dict:
     status = page.text("tr-status")
     assert "Failed" not in status, status
     assert seen_running["value"], "never saw the training running (no progress, no live curve title)"
-    page.wait(lambda: bar() == (0, ""), 10, "the progress bar to empty once the job ended",
-              context=lambda: f"the bar: {bar()}")
+    page.wait(lambda: bar() == (0, ""), 10, "the progress bar to empty once the job ended", context=lambda: str(bar()))
     rows = page.wait(lambda: (r := page.table_rows("tr-versions-table")) and len(r) > n_versions and r, 30,
                      "a new model version in the versions table")
     fig = page.wait(lambda: (f := page.figure("tr-live-graph")) and "done" in page.text("tr-live-title") and f, 30,
