@@ -139,6 +139,19 @@ def test_a_short_new_model_does_not_self_train(env):
     assert "self-trained" not in (training.list_versions(env.config, env.pid)[0]["note"] or "")
 
 
+def test_strokes_do_not_self_train(env):
+    """Labels that do not fill their patches (strokes): the case where a model learned its own mistakes."""
+    for z in range(3):
+        env.store.paint(z, np.pad(np.ones((1, 40), bool), ((10, 53), (8, 16))), 1)     # a background line
+        env.store.paint(z, np.pad(np.ones((1, 30), bool), ((40, 23), (20, 14))), 2)    # a foreground line
+    config = env.config.with_(extra={**env.config.extra, "self_train": {"min_steps": 0, "fg": 0.6, "bg": 0.8}})
+    res = training.train_model(config, env.pid, steps=6)
+    assert res["metrics"]["self_training"] is None and res["metrics"]["steps"] == 6
+    dense = env.config.with_(extra={**config.extra, "self_train": {"min_steps": 0, "fg": 0.6, "bg": 0.8,
+                                                                   "min_dense": 0.0}})
+    assert training.train_model(dense, env.pid, steps=6)["metrics"]["self_training"]["steps"] == 2  # the gate, alone
+
+
 def test_self_training_can_be_turned_off(env):
     _label(env)
     config = env.config.with_(extra={**env.config.extra, "self_train": {"enabled": False}})
