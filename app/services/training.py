@@ -133,7 +133,7 @@ def _validate_params(epochs: Any, lr: Any) -> tuple[int, float | None]:
     if not 1 <= epochs <= 1000:
         raise UserError(f"Epochs must be between 1 and 1000, got {epochs}.")
     if lr is not None and not 0 < lr <= 1:
-        raise UserError(f"The learning rate must be in (0, 1], e.g. 0.001; got {lr}.")
+        raise UserError(f"The learning rate must be in (0, 1], e.g. 0.003, or blank for the default; got {lr}.")
     return epochs, lr
 
 
