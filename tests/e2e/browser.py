@@ -111,6 +111,20 @@ class Page:
                   f"#{id_} to be enabled")
         self.click_el(self.el(id_))
 
+    def submit(self, id_: str, timeout: float = 30) -> None:
+        """Click a form's submit button and wait until the browser left the page: a navigation right after
+        a bare click can cancel the form's POST before it is sent (a CI failure of the sign-in test)."""
+        button = self.el(id_)
+        button.click()
+
+        def left() -> bool:
+            try:
+                button.is_enabled()
+                return False
+            except StaleElementReferenceException:
+                return True
+        self.wait(left, timeout, f"the form of #{id_} to be sent")
+
     def click_el(self, el) -> None:
         """Scroll ``el`` to the middle of the window, then click it like a user."""
         self.d.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", el)

@@ -361,7 +361,7 @@ def sign_in(page: Page, name: str, password: str) -> None:
     page.el("login-name").clear()
     page.el("login-name").send_keys(name)
     page.el("login-password").send_keys(password)
-    page.el("login-submit").click()
+    page.submit("login-submit")
 
 
 def browser_cookies(page: Page) -> dict:
