@@ -48,13 +48,20 @@ def paint_like_a_user(config, vid: int, gt: np.ndarray, z: int, n: int = 6) -> i
     return len(strokes)
 
 
+#: --self-train: the app's settings, self-training forced (its gate off), none
+SELF_TRAIN_MODES = {"app": {}, "on": {"min_steps": 0, "min_dense": 0.0}, "off": {"enabled": False}}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budgets", default="quick,refine")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--self-train", default="on", help="on, off or on,off: with / without the self-training phase")
+    p.add_argument("--self-train", default="app", help="app (the app's settings, gate included), on (forced, "
+                   "gate off), off, or several, e.g. on,off")
     p.add_argument("--lr", default="", help="learning rates to compare, e.g. 1e-3,3e-3 (default: the app's)")
     args = p.parse_args(argv)
+    if set(args.self_train.split(",")) - set(SELF_TRAIN_MODES):
+        p.error(f"--self-train takes {', '.join(SELF_TRAIN_MODES)}, got {args.self_train!r}")
     import torch
 
     from app.config import Config
@@ -73,7 +80,7 @@ def main(argv=None) -> None:
         print(f"{n} strokes painted on slice {gt.shape[0] // 2}\n")
         print("| budget | lr | self-training | total s | steps | training s | GT IoU |\n|---|---|---|---|---|---|---|")
         for name, lr, mode in itertools.product(args.budgets.split(","), args.lr.split(","), args.self_train.split(",")):
-            run_cfg = cfg.with_(extra={**cfg.extra, "self_train": {"enabled": mode == "on"}})
+            run_cfg = cfg.with_(extra={**cfg.extra, "self_train": SELF_TRAIN_MODES[mode]})
             t0 = time.monotonic()
             m = training.train_model(run_cfg, proj["id"], budget=name, **({"lr": float(lr)} if lr else {}))["metrics"]
             gt_iou = m.get("gt_iou")

@@ -206,13 +206,15 @@ def run_train(args) -> int:
     progress = Progress("train", "steps", mark=args.steps_per_epoch)
     train_regions, val_regions = split_regions(regions, config.val_fraction, config.seed)
     self_cfg = SelfTrainConfig(enabled=not args.no_self_train and mode != "mask")   # a mask labels every pixel
-    self_steps = self_cfg.self_steps(steps, warm=parent is not None, dense_share=dense_share(r.labels for r in regions))
+    self_steps = self_cfg.self_steps(steps, warm=parent is not None,
+                                     dense_share=dense_share(r.labels for r in regions))
     if self_steps:
         print(f"self-training: the last {self_steps} steps also learn confident pseudo-labels of the volume "
               f"(--no-self-train to skip)", file=sys.stderr, flush=True)
     elif self_cfg.enabled:
         print(f"no self-training: it needs {self_cfg.min_steps} steps on the labels first (a new model) and "
-              f"{self_cfg.min_dense:.0%} of them in completely labeled patches, not strokes", file=sys.stderr, flush=True)
+              f"{self_cfg.min_dense:.0%} of them in completely labeled patches, not strokes",
+              file=sys.stderr, flush=True)
 
     def pseudo(m) -> list:
         boxes = window_boxes(volume.shape, self_cfg, args.seed)

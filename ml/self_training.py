@@ -36,7 +36,8 @@ Box = tuple[int, int, int, int]          # y0, y1, x0, x1
 _PROB = number(0.5, 1, high_open=True)
 _SHARE = number(0, 1, low_open=True, high_open=True)
 SELF_TRAIN_RANGES = {"enabled": FLAG, "fg": _PROB, "bg": _PROB, "share": _SHARE, "steps_share": _SHARE,
-                     "min_steps": whole(0), "min_dense": number(0, 1), "time_share": _SHARE, "window": whole(16), "max_pixels": whole(256)}
+                     "min_steps": whole(0), "min_dense": number(0, 1), "time_share": _SHARE, "window": whole(16),
+                     "max_pixels": whole(256)}
 
 
 @dataclass(frozen=True)
