@@ -66,6 +66,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if set(args.self_train.split(",")) - set(SELF_TRAIN_MODES):
         p.error(f"--self-train takes {', '.join(SELF_TRAIN_MODES)}, got {args.self_train!r}")
+    if not all(b.isdigit() and int(b) > 0 for b in args.base.split(",") if b):
+        p.error(f"--base takes positive whole numbers, e.g. 8,16, got {args.base!r}")
     import torch
 
     from app.config import Config
