@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ml.self_training import GATE_OFF
+
 
 def _runs(mask: np.ndarray, n: int) -> list[tuple[int, int, int]]:
     """(row, col0, col1) of a horizontal run through the middle of the ``n`` largest regions of ``mask``."""
@@ -50,7 +52,7 @@ def paint_like_a_user(config, vid: int, gt: np.ndarray, z: int, n: int = 6) -> i
 
 
 #: --self-train: the app's settings, self-training forced (its gate off), none
-SELF_TRAIN_MODES = {"app": {}, "on": {"min_steps": 0, "min_dense": 0.0}, "off": {"enabled": False}}
+SELF_TRAIN_MODES = {"app": {}, "on": dict(GATE_OFF), "off": {"enabled": False}}
 
 
 def main(argv=None) -> None:

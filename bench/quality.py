@@ -137,12 +137,12 @@ def _fit(model, data, train_regions, val_regions, tcfg, seed: int, self_train: b
     """The app's training: with ``self_train`` the last third of the steps also learn pseudo-labels of the
     pool half (held-out windows and labeled pixels spared, as ``app.services.self_training`` does), even
     where the app's gate (``min_steps``, ``min_dense``) would skip it: this bench measured that gate."""
-    from ml.self_training import SelfTrainConfig, pseudo_regions, train_in_phases, window_boxes
+    from ml.self_training import GATE_OFF, SelfTrainConfig, pseudo_regions, train_in_phases, window_boxes
     from ml.train import train
 
     if not self_train:
         return train(model, train_regions, val_regions, tcfg)
-    cfg = SelfTrainConfig(min_steps=0, min_dense=0.0)
+    cfg = SelfTrainConfig(**GATE_OFF)
     pool = data.image[:, :data.split_y]
     boxes = window_boxes(pool.shape, cfg, seed)
     return train_in_phases(model, train_regions, val_regions, tcfg, cfg, cfg.self_steps(tcfg.steps, warm=False),

@@ -38,6 +38,8 @@ _SHARE = number(0, 1, low_open=True, high_open=True)
 SELF_TRAIN_RANGES = {"enabled": FLAG, "fg": _PROB, "bg": _PROB, "share": _SHARE, "steps_share": _SHARE,
                      "min_steps": whole(0), "min_dense": number(0, 1), "time_share": _SHARE, "window": whole(16),
                      "max_pixels": whole(256)}
+#: the settings that switch the gate (``min_steps``, ``min_dense``) off: for benchmarks that measure the gate
+GATE_OFF = {"min_steps": 0, "min_dense": 0.0}
 
 
 @dataclass(frozen=True)
