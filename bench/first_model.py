@@ -57,7 +57,10 @@ SELF_TRAIN_MODES = {"app": {}, "on": dict(GATE_OFF), "off": {"enabled": False}}
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--budgets", default="quick,refine")
+    p.add_argument("--budgets", default="quick,refine", help="the app's time budgets and/or fixed step counts, "
+                   "e.g. quick,200,400 (a step count measures quality apart from this machine's speed)")
+    p.add_argument("--batch", default="", help="batch sizes to compare, e.g. 4,8 (default: the app's)")
+    p.add_argument("--seed", default="", help="training seeds to compare, e.g. 0,1 (default: the app's)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--self-train", default="app", help="app (the app's settings, gate included), on (forced, "
                    "gate off), off, or several, e.g. on,off")
@@ -68,8 +71,14 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if set(args.self_train.split(",")) - set(SELF_TRAIN_MODES):
         p.error(f"--self-train takes {', '.join(SELF_TRAIN_MODES)}, got {args.self_train!r}")
-    if not all(b.isdigit() and int(b) > 0 for b in args.base.split(",") if b):
-        p.error(f"--base takes positive whole numbers, e.g. 8,16, got {args.base!r}")
+    for flag in ("base", "batch", "seed"):
+        if not all(b.isdigit() and (int(b) > 0 or flag == "seed") for b in getattr(args, flag).split(",") if b):
+            kind = "whole numbers" if flag == "seed" else "positive whole numbers"
+            p.error(f"--{flag} takes {kind}, e.g. 8,16, got {getattr(args, flag)!r}")
+    from app.services.budget import BUDGETS
+
+    if not all(b in BUDGETS or (b.isdigit() and int(b) > 0) for b in args.budgets.split(",")):
+        p.error(f"--budgets takes {', '.join(BUDGETS)} or step counts, got {args.budgets!r}")
     import torch
 
     from app.config import Config
@@ -89,17 +98,22 @@ def main(argv=None) -> None:
         if args.pretrain:
             done = pretraining.pretrain_volume(cfg, vid)
             print(f"pre-trained the demo: {done['steps']} steps in {done['seconds']:.0f} s\n", flush=True)
-        print("| budget | base | started from | lr | self-training | total s | steps | training s | GT IoU |\n"
-              + "|---" * 9 + "|")
-        for name, base, lr, mode in itertools.product(args.budgets.split(","), args.base.split(","),
-                                                      args.lr.split(","), args.self_train.split(",")):
+        print("| budget | base | batch | seed | started from | lr | self-training | total s | steps | training s | GT IoU |\n"
+              + "|---" * 11 + "|")
+        for name, base, lr, mode, batch, seed in itertools.product(
+                args.budgets.split(","), args.base.split(","), args.lr.split(","), args.self_train.split(","),
+                args.batch.split(","), args.seed.split(",")):
             model = {"model": {"base": int(base)}} if base else {}
             run_cfg = cfg.with_(extra={**cfg.extra, **model, "self_train": SELF_TRAIN_MODES[mode]})
+            train = {**({"batch_size": int(batch)} if batch else {}), **({"seed": int(seed)} if seed else {})}
+            length = {"steps": int(name)} if name.isdigit() else {"budget": name}
             t0 = time.monotonic()
-            m = training.train_model(run_cfg, proj["id"], budget=name, **({"lr": float(lr)} if lr else {}))["metrics"]
+            m = training.train_model(run_cfg, proj["id"], train_overrides=train, **length,
+                                     **({"lr": float(lr)} if lr else {}))["metrics"]
             gt_iou = m.get("gt_iou")
             self_note = self_training.note(m.get("self_training")) or "off"
-            print(f"| {name} | {base or 'default'} | {m.get('started_from')} | {lr or 'default'} | {self_note} | "
+            print(f"| {name} | {base or 'default'} | {batch or 'default'} | {seed or 'default'} | "
+                  f"{m.get('started_from')} | {lr or 'default'} | {self_note} | "
                   f"{time.monotonic() - t0:.1f} | {m['steps']} | {m['seconds']:.1f} | "
                   f"{'n/a' if gt_iou is None else f'{gt_iou:.3f}'} |", flush=True)
 
