@@ -173,7 +173,9 @@ STRATEGIES: dict[str, StrategyFn] = {
 #: ``balanced`` are within 0.02 IoU of each other and both above random on average; v5's least
 #: confidence lost to random by 100 patches with 70 % of its picks on mitochondria, and on a dense
 #: structure (membranes) fell below random. ``balanced`` keeps half its picks on the other
-#: stratum by construction, so it is the safer default across structures.
+#: stratum by construction, so it is the safer default across structures. With the app's own
+#: model (base 16, self-training; v13) it leads random at every budget: +9.3 % at 40 patches,
+#: +3.4 % at 60, +4.5 % at 100 (every seed up at 100), where base 8 had saturated (+1.0 %, v10b).
 DEFAULT_STRATEGY = "balanced"
 
 #: Strategies that need scores from MC-dropout passes (``score_patches(..., mc_passes > 0)``).
@@ -201,7 +203,8 @@ _DESCRIPTIONS = {
     "entropy_diverse": "Uncertain and diverse, using entropy.",
     "bald_diverse": "Uncertain and diverse, using BALD (needs MC dropout).",
     "balanced": "Uncertain and diverse, half from patches with predicted structure and half from patches "
-                "without, so background that looks like it is asked for too.",
+                "without, so background that looks like it is asked for too. The default: on EM mitochondria "
+                "it beat random at every budget (+4.5 % IoU at 100 patches).",
 }
 
 
