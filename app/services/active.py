@@ -149,7 +149,7 @@ def _model_and_strategy(config: Any, project_id: int, volume_id: int, strategy: 
         return loaded[0], loaded[1], strategy, None
     model = factory.new_model(config, len(projects.get_classes(config, volume_id)))
     origin = pretraining.init_new_model(config, project_id, model)
-    features = "an untrained network (no pre-trained weights for this model yet)" if origin == factory.SCRATCH \
+    features = "an untrained network, as no pre-trained weights exist for this model yet" if origin == factory.SCRATCH \
         else f"the network {origin}"
     if strategy in MODEL_FREE:
         return model, None, strategy, f"No trained model yet: patch features come from {features}."
