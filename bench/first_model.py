@@ -55,6 +55,34 @@ def paint_like_a_user(config, vid: int, gt: np.ndarray, z: int, n: int = 6) -> i
 SELF_TRAIN_MODES = {"app": {}, "on": dict(GATE_OFF), "off": {"enabled": False}}
 
 
+def _whole_numbers(p: argparse.ArgumentParser, flag: str, text: str, low: int) -> list[int | None]:
+    """``--flag 4,8`` as ``[4, 8]``; empty: ``[None]`` (the app's default); a usage error below ``low``."""
+    if not text:
+        return [None]
+    if not all(v.isdigit() and int(v) >= low for v in text.split(",")):
+        p.error(f"--{flag} takes whole numbers >= {low}, e.g. 8,16, got {text!r}")
+    return [int(v) for v in text.split(",")]
+
+
+def _lengths(p: argparse.ArgumentParser, text: str) -> list[tuple[str, dict]]:
+    """``--budgets quick,200`` as ``(name, train_model keyword)``: a time budget or a fixed step count."""
+    from app.services.budget import BUDGETS
+
+    out = []
+    for name in text.split(","):
+        if name in BUDGETS:
+            out.append((name, {"budget": name}))
+        elif name.isdigit() and int(name) > 0:
+            out.append((name, {"steps": int(name)}))
+        else:
+            p.error(f"--budgets takes {', '.join(BUDGETS)} or step counts, got {text!r}")
+    return out
+
+
+def _shown(value: int | None) -> str:
+    return "default" if value is None else str(value)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budgets", default="quick,refine", help="the app's time budgets and/or fixed step counts, "
@@ -71,14 +99,9 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if set(args.self_train.split(",")) - set(SELF_TRAIN_MODES):
         p.error(f"--self-train takes {', '.join(SELF_TRAIN_MODES)}, got {args.self_train!r}")
-    for flag in ("base", "batch", "seed"):
-        if not all(b.isdigit() and (int(b) > 0 or flag == "seed") for b in getattr(args, flag).split(",") if b):
-            kind = "whole numbers" if flag == "seed" else "positive whole numbers"
-            p.error(f"--{flag} takes {kind}, e.g. 8,16, got {getattr(args, flag)!r}")
-    from app.services.budget import BUDGETS
-
-    if not all(b in BUDGETS or (b.isdigit() and int(b) > 0) for b in args.budgets.split(",")):
-        p.error(f"--budgets takes {', '.join(BUDGETS)} or step counts, got {args.budgets!r}")
+    bases, batches, seeds = (_whole_numbers(p, f, getattr(args, f), low) for f, low in
+                             (("base", 1), ("batch", 1), ("seed", 0)))
+    lengths = _lengths(p, args.budgets)
     import torch
 
     from app.config import Config
@@ -100,19 +123,17 @@ def main(argv=None) -> None:
             print(f"pre-trained the demo: {done['steps']} steps in {done['seconds']:.0f} s\n", flush=True)
         print("| budget | base | batch | seed | started from | lr | self-training | total s | steps | training s | GT IoU |\n"
               + "|---" * 11 + "|")
-        for name, base, lr, mode, batch, seed in itertools.product(
-                args.budgets.split(","), args.base.split(","), args.lr.split(","), args.self_train.split(","),
-                args.batch.split(","), args.seed.split(",")):
-            model = {"model": {"base": int(base)}} if base else {}
+        for (name, length), base, lr, mode, batch, seed in itertools.product(
+                lengths, bases, args.lr.split(","), args.self_train.split(","), batches, seeds):
+            model = {"model": {"base": base}} if base else {}
             run_cfg = cfg.with_(extra={**cfg.extra, **model, "self_train": SELF_TRAIN_MODES[mode]})
-            train = {**({"batch_size": int(batch)} if batch else {}), **({"seed": int(seed)} if seed else {})}
-            length = {"steps": int(name)} if name.isdigit() else {"budget": name}
+            train = {k: v for k, v in (("batch_size", batch), ("seed", seed)) if v is not None}
             t0 = time.monotonic()
             m = training.train_model(run_cfg, proj["id"], train_overrides=train, **length,
                                      **({"lr": float(lr)} if lr else {}))["metrics"]
             gt_iou = m.get("gt_iou")
             self_note = self_training.note(m.get("self_training")) or "off"
-            print(f"| {name} | {base or 'default'} | {batch or 'default'} | {seed or 'default'} | "
+            print(f"| {name} | {base or 'default'} | {_shown(batch)} | {_shown(seed)} | "
                   f"{m.get('started_from')} | {lr or 'default'} | {self_note} | "
                   f"{time.monotonic() - t0:.1f} | {m['steps']} | {m['seconds']:.1f} | "
                   f"{'n/a' if gt_iou is None else f'{gt_iou:.3f}'} |", flush=True)
