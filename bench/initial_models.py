@@ -7,7 +7,7 @@ makes the predicted foreground share of the pool half equal to the labeled share
 seed's 20 patches (prior matching, needs no extra label), and with test-time augmentation
 (the mean of the 8 rotations / flips, ``--tta``). Prints numbers; asserts nothing.
 
-    python -m bench.initial_models --run bench_out/v7_context [--tta]
+    python -m bench.initial_models --run bench_out/v7_context [--tta] [--base 16]
 """
 from __future__ import annotations
 
@@ -89,13 +89,14 @@ def main() -> None:
     p.add_argument("--raw", default=f"{VNC}/raw")
     p.add_argument("--labels", default=f"{VNC}/mitochondria")
     p.add_argument("--tta", action="store_true", help="also score with test-time augmentation (8x the inference)")
+    p.add_argument("--base", type=int, default=QUICK.base, help="the run's model width (its bench.al --base)")
     args = p.parse_args()
     torch.set_num_threads(2)
     data = load_data(args.raw, args.labels, QUICK)
     grid = pool_grid(data, QUICK)
     rows = []
     for path in sorted(Path(args.run, "work").glob("initial_seed*.pt")):
-        model = UNet2D(base=QUICK.base, depth=QUICK.depth, dropout=QUICK.dropout)
+        model = UNet2D(base=args.base, depth=QUICK.depth, dropout=QUICK.dropout)
         model.load_state_dict(torch.load(path, map_location="cpu"))
         rows.append(report_seed(data, grid, model.eval(), int(path.stem.removeprefix("initial_seed")), args.tta))
     for key in rows[0]:
