@@ -5,7 +5,9 @@ prints, per seed: precision / recall / IoU on the pool half and on the test half
 test IoU at the threshold chosen on the protocol's validation patches, at the threshold that
 makes the predicted foreground share of the pool half equal to the labeled share of the
 seed's 20 patches (prior matching, needs no extra label), and with test-time augmentation
-(the mean of the 8 rotations / flips, ``--tta``). Prints numbers; asserts nothing.
+(the mean of the 8 rotations / flips, ``--tta``). Prints numbers; asserts nothing. Slices are
+predicted whole (as the app segments), so test IoUs differ slightly from the protocol's, which
+predicts the test half alone (0.385 against 0.390 for v13's seed 2).
 
     python -m bench.initial_models --run bench_out/v7_context [--tta] [--base 16]
 """
