@@ -133,7 +133,7 @@ def main(argv=None) -> None:
                                      **({"lr": float(lr)} if lr else {}))["metrics"]
             gt_iou = m.get("gt_iou")
             self_note = self_training.note(m.get("self_training")) or "off"
-            print(f"| {name} | {base or 'default'} | {_shown(batch)} | {_shown(seed)} | "
+            print(f"| {name} | {_shown(base)} | {_shown(batch)} | {_shown(seed)} | "
                   f"{m.get('started_from')} | {lr or 'default'} | {self_note} | "
                   f"{time.monotonic() - t0:.1f} | {m['steps']} | {m['seconds']:.1f} | "
                   f"{'n/a' if gt_iou is None else f'{gt_iou:.3f}'} |", flush=True)
