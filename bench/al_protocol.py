@@ -57,6 +57,7 @@ class Protocol:
     pretrain: str = "heldout"     # none | heldout (stack 2 + pool half) | transductive (the whole volume)
     pretrain_steps: int = 1500    # self-supervised steps (ml.pretrain), run once, shared by every seed
     full_seeds: int = 1           # seeds given a full-supervision reference (costly)
+    dev: bool = False             # the dev split: the pool half alone, its last quarter of rows scored (test half unread)
     rf_trees: int = 50
     rf_max_pixels: int = 60_000   # labeled pixels sampled to fit the forest
     rf_every: int = 2             # RF evaluated every this many rounds (plus mid and final)
@@ -142,7 +143,11 @@ class BenchData:
 
 def load_data(raw: str, labels: str, proto: Protocol, dataset: str | None = None,
               labels_dataset: str | None = None) -> BenchData:
-    """Read raw + ground truth (any ml.io format), normalise by the 1/99.5 percentiles, split."""
+    """Read raw + ground truth (any ml.io format), normalise by the 1/99.5 percentiles, split.
+
+    With ``proto.dev`` the test half is dropped and the pool half split again (rows 0..3/4 | 3/4..1),
+    so a choice can be measured with the protocol's own training without reading the test half.
+    """
     from ml.io.readers import open_labels, open_volume
 
     volume = open_volume(raw, dataset=dataset)
@@ -151,7 +156,7 @@ def load_data(raw: str, labels: str, proto: Protocol, dataset: str | None = None
         raise ValueError(f"labels shape {truth.shape} differs from raw shape {volume.shape}")
     lo, hi = volume.percentiles()
     zdim, h, w = volume.shape
-    if h // 2 < proto.patch or w < proto.patch:
+    if (dev_split(h) if proto.dev else h // 2) < proto.patch or w < proto.patch:
         raise ValueError(f"volume {volume.shape} too small for {proto.patch}px patches in each y half")
     image = np.empty(volume.shape, np.float32)
     mask = np.empty(volume.shape, np.uint8)
@@ -161,7 +166,15 @@ def load_data(raw: str, labels: str, proto: Protocol, dataset: str | None = None
     n_eval = zdim if proto.eval_slices <= 0 else min(zdim, proto.eval_slices)
     eval_z = sorted({int(round(v)) for v in np.linspace(0, zdim - 1, n_eval + 2)[1:-1]}) if n_eval < zdim \
         else list(range(zdim))
+    if proto.dev:
+        image, mask = image[:, :h // 2], mask[:, :h // 2]
+        return BenchData(image, mask, dev_split(h), eval_z)
     return BenchData(image, mask, h // 2, eval_z)
+
+
+def dev_split(height: int) -> int:
+    """The dev split's row: 3/4 of the pool half (384 of VNC's 1024 rows, as ``bench.pretrain``'s DEV_Y)."""
+    return height // 2 * 3 // 4
 
 
 def pool_grid(data: BenchData, proto: Protocol) -> list[Patch]:

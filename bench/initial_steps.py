@@ -1,0 +1,78 @@
+"""``python -m bench.initial_steps``: does a first model want more supervised steps? (dev split)
+
+The quick protocol's initial model, trained exactly as ``bench.al`` trains it (its patches,
+pre-trained body, EMA, self-training), for each ``--steps`` value and seed, on the dev split
+(``Protocol.dev``: the pool half alone, rows 384..512 of every slice scored), so the test half
+stays unread. Prints a markdown table: IoU per seed, mean and sd, seconds per model.
+Example (the pre-trained body of a finished ``bench.al`` run is reused)::
+
+    python -m bench.initial_steps --raw R --labels L --base 16 --self-train --steps 1000,2000 \\
+        --weights bench_out/v13_b16_self/work/pretrained_heldout_plus-unlabeled_b16d4_1500.pt
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from . import al_tasks
+from .al_protocol import PRESETS, Protocol
+
+
+def _initial(steps: int, seed: int, workdir: str) -> dict:
+    """One initial model of ``seed`` trained for ``steps`` (+ the protocol's self-training steps)."""
+    al_tasks._STATE.update(proto=replace(al_tasks._STATE["proto"], init_steps=steps), workdir=Path(workdir))
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    return {"steps": steps, **al_tasks.initial_task(seed)}
+
+
+def run(raw: str, labels: str, proto: Protocol, steps: list[int], out: Path, weights: str | None,
+        workers: int) -> list[dict]:
+    """Every (steps, seed) model, longest first over ``workers`` one-thread processes."""
+    jobs = sorted(((n, s) for n in steps for s in proto.seed_range), key=lambda j: -j[0])
+    init = (raw, labels, proto, str(out), None, None, "cpu", weights, 1)
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=al_tasks.init_worker,
+                             initargs=init) as pool:
+        futures = [pool.submit(_initial, n, s, str(out / f"steps{n}")) for n, s in jobs]
+        return [f.result() for f in futures]
+
+
+def table(results: list[dict], proto: Protocol) -> str:
+    lines = [f"| initial steps (+{proto.self_train_steps if proto.self_train else 0} self-training) | dev IoU per "
+             f"seed {proto.first_seed}..{proto.seed_range[-1]} | mean | sd | s per model |", "|---|---|---|---|---|"]
+    for n in sorted({r["steps"] for r in results}):
+        rows = sorted((r for r in results if r["steps"] == n), key=lambda r: r["seed"])
+        iou = [r["iou"] for r in rows]
+        lines.append(f"| {n} | {' '.join(f'{x:.3f}' for x in iou)} | {np.mean(iou):.3f} | {np.std(iou):.3f} | "
+                     f"{np.mean([r['seconds'] for r in rows]):.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.initial_steps", description=__doc__.split("\n\n")[0])
+    p.add_argument("--raw", required=True)
+    p.add_argument("--labels", required=True)
+    p.add_argument("--out", default="bench_out/initial_steps")
+    p.add_argument("--weights", help="pre-trained body (ml.pretrain) of the same base and depth; none: from scratch")
+    p.add_argument("--steps", default="1000,2000", help="comma-separated initial-model step counts to compare")
+    p.add_argument("--base", type=int, default=16)
+    p.add_argument("--self-train", action="store_true")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--tiny", action="store_true", help="the toy protocol (tests)")
+    args = p.parse_args(argv)
+    proto = replace(PRESETS["tiny" if args.tiny else "quick"], dev=True, eval_slices=0, base=args.base,
+                    self_train=args.self_train, seeds=args.seeds, first_seed=args.first_seed)
+    steps = [int(s) for s in args.steps.split(",") if s.strip()]
+    results = run(args.raw, args.labels, proto, steps, Path(args.out), args.weights, args.workers)
+    print(table(results, proto))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

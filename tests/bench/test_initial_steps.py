@@ -1,0 +1,50 @@
+"""The dev split (``Protocol.dev``) and ``bench.initial_steps`` on a toy volume."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+from bench.al_protocol import TINY, load_data, pool_grid
+from ml.synthetic import make_em_volume
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _write(tmp_path: Path, shape=(4, 256, 256)) -> tuple[str, str]:
+    raw, mask = make_em_volume(shape, seed=2)
+    tifffile.imwrite(tmp_path / "raw.tif", raw, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "mask.tif", mask * 255, photometric="minisblack")
+    return str(tmp_path / "raw.tif"), str(tmp_path / "mask.tif")
+
+
+def test_dev_split_keeps_the_pool_half_only(tmp_path):
+    raw, labels = _write(tmp_path)
+    full = load_data(raw, labels, TINY)
+    dev = load_data(raw, labels, replace(TINY, dev=True))
+    assert dev.image.shape == (4, 128, 256) and dev.split_y == 96
+    np.testing.assert_array_equal(dev.image, full.image[:, :128])   # the same normalisation, no test-half rows
+    np.testing.assert_array_equal(dev.mask, full.mask[:, :128])
+    assert max(p.y + TINY.patch for p in pool_grid(dev, TINY)) <= 96   # candidates stay above the scored rows
+
+
+def test_initial_steps_compares_step_counts_per_seed(tmp_path):
+    raw, labels = _write(tmp_path)
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "bench.initial_steps", "--raw", raw, "--labels", labels, "--out",
+                        str(out), "--tiny", "--steps", "4,12", "--seeds", "2", "--base", "4", "--self-train"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = {int(m[1]): m[2].split() for m in re.finditer(r"^\| (\d+) \| ([\d. ]+) \|", r.stdout, re.M)}
+    assert set(rows) == {4, 12} and all(len(v) == 2 and all(0 <= float(x) <= 1 for x in v) for v in rows.values())
+    a = torch.load(out / "steps4" / "initial_seed0.pt", weights_only=True)
+    b = torch.load(out / "steps12" / "initial_seed0.pt", weights_only=True)
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())   # each arm trained its own steps
