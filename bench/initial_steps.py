@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,6 +38,9 @@ def run(raw: str, labels: str, proto: Protocol, steps: list[int], out: Path, wei
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=al_tasks.init_worker,
                              initargs=init) as pool:
         futures = [pool.submit(_initial, n, s, str(out / f"steps{n}")) for n, s in jobs]
+        for f in as_completed(futures):   # each model as it ends: a long run shows its progress
+            r = f.result()
+            print(f"{r['steps']} steps, seed {r['seed']}: IoU {r['iou']:.3f} ({r['seconds']:.0f} s)", flush=True)
         return [f.result() for f in futures]
 
 
