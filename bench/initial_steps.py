@@ -1,9 +1,10 @@
-"""``python -m bench.initial_steps``: does a first model want more supervised steps? (dev split)
+"""``python -m bench.initial_steps``: does a first model want more supervised steps?
 
 The quick protocol's initial model, trained exactly as ``bench.al`` trains it (its patches,
 pre-trained body, EMA, self-training), for each ``--steps`` value and seed, on the dev split
 (``Protocol.dev``: the pool half alone, rows 384..512 of every slice scored), so the test half
-stays unread. Prints a markdown table: IoU per seed, mean and sd, seconds per model.
+stays unread; ``--split test`` then checks a choice on the protocol's own test half (4 slices, as
+``bench.al --quick`` scores). Prints a markdown table: IoU per seed, mean and sd, seconds per model.
 Example (the pre-trained body of a finished ``bench.al`` run is reused)::
 
     python -m bench.initial_steps --raw R --labels L --base 16 --self-train --steps 1000,2000 \\
@@ -45,7 +46,8 @@ def run(raw: str, labels: str, proto: Protocol, steps: list[int], out: Path, wei
 
 
 def table(results: list[dict], proto: Protocol) -> str:
-    lines = [f"| initial steps (+{proto.self_train_steps if proto.self_train else 0} self-training) | dev IoU per "
+    lines = [f"| initial steps (+{proto.self_train_steps if proto.self_train else 0} self-training) | "
+             f"{'dev' if proto.dev else 'test-half'} IoU per "
              f"seed {proto.first_seed}..{proto.seed_range[-1]} | mean | sd | s per model |", "|---|---|---|---|---|"]
     for n in sorted({r["steps"] for r in results}):
         rows = sorted((r for r in results if r["steps"] == n), key=lambda r: r["seed"])
@@ -67,10 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--split", choices=("dev", "test"), default="dev",
+                   help="dev: the pool half re-split (choose here); test: the protocol's test half (check a choice)")
     p.add_argument("--tiny", action="store_true", help="the toy protocol (tests)")
     args = p.parse_args(argv)
-    proto = replace(PRESETS["tiny" if args.tiny else "quick"], dev=True, eval_slices=0, base=args.base,
-                    self_train=args.self_train, seeds=args.seeds, first_seed=args.first_seed)
+    proto = replace(PRESETS["tiny" if args.tiny else "quick"], base=args.base, self_train=args.self_train,
+                    seeds=args.seeds, first_seed=args.first_seed)
+    if args.split == "dev":
+        proto = replace(proto, dev=True, eval_slices=0)
     steps = [int(s) for s in args.steps.split(",") if s.strip()]
     results = run(args.raw, args.labels, proto, steps, Path(args.out), args.weights, args.workers)
     print(table(results, proto))
