@@ -79,12 +79,13 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
     return with_overrides(proto, strategies=_strategies(args.strategies, proto.strategies))
 
 
-def check_inputs(args: argparse.Namespace, proto: Protocol) -> None:
+def check_inputs(raw_path: str, labels_path: str, proto: Protocol, dataset: str | None = None,
+                 labels_dataset: str | None = None) -> None:
     """Fail fast in this process (not inside every worker) on unreadable or mismatched inputs."""
     from ml.io.readers import open_labels, open_volume
 
-    raw = open_volume(args.raw, dataset=args.dataset)
-    truth = open_labels(args.labels, dataset=args.labels_dataset)
+    raw = open_volume(raw_path, dataset=dataset)
+    truth = open_labels(labels_path, dataset=labels_dataset)
     if tuple(truth.shape) != tuple(raw.shape):
         raise ValueError(f"--labels shape {truth.shape} differs from --raw shape {raw.shape}")
     if raw.shape[1] // 2 < proto.patch or raw.shape[2] < proto.patch:
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if proto.seeds < 1 or proto.rounds < 1:
         parser.error("need --seeds >= 1 and --rounds >= 1")
     try:
-        check_inputs(args, proto)
+        check_inputs(args.raw, args.labels, proto, args.dataset, args.labels_dataset)
     except (ValueError, OSError) as exc:
         parser.exit(2, f"error: {' '.join(str(exc).split())}\n")
     from . import al_pretrain

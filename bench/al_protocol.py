@@ -289,3 +289,10 @@ def fg_share(data: BenchData, patches: list[Patch]) -> float:
     if not patches:
         return 0.0
     return float(np.mean([data.mask[p.z, p.y:p.y + p.size, p.x:p.x + p.size].any() for p in patches]))
+
+
+def fg_pixels(data: BenchData, patches: list[Patch]) -> float:
+    """Share of the patches' pixels that are mitochondria: how much a draw gives the model to learn."""
+    if not patches:
+        return 0.0
+    return float(np.mean([(data.mask[p.z, p.y:p.y + p.size, p.x:p.x + p.size] > 0).mean() for p in patches]))

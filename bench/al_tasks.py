@@ -23,8 +23,8 @@ from ml.pretrain import init_from_pretrained
 from ml.self_training import pseudo_regions, train_in_phases, window_boxes
 from ml.train import TrainConfig, clone_state, train
 
-from .al_protocol import (BenchData, LabelState, Protocol, candidates, fg_share, heldout_scores, initial_patches,
-                          load_data, pool_grid, random_picks, random_sequence, validation_patches)
+from .al_protocol import (BenchData, LabelState, Protocol, candidates, fg_pixels, fg_share, heldout_scores,
+                          initial_patches, load_data, pool_grid, random_picks, random_sequence, validation_patches)
 
 _STATE: dict = {}
 
@@ -122,7 +122,7 @@ def initial_task(seed: int) -> dict:
     path = _init_path(seed)
     torch.save(model.state_dict(), path)
     return {"kind": "initial", "seed": seed, **scores, "fg_share": fg_share(data, patches),
-            "seconds": time.monotonic() - start}
+            "fg_pixels": fg_pixels(data, patches), "seconds": time.monotonic() - start}
 
 
 def _pick(strategy: str, model: UNet2D, cands: list[Patch], state: LabelState, seed: int, rnd: int,

@@ -4,7 +4,9 @@ The quick protocol's initial model, trained exactly as ``bench.al`` trains it (i
 pre-trained body, EMA, self-training), for each ``--steps`` value and seed, on the dev split
 (``Protocol.dev``: the pool half alone, rows 384..512 of every slice scored), so the test half
 stays unread; ``--split test`` then checks a choice on the protocol's own test half (4 slices, as
-``bench.al --quick`` scores). Prints a markdown table: IoU per seed, mean and sd, seconds per model.
+``bench.al --quick`` scores). Prints a markdown table: IoU per seed, mean and sd, seconds per model,
+and what each seed's draw of patches holds (is a weak seed a poor draw?); writes them to
+``--out``/summary.json.
 Example (the pre-trained body of a finished ``bench.al`` run is reused)::
 
     python -m bench.initial_steps --raw R --labels L --base 16 --self-train --steps 1000,2000 \\
@@ -13,6 +15,7 @@ Example (the pre-trained body of a finished ``bench.al`` run is reused)::
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
@@ -21,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import al_tasks
+from .al import check_inputs
 from .al_protocol import PRESETS, Protocol
 
 
@@ -54,6 +58,9 @@ def table(results: list[dict], proto: Protocol) -> str:
         iou = [r["iou"] for r in rows]
         lines.append(f"| {n} | {' '.join(f'{x:.3f}' for x in iou)} | {np.mean(iou):.3f} | {np.std(iou):.3f} | "
                      f"{np.mean([r['seconds'] for r in rows]):.0f} |")
+    first = sorted({r["seed"]: r for r in results}.values(), key=lambda r: r["seed"])   # a seed's draw: any step count
+    draws = " ".join(f"{r['fg_share']:.2f}/{r['fg_pixels']:.3f}" for r in first)
+    lines.append(f"| the draw: share of patches with mitochondria / of pixels | {draws} | | | |")
     return "\n".join(lines)
 
 
@@ -77,9 +84,24 @@ def main(argv: list[str] | None = None) -> int:
                     seeds=args.seeds, first_seed=args.first_seed)
     if args.split == "dev":
         proto = replace(proto, dev=True, eval_slices=0)
-    steps = [int(s) for s in args.steps.split(",") if s.strip()]
+    try:
+        steps = [int(s) for s in args.steps.split(",") if s.strip()]
+    except ValueError:
+        p.error(f"--steps wants comma-separated whole numbers, got {args.steps!r}")
+    if not steps or min(steps) < 1 or args.seeds < 1:
+        p.error("need at least one --steps value >= 1 and --seeds >= 1")
+    if args.weights and not Path(args.weights).is_file():
+        p.error(f"--weights {args.weights} is not a file")
+    try:
+        check_inputs(args.raw, args.labels, proto)
+    except (ValueError, OSError) as exc:
+        p.exit(2, f"error: {' '.join(str(exc).split())}\n")
     results = run(args.raw, args.labels, proto, steps, Path(args.out), args.weights, args.workers)
     print(table(results, proto))
+    summary = {"split": args.split, "base": proto.base, "self_train": proto.self_train, "weights": args.weights,
+               "models": sorted(results, key=lambda r: (r["steps"], r["seed"]))}
+    (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"wrote {Path(args.out) / 'summary.json'}")
     return 0
 
 

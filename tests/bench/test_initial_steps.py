@@ -1,6 +1,7 @@
 """The dev split (``Protocol.dev``) and ``bench.initial_steps`` on a toy volume."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -45,6 +46,24 @@ def test_initial_steps_compares_step_counts_per_seed(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = {int(m[1]): m[2].split() for m in re.finditer(r"^\| (\d+) \| ([\d. ]+) \|", r.stdout, re.M)}
     assert set(rows) == {4, 12} and all(len(v) == 2 and all(0 <= float(x) <= 1 for x in v) for v in rows.values())
+    draw = re.search(r"^\| the draw: [^|]+\| ([\d./ ]+) \|", r.stdout, re.M)[1].split()
+    assert len(draw) == 2 and all(0 <= float(x) <= 1 for d in draw for x in d.split("/"))
+    saved = json.loads((out / "summary.json").read_text())["models"]
+    assert sorted((m["steps"], m["seed"]) for m in saved) == [(4, 0), (4, 1), (12, 0), (12, 1)]
+    assert {f"{m['iou']:.3f}" for m in saved} <= {x for v in rows.values() for x in v}   # the file is the table
     a = torch.load(out / "steps4" / "initial_seed0.pt", weights_only=True)
     b = torch.load(out / "steps12" / "initial_seed0.pt", weights_only=True)
     assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())   # each arm trained its own steps
+
+
+def test_initial_steps_says_what_is_wrong_with_its_inputs(tmp_path):
+    raw, _ = _write(tmp_path)
+    other = tmp_path / "other.tif"
+    tifffile.imwrite(other, np.zeros((4, 200, 256), np.uint8), photometric="minisblack")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    base = [sys.executable, "-m", "bench.initial_steps", "--raw", raw, "--out", str(tmp_path / "out"), "--tiny"]
+    for extra, says in ((["--labels", str(other)], "differs from --raw shape"),
+                        (["--labels", raw, "--steps", "4,many"], "comma-separated whole numbers"),
+                        (["--labels", raw, "--weights", str(tmp_path / "none.pt")], "is not a file")):
+        r = subprocess.run(base + extra, capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
