@@ -203,16 +203,16 @@ class LabelState:
         self.labeled = np.zeros(data.pool_shape, bool)
         self.blocked = np.zeros(data.pool_shape, bool)
         for p in val:
-            self.blocked[p.z, p.y:p.y + p.size, p.x:p.x + p.size] = True
+            self.blocked[p.window] = True
         self.patches: list[Patch] = []
 
     def available(self, p: Patch) -> bool:
-        win = np.s_[p.z, p.y:p.y + p.size, p.x:p.x + p.size]
+        win = p.window
         return not self.blocked[win].any() and self.labeled[win].mean() <= self.proto.max_overlap
 
     def add(self, patches: list[Patch]) -> None:
         for p in patches:
-            self.labeled[p.z, p.y:p.y + p.size, p.x:p.x + p.size] = True
+            self.labeled[p.window] = True
             self.patches.append(p)
 
 
@@ -288,11 +288,11 @@ def fg_share(data: BenchData, patches: list[Patch]) -> float:
     """Share of patches holding any mitochondria (class imbalance diagnostic)."""
     if not patches:
         return 0.0
-    return float(np.mean([data.mask[p.z, p.y:p.y + p.size, p.x:p.x + p.size].any() for p in patches]))
+    return float(np.mean([data.mask[p.window].any() for p in patches]))
 
 
 def fg_pixels(data: BenchData, patches: list[Patch]) -> float:
     """Share of the patches' pixels that are mitochondria: how much a draw gives the model to learn."""
     if not patches:
         return 0.0
-    return float(np.mean([(data.mask[p.z, p.y:p.y + p.size, p.x:p.x + p.size] > 0).mean() for p in patches]))
+    return float(np.mean([(data.mask[p.window] > 0).mean() for p in patches]))

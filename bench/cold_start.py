@@ -49,7 +49,7 @@ def pick(image: np.ndarray, weights: str, arm: str, n: int, seed: int) -> list:
     model = UNet2D(base=8, depth=4)
     if pretrained:
         init_from_pretrained(model, weights)
-    scores = score_patches(model, lambda p: image[p.z, p.y:p.y + p.size, p.x:p.x + p.size], cands, mc_passes=0)
+    scores = score_patches(model, lambda p: image[p.window], cands, mc_passes=0)
     chosen, _ = select(strategy, scores, n, seed=seed)
     return [cands[i] for i in chosen]
 
@@ -58,7 +58,7 @@ def run(raw: str, labels: str, weights: str, arm: str, n: int, steps: int, seed:
     torch.set_num_threads(1)
     image, mask = _data(raw, labels)
     picks = pick(image, weights, arm, n, seed)
-    fg = [mask[p.z, p.y:p.y + p.size, p.x:p.x + p.size] for p in picks]
+    fg = [mask[p.window] for p in picks]
     iou = fine_tune(raw, labels, weights, n, steps, seed, picks=picks)
     return {"iou": iou, "with_fg": float(np.mean([f.any() for f in fg])), "fg_px": float(np.mean(fg))}
 

@@ -172,7 +172,7 @@ def scoring_cost(model: UNet2D, n: int, device: torch.device, mc_passes: int) ->
     patches = candidate_pool(volume.shape, size=128, stride=64, max_candidates=n, seed=0)
 
     def reader(p):
-        return volume[p.z, p.y:p.y + p.size, p.x:p.x + p.size]
+        return volume[p.window]
 
     out = {"candidates": len(patches)}
     for name, passes, scope in (("plain", 0, "head"), ("head", mc_passes, "head"), ("decoder", mc_passes, "decoder")):

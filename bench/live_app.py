@@ -33,7 +33,7 @@ def _paint_patches(config, vid: int, mask: np.ndarray, patches: int, seed: int) 
     grid = candidate_pool(mask.shape, size=128, stride=64, y_range=(0, DEV_Y[0]))
     for i in np.random.default_rng(seed).choice(len(grid), patches, replace=False):
         p = grid[i]
-        truth = mask[p.z, p.y:p.y + p.size, p.x:p.x + p.size] > 0
+        truth = mask[p.window] > 0
         for value, where in ((1, ~truth), (2, truth)):
             if where.any():
                 store.paint(p.z, where, value, y0=p.y, x0=p.x)

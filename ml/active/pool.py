@@ -28,6 +28,11 @@ class Patch:
         """``(z, y0, y1, x0, x1)`` with exclusive ends, the form LabelStore.read takes."""
         return (self.z, self.y, self.y + self.size, self.x, self.x + self.size)
 
+    @property
+    def window(self) -> tuple:
+        """The patch as a numpy index of a (z, y, x) array: ``volume[patch.window]``."""
+        return np.s_[self.z, self.y:self.y + self.size, self.x:self.x + self.size]
+
 
 def _axis_range(rng: Sequence[int] | None, extent: int, name: str) -> tuple[int, int]:
     """Clip an optional ``(start, stop)`` to ``[0, extent]``; reject malformed ranges."""

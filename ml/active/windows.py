@@ -66,7 +66,7 @@ class VolumeReader:
         self.shape = tuple(int(s) for s in volume.shape)
 
     def __call__(self, p: Patch) -> np.ndarray:
-        return normalize(self.volume[p.z, p.y:p.y + p.size, p.x:p.x + p.size], self.lo, self.hi)
+        return normalize(self.volume[p.window], self.lo, self.hi)
 
     def window(self, p: Patch, context: int) -> np.ndarray:
         win = window_of(p, context, self.shape)

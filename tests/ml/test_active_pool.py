@@ -103,3 +103,11 @@ def test_labeled_grid_patches_is_the_one_geometry_of_a_labeled_patch(tmp_path):
     store.paint(1, mask, 1)
     assert labeled_grid_patches(store, 64) == [Patch(1, 0, 0, 64), Patch(1, 0, 64, 64), Patch(1, 36, 86, 64)]
     assert labeled_grid_patches(store, 512) == [Patch(1, 0, 0, 100), Patch(1, 0, 50, 100)]   # shrunk to the image
+
+
+def test_window_and_box_are_the_same_patch():
+    volume = np.arange(3 * 40 * 50).reshape(3, 40, 50)
+    p = Patch(z=2, y=5, x=17, size=8)
+    z, y0, y1, x0, x1 = p.box
+    np.testing.assert_array_equal(volume[p.window], volume[z, y0:y1, x0:x1])
+    assert volume[p.window].shape == (8, 8) and volume[p.window][0, 0] == volume[2, 5, 17]
