@@ -84,12 +84,13 @@ def check_inputs(raw_path: str, labels_path: str, proto: Protocol, dataset: str 
     """Fail fast in this process (not inside every worker) on unreadable or mismatched inputs."""
     from ml.io.readers import open_labels, open_volume
 
+    from .al_protocol import check_size
+
     raw = open_volume(raw_path, dataset=dataset)
     truth = open_labels(labels_path, dataset=labels_dataset)
     if tuple(truth.shape) != tuple(raw.shape):
         raise ValueError(f"--labels shape {truth.shape} differs from --raw shape {raw.shape}")
-    if raw.shape[1] // 2 < proto.patch or raw.shape[2] < proto.patch:
-        raise ValueError(f"volume {raw.shape} is too small for {proto.patch}px patches in each half along y")
+    check_size(raw.shape, proto)
 
 
 def main(argv: list[str] | None = None) -> int:

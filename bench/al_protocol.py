@@ -57,7 +57,8 @@ class Protocol:
     pretrain: str = "heldout"     # none | heldout (stack 2 + pool half) | transductive (the whole volume)
     pretrain_steps: int = 1500    # self-supervised steps (ml.pretrain), run once, shared by every seed
     full_seeds: int = 1           # seeds given a full-supervision reference (costly)
-    dev: bool = False             # the dev split: the pool half alone, its last quarter of rows scored (test half unread)
+    dev: bool = False             # the dev split: the pool half alone, its last rows scored (test half unread)
+    dev_train_share: float = 0.75  # of the pool half's rows, the share the dev split trains on (the rest is scored)
     rf_trees: int = 50
     rf_max_pixels: int = 60_000   # labeled pixels sampled to fit the forest
     rf_every: int = 2             # RF evaluated every this many rounds (plus mid and final)
@@ -145,8 +146,9 @@ def load_data(raw: str, labels: str, proto: Protocol, dataset: str | None = None
               labels_dataset: str | None = None) -> BenchData:
     """Read raw + ground truth (any ml.io format), normalise by the 1/99.5 percentiles, split.
 
-    With ``proto.dev`` the test half is dropped and the pool half split again (rows 0..3/4 | 3/4..1),
-    so a choice can be measured with the protocol's own training without reading the test half.
+    With ``proto.dev`` the test half is dropped and the pool half split again (rows 0..3/4 | 3/4..1 by
+    default, ``dev_train_share``), so a choice can be measured with the protocol's own training without
+    reading the test half.
     """
     from ml.io.readers import open_labels, open_volume
 
@@ -156,8 +158,7 @@ def load_data(raw: str, labels: str, proto: Protocol, dataset: str | None = None
         raise ValueError(f"labels shape {truth.shape} differs from raw shape {volume.shape}")
     lo, hi = volume.percentiles()
     zdim, h, w = volume.shape
-    if (dev_split(h) if proto.dev else h // 2) < proto.patch or w < proto.patch:
-        raise ValueError(f"volume {volume.shape} too small for {proto.patch}px patches in each y half")
+    check_size(volume.shape, proto)
     image = np.empty(volume.shape, np.float32)
     mask = np.empty(volume.shape, np.uint8)
     for z in range(zdim):
@@ -166,15 +167,29 @@ def load_data(raw: str, labels: str, proto: Protocol, dataset: str | None = None
     n_eval = zdim if proto.eval_slices <= 0 else min(zdim, proto.eval_slices)
     eval_z = sorted({int(round(v)) for v in np.linspace(0, zdim - 1, n_eval + 2)[1:-1]}) if n_eval < zdim \
         else list(range(zdim))
-    if proto.dev:
+    if proto.dev:                                     # the test half is never kept
         image, mask = image[:, :h // 2], mask[:, :h // 2]
-        return BenchData(image, mask, dev_split(h), eval_z)
-    return BenchData(image, mask, h // 2, eval_z)
+    return BenchData(image, mask, pool_rows(h, proto), eval_z)
 
 
-def dev_split(height: int) -> int:
-    """The dev split's row: 3/4 of the pool half (384 of VNC's 1024 rows, as ``bench.pretrain``'s DEV_Y)."""
-    return height // 2 * 3 // 4
+def pool_rows(height: int, proto: Protocol) -> int:
+    """Rows y < this are the pool (training) side, the rest is scored: the halves, or the dev split's."""
+    return dev_split(height, proto.dev_train_share) if proto.dev else height // 2
+
+
+def check_size(shape: tuple, proto: Protocol) -> None:
+    """The pool side of the split must hold a patch, or there is no candidate to draw."""
+    rows = pool_rows(shape[1], proto)
+    if min(rows, shape[2]) < proto.patch:
+        raise ValueError(f"volume {tuple(shape)} is too small for {proto.patch}px patches above row {rows}")
+
+
+def dev_split(height: int, train_share: float) -> int:
+    """The dev split's row: ``train_share`` of the pool half. The default 3/4 is 384 of VNC's 1024 rows
+    (``bench.pretrain``'s DEV_Y); 0.5 mirrors the protocol's halves at half the size (256)."""
+    if not 0 < train_share < 1:
+        raise ValueError(f"the dev split's training share must lie between 0 and 1, got {train_share}")
+    return int(height // 2 * train_share)
 
 
 def pool_grid(data: BenchData, proto: Protocol) -> list[Patch]:

@@ -2,11 +2,11 @@
 
 The quick protocol's initial model, trained exactly as ``bench.al`` trains it (its patches,
 pre-trained body, EMA, self-training), for each ``--steps`` value and seed, on the dev split
-(``Protocol.dev``: the pool half alone, rows 384..512 of every slice scored), so the test half
-stays unread; ``--split test`` then checks a choice on the protocol's own test half (4 slices, as
-``bench.al --quick`` scores). Prints a markdown table: IoU per seed, mean and sd, seconds per model,
-and what each seed's draw of patches holds (is a weak seed a poor draw?); writes them to
-``--out``/summary.json.
+(``Protocol.dev``: the pool half alone, rows 384..512 of every slice scored, or 256..512 with
+``--dev-train-share 0.5``), so the test half stays unread; ``--split test`` then checks a choice on
+the protocol's own test half (4 slices, as ``bench.al --quick`` scores). Prints a markdown table: IoU
+per seed, mean and sd, seconds per model, and what each seed's draw of patches holds (is a weak seed
+a poor draw?); writes them to ``--out``/summary.json.
 Example (the pre-trained body of a finished ``bench.al`` run is reused)::
 
     python -m bench.initial_steps --raw R --labels L --base 16 --self-train --steps 1000,2000 \\
@@ -78,12 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--split", choices=("dev", "test"), default="dev",
                    help="dev: the pool half re-split (choose here); test: the protocol's test half (check a choice)")
+    p.add_argument("--dev-train-share", type=float, default=0.75,
+                   help="dev split: the share of the pool half's rows trained on, the rest scored (0.5: halves)")
     p.add_argument("--tiny", action="store_true", help="the toy protocol (tests)")
     args = p.parse_args(argv)
     proto = replace(PRESETS["tiny" if args.tiny else "quick"], base=args.base, self_train=args.self_train,
                     seeds=args.seeds, first_seed=args.first_seed)
     if args.split == "dev":
-        proto = replace(proto, dev=True, eval_slices=0)
+        if not 0 < args.dev_train_share < 1:
+            p.error(f"--dev-train-share must lie between 0 and 1, got {args.dev_train_share}")
+        proto = replace(proto, dev=True, eval_slices=0, dev_train_share=args.dev_train_share)
     try:
         steps = [int(s) for s in args.steps.split(",") if s.strip()]
     except ValueError:
@@ -98,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         p.exit(2, f"error: {' '.join(str(exc).split())}\n")
     results = run(args.raw, args.labels, proto, steps, Path(args.out), args.weights, args.workers)
     print(table(results, proto))
-    summary = {"split": args.split, "base": proto.base, "self_train": proto.self_train, "weights": args.weights,
+    summary = {"split": args.split, "dev_train_share": proto.dev_train_share if proto.dev else None,
+               "base": proto.base, "self_train": proto.self_train, "weights": args.weights,
                "models": sorted(results, key=lambda r: (r["steps"], r["seed"]))}
     (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"wrote {Path(args.out) / 'summary.json'}")

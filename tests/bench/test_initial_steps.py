@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
 import torch
 
@@ -67,3 +68,12 @@ def test_initial_steps_says_what_is_wrong_with_its_inputs(tmp_path):
                         (["--labels", raw, "--weights", str(tmp_path / "none.pt")], "is not a file")):
         r = subprocess.run(base + extra, capture_output=True, text=True, env=env, timeout=120)
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_dev_split_can_mirror_the_protocol_halves(tmp_path):
+    raw, labels = _write(tmp_path)
+    halves = load_data(raw, labels, replace(TINY, dev=True, dev_train_share=0.5))
+    assert halves.image.shape == (4, 128, 256) and halves.split_y == 64   # train on rows < 64, score 64..128
+    assert max(p.y + TINY.patch for p in pool_grid(halves, TINY)) <= 64
+    with pytest.raises(ValueError, match="too small"):
+        load_data(raw, labels, replace(TINY, dev=True, dev_train_share=0.1))   # 12 rows cannot hold a patch
