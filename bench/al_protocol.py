@@ -299,15 +299,15 @@ def heldout_scores(predict_fg, data: BenchData) -> dict[str, float]:
     return {"iou": iou, "miou": (iou + bg) / 2}
 
 
-def fg_share(data: BenchData, patches: list[Patch]) -> float:
-    """Share of patches holding any mitochondria (class imbalance diagnostic)."""
+def fg_share(mask: np.ndarray, patches: list[Patch]) -> float:
+    """Share of patches holding any mitochondria in ``mask`` (class imbalance diagnostic)."""
     if not patches:
         return 0.0
-    return float(np.mean([data.mask[p.window].any() for p in patches]))
+    return float(np.mean([mask[p.window].any() for p in patches]))
 
 
-def fg_pixels(data: BenchData, patches: list[Patch]) -> float:
+def fg_pixels(mask: np.ndarray, patches: list[Patch]) -> float:
     """Share of the patches' pixels that are mitochondria: how much a draw gives the model to learn."""
     if not patches:
         return 0.0
-    return float(np.mean([(data.mask[p.window] > 0).mean() for p in patches]))
+    return float(np.mean([(mask[p.window] > 0).mean() for p in patches]))

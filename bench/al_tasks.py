@@ -121,8 +121,8 @@ def initial_task(seed: int) -> dict:
     scores = unet_scores(model, data, proto, device)
     path = _init_path(seed)
     torch.save(model.state_dict(), path)
-    return {"kind": "initial", "seed": seed, **scores, "fg_share": fg_share(data, patches),
-            "fg_pixels": fg_pixels(data, patches), "seconds": time.monotonic() - start}
+    return {"kind": "initial", "seed": seed, **scores, "fg_share": fg_share(data.mask, patches),
+            "fg_pixels": fg_pixels(data.mask, patches), "seconds": time.monotonic() - start}
 
 
 def _pick(strategy: str, model: UNet2D, cands: list[Patch], state: LabelState, seed: int, rnd: int,
@@ -165,8 +165,9 @@ def strategy_task(seed: int, strategy: str, initial_iou: float) -> dict:
         t2 = time.monotonic()
         scores = unet_scores(model, data, proto, device)
         rows.append(dict(strategy=strategy, seed=seed, round=rnd, n_labeled=len(state.patches), iou=scores["iou"]))
-        details.append(dict(strategy=strategy, seed=seed, round=rnd, miou=scores["miou"], fg_share=fg_share(data, picks),
-                            select_s=t1 - t0, train_s=t2 - t1, eval_s=time.monotonic() - t2))
+        details.append(dict(strategy=strategy, seed=seed, round=rnd, miou=scores["miou"],
+                            fg_share=fg_share(data.mask, picks), select_s=t1 - t0, train_s=t2 - t1,
+                            eval_s=time.monotonic() - t2))
     return {"kind": "strategy", "seed": seed, "strategy": strategy, "rows": rows, "details": details}
 
 

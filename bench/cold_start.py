@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 
+from .al_protocol import fg_pixels, fg_share
 from .norms import _data
 from .pretrain import dev_grid, fine_tune
 
@@ -58,9 +59,8 @@ def run(raw: str, labels: str, weights: str, arm: str, n: int, steps: int, seed:
     torch.set_num_threads(1)
     image, mask = _data(raw, labels)
     picks = pick(image, weights, arm, n, seed)
-    fg = [mask[p.window] for p in picks]
     iou = fine_tune(raw, labels, weights, n, steps, seed, picks=picks)
-    return {"iou": iou, "with_fg": float(np.mean([f.any() for f in fg])), "fg_px": float(np.mean(fg))}
+    return {"iou": iou, "with_fg": fg_share(mask, picks), "fg_px": fg_pixels(mask, picks)}
 
 
 def main(argv: list[str] | None = None) -> int:
