@@ -65,7 +65,8 @@ def test_initial_steps_says_what_is_wrong_with_its_inputs(tmp_path):
     base = [sys.executable, "-m", "bench.initial_steps", "--raw", raw, "--out", str(tmp_path / "out"), "--tiny"]
     for extra, says in ((["--labels", str(other)], "differs from --raw shape"),
                         (["--labels", raw, "--steps", "4,many"], "comma-separated whole numbers"),
-                        (["--labels", raw, "--weights", str(tmp_path / "none.pt")], "is not a file")):
+                        (["--labels", raw, "--weights", str(tmp_path / "none.pt")], "is not a file"),
+                        (["--labels", raw, "--dev-train-share", "1.5"], "must lie between 0 and 1")):
         r = subprocess.run(base + extra, capture_output=True, text=True, env=env, timeout=120)
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
 
