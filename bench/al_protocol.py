@@ -16,6 +16,7 @@ import numpy as np
 from ml.active import Patch, PatchScores, select
 from ml.active.strategies import MODEL_FREE
 from ml.io.normalize import normalize
+from ml.metrics import confusion, count_metrics
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Protocol:
     max_overlap: float = 0.25     # candidates more than this fraction labeled are excluded
     val_patches: int = 16         # held-out pool patches: full supervision's plateau check
     init_steps: int = 1000        # initial model (shared by all strategies of a seed)
+    init_train_seed: int = 0      # its training seed (head, crop order, pseudo-label windows) = the draw's seed + this
     round_steps: int = 250        # warm-start fine-tuning per round (cosine decay within)
     lr: float = 3e-3
     round_lr: float = 1.5e-3
@@ -141,6 +143,15 @@ class BenchData:
         z, _, x = self.image.shape
         return (z, self.split_y, x)
 
+    @property
+    def pool(self) -> np.ndarray:
+        """The pool side's image (rows y < ``split_y``): all that training and picking may see."""
+        return self.image[:, :self.split_y]
+
+    def scored(self, z: int) -> np.ndarray:
+        """Slice ``z``'s scored rows (y >= ``split_y``): what a model predicts to be scored."""
+        return self.image[z, self.split_y:]
+
 
 def load_data(raw: str, labels: str, proto: Protocol, dataset: str | None = None,
               labels_dataset: str | None = None) -> BenchData:
@@ -164,12 +175,16 @@ def load_data(raw: str, labels: str, proto: Protocol, dataset: str | None = None
     for z in range(zdim):
         image[z] = normalize(volume[z], lo, hi)
         mask[z] = truth[z] != 0
-    n_eval = zdim if proto.eval_slices <= 0 else min(zdim, proto.eval_slices)
-    eval_z = sorted({int(round(v)) for v in np.linspace(0, zdim - 1, n_eval + 2)[1:-1]}) if n_eval < zdim \
-        else list(range(zdim))
+    eval_z = eval_slices(zdim, proto.eval_slices)
     if proto.dev:                                     # the test half is never kept
         image, mask = image[:, :h // 2], mask[:, :h // 2]
     return BenchData(image, mask, pool_rows(h, proto), eval_z)
+
+
+def eval_slices(zdim: int, n: int) -> list[int]:
+    """The ``n`` evenly spaced slices scored, ends excluded (``n <= 0`` or ``>= zdim``: all): one subset for every run."""
+    n = zdim if n <= 0 else min(zdim, n)
+    return sorted({int(round(v)) for v in np.linspace(0, zdim - 1, n + 2)[1:-1]}) if n < zdim else list(range(zdim))
 
 
 def pool_rows(height: int, proto: Protocol) -> int:
@@ -280,23 +295,27 @@ def random_sequence(data: BenchData, proto: Protocol, seed: int,
     return out
 
 
-def heldout_scores(predict_fg, data: BenchData) -> dict[str, float]:
-    """Foreground IoU (``iou``) and mean IoU of the two classes (``miou``) over the test half's eval slices.
+def slice_counts(pred: np.ndarray, data: BenchData, z: int) -> np.ndarray:
+    """(tp, fp, fn, tn) of ``pred``, a mask predicted for ``data.scored(z)``, against the truth there."""
+    return np.array(confusion(pred, data.mask[z, data.split_y:]), np.int64)
 
-    ``predict_fg(image2d) -> bool mask``; ``miou`` is only for comparing with papers that
-    average background in (it flatters a 5 % foreground: background IoU is ~0.95).
+
+def count_scores(counts: np.ndarray) -> dict[str, float]:
+    """Foreground IoU (``iou``) and mean IoU of the two classes (``miou``) from summed (tp, fp, fn, tn).
+
+    ``miou`` is only for comparing with papers that average background in (it flatters a 5 %
+    foreground: background IoU is ~0.95).
     """
-    tp = fp = fn = tn = 0
-    for z in data.eval_z:
-        pred = predict_fg(data.image[z, data.split_y:])
-        gt = data.mask[z, data.split_y:] > 0
-        tp += int(np.count_nonzero(pred & gt))
-        fp += int(np.count_nonzero(pred & ~gt))
-        fn += int(np.count_nonzero(~pred & gt))
-        tn += int(pred.size) - int(np.count_nonzero(pred | gt))
-    iou = tp / (tp + fp + fn) if tp + fp + fn else 1.0
-    bg = tn / (tn + fp + fn) if tn + fp + fn else 1.0
+    tp, fp, fn, tn = (int(c) for c in counts)
+    iou = count_metrics(tp, fp, fn)["iou"]
+    bg = count_metrics(tn, fn, fp)["iou"]           # background's IoU: its true positives are tn
     return {"iou": iou, "miou": (iou + bg) / 2}
+
+
+def heldout_scores(predict_fg, data: BenchData) -> dict[str, float]:
+    """The scores of the test half's eval slices (``count_scores`` of their summed counts);
+    ``predict_fg(image2d) -> bool mask``."""
+    return count_scores(sum(slice_counts(predict_fg(data.scored(z)), data, z) for z in data.eval_z))
 
 
 def fg_share(mask: np.ndarray, patches: list[Patch]) -> float:

@@ -55,7 +55,7 @@ def _new_model(proto: Protocol, seed: int) -> UNet2D:
 
 def _regions(data: BenchData, patches: list[Patch], proto: Protocol) -> list[Region]:
     """Fully labeled patches with a little real image context, taken from the pool half only."""
-    pool = data.image[:, :data.split_y]
+    pool = data.pool
     return regions_from_patches(pool, data.mask, patches, offset=1, pad=proto.patch // 8)
 
 
@@ -97,7 +97,7 @@ def _embedder(proto: Protocol, seed: int, device: torch.device):
         return None
     data = _STATE["data"]
     model = _new_model(proto, seed)
-    reader = volume_reader(data.image[:, :data.split_y], 0.0, 1.0)
+    reader = volume_reader(data.pool, 0.0, 1.0)
     return lambda patches: score_patches(model, reader, patches, mc_passes=0, batch_size=16,
                                          device=device).embeddings
 
@@ -114,10 +114,11 @@ def initial_task(seed: int) -> dict:
     val = validation_patches(data, grid, proto, seed)
     state = LabelState(data, val, proto)
     patches = initial_patches(data, grid, state, proto, seed, _embedder(proto, seed, device))
-    model = _new_model(proto, seed)
+    train_seed = seed + proto.init_train_seed      # another training of the same draw (bench.initial_steps)
+    model = _new_model(proto, train_seed)
     regions, val_regions = _regions(data, patches, proto), _regions(data, val, proto)
     extra = proto.self_train_steps if proto.self_train else 0     # the app's split: the last third self-trains
-    _fit(model, regions, val_regions, proto.init_steps + extra, proto.lr, seed, proto, device, self_steps=extra)
+    _fit(model, regions, val_regions, proto.init_steps + extra, proto.lr, train_seed, proto, device, self_steps=extra)
     scores = unet_scores(model, data, proto, device)
     path = _init_path(seed)
     torch.save(model.state_dict(), path)
@@ -129,7 +130,7 @@ def _pick(strategy: str, model: UNet2D, cands: list[Patch], state: LabelState, s
           proto: Protocol, data: BenchData, device: torch.device) -> list[Patch]:
     if strategy == "random":
         return random_picks(cands, proto.k, seed, rnd)
-    reader = volume_reader(data.image[:, :data.split_y], 0.0, 1.0)  # the pool half only, already normalised
+    reader = volume_reader(data.pool, 0.0, 1.0)  # the pool half only, already normalised
     mc = proto.mc_passes if strategy in NEEDS_MC or strategy == "hybrid" else 0
     context = model.receptive_radius if proto.score_context else 0
     scores = score_patches(model, reader, cands, mc_passes=mc, batch_size=16, device=device,

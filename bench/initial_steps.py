@@ -80,10 +80,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="dev: the pool half re-split (choose here); test: the protocol's test half (check a choice)")
     p.add_argument("--dev-train-share", type=float, default=0.75,
                    help="dev split: the share of the pool half's rows trained on, the rest scored (0.5: halves)")
+    p.add_argument("--train-seed", type=int, default=0,
+                   help="train each draw again with training seed = its seed + this (an ensemble's second member)")
     p.add_argument("--tiny", action="store_true", help="the toy protocol (tests)")
     args = p.parse_args(argv)
     proto = replace(PRESETS["tiny" if args.tiny else "quick"], base=args.base, self_train=args.self_train,
-                    seeds=args.seeds, first_seed=args.first_seed)
+                    seeds=args.seeds, first_seed=args.first_seed, init_train_seed=args.train_seed)
     if args.split == "dev":
         proto = replace(proto, dev=True, eval_slices=0, dev_train_share=args.dev_train_share)
     try:
@@ -102,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results, proto))
     summary = {"split": args.split, "dev_train_share": proto.dev_train_share if proto.dev else None,
                "base": proto.base, "self_train": proto.self_train, "weights": args.weights,
+               "train_seed": proto.init_train_seed,
                "models": sorted(results, key=lambda r: (r["steps"], r["seed"]))}
     (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"wrote {Path(args.out) / 'summary.json'}")

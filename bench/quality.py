@@ -143,7 +143,7 @@ def _fit(model, data, train_regions, val_regions, tcfg, seed: int, self_train: b
     if not self_train:
         return train(model, train_regions, val_regions, tcfg)
     cfg = SelfTrainConfig(**GATE_OFF)
-    pool = data.image[:, :data.split_y]
+    pool = data.pool
     boxes = window_boxes(pool.shape, cfg, seed)
     return train_in_phases(model, train_regions, val_regions, tcfg, cfg, cfg.self_steps(tcfg.steps, warm=False),
                            lambda m: pseudo_regions(m, pool, 0.0, 1.0, boxes, cfg, held_out=val_regions,
@@ -164,7 +164,7 @@ def run_one(data, weights: str | None, style: str, budget: int, seed: int, steps
         labels = edge_strokes(pool_mask, budget, rng)
     else:
         labels = strokes(pool_mask, budget, style, rng)
-    regions = regions_from_store(data.image[:, :data.split_y], ArrayStore(labels), 0.0, 1.0)
+    regions = regions_from_store(data.pool, ArrayStore(labels), 0.0, 1.0)
     tcfg = TrainConfig(steps=steps, lr=lr, seed=seed, eval_every=25)
     train_regions, val_regions = split_regions(regions, tcfg.val_fraction, tcfg.seed)
     torch.manual_seed(seed)

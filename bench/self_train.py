@@ -125,7 +125,7 @@ def protocol_seed(raw: str, labels: str, run_dir: str, seed: int, extra: int, fg
     train(model, regions, [], more, device=device)
     out["control"] = al_tasks.unet_scores(model, data, proto, device)["iou"]
     model.load_state_dict(start)
-    pseudo = pseudo_regions(model, data.image[:, :data.split_y], fg, bg, device)
+    pseudo = pseudo_regions(model, data.pool, fg, bg, device)
     sampler = FocusSampler(pseudo + regions, regions, share=0.5, crop=proto.crop, seed=seed)
     train(model, pseudo + regions, [], more, device=device, sampler=sampler)
     out["self"] = al_tasks.unet_scores(model, data, proto, device)["iou"]

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 
-def _counts(pred: Any, gt: Any, mask: Any = None) -> tuple[int, int, int, int]:
-    """(tp, fp, fn, tn) over the evaluated pixels."""
+def confusion(pred: Any, gt: Any, mask: Any = None) -> tuple[int, int, int, int]:
+    """(tp, fp, fn, tn) over the evaluated pixels: sum them over slices to score a volume piece by piece."""
     p = np.asarray(pred)
     g = np.asarray(gt)
     if p.shape != g.shape:
@@ -38,7 +38,8 @@ def _ratio(num: int, den: int, both_empty: bool) -> float:
     return num / den if den else 0.0
 
 
-def _scores(tp: int, fp: int, fn: int) -> dict[str, float]:
+def count_metrics(tp: int, fp: int, fn: int) -> dict[str, float]:
+    """iou, dice, precision, recall from counts (summed over slices, they score a whole volume)."""
     empty = tp + fp + fn == 0
     return {
         "iou": _ratio(tp, tp + fp + fn, empty),
@@ -50,32 +51,32 @@ def _scores(tp: int, fp: int, fn: int) -> dict[str, float]:
 
 def iou(pred: Any, gt: Any, mask: Any = None) -> float:
     """Jaccard index |P & G| / |P | G|."""
-    tp, fp, fn, _ = _counts(pred, gt, mask)
-    return _scores(tp, fp, fn)["iou"]
+    tp, fp, fn, _ = confusion(pred, gt, mask)
+    return count_metrics(tp, fp, fn)["iou"]
 
 
 def dice(pred: Any, gt: Any, mask: Any = None) -> float:
     """Dice / F1: 2|P & G| / (|P| + |G|)."""
-    tp, fp, fn, _ = _counts(pred, gt, mask)
-    return _scores(tp, fp, fn)["dice"]
+    tp, fp, fn, _ = confusion(pred, gt, mask)
+    return count_metrics(tp, fp, fn)["dice"]
 
 
 def precision(pred: Any, gt: Any, mask: Any = None) -> float:
     """|P & G| / |P|: how much of the prediction is right."""
-    tp, fp, fn, _ = _counts(pred, gt, mask)
-    return _scores(tp, fp, fn)["precision"]
+    tp, fp, fn, _ = confusion(pred, gt, mask)
+    return count_metrics(tp, fp, fn)["precision"]
 
 
 def recall(pred: Any, gt: Any, mask: Any = None) -> float:
     """|P & G| / |G|: how much of the ground truth is found."""
-    tp, fp, fn, _ = _counts(pred, gt, mask)
-    return _scores(tp, fp, fn)["recall"]
+    tp, fp, fn, _ = confusion(pred, gt, mask)
+    return count_metrics(tp, fp, fn)["recall"]
 
 
 def all_metrics(pred: Any, gt: Any, mask: Any = None) -> dict[str, float | int]:
     """iou, dice, precision, recall, accuracy and the raw counts tp/fp/fn/tn in one pass."""
-    tp, fp, fn, tn = _counts(pred, gt, mask)
-    out: dict[str, float | int] = dict(_scores(tp, fp, fn))
+    tp, fp, fn, tn = confusion(pred, gt, mask)
+    out: dict[str, float | int] = dict(count_metrics(tp, fp, fn))
     n = tp + fp + fn + tn
     out["accuracy"] = (tp + tn) / n if n else 1.0
     out.update(tp=tp, fp=fp, fn=fn, tn=tn)
