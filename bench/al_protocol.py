@@ -182,7 +182,9 @@ def load_data(raw: str, labels: str, proto: Protocol, dataset: str | None = None
 
 
 def eval_slices(zdim: int, n: int) -> list[int]:
-    """The ``n`` evenly spaced slices scored, ends excluded (``n <= 0`` or ``>= zdim``: all): one subset for every run."""
+    """The ``n`` evenly spaced slices scored, ends excluded (``n <= 0`` or ``>= zdim``: all).
+
+    One subset for every run, so runs compare on the same slices."""
     n = zdim if n <= 0 else min(zdim, n)
     return sorted({int(round(v)) for v in np.linspace(0, zdim - 1, n + 2)[1:-1]}) if n < zdim else list(range(zdim))
 

@@ -17,7 +17,6 @@ from ml.active import NEEDS_MC, Patch, select
 from ml.active.scoring import score_patches, volume_reader
 from ml.dataset import Region, regions_from_patches
 from ml.device import pick_device
-from ml.infer import predict_image
 from ml.model import UNet2D
 from ml.pretrain import init_from_pretrained
 from ml.self_training import pseudo_regions, train_in_phases, window_boxes
@@ -25,6 +24,7 @@ from ml.train import TrainConfig, clone_state, train
 
 from .al_protocol import (BenchData, LabelState, Protocol, candidates, fg_pixels, fg_share, heldout_scores,
                           initial_patches, load_data, pool_grid, random_picks, random_sequence, validation_patches)
+from .saved_runs import fg_prob, model_file
 
 _STATE: dict = {}
 
@@ -84,11 +84,7 @@ def _pseudo(model: UNet2D, val: list[Region], seed: int, device: torch.device) -
 
 def unet_scores(model: UNet2D, data: BenchData, proto: Protocol, device: torch.device) -> dict[str, float]:
     """Test-half scores of the argmax prediction (tiled, as the app predicts)."""
-    def predict(image: np.ndarray) -> np.ndarray:
-        prob = predict_image(model, image, tile=proto.eval_tile, batch_size=4,
-                             device=device)["prob"]
-        return prob[1] > 0.5
-    return heldout_scores(predict, data)
+    return heldout_scores(lambda image: fg_prob(model, image, proto, device) > 0.5, data)
 
 
 def _embedder(proto: Protocol, seed: int, device: torch.device):
@@ -103,7 +99,7 @@ def _embedder(proto: Protocol, seed: int, device: torch.device):
 
 
 def _init_path(seed: int) -> Path:
-    return _STATE["workdir"] / f"initial_seed{seed}.pt"
+    return model_file(_STATE["workdir"], seed)
 
 
 def initial_task(seed: int) -> dict:

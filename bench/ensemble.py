@@ -79,7 +79,8 @@ def table(ious: np.ndarray, names: list[str], seeds: list[int]) -> str:
     for name, col in zip(rows, ious.T):
         lines.append(f"| {name} | {' '.join(f'{x:.3f}' for x in col)} | {col.mean():.3f} | {col.std():.3f} |")
     gain = ious[:, n] - ious[:, :n].mean(1)
-    lines.append(f"| ensemble - members' mean, per seed | {' '.join(f'{x:+.3f}' for x in gain)} | {gain.mean():+.3f} | |")
+    per_seed = " ".join(f"{x:+.3f}" for x in gain)
+    lines.append(f"| ensemble - members' mean, per seed | {per_seed} | {gain.mean():+.3f} | |")
     return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from . import al_tasks
 from .al import check_inputs
 from .al_protocol import PRESETS, Protocol
+from .saved_runs import steps_dir
 
 
 def _initial(steps: int, seed: int, workdir: str) -> dict:
@@ -42,7 +43,7 @@ def run(raw: str, labels: str, proto: Protocol, steps: list[int], out: Path, wei
     init = (raw, labels, proto, str(out), None, None, "cpu", weights, 1)
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=al_tasks.init_worker,
                              initargs=init) as pool:
-        futures = [pool.submit(_initial, n, s, str(out / f"steps{n}")) for n, s in jobs]
+        futures = [pool.submit(_initial, n, s, str(steps_dir(out, n))) for n, s in jobs]
         for f in as_completed(futures):   # each model as it ends: a long run shows its progress
             r = f.result()
             print(f"{r['steps']} steps, seed {r['seed']}: IoU {r['iou']:.3f} ({r['seconds']:.0f} s)", flush=True)

@@ -23,6 +23,16 @@ class RunError(ValueError):
     """A run folder that cannot be read back (the message says what is missing)."""
 
 
+def steps_dir(run: Path, steps: int) -> Path:
+    """Where a run keeps the models it trained for ``steps`` steps."""
+    return Path(run) / f"steps{steps}"
+
+
+def model_file(folder: Path, seed: int) -> Path:
+    """A seed's saved first model in ``folder`` (``bench.al``'s work folder, or a run's ``steps_dir``)."""
+    return Path(folder) / f"initial_seed{seed}.pt"
+
+
 def read_summary(run: Path) -> dict:
     path = Path(run) / "summary.json"
     if not path.is_file():
@@ -42,8 +52,7 @@ def run_protocol(summary: dict, tiny: bool = False) -> Protocol:
 def model_paths(run: Path, summary: dict, steps: int | None = None) -> tuple[int, dict[int, Path]]:
     """(step count, {seed: saved model}) of the run; ``steps`` None: its smallest step count."""
     steps = steps or min((m["steps"] for m in summary["models"]), default=0)
-    paths = {m["seed"]: Path(run) / f"steps{steps}" / f"initial_seed{m['seed']}.pt"
-             for m in summary["models"] if m["steps"] == steps}
+    paths = {m["seed"]: model_file(steps_dir(run, steps), m["seed"]) for m in summary["models"] if m["steps"] == steps}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if not paths or missing:
         raise RunError(f"no saved models for {steps} steps in {run}: {', '.join(missing) or 'none listed'}")

@@ -32,7 +32,8 @@ def runs(tmp_path_factory):
     tifffile.imwrite(tmp / "mask.tif", mask * 255, photometric="minisblack")
     paths = ["--raw", str(tmp / "raw.tif"), "--labels", str(tmp / "mask.tif")]
     made = {}
-    for name, extra in (("a", ["--seeds", "2"]), ("b", ["--seeds", "2", "--train-seed", "1000"]), ("one", ["--seeds", "1"])):
+    arms = (("a", ["--seeds", "2"]), ("b", ["--seeds", "2", "--train-seed", "1000"]), ("one", ["--seeds", "1"]))
+    for name, extra in arms:
         r = _bench("bench.initial_steps", *paths, "--out", str(tmp / name), "--tiny", "--steps", "6", "--base", "4",
                    "--split", "test", *extra)
         assert r.returncode == 0, r.stderr
