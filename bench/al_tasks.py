@@ -170,13 +170,10 @@ def strategy_task(seed: int, strategy: str, initial_iou: float) -> dict:
 
 def _full_regions(data: BenchData, val: list[Patch]) -> list[Region]:
     """The whole pool half labeled (one region per slice), minus the validation patches."""
-    regions = []
-    for z in range(data.image.shape[0]):
-        labels = data.mask[z, :data.split_y] + np.uint8(1)
-        for p in (p for p in val if p.z == z):
-            labels[p.y:p.y + p.size, p.x:p.x + p.size] = 0
-        regions.append(Region(data.image[z, :data.split_y], labels, z, 0, 0))
-    return regions
+    labels = data.mask[:, :data.split_y] + np.uint8(1)
+    for p in val:
+        labels[p.window] = 0
+    return [Region(data.pool[z], labels[z], z, 0, 0) for z in range(labels.shape[0])]
 
 
 def full_task(seed: int) -> dict:
