@@ -2,11 +2,13 @@
 
 A first model from 20 patches moves with its training (v15: up to 0.08 with a re-created
 pre-trained body). Each ``--runs`` folder is a ``bench.initial_steps`` run of the same draws (the
-same split, seeds and step count) trained with another ``--train-seed``. Per seed the members'
+same split, seeds, step count and recipe) trained with another ``--train-seed``. Per seed the members'
 probabilities of mitochondria are averaged and thresholded at 0.5, as one model's are, and scored
 on the rows and slices the runs scored. Prints each member's IoU per seed and the ensemble's, mean
-and sd (``--soup``: also one model of the members' averaged weights, which would cost no more than
-one at inference); writes them to the first run's folder (ensemble_steps<N>.json). Nothing is trained.
+and sd, and the spread split into its sources: one training's own sd (how far a draw's trainings lie
+apart: what a steadier recipe must lower) and the draws'. ``--soup`` also scores one model of the
+members' averaged weights, which would cost no more than one at inference. Writes it all to the first
+run's folder (ensemble_steps<N>.json). Nothing is trained.
 
     python -m bench.ensemble --runs bench_out/d16_halves,bench_out/d17_halves_t1000 --raw R --labels L
 """
@@ -27,7 +29,13 @@ from .al import check_inputs
 from .al_protocol import BenchData, Protocol, count_scores, load_data, slice_counts
 from .saved_runs import RunError, fg_prob, load_model, model_paths, read_summary, run_protocol
 
-SAME = ("split", "dev_train_share", "base")
+SAME = ("split", "dev_train_share", "base", "self_train", "lr", "batch")
+
+
+def recipe(summary: dict) -> dict:
+    """What a run's members must share; runs written before ``--lr`` / ``--batch`` trained with the protocol's."""
+    old = {"lr": Protocol.lr, "batch": Protocol.batch}
+    return {**old, **{k: summary[k] for k in SAME if k in summary}}
 
 
 def members(runs: list[Path], steps: int | None, tiny: bool) -> tuple[Protocol, int, dict[int, list[Path]]]:
@@ -35,7 +43,7 @@ def members(runs: list[Path], steps: int | None, tiny: bool) -> tuple[Protocol, 
     summaries = [read_summary(r) for r in runs]
     first = summaries[0]
     for run, s in zip(runs[1:], summaries[1:]):
-        differ = [k for k in SAME if s.get(k) != first.get(k)]
+        differ = [k for k in SAME if recipe(s).get(k) != recipe(first).get(k)]
         if differ:
             raise RunError(f"{run} differs from {runs[0]} in {', '.join(differ)}: not members of one ensemble")
     steps, paths0 = model_paths(runs[0], first, steps)
@@ -71,6 +79,20 @@ def seed_counts(models: list[UNet2D], data: BenchData, proto: Protocol, device: 
     return counts
 
 
+def spread_parts(members: np.ndarray) -> dict[str, float]:
+    """Split the seed-to-seed spread of first models into its two sources (``members``: (seeds, trainings)).
+
+    ``training_sd``: a draw's trainings around their mean, pooled over draws (what a steadier recipe must
+    lower); ``draw_sd``: the spread left across draws once the training's share of their means' variance
+    is taken out; ``one_training_sd``: the sd one training per seed is expected to show, both together.
+    """
+    seeds, n = members.shape
+    train_var = float(np.mean(np.var(members, axis=1, ddof=1))) if n > 1 else 0.0
+    draw_var = max(0.0, float(np.var(members.mean(1), ddof=1)) - train_var / n) if seeds > 1 else 0.0
+    return {"training_sd": train_var ** 0.5, "draw_sd": draw_var ** 0.5,
+            "one_training_sd": (train_var + draw_var) ** 0.5}
+
+
 def table(ious: np.ndarray, names: list[str], seeds: list[int]) -> str:
     """``ious`` is (seeds, members + 1 [+ 1]): the columns of ``seed_counts``."""
     n = len(names)
@@ -81,6 +103,9 @@ def table(ious: np.ndarray, names: list[str], seeds: list[int]) -> str:
     gain = ious[:, n] - ious[:, :n].mean(1)
     per_seed = " ".join(f"{x:+.3f}" for x in gain)
     lines.append(f"| ensemble - members' mean, per seed | {per_seed} | {gain.mean():+.3f} | |")
+    parts = spread_parts(ious[:, :n])
+    lines.append(f"| sd of one training of a draw / of the draws / expected of one training per seed | | | "
+                 f"{parts['training_sd']:.3f} / {parts['draw_sd']:.3f} / {parts['one_training_sd']:.3f} |")
     return "\n".join(lines)
 
 
@@ -112,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     out = runs[0] / f"ensemble_steps{steps}.json"
     out.write_text(json.dumps({"runs": [str(r) for r in runs], "steps": steps, "seeds": seeds,
                                "members": ious[:, :len(runs)].tolist(), "ensemble": ious[:, len(runs)].tolist(),
+                               **spread_parts(ious[:, :len(runs)]),
                                "soup": ious[:, len(runs) + 1].tolist() if args.soup else None}, indent=1))
     print(f"wrote {out}")
     return 0

@@ -6,7 +6,9 @@ pre-trained body, EMA, self-training), for each ``--steps`` value and seed, on t
 ``--dev-train-share 0.5``), so the test half stays unread; ``--split test`` then checks a choice on
 the protocol's own test half (4 slices, as ``bench.al --quick`` scores). Prints a markdown table: IoU
 per seed, mean and sd, seconds per model, and what each seed's draw of patches holds (is a weak seed
-a poor draw?); writes them to ``--out``/summary.json.
+a poor draw?); writes them to ``--out``/summary.json. ``--train-seed`` trains the same draws again,
+``--lr`` / ``--batch`` with another recipe (``bench.ensemble`` then splits the spread into training
+and draw).
 Example (the pre-trained body of a finished ``bench.al`` run is reused)::
 
     python -m bench.initial_steps --raw R --labels L --base 16 --self-train --steps 1000,2000 \\
@@ -83,10 +85,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="dev split: the share of the pool half's rows trained on, the rest scored (0.5: halves)")
     p.add_argument("--train-seed", type=int, default=0,
                    help="train each draw again with training seed = its seed + this (an ensemble's second member)")
+    p.add_argument("--lr", type=float, help=f"the first model's learning rate (default: the protocol's, {Protocol.lr:g})")
+    p.add_argument("--batch", type=int, help=f"crops per step (default: the protocol's, {Protocol.batch})")
     p.add_argument("--tiny", action="store_true", help="the toy protocol (tests)")
     args = p.parse_args(argv)
     proto = replace(PRESETS["tiny" if args.tiny else "quick"], base=args.base, self_train=args.self_train,
                     seeds=args.seeds, first_seed=args.first_seed, init_train_seed=args.train_seed)
+    proto = replace(proto, **{k: v for k, v in (("lr", args.lr), ("batch", args.batch)) if v is not None})
     if args.split == "dev":
         proto = replace(proto, dev=True, eval_slices=0, dev_train_share=args.dev_train_share)
     try:
@@ -95,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--steps wants comma-separated whole numbers, got {args.steps!r}")
     if not steps or min(steps) < 1 or args.seeds < 1:
         p.error("need at least one --steps value >= 1 and --seeds >= 1")
+    if proto.lr <= 0 or proto.batch < 1:
+        p.error("--lr must be above 0 and --batch at least 1")
     if args.weights and not Path(args.weights).is_file():
         p.error(f"--weights {args.weights} is not a file")
     try:
@@ -105,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results, proto))
     summary = {"split": args.split, "dev_train_share": proto.dev_train_share if proto.dev else None,
                "base": proto.base, "self_train": proto.self_train, "weights": args.weights,
-               "train_seed": proto.init_train_seed,
+               "train_seed": proto.init_train_seed, "lr": proto.lr, "batch": proto.batch,
                "models": sorted(results, key=lambda r: (r["steps"], r["seed"]))}
     (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"wrote {Path(args.out) / 'summary.json'}")

@@ -52,6 +52,9 @@ def test_ensemble_scores_members_as_their_runs_did(runs):
     assert all(0 <= x <= 1 for x in out["ensemble"])
     rows = re.search(r"^\| ensemble of 2 \(mean probability\) \| ([\d. ]+) \|", r.stdout, re.M)[1].split()
     assert rows == [f"{x:.3f}" for x in out["ensemble"]]
+    diff = np.subtract(*np.array(out["members"]).T)                   # two trainings: sd = rms difference / sqrt 2
+    assert out["training_sd"] == pytest.approx(np.sqrt(np.mean(diff ** 2) / 2)) and out["training_sd"] > 0
+    assert out["one_training_sd"] ** 2 == pytest.approx(out["training_sd"] ** 2 + out["draw_sd"] ** 2)
     a = torch.load(made["a"] / "steps6" / "initial_seed0.pt", weights_only=True)
     b = torch.load(made["b"] / "steps6" / "initial_seed0.pt", weights_only=True)
     assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())   # another training seed
@@ -63,6 +66,8 @@ def test_an_ensemble_of_one_model_with_itself_is_that_model(runs):
     assert r.returncode == 0, r.stderr
     out = json.loads((made["a"] / "ensemble_steps6.json").read_text())
     assert out["ensemble"] == out["soup"] == [row[0] for row in out["members"]]
+    same = [row[0] for row in out["members"]]
+    assert out["training_sd"] == 0.0 and out["draw_sd"] == pytest.approx(np.std(same, ddof=1))   # all spread is draws
     assert re.search(r"^\| weights averaged \(one model\) \| [\d. ]+ \|", r.stdout, re.M)
 
 
@@ -76,5 +81,8 @@ def test_ensemble_refuses_runs_that_are_not_one_draw(runs, tmp_path):
     (other / "summary.json").write_text(json.dumps({**summary, "base": 8}))
     r = _bench("bench.ensemble", *paths, "--runs", f"{made['a']},{other}", "--tiny")
     assert r.returncode == 2 and "differs from" in r.stderr and "base" in r.stderr, r.stderr
+    (other / "summary.json").write_text(json.dumps({**summary, "lr": 1e-3}))      # another recipe, same draws
+    r = _bench("bench.ensemble", *paths, "--runs", f"{made['a']},{other}", "--tiny")
+    assert r.returncode == 2 and "differs from" in r.stderr and "lr" in r.stderr, r.stderr
     r = _bench("bench.ensemble", *paths, "--runs", str(made["a"]), "--tiny")
     assert r.returncode == 2 and "at least two" in r.stderr

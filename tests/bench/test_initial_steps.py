@@ -42,14 +42,17 @@ def test_initial_steps_compares_step_counts_per_seed(tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-m", "bench.initial_steps", "--raw", raw, "--labels", labels, "--out",
-                        str(out), "--tiny", "--steps", "4,12", "--seeds", "2", "--base", "4", "--self-train"],
+                        str(out), "--tiny", "--steps", "4,12", "--seeds", "2", "--base", "4", "--self-train",
+                        "--lr", "0.002", "--batch", "3"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     rows = {int(m[1]): m[2].split() for m in re.finditer(r"^\| (\d+) \| ([\d. ]+) \|", r.stdout, re.M)}
     assert set(rows) == {4, 12} and all(len(v) == 2 and all(0 <= float(x) <= 1 for x in v) for v in rows.values())
     draw = re.search(r"^\| the draw: [^|]+\| ([\d./ ]+) \|", r.stdout, re.M)[1].split()
     assert len(draw) == 2 and all(0 <= float(x) <= 1 for d in draw for x in d.split("/"))
-    saved = json.loads((out / "summary.json").read_text())["models"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["lr"], summary["batch"]) == (0.002, 3)      # the run records its recipe
+    saved = summary["models"]
     assert sorted((m["steps"], m["seed"]) for m in saved) == [(4, 0), (4, 1), (12, 0), (12, 1)]
     assert {f"{m['iou']:.3f}" for m in saved} <= {x for v in rows.values() for x in v}   # the file is the table
     a = torch.load(out / "steps4" / "initial_seed0.pt", weights_only=True)
@@ -66,7 +69,8 @@ def test_initial_steps_says_what_is_wrong_with_its_inputs(tmp_path):
     for extra, says in ((["--labels", str(other)], "differs from --raw shape"),
                         (["--labels", raw, "--steps", "4,many"], "comma-separated whole numbers"),
                         (["--labels", raw, "--weights", str(tmp_path / "none.pt")], "is not a file"),
-                        (["--labels", raw, "--dev-train-share", "1.5"], "must lie between 0 and 1")):
+                        (["--labels", raw, "--dev-train-share", "1.5"], "must lie between 0 and 1"),
+                        (["--labels", raw, "--lr", "0"], "--lr must be above 0")):
         r = subprocess.run(base + extra, capture_output=True, text=True, env=env, timeout=120)
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
 
