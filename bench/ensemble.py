@@ -41,9 +41,9 @@ def recipe(summary: dict) -> dict:
 def members(runs: list[Path], steps: int | None, tiny: bool) -> tuple[Protocol, int, dict[int, list[Path]]]:
     """The runs' common protocol, step count and {seed: [one saved model per run]}; they must share the draws."""
     summaries = [read_summary(r) for r in runs]
-    first = summaries[0]
-    for run, s in zip(runs[1:], summaries[1:]):
-        differ = [k for k in SAME if recipe(s).get(k) != recipe(first).get(k)]
+    first, want = summaries[0], recipe(summaries[0])
+    for run, got in zip(runs[1:], map(recipe, summaries[1:])):
+        differ = [k for k in SAME if got.get(k) != want.get(k)]
         if differ:
             raise RunError(f"{run} differs from {runs[0]} in {', '.join(differ)}: not members of one ensemble")
     steps, paths0 = model_paths(runs[0], first, steps)
