@@ -93,8 +93,8 @@ def spread_parts(members: np.ndarray) -> dict[str, float]:
             "one_training_sd": (train_var + draw_var) ** 0.5}
 
 
-def table(ious: np.ndarray, names: list[str], seeds: list[int]) -> str:
-    """``ious`` is (seeds, members + 1 [+ 1]): the columns of ``seed_counts``."""
+def table(ious: np.ndarray, names: list[str], seeds: list[int], parts: dict[str, float]) -> str:
+    """``ious`` is (seeds, members + 1 [+ 1]): the columns of ``seed_counts``; ``parts``: ``spread_parts``."""
     n = len(names)
     rows = [*names, f"ensemble of {n} (mean probability)", "weights averaged (one model)"][:ious.shape[1]]
     lines = [f"| model | IoU per seed {' '.join(map(str, seeds))} | mean | sd |", "|---|---|---|---|"]
@@ -103,7 +103,6 @@ def table(ious: np.ndarray, names: list[str], seeds: list[int]) -> str:
     gain = ious[:, n] - ious[:, :n].mean(1)
     per_seed = " ".join(f"{x:+.3f}" for x in gain)
     lines.append(f"| ensemble - members' mean, per seed | {per_seed} | {gain.mean():+.3f} | |")
-    parts = spread_parts(ious[:, :n])
     lines.append(f"| sd of one training of a draw / of the draws / expected of one training per seed | | | "
                  f"{parts['training_sd']:.3f} / {parts['draw_sd']:.3f} / {parts['one_training_sd']:.3f} |")
     return "\n".join(lines)
@@ -133,11 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     ious = np.array([[count_scores(c)["iou"] for c in
                       seed_counts([load_model(x, proto, device) for x in paths[s]], data, proto, device, args.soup)]
                      for s in seeds])
-    print(table(ious, [str(r) for r in runs], seeds))
+    parts = spread_parts(ious[:, :len(runs)])
+    print(table(ious, [str(r) for r in runs], seeds, parts))
     out = runs[0] / f"ensemble_steps{steps}.json"
     out.write_text(json.dumps({"runs": [str(r) for r in runs], "steps": steps, "seeds": seeds,
                                "members": ious[:, :len(runs)].tolist(), "ensemble": ious[:, len(runs)].tolist(),
-                               **spread_parts(ious[:, :len(runs)]),
+                               **parts,
                                "soup": ious[:, len(runs) + 1].tolist() if args.soup else None}, indent=1))
     print(f"wrote {out}")
     return 0

@@ -25,6 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ml.settings import check_settings
+from ml.train import TRAIN_RANGES
+
 from . import al_tasks
 from .al import check_inputs
 from .al_protocol import PRESETS, Protocol
@@ -100,11 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--steps wants comma-separated whole numbers, got {args.steps!r}")
     if not steps or min(steps) < 1 or args.seeds < 1:
         p.error("need at least one --steps value >= 1 and --seeds >= 1")
-    if proto.lr <= 0 or proto.batch < 1:
-        p.error("--lr must be above 0 and --batch at least 1")
     if args.weights and not Path(args.weights).is_file():
         p.error(f"--weights {args.weights} is not a file")
     try:
+        check_settings({"lr": proto.lr, "batch_size": proto.batch}, TRAIN_RANGES, "training setting")
         check_inputs(args.raw, args.labels, proto)
     except (ValueError, OSError) as exc:
         p.exit(2, f"error: {' '.join(str(exc).split())}\n")

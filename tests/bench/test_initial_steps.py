@@ -70,7 +70,8 @@ def test_initial_steps_says_what_is_wrong_with_its_inputs(tmp_path):
                         (["--labels", raw, "--steps", "4,many"], "comma-separated whole numbers"),
                         (["--labels", raw, "--weights", str(tmp_path / "none.pt")], "is not a file"),
                         (["--labels", raw, "--dev-train-share", "1.5"], "must lie between 0 and 1"),
-                        (["--labels", raw, "--lr", "0"], "--lr must be above 0")):
+                        (["--labels", raw, "--lr", "0"], "lr=0.0 is not allowed: must be a number > 0"),
+                        (["--labels", raw, "--batch", "0"], "batch_size=0 is not allowed")):
         r = subprocess.run(base + extra, capture_output=True, text=True, env=env, timeout=120)
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
 
