@@ -60,13 +60,15 @@ def _regions(data: BenchData, patches: list[Patch], proto: Protocol) -> list[Reg
 
 
 def _fit(model: UNet2D, regions: list[Region], val: list[Region], steps: int, lr: float, seed: int,
-         proto: Protocol, device: torch.device, self_steps: int = 0):
+         proto: Protocol, device: torch.device, self_steps: int = 0, head_steps: int = 0,
+         anchor: float = 0.0):
     """``steps`` steps; with ``proto.self_train`` the last ``self_steps`` also learn pseudo-labels of the pool
     half (``ml.self_training.train_in_phases``, as the app trains)."""
     # One validation at the end: picking among a run's checkpoints by a few held-out patches
     # was noise that cost more than it saved (a dev run on the pool half kept step 150 of 1200).
     config = TrainConfig(steps=steps, lr=lr, batch_size=proto.batch, crop=proto.crop, seed=seed,
-                         eval_every=steps, warmup_steps=min(10, steps // 5), ema=proto.ema)
+                         eval_every=steps, warmup_steps=min(10, steps // 5), ema=proto.ema,
+                         head_steps=head_steps, anchor=anchor)
     if not proto.self_train:
         return train(model, regions, val, config, device=device)
     return train_in_phases(model, regions, val, config, proto.self_train_config(), self_steps,
@@ -114,7 +116,8 @@ def initial_task(seed: int) -> dict:
     model = _new_model(proto, train_seed)
     regions, val_regions = _regions(data, patches, proto), _regions(data, val, proto)
     extra = proto.self_train_steps if proto.self_train else 0     # the app's split: the last third self-trains
-    _fit(model, regions, val_regions, proto.init_steps + extra, proto.lr, train_seed, proto, device, self_steps=extra)
+    _fit(model, regions, val_regions, proto.init_steps + extra, proto.lr, train_seed, proto, device, self_steps=extra,
+         head_steps=proto.init_head_steps, anchor=proto.init_anchor)
     scores = unet_scores(model, data, proto, device)
     path = _init_path(seed)
     torch.save(model.state_dict(), path)

@@ -29,12 +29,14 @@ from .al import check_inputs
 from .al_protocol import BenchData, Protocol, count_scores, load_data, slice_counts
 from .saved_runs import RunError, fg_prob, load_model, model_paths, read_summary, run_protocol
 
-SAME = ("split", "dev_train_share", "base", "self_train", "lr", "batch")
+SAME = ("split", "dev_train_share", "base", "self_train", "lr", "batch", "ema", "head_steps", "anchor")
 
 
 def recipe(summary: dict) -> dict:
-    """What a run's members must share; runs written before ``--lr`` / ``--batch`` trained with the protocol's."""
-    old = {"lr": Protocol.lr, "batch": Protocol.batch}
+    """What a run's members must share; runs written before ``--lr`` / ``--batch`` / ``--ema`` /
+    ``--head-steps`` / ``--anchor`` trained with the protocol's."""
+    old = {"lr": Protocol.lr, "batch": Protocol.batch, "ema": Protocol.ema, "head_steps": Protocol.init_head_steps,
+           "anchor": Protocol.init_anchor}
     return {**old, **{k: summary[k] for k in SAME if k in summary}}
 
 

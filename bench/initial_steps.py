@@ -7,8 +7,9 @@ pre-trained body, EMA, self-training), for each ``--steps`` value and seed, on t
 the protocol's own test half (4 slices, as ``bench.al --quick`` scores). Prints a markdown table: IoU
 per seed, mean and sd, seconds per model, and what each seed's draw of patches holds (is a weak seed
 a poor draw?); writes them to ``--out``/summary.json. ``--train-seed`` trains the same draws again,
-``--lr`` / ``--batch`` with another recipe (``bench.ensemble`` then splits the spread into training
-and draw).
+``--lr`` / ``--batch`` / ``--ema`` / ``--head-steps`` (a linear probe first) / ``--anchor`` (a pull
+toward the pre-trained body) with another recipe (``bench.ensemble`` then splits the spread into
+training and draw).
 Example (the pre-trained body of a finished ``bench.al`` run is reused)::
 
     python -m bench.initial_steps --raw R --labels L --base 16 --self-train --steps 1000,2000 \\
@@ -90,11 +91,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="train each draw again with training seed = its seed + this (an ensemble's second member)")
     p.add_argument("--lr", type=float, help=f"the first model's learning rate (default: the protocol's, {Protocol.lr:g})")
     p.add_argument("--batch", type=int, help=f"crops per step (default: the protocol's, {Protocol.batch})")
+    p.add_argument("--head-steps", type=int, default=0,
+                   help="train the new head alone for this many steps before the whole network (LP-FT)")
+    p.add_argument("--anchor", type=float, default=0.0,
+                   help="pull toward the pre-trained body: each step moves the body lr * this back (L2-SP)")
+    p.add_argument("--ema", type=float, help=f"weight-average decay (default: the protocol's, {Protocol.ema:g})")
     p.add_argument("--tiny", action="store_true", help="the toy protocol (tests)")
     args = p.parse_args(argv)
     proto = replace(PRESETS["tiny" if args.tiny else "quick"], base=args.base, self_train=args.self_train,
                     seeds=args.seeds, first_seed=args.first_seed, init_train_seed=args.train_seed)
-    proto = replace(proto, **{k: v for k, v in (("lr", args.lr), ("batch", args.batch)) if v is not None})
+    proto = replace(proto, init_head_steps=args.head_steps, init_anchor=args.anchor,
+                    **{k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("ema", args.ema)) if v is not None})
     if args.split == "dev":
         proto = replace(proto, dev=True, eval_slices=0, dev_train_share=args.dev_train_share)
     try:
@@ -106,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.weights and not Path(args.weights).is_file():
         p.error(f"--weights {args.weights} is not a file")
     try:
-        check_settings({"lr": proto.lr, "batch_size": proto.batch}, TRAIN_RANGES, "training setting")
+        check_settings({"lr": proto.lr, "batch_size": proto.batch, "ema": proto.ema, "head_steps": proto.init_head_steps,
+                        "anchor": proto.init_anchor},
+                       TRAIN_RANGES, "training setting")
         check_inputs(args.raw, args.labels, proto)
     except (ValueError, OSError) as exc:
         p.exit(2, f"error: {' '.join(str(exc).split())}\n")
@@ -115,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"split": args.split, "dev_train_share": proto.dev_train_share if proto.dev else None,
                "base": proto.base, "self_train": proto.self_train, "weights": args.weights,
                "train_seed": proto.init_train_seed, "lr": proto.lr, "batch": proto.batch,
+               "ema": proto.ema, "head_steps": proto.init_head_steps, "anchor": proto.init_anchor,
                "models": sorted(results, key=lambda r: (r["steps"], r["seed"]))}
     (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"wrote {Path(args.out) / 'summary.json'}")

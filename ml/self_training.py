@@ -190,7 +190,8 @@ def train_in_phases(model: nn.Module, regions: Sequence[Region], val: Sequence[R
     report(progress, first, total, phase="pseudo-labeling")
     cfg = timed(train_config, int(self_steps))
     if first > 0:
-        cfg = replace(cfg, lr=cfg.lr * 0.5, seed=cfg.seed + 1, warmup_steps=min(cfg.warmup_steps, int(self_steps) // 5))
+        cfg = replace(cfg, lr=cfg.lr * 0.5, seed=cfg.seed + 1, warmup_steps=min(cfg.warmup_steps, int(self_steps) // 5),
+                      head_steps=0)
     try:
         extra = pseudo(model)
         second = self_train(model, regions, extra, val, cfg, config, progress=shifted(first, "self-training", self_steps),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -47,6 +47,7 @@ TRAIN_RANGES: dict[str, Range] = {
     "amp": FLAG, "cosine": FLAG, "eval_every": whole(1), "weight_decay": number(0), "dice_weight": number(0),
     "max_class_weight": number(1), "warmup_steps": whole(0), "min_lr_ratio": number(0, 1), "channels_last": FLAG,
     "ema": number(0, 1, high_open=True), "train_layers": one_of(TRAIN_LAYERS), "freeze_norm": FLAG,
+    "head_steps": whole(0), "anchor": number(0),
     "max_seconds": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0),
                     "null or a positive number of seconds"),
 }
@@ -76,6 +77,8 @@ class TrainConfig:
     ema: float = 0.99
     train_layers: str = "all"        # "all" | "decoder" (encoder + bottleneck frozen) | "head"
     freeze_norm: bool = False        # keep BatchNorm running statistics (tiny warm-start batches would drift them)
+    head_steps: int = 0              # first train the 1x1 head alone for this many steps (linear probe, then all)
+    anchor: float = 0.0              # pull toward the starting weights (L2-SP, decoupled): lr * anchor per step
     max_seconds: float | None = None  # stop early once this much time is spent (a time budget's hard limit)
 
     def __post_init__(self) -> None:
@@ -195,6 +198,22 @@ class WeightAverage:
             model.load_state_dict(backup)
 
 
+class Anchor:
+    """L2-SP, decoupled like AdamW's decay: each step moves every body weight ``lr * strength`` of
+    the way back to where the run started, so 20 patches cannot carry a pre-trained body far from
+    what pre-training taught it. The new head (``head.``) is not held."""
+
+    def __init__(self, model: nn.Module, strength: float):
+        self.strength = float(strength)
+        self.pairs = [(p, p.detach().clone()) for name, p in model.named_parameters()
+                      if p.requires_grad and not name.startswith("head.")]
+
+    @torch.no_grad()
+    def apply(self, lr: float) -> None:
+        for p, start in self.pairs:
+            p.lerp_(start, min(1.0, lr * self.strength))
+
+
 def warmup_cosine(step: int, steps: int, warmup_steps: int, min_ratio: float, cosine: bool = True) -> float:
     """Learning-rate factor: linear warm-up, then cosine decay to ``min_ratio`` (training and pre-training)."""
     if warmup_steps > 0 and step < warmup_steps:
@@ -276,10 +295,13 @@ def train(model: nn.Module, train_regions: Sequence[Region], val_regions: Sequen
     # Channels-last pays on the CPU too since BatchNorm (bench/train_speed.py: 1.23-1.62x per step);
     # with GroupNorm it did not, which is why it used to be CUDA-only.
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
+    if config.head_steps > 0 and config.train_layers != "head":
+        _head_phase(model, train_regions, config, sampler, cancel, device)
     model.to(device).to(memory_format=fmt)
     opt = torch.optim.AdamW(trainable_parameters(model, config.train_layers), lr=config.lr,
                             weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config))
+    pull = Anchor(model, config.anchor) if config.anchor > 0 else None
     scaler = _grad_scaler(device, use_amp)
     history: list[dict] = []
     state = {"best": None, "best_state": None, "best_step": None, "best_iou": None, "val_iou": None}
@@ -290,6 +312,8 @@ def train(model: nn.Module, train_regions: Sequence[Region], val_regions: Sequen
             for step in range(1, config.steps + 1):
                 check_cancel(cancel)
                 entry = _train_step(model, sampler, opt, sched, scaler, weight, config, device, use_amp, fmt, step)
+                if pull is not None:
+                    pull.apply(entry["lr"])
                 if ema is not None:
                     ema.update(model)
                 if val_regions and (step % config.eval_every == 0 or step == config.steps):
@@ -309,6 +333,14 @@ def train(model: nn.Module, train_regions: Sequence[Region], val_regions: Sequen
             exc.result = result  # type: ignore[attr-defined]
             raise
     return _finish(model, history, state, ema)
+
+
+def _head_phase(model, train_regions, config, sampler, cancel, device) -> None:
+    """Linear probe before fine-tuning (LP-FT): a new head's random start would otherwise send
+    large gradients through a pre-trained body in the first steps."""
+    head = replace(config, steps=config.head_steps, train_layers="head", head_steps=0, ema=0.0, max_seconds=None,
+                   warmup_steps=0)
+    train(model, train_regions, [], head, cancel=cancel, device=device, sampler=sampler)
 
 
 def _train_step(model, sampler, opt, sched, scaler, weight, config, device, use_amp, fmt, step) -> dict:

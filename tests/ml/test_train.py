@@ -193,3 +193,30 @@ def test_ema_model_is_the_average_and_is_what_validation_scores(data):
     assert evaluate(scored.model, va, CPU, tile=96)["val_iou"] == pytest.approx(scored.best_val_iou)
     with pytest.raises(ValueError, match="ema"):
         cfg(ema=1.0)
+
+
+def test_head_phase_fits_the_head_before_the_whole_network(data):
+    tr, _ = data
+    plain = train(tiny(), tr, [], cfg(steps=5, ema=0.0, lr=1e-2), device=CPU)
+    probed = train(tiny(), tr, [], cfg(steps=5, ema=0.0, head_steps=40, lr=1e-2), device=CPU)
+    # the linear probe has already lowered the loss when the whole network's first step runs
+    assert probed.history[0]["loss"] < 0.9 * plain.history[0]["loss"]
+    assert len(probed.history) == 5 and all(p.requires_grad for p in probed.model.parameters())
+    with pytest.raises(ValueError, match="head_steps"):
+        cfg(head_steps=-1)
+
+
+def test_anchor_holds_the_body_at_its_start_and_frees_the_head(data):
+    tr, _ = data
+    model = tiny()
+    start = {k: v.detach().clone() for k, v in model.named_parameters()}
+    held = train(model, tr, [], cfg(steps=5, ema=0.0, anchor=1e6), device=CPU).model    # lr * anchor >= 1: fully held
+    moved = {k for k, v in held.named_parameters() if not torch.equal(v.detach(), start[k])}
+    assert moved and all(k.startswith("head.") for k in moved)
+    loose = train(tiny(), tr, [], cfg(steps=5, ema=0.0, anchor=10.0), device=CPU).model
+    free = train(tiny(), tr, [], cfg(steps=5, ema=0.0), device=CPU).model
+    dist = [sum(float((p - start[k]).norm()) for k, p in m.named_parameters() if not k.startswith("head."))
+            for m in (loose, free)]
+    assert dist[0] < dist[1]       # a partial pull: the body moves, but less far
+    with pytest.raises(ValueError, match="anchor"):
+        cfg(anchor=-1.0)
