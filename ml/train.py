@@ -201,7 +201,8 @@ class WeightAverage:
 class Anchor:
     """L2-SP, decoupled like AdamW's decay: each step moves every body weight ``lr * strength`` of
     the way back to where the run started, so 20 patches cannot carry a pre-trained body far from
-    what pre-training taught it. The new head (``head.``) is not held."""
+    what pre-training taught it. The new head (``head.``) is not held. A measured option (BENCHMARKS
+    v18: anchor 0.5 steadied a first model a little and cost 0.018 IoU), off by default."""
 
     def __init__(self, model: nn.Module, strength: float):
         self.strength = float(strength)
@@ -337,7 +338,8 @@ def train(model: nn.Module, train_regions: Sequence[Region], val_regions: Sequen
 
 def _head_phase(model, train_regions, config, sampler, cancel, device) -> None:
     """Linear probe before fine-tuning (LP-FT): a new head's random start would otherwise send
-    large gradients through a pre-trained body in the first steps."""
+    large gradients through a pre-trained body in the first steps. A measured option (BENCHMARKS
+    v18, off by default): its steps are not reported as progress nor counted in ``max_seconds``."""
     head = replace(config, steps=config.head_steps, train_layers="head", head_steps=0, ema=0.0, max_seconds=None,
                    warmup_steps=0)
     train(model, train_regions, [], head, cancel=cancel, device=device, sampler=sampler)
