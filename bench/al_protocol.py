@@ -104,6 +104,12 @@ class Protocol:
         rounds = set(range(0, self.rounds + 1, max(1, self.rf_every)))
         return sorted(rounds | {self.mid_round, self.rounds})
 
+    def init_recipe(self) -> dict:
+        """How the initial model trains, as a run's summary records it (``bench.initial_steps``) and
+        ``bench.ensemble`` compares it."""
+        return {"lr": self.lr, "batch": self.batch, "ema": self.ema, "head_steps": self.init_head_steps,
+                "anchor": self.init_anchor}
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d.update(budgets=self.budgets, mid_budget=self.budgets[self.mid_round], al_steps=self.al_steps,

@@ -29,15 +29,14 @@ from .al import check_inputs
 from .al_protocol import BenchData, Protocol, count_scores, load_data, slice_counts
 from .saved_runs import RunError, fg_prob, load_model, model_paths, read_summary, run_protocol
 
-SAME = ("split", "dev_train_share", "base", "self_train", "lr", "batch", "ema", "head_steps", "anchor")
+DEFAULT_RECIPE = Protocol(name="").init_recipe()   # what runs written before the recipe was recorded trained with
+SAME = ("split", "dev_train_share", "base", "self_train", *DEFAULT_RECIPE)
 
 
 def recipe(summary: dict) -> dict:
     """What a run's members must share; runs written before ``--lr`` / ``--batch`` / ``--ema`` /
     ``--head-steps`` / ``--anchor`` trained with the protocol's."""
-    old = {"lr": Protocol.lr, "batch": Protocol.batch, "ema": Protocol.ema, "head_steps": Protocol.init_head_steps,
-           "anchor": Protocol.init_anchor}
-    return {**old, **{k: summary[k] for k in SAME if k in summary}}
+    return {**DEFAULT_RECIPE, **{k: summary[k] for k in SAME if k in summary}}
 
 
 def members(runs: list[Path], steps: int | None, tiny: bool) -> tuple[Protocol, int, dict[int, list[Path]]]:

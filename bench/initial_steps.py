@@ -123,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results, proto))
     summary = {"split": args.split, "dev_train_share": proto.dev_train_share if proto.dev else None,
                "base": proto.base, "self_train": proto.self_train, "weights": args.weights,
-               "train_seed": proto.init_train_seed, "lr": proto.lr, "batch": proto.batch,
-               "ema": proto.ema, "head_steps": proto.init_head_steps, "anchor": proto.init_anchor,
+               "train_seed": proto.init_train_seed, **proto.init_recipe(),
                "models": sorted(results, key=lambda r: (r["steps"], r["seed"]))}
     (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"wrote {Path(args.out) / 'summary.json'}")
