@@ -113,9 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.weights and not Path(args.weights).is_file():
         p.error(f"--weights {args.weights} is not a file")
     try:
-        check_settings({"lr": proto.lr, "batch_size": proto.batch, "ema": proto.ema, "head_steps": proto.init_head_steps,
-                        "anchor": proto.init_anchor},
-                       TRAIN_RANGES, "training setting")
+        as_trained = {("batch_size" if k == "batch" else k): v for k, v in proto.init_recipe().items()}  # TrainConfig's names
+        check_settings(as_trained, TRAIN_RANGES, "training setting")
         check_inputs(args.raw, args.labels, proto)
     except (ValueError, OSError) as exc:
         p.exit(2, f"error: {' '.join(str(exc).split())}\n")
