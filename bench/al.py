@@ -18,6 +18,8 @@ from pathlib import Path
 from ml.active import STRATEGIES
 
 from ml.active.strategies import MODEL_FREE
+from ml.settings import check_settings
+from ml.train import TRAIN_RANGES
 
 from .al_protocol import FULL, PRESETS, Protocol, with_overrides
 
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-seed", type=int, help="first seed (default 0): fresh seeds check a choice made on others")
     p.add_argument("--initial", choices=sorted(MODEL_FREE), help="how the m initial patches are picked: random (the protocol's) or a model-free "
                                      "strategy on the new model's features, as the app's first suggestions (typiclust)")
+    p.add_argument("--init-anchor", type=float,
+                   help="the initial model's pull toward the pre-trained body (L2-SP, ml.train's anchor; default 0)")
     p.add_argument("--class-name", help="what the labels mark, for the plot (default: the --labels folder name)")
     for name in ("m", "k", "rounds", "pool_size", "init_steps", "round_steps", "eval_slices", "base", "full_seeds",
                  "pretrain_steps"):
@@ -75,7 +79,7 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
                            pretrain=args.pretrain, pretrain_steps=args.pretrain_steps,
                            score_context=args.score_context, initial=args.initial,
                            self_train=args.self_train, self_train_fg=args.self_train_fg,
-                           first_seed=args.first_seed)
+                           first_seed=args.first_seed, init_anchor=args.init_anchor)
     return with_overrides(proto, strategies=_strategies(args.strategies, proto.strategies))
 
 
@@ -103,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if proto.seeds < 1 or proto.rounds < 1:
         parser.error("need --seeds >= 1 and --rounds >= 1")
     try:
+        check_settings({"anchor": proto.init_anchor}, TRAIN_RANGES, "training setting")
         check_inputs(args.raw, args.labels, proto, args.dataset, args.labels_dataset)
     except (ValueError, OSError) as exc:
         parser.exit(2, f"error: {' '.join(str(exc).split())}\n")

@@ -201,8 +201,9 @@ class WeightAverage:
 class Anchor:
     """L2-SP, decoupled like AdamW's decay: each step moves every body weight ``lr * strength`` of
     the way back to where the run started, so 20 patches cannot carry a pre-trained body far from
-    what pre-training taught it. The new head (``head.``) is not held. A measured option (BENCHMARKS
-    v18: anchor 0.5 steadied a first model a little and cost 0.018 IoU), off by default."""
+    what pre-training taught it. The new head (``head.``) is not held. A measured option, off by
+    default: anchor 0.5 steadied first models at 0.018 IoU without self-training (BENCHMARKS v18), at
+    no cost with it (v19); it is not measured beyond 20 patches."""
 
     def __init__(self, model: nn.Module, strength: float):
         self.strength = float(strength)

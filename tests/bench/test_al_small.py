@@ -64,6 +64,17 @@ def test_bad_input_is_a_clean_error(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.startswith("error:")
 
 
+def test_init_anchor_reaches_the_protocol_and_a_negative_one_is_refused(tmp_path):
+    from bench.al import build_parser, protocol_from_args
+
+    args = build_parser().parse_args(["--raw", "r", "--labels", "l", "--out", "o", "--quick", "--init-anchor", "0.5"])
+    assert protocol_from_args(args).init_anchor == 0.5
+    r = subprocess.run([sys.executable, "-m", "bench.al", "--raw", "r", "--labels", "l", "--out", str(tmp_path / "o"),
+                        "--tiny", "--init-anchor", "-1"],
+                       cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "anchor" in r.stderr
+
+
 def _data() -> BenchData:
     raw, mask = make_em_volume((4, 128, 128), seed=5)
     return BenchData(raw.astype(np.float32) / 255, mask, 64, [1, 2])
