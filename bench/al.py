@@ -18,8 +18,6 @@ from pathlib import Path
 from ml.active import STRATEGIES
 
 from ml.active.strategies import MODEL_FREE
-from ml.settings import check_settings
-from ml.train import TRAIN_RANGES
 
 from .al_protocol import FULL, PRESETS, Protocol, with_overrides
 
@@ -107,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if proto.seeds < 1 or proto.rounds < 1:
         parser.error("need --seeds >= 1 and --rounds >= 1")
     try:
-        check_settings({"anchor": proto.init_anchor}, TRAIN_RANGES, "training setting")
+        proto.check_init_recipe()
         check_inputs(args.raw, args.labels, proto, args.dataset, args.labels_dataset)
     except (ValueError, OSError) as exc:
         parser.exit(2, f"error: {' '.join(str(exc).split())}\n")

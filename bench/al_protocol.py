@@ -110,6 +110,15 @@ class Protocol:
         return {"lr": self.lr, "batch": self.batch, "ema": self.ema, "head_steps": self.init_head_steps,
                 "anchor": self.init_anchor}
 
+    def check_init_recipe(self) -> None:
+        """Refuse, with ``ml.train``'s own message, an initial-model recipe its training would refuse
+        (in the command's process, before any worker starts)."""
+        from ml.settings import check_settings
+        from ml.train import TRAIN_RANGES
+
+        as_trained = {("batch_size" if k == "batch" else k): v for k, v in self.init_recipe().items()}
+        check_settings(as_trained, TRAIN_RANGES, "training setting")
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d.update(budgets=self.budgets, mid_budget=self.budgets[self.mid_round], al_steps=self.al_steps,

@@ -26,8 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.settings import check_settings
-from ml.train import TRAIN_RANGES
 
 from . import al_tasks
 from .al import check_inputs
@@ -113,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.weights and not Path(args.weights).is_file():
         p.error(f"--weights {args.weights} is not a file")
     try:
-        as_trained = {("batch_size" if k == "batch" else k): v for k, v in proto.init_recipe().items()}  # TrainConfig's names
-        check_settings(as_trained, TRAIN_RANGES, "training setting")
+        proto.check_init_recipe()
         check_inputs(args.raw, args.labels, proto)
     except (ValueError, OSError) as exc:
         p.exit(2, f"error: {' '.join(str(exc).split())}\n")
