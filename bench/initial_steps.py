@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 from . import al_tasks
 from .al import check_inputs
 from .al_protocol import PRESETS, Protocol
