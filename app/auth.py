@@ -1,7 +1,8 @@
 """Login for the lab-shared mode (``APP_AUTH=1``): one guard in front of every route, Dash's included.
 
 Browsers sign in on ``/login`` (flask-login session cookie: HttpOnly, SameSite=Lax, Secure with
-``APP_SECURE_COOKIES``); scripts send ``Authorization: Bearer <token>`` (``python -m app users
+``APP_SECURE_COOKIES``), and each sign-in is also a row on the server (``users.open_session``)
+that signing out or a new password deletes, so an old cookie cannot come back; scripts send ``Authorization: Bearer <token>`` (``python -m app users
 token NAME``). Without either, a page request is redirected to the login page and anything
 else (Dash's endpoints, tiles, downloads, the API) answers 401. Only static code and the login
 page itself are public (``is_public``); ``tests/app/test_auth.py`` crawls ``url_map`` so a route
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 PUBLIC_PATHS = ("/login", "/healthz", "/_favicon.ico")
 PUBLIC_PREFIXES = ("/_dash-component-suites/", "/assets/")     # library and app code, no data
 SESSION_HOURS = 12
+SIGN_IN_KEY = "sign_in"     # the Flask session's entry naming its sign-in row (users.open_session)
 MAX_FAILURES, FAILURE_WINDOW_S = 5, 300.0
 
 
@@ -181,6 +183,7 @@ def _register_login_views(server: Flask, config, throttle: Throttle) -> None:
         throttle.clear(key)
         session.clear()                       # a fresh session (and CSRF token) after signing in
         session.permanent = True
+        session[SIGN_IN_KEY] = users.open_session(config, account)
         login_user(account)
         log.info("user %r signed in from %s", account.name, request.remote_addr)
         return redirect(next_url)
@@ -188,6 +191,7 @@ def _register_login_views(server: Flask, config, throttle: Throttle) -> None:
     @server.route("/logout")
     def logout():
         name = getattr(current_user, "name", None)
+        users.close_session(config, session.get(SIGN_IN_KEY))    # ends it on the server: a cookie from before opens nothing
         logout_user()
         session.clear()
         if name:
@@ -206,7 +210,7 @@ def install_auth(server: Flask, config) -> bool:
         return False
     _configure_cookies(server, config)
     manager = LoginManager(server)
-    manager.user_loader(lambda user_id: users.account(config, user_id))
+    manager.user_loader(lambda user_id: users.account_for_session(config, user_id, session.get(SIGN_IN_KEY)))
 
     @manager.request_loader
     def _token(req):

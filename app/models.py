@@ -92,6 +92,19 @@ class User(_Created, Base):
     token_hash: Mapped[Optional[str]] = mapped_column(String(64), index=True)   # sha256 of the API token
 
 
+class LoginSession(_Created, Base):
+    """One browser's sign-in of the shared mode, named by its cookie (stored hashed, like API tokens).
+
+    Signing out deletes the row, so no cookie from before opens anything again: not a copy, and not
+    the one a callback in flight at the sign-out sends back (Flask re-sends a signed-in cookie on
+    every response). A new password deletes all of the user's rows; removing the user cascades.
+    """
+
+    __tablename__ = "login_session"
+    user_id: Mapped[int] = _fk("user.id")
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
 class Project(_Created, Base):
     """A project; ``owner_id`` None: made in single-user mode (every user of the shared mode sees it)."""
 

@@ -1,7 +1,7 @@
 """Users of the lab-shared mode: add, remove, change a password, issue an API token, check a login.
 
-Passwords are kept only as werkzeug hashes and API tokens only as their sha256 (a token is
-shown once, when it is made). Nothing here logs a password or a token.
+Passwords are kept only as werkzeug hashes, API tokens and sign-in keys only as their sha256 (a
+token is shown once, when it is made). Nothing here logs a password, a token or a key.
 """
 from __future__ import annotations
 
@@ -10,17 +10,20 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.config import Config
 from app.db import session_scope
 from app.errors import NotFound, UserError
-from app.models import User
+from app.models import LoginSession, User, utcnow
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MIN_PASSWORD = 8
+#: However active, a browser signs in again after this long (its cookie alone would slide forever).
+SIGN_IN_MAX_DAYS = 7
 #: Checked against when the name is unknown, so a wrong name costs the same time as a wrong password.
 _DUMMY_HASH = generate_password_hash("activeseg-not-a-user")
 
@@ -99,6 +102,7 @@ def set_password(config: Config, name: str, password: str) -> None:
         if user is None:
             raise NotFound(f"no user named {name!r}")
         user.password_hash = generate_password_hash(password)
+        s.execute(delete(LoginSession).where(LoginSession.user_id == user.id))   # whoever knew the old one is out
 
 
 def list_users(config: Config) -> list[dict]:
@@ -139,12 +143,40 @@ def account_for_token(config: Config, token: str) -> Account | None:
         return Account(user.id, user.name)
 
 
-def account(config: Config, user_id: str | int) -> Account | None:
-    """flask-login's user loader: a session of a deleted user loads nothing."""
+def _sign_in_floor():
+    return utcnow() - timedelta(days=SIGN_IN_MAX_DAYS)
+
+
+def open_session(config: Config, account: Account) -> str:
+    """A new sign-in of ``account`` on the server: the key its cookie carries (stored hashed).
+
+    Sign-ins past ``SIGN_IN_MAX_DAYS`` are dropped here, so the table holds live ones only.
+    """
+    key = secrets.token_urlsafe(32)
+    with session_scope(config) as s:
+        s.execute(delete(LoginSession).where(LoginSession.created < _sign_in_floor()))
+        s.add(LoginSession(user_id=account.id, key_hash=_token_digest(key)))
+    return key
+
+
+def close_session(config: Config, key: str | None) -> None:
+    """End one sign-in: its cookie, or any copy of it, opens nothing afterwards."""
+    if key:
+        with session_scope(config) as s:
+            s.execute(delete(LoginSession).where(LoginSession.key_hash == _token_digest(key)))
+
+
+def account_for_session(config: Config, user_id: str | int, key: str | None) -> Account | None:
+    """flask-login's user loader: the account only while the cookie's sign-in is live on the server
+    (not signed out, no new password since, the user not removed, younger than ``SIGN_IN_MAX_DAYS``)."""
     try:
         uid = int(user_id)
     except (TypeError, ValueError):
         return None
+    if not key:
+        return None
     with session_scope(config) as s:
-        user = s.get(User, uid)
-        return Account(user.id, user.name) if user else None
+        row = s.execute(select(User.id, User.name).join(LoginSession, LoginSession.user_id == User.id)
+                        .where(User.id == uid, LoginSession.key_hash == _token_digest(key),
+                               LoginSession.created >= _sign_in_floor())).first()
+        return Account(row.id, row.name) if row else None

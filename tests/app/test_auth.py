@@ -167,3 +167,59 @@ def test_single_user_mode_has_no_login(client):
     assert b"signed in as" not in client.get("/_dash-layout").data
     assert client.get("/login").status_code in (200, 404)   # Dash's catch-all page, no login form
     assert b"login-form" not in client.get("/login").data
+
+
+def test_signing_out_ends_the_session_on_the_server(shared, server):
+    """A cookie from before the sign-out opens nothing: not a copy of it, not a late response's.
+
+    A Dash callback in flight when the user signs out answers with the signed-in cookie (Flask
+    re-sends a permanent session on every response); the browser stores it after the sign-out's
+    cleared one. Only a session the server itself ends is closed whatever cookie comes back.
+    """
+    client = server.test_client()
+    _login(client)
+    before = client.get_cookie("session").value
+    assert client.get("/_dash-layout").status_code == 200
+    assert client.get("/logout").status_code == 302
+    client.set_cookie("session", before)              # what a late response puts back
+    assert client.get("/_dash-layout").status_code == 401, "the cookie from before the sign-out still works"
+    assert client.get("/", headers={"Accept": "text/html"}).headers["Location"].startswith("/login")
+
+
+def test_a_new_password_ends_the_users_other_sessions(shared, server):
+    laptop, lab = server.test_client(), server.test_client()
+    _login(laptop)
+    _login(lab)
+    users.set_password(shared, "ann", "a brand new password")
+    assert laptop.get("/_dash-layout").status_code == 401
+    assert lab.get("/_dash-layout").status_code == 401
+    _login(lab, password="a brand new password")
+    assert lab.get("/_dash-layout").status_code == 200
+
+
+def test_signing_out_in_one_browser_keeps_the_other_signed_in(shared, server):
+    laptop, lab = server.test_client(), server.test_client()
+    _login(laptop)
+    _login(lab)
+    laptop.get("/logout")
+    assert laptop.get("/_dash-layout").status_code == 401
+    assert lab.get("/_dash-layout").status_code == 200
+
+
+def test_a_sign_in_ends_after_its_longest_life_however_active(shared, server):
+    from datetime import timedelta
+
+    from sqlalchemy import select, update
+
+    from app.db import session_scope
+    from app.models import LoginSession, utcnow
+
+    client = server.test_client()
+    _login(client)
+    assert client.get("/_dash-layout").status_code == 200
+    with session_scope(shared) as s:
+        s.execute(update(LoginSession).values(created=utcnow() - timedelta(days=users.SIGN_IN_MAX_DAYS, minutes=1)))
+    assert client.get("/_dash-layout").status_code == 401
+    _login(server.test_client())                  # a new sign-in clears the stale rows away
+    with session_scope(shared) as s:
+        assert len(s.scalars(select(LoginSession)).all()) == 1
