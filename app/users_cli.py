@@ -61,7 +61,7 @@ def run(args: argparse.Namespace, config: Config) -> str:
         return f"added user {args.name}"
     if args.command == "passwd":
         users.set_password(config, args.name, read_password(args.password_stdin))
-        return f"password of {args.name} changed"
+        return f"password of {args.name} changed; their browsers must sign in again"
     if args.command == "remove":
         users.remove_user(config, args.name, args.give_to)
         return f"removed user {args.name}" + (f"; their projects now belong to {args.give_to}" if args.give_to else "")

@@ -30,6 +30,10 @@ def test_add_share_give_and_remove_from_the_shell(config, capsys, monkeypatch):
     ann = users.verify_password(shared, "ann", "ann-password")
     with acting_as(ann):
         projects.create_project(shared, "ann's")
+    key = users.open_session(shared, ann)
+    code, out, _ = _run(config, capsys, monkeypatch, "passwd", "ann", "--password-stdin", stdin="ann-password-2\n")
+    assert code == 0 and "sign in again" in out
+    assert users.account_for_session(shared, ann.id, key) is None, "a browser kept the old password's sign-in"
     code, out, _ = _run(config, capsys, monkeypatch, "share", "ann's", "bob", "--edit")
     assert code == 0 and "read and edit" in out
     assert sharing.project_sharing(config, projects.find_project(config, "ann's")["id"])["shares"] == \
