@@ -121,7 +121,7 @@ def initial_task(seed: int) -> dict:
     scores = unet_scores(model, data, proto, device)
     path = _init_path(seed)
     torch.save(model.state_dict(), path)
-    return {"kind": "initial", "seed": seed, **scores, "fg_share": fg_share(data.mask, patches),
+    return {"kind": "initial", "seed": seed, **scores, "patches": len(patches), "fg_share": fg_share(data.mask, patches),
             "fg_pixels": fg_pixels(data.mask, patches), "seconds": time.monotonic() - start}
 
 

@@ -9,7 +9,8 @@ per seed, mean and sd, seconds per model, and what each seed's draw of patches h
 a poor draw?); writes them to ``--out``/summary.json. ``--train-seed`` trains the same draws again,
 ``--lr`` / ``--batch`` / ``--ema`` / ``--head-steps`` (a linear probe first) / ``--anchor`` (a pull
 toward the pre-trained body) with another recipe (``bench.ensemble`` then splits the spread into
-training and draw).
+training and draw); ``--m`` gives the model more random patches, to check a first model's recipe
+where the app trains its later models (every model of the app starts from the pre-trained body).
 Example (the pre-trained body of a finished ``bench.al`` run is reused)::
 
     python -m bench.initial_steps --raw R --labels L --base 16 --self-train --steps 1000,2000 \\
@@ -93,20 +94,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--anchor", type=float, default=0.0,
                    help="pull toward the pre-trained body: each step moves the body lr * this back (L2-SP)")
     p.add_argument("--ema", type=float, help=f"weight-average decay (default: the protocol's, {Protocol.ema:g})")
+    p.add_argument("--m", type=int, help=f"random patches the model learns from (default: the protocol's, "
+                   f"{PRESETS['quick'].m}): a recipe for the first model checked where the app trains later models")
     p.add_argument("--tiny", action="store_true", help="the toy protocol (tests)")
     args = p.parse_args(argv)
     proto = replace(PRESETS["tiny" if args.tiny else "quick"], base=args.base, self_train=args.self_train,
                     seeds=args.seeds, first_seed=args.first_seed, init_train_seed=args.train_seed)
     proto = replace(proto, init_head_steps=args.head_steps, init_anchor=args.anchor,
-                    **{k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("ema", args.ema)) if v is not None})
+                    **{k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("ema", args.ema), ("m", args.m))
+                       if v is not None})
     if args.split == "dev":
         proto = replace(proto, dev=True, eval_slices=0, dev_train_share=args.dev_train_share)
     try:
         steps = [int(s) for s in args.steps.split(",") if s.strip()]
     except ValueError:
         p.error(f"--steps wants comma-separated whole numbers, got {args.steps!r}")
-    if not steps or min(steps) < 1 or args.seeds < 1:
-        p.error("need at least one --steps value >= 1 and --seeds >= 1")
+    if not steps or min(steps) < 1 or args.seeds < 1 or not 1 <= proto.m <= proto.pool_size:
+        p.error(f"need at least one --steps value >= 1, --seeds >= 1 and 1 <= --m <= {proto.pool_size} (the candidates)")
     if args.weights and not Path(args.weights).is_file():
         p.error(f"--weights {args.weights} is not a file")
     try:
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args.raw, args.labels, proto, steps, Path(args.out), args.weights, args.workers)
     print(table(results, proto))
     summary = {"split": args.split, "dev_train_share": proto.dev_train_share if proto.dev else None,
-               "base": proto.base, "self_train": proto.self_train, "weights": args.weights,
+               "base": proto.base, "m": proto.m, "self_train": proto.self_train, "weights": args.weights,
                "train_seed": proto.init_train_seed, **proto.init_recipe(),
                "models": sorted(results, key=lambda r: (r["steps"], r["seed"]))}
     (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=1))
