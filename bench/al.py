@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--initial", choices=sorted(MODEL_FREE), help="how the m initial patches are picked: random (the protocol's) or a model-free "
                                      "strategy on the new model's features, as the app's first suggestions (typiclust)")
     p.add_argument("--init-anchor", type=float,
-                   help="the initial model's pull toward the pre-trained body (L2-SP, ml.train's anchor; default 0)")
+                   help="the pull toward the pre-trained body (L2-SP, ml.train's anchor; default 0) of the models that "
+                        "start from it: the initial model and full supervision's first schedule")
     p.add_argument("--class-name", help="what the labels mark, for the plot (default: the --labels folder name)")
     for name in ("m", "k", "rounds", "pool_size", "init_steps", "round_steps", "eval_slices", "base", "full_seeds",
                  "pretrain_steps"):

@@ -180,7 +180,8 @@ def _full_regions(data: BenchData, val: list[Patch]) -> list[Region]:
 
 
 def full_task(seed: int) -> dict:
-    """Full supervision: all pool labels, from scratch, one long schedule, then on until plateau.
+    """Full supervision: all pool labels, a new model (pre-trained body, pulled toward it by
+    ``proto.init_anchor`` as the initial model is), one long schedule, then on until plateau.
 
     One cosine schedule over ``full_steps`` (1.5x the AL run's steps in the quick protocol):
     restarting short schedules after the AL budget (protocol v3) left the reference at 0.43
@@ -194,7 +195,7 @@ def full_task(seed: int) -> dict:
     regions, val_regions = _full_regions(data, val), _regions(data, val, proto)
     model = _new_model(proto, seed)
     steps = proto.full_steps
-    result = _fit(model, regions, val_regions, steps, proto.lr, seed, proto, device)
+    result = _fit(model, regions, val_regions, steps, proto.lr, seed, proto, device, anchor=proto.init_anchor)
     best, best_state = result.best_val_iou or 0.0, clone_state(model)
     trace = [dict(steps=steps, val_iou=best)]
     stale = 0
