@@ -64,6 +64,19 @@ def _whole_numbers(p: argparse.ArgumentParser, flag: str, text: str, low: int) -
     return [int(v) for v in text.split(",")]
 
 
+def _anchors(p: argparse.ArgumentParser, text: str) -> list[float | None]:
+    """``--anchor 0,0.5`` as ``[0.0, 0.5]``; empty: ``[None]`` (the app's ``start_anchor``)."""
+    if not text:
+        return [None]
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = [-1.0]
+    if min(values) < 0:
+        p.error(f"--anchor takes numbers >= 0, e.g. 0,0.5, got {text!r}")
+    return values
+
+
 def _lengths(p: argparse.ArgumentParser, text: str) -> list[tuple[str, dict]]:
     """``--budgets quick,200`` as ``(name, train_model keyword)``: a time budget or a fixed step count."""
     from app.services.budget import BUDGETS
@@ -79,7 +92,7 @@ def _lengths(p: argparse.ArgumentParser, text: str) -> list[tuple[str, dict]]:
     return out
 
 
-def _shown(value: int | None) -> str:
+def _shown(value: float | None) -> str:
     return "default" if value is None else str(value)
 
 
@@ -94,6 +107,8 @@ def main(argv=None) -> None:
                    "gate off), off, or several, e.g. on,off")
     p.add_argument("--lr", default="", help="learning rates to compare, e.g. 1e-3,3e-3 (default: the app's)")
     p.add_argument("--base", default="", help="U-Net widths to compare, e.g. 8,16 (default: the app's)")
+    p.add_argument("--anchor", default="", help="pulls toward the start to compare, e.g. 0,0.5 (default: the "
+                   "app's, ml.train.start_anchor: 0.5 from a pre-trained body, else 0)")
     p.add_argument("--pretrain", action="store_true", help="run the app's pre-training job on the demo first, "
                    "as a user who waits for it does (new models of its width then start from it)")
     args = p.parse_args(argv)
@@ -102,6 +117,7 @@ def main(argv=None) -> None:
     bases, batches, seeds = (_whole_numbers(p, f, getattr(args, f), low) for f, low in
                              (("base", 1), ("batch", 1), ("seed", 0)))
     lengths = _lengths(p, args.budgets)
+    anchors = _anchors(p, args.anchor)
     import torch
 
     from app.config import Config
@@ -121,20 +137,20 @@ def main(argv=None) -> None:
         if args.pretrain:
             done = pretraining.pretrain_volume(cfg, vid)
             print(f"pre-trained the demo: {done['steps']} steps in {done['seconds']:.0f} s\n", flush=True)
-        print("| budget | base | batch | seed | started from | lr | self-training | total s | steps | training s | GT IoU |\n"
-              + "|---" * 11 + "|")
-        for (name, length), base, lr, mode, batch, seed in itertools.product(
-                lengths, bases, args.lr.split(","), args.self_train.split(","), batches, seeds):
+        print("| budget | base | batch | seed | started from | lr | anchor | self-training | total s | steps | training s "
+              "| GT IoU |\n" + "|---" * 12 + "|")
+        for (name, length), base, lr, anchor, mode, batch, seed in itertools.product(
+                lengths, bases, args.lr.split(","), anchors, args.self_train.split(","), batches, seeds):
             model = {"model": {"base": base}} if base else {}
             run_cfg = cfg.with_(extra={**cfg.extra, **model, "self_train": SELF_TRAIN_MODES[mode]})
-            train = {k: v for k, v in (("batch_size", batch), ("seed", seed)) if v is not None}
+            train = {k: v for k, v in (("batch_size", batch), ("seed", seed), ("anchor", anchor)) if v is not None}
             t0 = time.monotonic()
             m = training.train_model(run_cfg, proj["id"], train_overrides=train, **length,
                                      **({"lr": float(lr)} if lr else {}))["metrics"]
             gt_iou = m.get("gt_iou")
             self_note = self_training.note(m.get("self_training")) or "off"
             print(f"| {name} | {_shown(base)} | {_shown(batch)} | {_shown(seed)} | "
-                  f"{m.get('started_from')} | {lr or 'default'} | {self_note} | "
+                  f"{m.get('started_from')} | {lr or 'default'} | {_shown(anchor)} | {self_note} | "
                   f"{time.monotonic() - t0:.1f} | {m['steps']} | {m['seconds']:.1f} | "
                   f"{'n/a' if gt_iou is None else f'{gt_iou:.3f}'} |", flush=True)
 
