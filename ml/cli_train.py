@@ -173,7 +173,7 @@ def run_train(args) -> int:
     from ml.progress import Cancelled
     from ml.quality import dense_share
     from ml.self_training import SelfTrainConfig, pseudo_regions, train_in_phases, window_boxes
-    from ml.train import TrainConfig, config_dict
+    from ml.train import TrainConfig, config_dict, start_anchor
 
     _check_out(Path(args.out))
     device = device_from_arg(args.device)
@@ -199,15 +199,16 @@ def run_train(args) -> int:
         raise InputError(f"--from model has {model.config['n_classes']} classes but the labels have {len(classes)}")
     n_labeled = sum(r.n_labeled for r in regions)
     steps = args.epochs * args.steps_per_epoch
+    self_cfg = SelfTrainConfig(enabled=not args.no_self_train and mode != "mask")   # a mask labels every pixel
+    self_steps = self_cfg.self_steps(steps, warm=parent is not None,
+                                     dense_share=dense_share(r.labels for r in regions))
     config = TrainConfig(steps=steps, crop=args.crop, batch_size=args.batch, eval_every=args.steps_per_epoch,
-                         seed=args.seed, **({} if args.lr is None else {"lr": args.lr}))
+                         seed=args.seed, anchor=start_anchor(bool(args.pretrained), self_steps > 0),
+                         **({} if args.lr is None else {"lr": args.lr}))
     print(f"training on {len(regions)} regions, {n_labeled:,} labeled pixels, {steps} steps on {device}",
           file=sys.stderr, flush=True)
     progress = Progress("train", "steps", mark=args.steps_per_epoch)
     train_regions, val_regions = split_regions(regions, config.val_fraction, config.seed)
-    self_cfg = SelfTrainConfig(enabled=not args.no_self_train and mode != "mask")   # a mask labels every pixel
-    self_steps = self_cfg.self_steps(steps, warm=parent is not None,
-                                     dense_share=dense_share(r.labels for r in regions))
     if self_steps:
         print(f"self-training: the last {self_steps} steps also learn confident pseudo-labels of the volume "
               f"(--no-self-train to skip)", file=sys.stderr, flush=True)

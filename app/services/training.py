@@ -1,9 +1,10 @@
 """Model versions: train or fine-tune on the project's labels, list them, pick the active one.
 
 A training job gathers every labeled region of the project's volumes, trains (a new U-Net,
-started from the project's pre-trained weights when some fit (``app.services.pretraining``), or
-a warm start from a version; ``metrics.started_from`` records which), evaluates against ground
-truth on a fixed slab when a volume has it, and stores a ``ModelVersion`` row + checkpoint.
+started from the project's pre-trained weights when some fit (``app.services.pretraining``),
+pulled toward them when it self-trains (``ml.train.start_anchor``), or a warm start from a version;
+``metrics.started_from`` records which), evaluates against ground truth on a fixed slab when a
+volume has it, and stores a ``ModelVersion`` row + checkpoint.
 Live curves: the progress info carries a compact loss / validation-IoU history, which
 ``app.jobs.run_job`` mirrors into the Job row, so the panel (and a reloaded page) can draw it.
 Cancel keeps the work: the best weights so far become a new, *inactive* version marked
@@ -178,7 +179,7 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
     stored inactive, then Cancelled propagates so the job reads "cancelled".
     """
     from ml.self_training import train_in_phases
-    from ml.train import TrainConfig, config_dict
+    from ml.train import TrainConfig, config_dict, start_anchor
 
     epochs, lr = _validate_params(epochs, lr)
     seconds = budget_mod.budget_seconds(budget)
@@ -204,7 +205,9 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
         overrides["max_seconds"] = (seconds - (pseudo_seconds or 0.0)) * budget_mod.HARD_LIMIT
     else:
         n_steps = steps_for(regions, epochs, probe.batch_size, probe.crop)
-    tcfg = TrainConfig(**{**overrides, "steps": n_steps})
+    self_steps = self_steps_of(n_steps)
+    pulled = start_anchor(parent_id is None and started_from != factory.SCRATCH, self_steps > 0)
+    tcfg = TrainConfig(**{"anchor": pulled, **overrides, "steps": n_steps})     # APP_TRAIN's anchor wins
     train_regions, val_regions, val_fg = split_for_validation(regions, tcfg)
     history: list[dict] = []
     started = time.monotonic()
@@ -223,7 +226,6 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
         report(progress, done, total, phase=phase, loss=info.get("loss"), val_iou=val,
                eta_s=info.get("eta_s"), history=shown["curve"])
 
-    self_steps = self_steps_of(n_steps)
     pseudo_stats: dict = {}
 
     def pseudo(m: Any) -> list:

@@ -15,6 +15,7 @@ from app.services import factory, pretraining, projects, training
 from app.services.pretraining import PretrainState
 from app.workspace import Workspace
 from ml.active.strategies import NO_MODEL_FALLBACK
+from ml.train import PRETRAINED_ANCHOR
 from callbacks import data as cb_data
 from layouts import ids
 from tests.app.envs import TINY, make_env, paint_ground_truth, synthetic_env
@@ -237,6 +238,17 @@ def test_new_model_loads_the_pretrained_body(env):
     child = training.train_model(env.config, env.pid, parent_id=res["model_id"], lr=1e-12, steps=2)
     versions = {v["id"]: v["started_from"] for v in training.list_versions(env.config, env.pid)}
     assert versions == {res["model_id"]: "pretrained on syn (4 steps)", child["model_id"]: f"v{res['model_id']}"}
+    assert {m: _anchor(env.config, m) for m in versions} == {res["model_id"]: 0.0, child["model_id"]: 0.0}
+    selfed = env.config.with_(extra={**env.config.extra, "self_train": {"min_steps": 0}})   # 2 steps self-train now
+    pulled = training.train_model(selfed, env.pid, lr=1e-12, steps=2)
+    assert pulled["metrics"]["self_training"] and _anchor(env.config, pulled["model_id"]) == PRETRAINED_ANCHOR
+    own = training.train_model(selfed, env.pid, lr=1e-12, steps=2, train_overrides={"anchor": 1.5})
+    assert _anchor(env.config, own["model_id"]) == 1.5                                  # APP_TRAIN's wins
+
+
+def _anchor(config, model_id: int) -> float:
+    """The pull toward the start a stored version trained with (ml.train.start_anchor)."""
+    return training.load_model(config, model_id)[1]["meta"]["train_config"]["anchor"]
 
 
 def test_first_suggestions_use_the_pretrained_features(env):
@@ -260,6 +272,7 @@ def test_other_architecture_falls_back_to_scratch(env):
     res = training.train_model(bigger, env.pid, steps=2)
     assert res["metrics"]["started_from"] == "scratch"
     assert training.list_versions(bigger, env.pid)[0]["started_from"] == "scratch"
+    assert _anchor(bigger, res["model_id"]) == 0.0
 
 
 def test_versions_from_before_pretraining_read_scratch_or_parent(env):

@@ -81,6 +81,7 @@ def test_pretrain_then_train_from_it(tiffs, tmp_path):
     info = read_info(model)
     assert info["config"]["base"] == 4                      # the architecture comes from the pre-trained file
     assert info["meta"]["started_from"].startswith("pretrained") and "3 steps" in info["meta"]["started_from"]
+    assert info["meta"]["self_train_steps"] == 0 and info["meta"]["train_config"]["anchor"] == 0.0   # 6 steps: not held
 
 
 def test_pretrain_bad_output_and_mismatched_weights_fail_before_work(tiffs, tmp_path):

@@ -9,7 +9,7 @@ import torch
 from ml.dataset import Region
 from ml.model import UNet2D
 from ml.progress import Cancelled
-from ml.train import TrainConfig, class_weights, evaluate, labeled_loss, train
+from ml.train import PRETRAINED_ANCHOR, TrainConfig, class_weights, evaluate, labeled_loss, start_anchor, train
 
 CPU = torch.device("cpu")
 
@@ -220,3 +220,9 @@ def test_anchor_holds_the_body_at_its_start_and_frees_the_head(data):
     assert dist[0] < dist[1]       # a partial pull: the body moves, but less far
     with pytest.raises(ValueError, match="anchor"):
         cfg(anchor=-1.0)
+
+
+def test_only_a_self_training_run_from_a_pre_trained_body_is_pulled():
+    assert start_anchor(from_pretrained=True, self_trains=True) == PRETRAINED_ANCHOR > 0
+    for start, selfed in ((True, False), (False, True), (False, False)):   # strokes, scratch or a warm start
+        assert start_anchor(from_pretrained=start, self_trains=selfed) == 0.0
