@@ -2,11 +2,11 @@
 
 Browsers sign in on ``/login`` (flask-login session cookie: HttpOnly, SameSite=Lax, Secure with
 ``APP_SECURE_COOKIES``), and each sign-in is also a row on the server (``users.open_session``)
-that signing out or a new password deletes, so an old cookie cannot come back; scripts send ``Authorization: Bearer <token>`` (``python -m app users
-token NAME``). Without either, a page request is redirected to the login page and anything
-else (Dash's endpoints, tiles, downloads, the API) answers 401. Only static code and the login
-page itself are public (``is_public``); ``tests/app/test_auth.py`` crawls ``url_map`` so a route
-added later cannot slip out. Off (single-user mode), nothing is installed but ``/healthz``.
+that signing out or a new password deletes, so an old cookie cannot come back; scripts send
+``Authorization: Bearer <token>`` (``python -m app users token NAME``). Without either, a page
+request is redirected to the login page and anything else (Dash's endpoints, tiles, downloads,
+the API) answers 401. Only static code and the login page itself are public (``is_public``);
+``tests/app/test_auth.py`` crawls ``url_map`` so a route added later cannot slip out. Off (single-user mode), nothing is installed but ``/healthz``.
 """
 from __future__ import annotations
 
@@ -191,7 +191,7 @@ def _register_login_views(server: Flask, config, throttle: Throttle) -> None:
     @server.route("/logout")
     def logout():
         name = getattr(current_user, "name", None)
-        users.close_session(config, session.get(SIGN_IN_KEY))    # ends it on the server: a cookie from before opens nothing
+        users.close_session(config, session.get(SIGN_IN_KEY))    # on the server: no cookie from before opens anything
         logout_user()
         session.clear()
         if name:

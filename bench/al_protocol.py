@@ -40,7 +40,7 @@ class Protocol:
     round_lr: float = 1.5e-3
     ema: float = 0.99             # weight averaging: the model of a round is the EMA of its steps
     init_head_steps: int = 0      # the initial model's head trained alone first (LP-FT; bench.initial_steps)
-    init_anchor: float = 0.0      # pull toward the pre-trained body of a model that starts from it (L2-SP; bench.al --init-anchor, bench.initial_steps --anchor)
+    init_anchor: float = 0.0      # pull toward the pre-trained body of a model that starts from it (L2-SP)
     batch: int = 8
     crop: int = 128
     base: int = 8

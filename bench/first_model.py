@@ -70,9 +70,9 @@ def _anchors(p: argparse.ArgumentParser, text: str) -> list[float | None]:
         return [None]
     try:
         values = [float(v) for v in text.split(",")]
+        if min(values) < 0:
+            raise ValueError(text)
     except ValueError:
-        values = [-1.0]
-    if min(values) < 0:
         p.error(f"--anchor takes numbers >= 0, e.g. 0,0.5, got {text!r}")
     return values
 

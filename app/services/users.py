@@ -10,7 +10,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -143,7 +143,8 @@ def account_for_token(config: Config, token: str) -> Account | None:
         return Account(user.id, user.name)
 
 
-def _sign_in_floor():
+def _sign_in_floor() -> datetime:
+    """The oldest a live sign-in may be."""
     return utcnow() - timedelta(days=SIGN_IN_MAX_DAYS)
 
 
