@@ -108,7 +108,7 @@ def main(argv=None) -> None:
     p.add_argument("--lr", default="", help="learning rates to compare, e.g. 1e-3,3e-3 (default: the app's)")
     p.add_argument("--base", default="", help="U-Net widths to compare, e.g. 8,16 (default: the app's)")
     p.add_argument("--anchor", default="", help="pulls toward the start to compare, e.g. 0,0.5 (default: the "
-                   "app's, ml.train.start_anchor: 0.5 from a pre-trained body when the run self-trains, else 0)")
+                   "app's, ml.anchor.start_anchor: 0.5 from a pre-trained body when the run self-trains, else 0)")
     p.add_argument("--pretrain", action="store_true", help="run the app's pre-training job on the demo first, "
                    "as a user who waits for it does (new models of its width then start from it)")
     args = p.parse_args(argv)

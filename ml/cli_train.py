@@ -173,7 +173,8 @@ def run_train(args) -> int:
     from ml.progress import Cancelled
     from ml.quality import dense_share
     from ml.self_training import SelfTrainConfig, pseudo_regions, train_in_phases, window_boxes
-    from ml.train import TrainConfig, config_dict, start_anchor
+    from ml.anchor import start_anchor
+    from ml.train import TrainConfig, config_dict
 
     _check_out(Path(args.out))
     device = device_from_arg(args.device)

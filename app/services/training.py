@@ -2,7 +2,7 @@
 
 A training job gathers every labeled region of the project's volumes, trains (a new U-Net,
 started from the project's pre-trained weights when some fit (``app.services.pretraining``),
-pulled toward them when it self-trains (``ml.train.start_anchor``), or a warm start from a version;
+pulled toward them when it self-trains (``ml.anchor.start_anchor``), or a warm start from a version;
 ``metrics.started_from`` records which), evaluates against ground truth on a fixed slab when a
 volume has it, and stores a ``ModelVersion`` row + checkpoint.
 Live curves: the progress info carries a compact loss / validation-IoU history, which
@@ -179,7 +179,8 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
     stored inactive, then Cancelled propagates so the job reads "cancelled".
     """
     from ml.self_training import train_in_phases
-    from ml.train import TrainConfig, config_dict, start_anchor
+    from ml.anchor import start_anchor
+    from ml.train import TrainConfig, config_dict
 
     epochs, lr = _validate_params(epochs, lr)
     seconds = budget_mod.budget_seconds(budget)

@@ -15,7 +15,7 @@ from app.services import factory, pretraining, projects, training
 from app.services.pretraining import PretrainState
 from app.workspace import Workspace
 from ml.active.strategies import NO_MODEL_FALLBACK
-from ml.train import PRETRAINED_ANCHOR
+from ml.anchor import PRETRAINED_ANCHOR
 from callbacks import data as cb_data
 from layouts import ids
 from tests.app.envs import TINY, make_env, paint_ground_truth, synthetic_env
@@ -247,7 +247,7 @@ def test_new_model_loads_the_pretrained_body(env):
 
 
 def _anchor(config, model_id: int) -> float:
-    """The pull toward the start a stored version trained with (ml.train.start_anchor)."""
+    """The pull toward the start a stored version trained with (ml.anchor.start_anchor)."""
     return training.load_model(config, model_id)[1]["meta"]["train_config"]["anchor"]
 
 

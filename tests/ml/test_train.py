@@ -9,7 +9,8 @@ import torch
 from ml.dataset import Region
 from ml.model import UNet2D
 from ml.progress import Cancelled
-from ml.train import PRETRAINED_ANCHOR, TrainConfig, class_weights, evaluate, labeled_loss, start_anchor, train
+from ml.anchor import PRETRAINED_ANCHOR, start_anchor
+from ml.train import TrainConfig, class_weights, evaluate, labeled_loss, train
 
 CPU = torch.device("cpu")
 
