@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-anchor", type=float,
                    help="the pull toward the pre-trained body (L2-SP, ml.train's anchor; default 0) of the models that "
                         "start from it: the initial model and full supervision's first schedule")
+    p.add_argument("--zoom", type=float, help="crops zoomed by up to 1 + this either way in every training "
+                   "(ml.train's zoom augmentation; default 0)")
     p.add_argument("--class-name", help="what the labels mark, for the plot (default: the --labels folder name)")
     for name in ("m", "k", "rounds", "pool_size", "init_steps", "round_steps", "eval_slices", "base", "full_seeds",
                  "pretrain_steps"):
@@ -78,7 +80,8 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
                            pretrain=args.pretrain, pretrain_steps=args.pretrain_steps,
                            score_context=args.score_context, initial=args.initial,
                            self_train=args.self_train, self_train_fg=args.self_train_fg,
-                           first_seed=args.first_seed, init_anchor=args.init_anchor)
+                           first_seed=args.first_seed, init_anchor=args.init_anchor,
+                           zoom=args.zoom)
     return with_overrides(proto, strategies=_strategies(args.strategies, proto.strategies))
 
 

@@ -68,7 +68,7 @@ def _fit(model: UNet2D, regions: list[Region], val: list[Region], steps: int, lr
     # was noise that cost more than it saved (a dev run on the pool half kept step 150 of 1200).
     config = TrainConfig(steps=steps, lr=lr, batch_size=proto.batch, crop=proto.crop, seed=seed,
                          eval_every=steps, warmup_steps=min(10, steps // 5), ema=proto.ema,
-                         head_steps=head_steps, anchor=anchor)
+                         head_steps=head_steps, anchor=anchor, zoom=proto.zoom)
     if not proto.self_train:
         return train(model, regions, val, config, device=device)
     return train_in_phases(model, regions, val, config, proto.self_train_config(), self_steps,

@@ -96,13 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ema", type=float, help=f"weight-average decay (default: the protocol's, {Protocol.ema:g})")
     p.add_argument("--m", type=int, help=f"random patches the model learns from (default: the protocol's, "
                    f"{PRESETS['quick'].m}): a recipe for the first model checked where the app trains later models")
+    p.add_argument("--zoom", type=float, help="crops zoomed by up to 1 + this either way (default: the protocol's, "
+                   f"{Protocol.zoom:g})")
     p.add_argument("--tiny", action="store_true", help="the toy protocol (tests)")
     args = p.parse_args(argv)
     proto = replace(PRESETS["tiny" if args.tiny else "quick"], base=args.base, self_train=args.self_train,
                     seeds=args.seeds, first_seed=args.first_seed, init_train_seed=args.train_seed)
     proto = replace(proto, init_head_steps=args.head_steps, init_anchor=args.anchor,
-                    **{k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("ema", args.ema), ("m", args.m))
-                       if v is not None})
+                    **{k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("ema", args.ema), ("m", args.m),
+                                         ("zoom", args.zoom)) if v is not None})
     if args.split == "dev":
         proto = replace(proto, dev=True, eval_slices=0, dev_train_share=args.dev_train_share)
     try:

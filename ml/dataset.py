@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from scipy import ndimage
+
 from ml.io.normalize import normalize
 
 
@@ -167,15 +169,17 @@ class CropSampler:
     The centre class is chosen uniformly among classes present, then a labeled pixel of
     that class (regions weighted by how many they hold), so a rare class (mitochondria)
     appears in crops as often as background. Regions smaller than ``crop`` are
-    reflection-padded (padding stays unlabeled).
+    reflection-padded (padding stays unlabeled). With ``zoom`` z > 0 (and ``augment``) each crop is
+    a window of side crop * s resampled to crop, s log-uniform in [1/(1+z), 1+z]: objects seen at
+    sizes the few labeled ones do not show.
     """
 
     def __init__(self, regions: Sequence[Region], crop: int = 128, augment: bool = True, seed: int = 0,
-                 jitter: float = 0.25):
+                 jitter: float = 0.25, zoom: float = 0.0):
         self.regions = [r for r in regions if r.n_labeled > 0]
         if not self.regions:
             raise ValueError("CropSampler needs at least one region with labeled pixels (labels > 0)")
-        self.crop, self.augment, self.jitter = int(crop), bool(augment), float(jitter)
+        self.crop, self.augment, self.jitter, self.zoom = int(crop), bool(augment), float(jitter), float(zoom)
         self.rng = np.random.default_rng(seed)
         self.index: dict[int, list[tuple[int, np.ndarray]]] = {}
         for ri, r in enumerate(self.regions):
@@ -196,9 +200,24 @@ class CropSampler:
             cy, cx = cy + int(self.rng.integers(-j, j + 1)), cx + int(self.rng.integers(-j, j + 1))
         return region, cy, cx
 
-    def _window(self, region: Region, cy: int, cx: int) -> tuple[np.ndarray, np.ndarray]:
-        """crop x crop window around (cy, cx), shifted to stay inside, reflection-padded if too small."""
-        c = self.crop
+    def _side(self) -> int:
+        """The side of the window a crop is cut from: ``crop``, or zoomed (drawn only when zooming, so
+        a run without zoom draws the same crops as before it existed)."""
+        if not (self.augment and self.zoom > 0):
+            return self.crop
+        r = np.log1p(self.zoom)
+        return max(2, int(round(self.crop * np.exp(self.rng.uniform(-r, r)))))
+
+    def _resampled(self, img: np.ndarray, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A zoomed window brought to crop x crop: the image bilinear, the labels nearest (0 stays unlabeled)."""
+        f = self.crop / img.shape[0]
+        img = ndimage.zoom(img, f, order=1, mode="nearest", grid_mode=True)
+        lab = ndimage.zoom(lab, f, order=0, mode="nearest", grid_mode=True)
+        return img[:self.crop, :self.crop], lab[:self.crop, :self.crop]
+
+    def _window(self, region: Region, cy: int, cx: int, side: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """side x side window (default crop) around (cy, cx), shifted to stay inside, reflection-padded if too small."""
+        c = side or self.crop
         image, labels = region.image, region.labels
         h, w = labels.shape
         if h < c or w < c:
@@ -227,7 +246,10 @@ class CropSampler:
         """``(images float32 [B,1,crop,crop], labels int64 [B,crop,crop])`` in label convention."""
         imgs, labs = [], []
         for _ in range(int(batch_size)):
-            img, lab = self._window(*self._centre())
+            region, cy, cx = self._centre()
+            img, lab = self._window(region, cy, cx, self._side())
+            if img.shape[0] != self.crop:
+                img, lab = self._resampled(img, lab)
             if self.augment:
                 img, lab = self._augment(img, lab)
             imgs.append(np.ascontiguousarray(img, dtype=np.float32))
@@ -247,10 +269,10 @@ class FocusSampler:
     """
 
     def __init__(self, regions: Sequence[Region], focus: Sequence[Region], share: float = 0.5, crop: int = 128,
-                 augment: bool = True, seed: int = 0):
-        self.all = CropSampler(regions, crop, augment, seed)
+                 augment: bool = True, seed: int = 0, zoom: float = 0.0):
+        self.all = CropSampler(regions, crop, augment, seed, zoom=zoom)
         focus = [r for r in focus if r.n_labeled > 0]
-        self.focus = CropSampler(focus, crop, augment, seed + 1) if focus and share > 0 else None
+        self.focus = CropSampler(focus, crop, augment, seed + 1, zoom=zoom) if focus and share > 0 else None
         self.share = float(share)
         self.classes = sorted(set(self.all.classes) | set(self.focus.classes if self.focus else []))
 

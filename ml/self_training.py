@@ -154,7 +154,8 @@ def self_train(model: nn.Module, regions: Sequence[Region], pseudo: Sequence[Reg
     """Train ``model`` on its true ``regions`` plus ``pseudo`` ones (``config.share`` of each batch true)."""
     pseudo = [r for r in pseudo if r.n_labeled > 0]
     everything = list(pseudo) + list(regions)
-    sampler = FocusSampler(everything, regions, share=config.share, crop=train_config.crop, seed=train_config.seed)
+    sampler = FocusSampler(everything, regions, share=config.share, crop=train_config.crop, seed=train_config.seed,
+                           augment=train_config.augment, zoom=train_config.zoom)
     return train(model, everything, list(val), train_config, progress=progress, cancel=cancel, device=device,
                  sampler=sampler)
 

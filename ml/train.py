@@ -48,7 +48,7 @@ TRAIN_RANGES: dict[str, Range] = {
     "amp": FLAG, "cosine": FLAG, "eval_every": whole(1), "weight_decay": number(0), "dice_weight": number(0),
     "max_class_weight": number(1), "warmup_steps": whole(0), "min_lr_ratio": number(0, 1), "channels_last": FLAG,
     "ema": number(0, 1, high_open=True), "train_layers": one_of(TRAIN_LAYERS), "freeze_norm": FLAG,
-    "head_steps": whole(0), "anchor": number(0),
+    "head_steps": whole(0), "anchor": number(0), "zoom": number(0, 1),
     "max_seconds": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0),
                     "null or a positive number of seconds"),
 }
@@ -80,6 +80,7 @@ class TrainConfig:
     freeze_norm: bool = False        # keep BatchNorm running statistics (tiny warm-start batches would drift them)
     head_steps: int = 0              # first train the 1x1 head alone for this many steps (linear probe, then all)
     anchor: float = 0.0              # pull toward the starting weights (L2-SP, decoupled): lr * anchor per step
+    zoom: float = 0.0                # crops zoomed by up to 1 + zoom either way (augmentation; ml.dataset.CropSampler)
     max_seconds: float | None = None  # stop early once this much time is spent (a time budget's hard limit)
 
     def __post_init__(self) -> None:
@@ -265,7 +266,8 @@ def train(model: nn.Module, train_regions: Sequence[Region], val_regions: Sequen
     device = device if isinstance(device, torch.device) else pick_device(device)
     if val_regions is None:
         train_regions, val_regions = split_regions(train_regions, config.val_fraction, config.seed)
-    sampler = sampler or CropSampler(train_regions, crop=config.crop, augment=config.augment, seed=config.seed)
+    sampler = sampler or CropSampler(train_regions, crop=config.crop, augment=config.augment, seed=config.seed,
+                                     zoom=config.zoom)
     n_classes = int(model.config["n_classes"])
     if max(sampler.classes) > n_classes:
         raise ValueError(f"labels use value {max(sampler.classes)} but the model has {n_classes} classes")

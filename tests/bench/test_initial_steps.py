@@ -43,7 +43,8 @@ def test_initial_steps_compares_step_counts_per_seed(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-m", "bench.initial_steps", "--raw", raw, "--labels", labels, "--out",
                         str(out), "--tiny", "--steps", "4,12", "--seeds", "2", "--base", "4", "--self-train",
-                        "--lr", "0.002", "--batch", "3", "--ema", "0.95", "--head-steps", "2", "--anchor", "0.5", "--m", "5"],
+                        "--lr", "0.002", "--batch", "3", "--ema", "0.95", "--head-steps", "2", "--anchor", "0.5", "--m", "5",
+                        "--zoom", "0.2"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     rows = {int(m[1]): m[2].split() for m in re.finditer(r"^\| (\d+) \| ([\d. ]+) \|", r.stdout, re.M)}
@@ -51,7 +52,8 @@ def test_initial_steps_compares_step_counts_per_seed(tmp_path):
     draw = re.search(r"^\| the draw: [^|]+\| ([\d./ ]+) \|", r.stdout, re.M)[1].split()
     assert len(draw) == 2 and all(0 <= float(x) <= 1 for d in draw for x in d.split("/"))
     summary = json.loads((out / "summary.json").read_text())
-    assert [summary[k] for k in ("lr", "batch", "ema", "head_steps", "anchor", "m")] == [0.002, 3, 0.95, 2, 0.5, 5]
+    recipe = [summary[k] for k in ("lr", "batch", "ema", "head_steps", "anchor", "m", "zoom")]
+    assert recipe == [0.002, 3, 0.95, 2, 0.5, 5, 0.2]
     saved = summary["models"]
     assert sorted((m["steps"], m["seed"]) for m in saved) == [(4, 0), (4, 1), (12, 0), (12, 1)]
     assert {m["patches"] for m in saved} == {5}                 # --m reached the draw

@@ -114,6 +114,28 @@ def test_sampler_small_region_is_padded_and_augment_keeps_alignment():
     assert not np.array_equal(x[0], x[1])
 
 
+def test_zoom_shows_an_object_at_other_sizes_and_keeps_it_aligned():
+    lab = np.ones((300, 300), np.uint8)
+    lab[140:160, 140:160] = 2                       # a 20 x 20 object: 400 px in an unzoomed crop
+    img = np.where(lab == 2, 1.0, 0.0).astype(np.float32)
+
+    def areas(zoom: float) -> list[int]:
+        x, y = CropSampler([Region(img, lab)], crop=128, seed=5, zoom=zoom).sample(64)
+        assert x.shape == (64, 1, 128, 128) and y.shape == (64, 128, 128) and set(np.unique(y)) <= {1, 2}
+        for xi, yi in zip(x[:, 0], y):
+            if (yi == 2).sum() > 50:
+                assert xi[yi == 2].mean() > xi[yi == 1].mean() + 0.5      # image and labels zoomed together
+        inside = [yi for yi in y if (yi == 2).any() and not ((yi[[0, -1]] == 2).any() or (yi[:, [0, -1]] == 2).any())]
+        return [int((yi == 2).sum()) for yi in inside]
+
+    assert set(areas(0.0)) == {400}
+    zoomed = areas(0.25)                             # side 20 / s, s in [0.8, 1.25]: area 256 .. 625
+    assert len(zoomed) > 10 and 240 <= min(zoomed) < 360 and 440 < max(zoomed) <= 650
+    plain = CropSampler([Region(img, lab)], crop=32, seed=1).sample(8)
+    again = CropSampler([Region(img, lab)], crop=32, seed=1, zoom=0.0).sample(8)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, again))      # no zoom: the crops of before it existed
+
+
 def test_sampler_needs_labels():
     with pytest.raises(ValueError, match="labeled"):
         CropSampler([Region(np.zeros((8, 8)), np.zeros((8, 8)))])
