@@ -64,16 +64,17 @@ def _whole_numbers(p: argparse.ArgumentParser, flag: str, text: str, low: int) -
     return [int(v) for v in text.split(",")]
 
 
-def _anchors(p: argparse.ArgumentParser, text: str) -> list[float | None]:
-    """``--anchor 0,0.5`` as ``[0.0, 0.5]``; empty: ``[None]`` (the app's ``start_anchor``)."""
+def _settings(p: argparse.ArgumentParser, flag: str, text: str, high: float = float("inf")) -> list[float | None]:
+    """``--anchor 0,0.5`` as ``[0.0, 0.5]``; empty: ``[None]`` (the app's own value)."""
     if not text:
         return [None]
     try:
         values = [float(v) for v in text.split(",")]
-        if min(values) < 0:
+        if min(values) < 0 or max(values) > high:
             raise ValueError(text)
     except ValueError:
-        p.error(f"--anchor takes numbers >= 0, e.g. 0,0.5, got {text!r}")
+        upto = "" if high == float("inf") else f" and <= {high:g}"
+        p.error(f"--{flag} takes numbers >= 0{upto}, e.g. 0,0.5, got {text!r}")
     return values
 
 
@@ -109,6 +110,8 @@ def main(argv=None) -> None:
     p.add_argument("--base", default="", help="U-Net widths to compare, e.g. 8,16 (default: the app's)")
     p.add_argument("--anchor", default="", help="pulls toward the start to compare, e.g. 0,0.5 (default: the "
                    "app's, ml.anchor.start_anchor: 0.5 from a pre-trained body when the run self-trains, else 0)")
+    p.add_argument("--zoom", default="", help="zoom augmentations to compare, e.g. 0,0.25 (default: the app's, "
+                   "ml.train.TrainConfig.zoom)")
     p.add_argument("--pretrain", action="store_true", help="run the app's pre-training job on the demo first, "
                    "as a user who waits for it does (new models of its width then start from it)")
     args = p.parse_args(argv)
@@ -117,7 +120,7 @@ def main(argv=None) -> None:
     bases, batches, seeds = (_whole_numbers(p, f, getattr(args, f), low) for f, low in
                              (("base", 1), ("batch", 1), ("seed", 0)))
     lengths = _lengths(p, args.budgets)
-    anchors = _anchors(p, args.anchor)
+    anchors, zooms = _settings(p, "anchor", args.anchor), _settings(p, "zoom", args.zoom, high=1.0)
     import torch
 
     from app.config import Config
@@ -137,20 +140,21 @@ def main(argv=None) -> None:
         if args.pretrain:
             done = pretraining.pretrain_volume(cfg, vid)
             print(f"pre-trained the demo: {done['steps']} steps in {done['seconds']:.0f} s\n", flush=True)
-        print("| budget | base | batch | seed | started from | lr | anchor | self-training | total s | steps | training s "
-              "| GT IoU |\n" + "|---" * 12 + "|")
-        for (name, length), base, lr, anchor, mode, batch, seed in itertools.product(
-                lengths, bases, args.lr.split(","), anchors, args.self_train.split(","), batches, seeds):
+        print("| budget | base | batch | seed | started from | lr | anchor | zoom | self-training | total s | steps "
+              "| training s | GT IoU |\n" + "|---" * 13 + "|")
+        for (name, length), base, lr, anchor, zoom, mode, batch, seed in itertools.product(
+                lengths, bases, args.lr.split(","), anchors, zooms, args.self_train.split(","), batches, seeds):
             model = {"model": {"base": base}} if base else {}
             run_cfg = cfg.with_(extra={**cfg.extra, **model, "self_train": SELF_TRAIN_MODES[mode]})
-            train = {k: v for k, v in (("batch_size", batch), ("seed", seed), ("anchor", anchor)) if v is not None}
+            train = {k: v for k, v in (("batch_size", batch), ("seed", seed), ("anchor", anchor), ("zoom", zoom))
+                     if v is not None}
             t0 = time.monotonic()
             m = training.train_model(run_cfg, proj["id"], train_overrides=train, **length,
                                      **({"lr": float(lr)} if lr else {}))["metrics"]
             gt_iou = m.get("gt_iou")
             self_note = self_training.note(m.get("self_training")) or "off"
             print(f"| {name} | {_shown(base)} | {_shown(batch)} | {_shown(seed)} | "
-                  f"{m.get('started_from')} | {lr or 'default'} | {_shown(anchor)} | {self_note} | "
+                  f"{m.get('started_from')} | {lr or 'default'} | {_shown(anchor)} | {_shown(zoom)} | {self_note} | "
                   f"{time.monotonic() - t0:.1f} | {m['steps']} | {m['seconds']:.1f} | "
                   f"{'n/a' if gt_iou is None else f'{gt_iou:.3f}'} |", flush=True)
 
