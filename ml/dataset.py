@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-
 from scipy import ndimage
 
 from ml.io.normalize import normalize
@@ -215,9 +214,9 @@ class CropSampler:
         lab = ndimage.zoom(lab, f, order=0, mode="nearest", grid_mode=True)
         return img[:self.crop, :self.crop], lab[:self.crop, :self.crop]
 
-    def _window(self, region: Region, cy: int, cx: int, side: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """side x side window (default crop) around (cy, cx), shifted to stay inside, reflection-padded if too small."""
-        c = side or self.crop
+    def _window(self, region: Region, cy: int, cx: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+        """side x side window around (cy, cx), shifted to stay inside, reflection-padded if too small."""
+        c = side
         image, labels = region.image, region.labels
         h, w = labels.shape
         if h < c or w < c:
