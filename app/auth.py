@@ -6,7 +6,8 @@ that signing out or a new password deletes, so an old cookie cannot come back; s
 ``Authorization: Bearer <token>`` (``python -m app users token NAME``). Without either, a page
 request is redirected to the login page and anything else (Dash's endpoints, tiles, downloads,
 the API) answers 401. Only static code and the login page itself are public (``is_public``);
-``tests/app/test_auth.py`` crawls ``url_map`` so a route added later cannot slip out. Off (single-user mode), nothing is installed but ``/healthz``.
+``tests/app/test_auth.py`` crawls ``url_map`` so a route added later cannot slip out. Off
+(single-user mode), nothing is installed but ``/healthz``.
 """
 from __future__ import annotations
 

@@ -167,13 +167,13 @@ def _start_model(args, parent, n_classes: int) -> tuple[Any, str]:
 
 def run_train(args) -> int:
     """Train or fine-tune from ``args`` (see ml.cli.build_parser); saves the checkpoint, returns the exit code."""
+    from ml.anchor import start_anchor
     from ml.checkpoint import DEFAULT_NORMALIZATION, load_checkpoint, save_checkpoint
     from ml.dataset import regions_from_store, split_regions
     from ml.io.readers import check_segmentable, open_volume
     from ml.progress import Cancelled
     from ml.quality import dense_share
     from ml.self_training import SelfTrainConfig, pseudo_regions, train_in_phases, window_boxes
-    from ml.anchor import start_anchor
     from ml.train import TrainConfig, config_dict
 
     _check_out(Path(args.out))

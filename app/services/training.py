@@ -178,8 +178,8 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
     ``ml.train.TrainConfig`` fields (tests use tiny crops). On cancel the partial model is
     stored inactive, then Cancelled propagates so the job reads "cancelled".
     """
-    from ml.self_training import train_in_phases
     from ml.anchor import start_anchor
+    from ml.self_training import train_in_phases
     from ml.train import TrainConfig, config_dict
 
     epochs, lr = _validate_params(epochs, lr)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from ml.anchor import PRETRAINED_ANCHOR, start_anchor
 from ml.dataset import Region
 from ml.model import UNet2D
 from ml.progress import Cancelled
-from ml.anchor import PRETRAINED_ANCHOR, start_anchor
 from ml.train import TrainConfig, class_weights, evaluate, labeled_loss, train
 
 CPU = torch.device("cpu")
