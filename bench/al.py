@@ -7,6 +7,9 @@ a markdown table. Example::
 
     python -m bench.al --raw /data/vnc/stack1/raw --labels /data/vnc/stack1/mitochondria \\
         --out bench_out/al_quick --quick
+
+Another strategy on a finished run's seeds: the same command with ``--strategies NAME --reuse
+bench_out/al_quick --out NEW`` trains only that strategy's rounds (``bench.al_reuse``).
 """
 from __future__ import annotations
 
@@ -65,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "start from it: the initial model and full supervision's first schedule")
     p.add_argument("--zoom", type=float, help="crops zoomed by up to 1 + this either way in every training "
                    "(ml.train's zoom augmentation; default 0)")
+    p.add_argument("--reuse", metavar="RUN", help="an earlier --out folder of the same protocol: its initial models, "
+                   "strategy runs, RF rows and pre-trained body are taken, not trained again (to add a strategy)")
     p.add_argument("--class-name", help="what the labels mark, for the plot (default: the --labels folder name)")
     for name in ("m", "k", "rounds", "pool_size", "init_steps", "round_steps", "eval_slices", "base", "full_seeds",
                  "pretrain_steps"):
@@ -113,13 +118,17 @@ def main(argv: list[str] | None = None) -> int:
         check_inputs(args.raw, args.labels, proto, args.dataset, args.labels_dataset)
     except (ValueError, OSError) as exc:
         parser.exit(2, f"error: {' '.join(str(exc).split())}\n")
-    from . import al_pretrain
+    from . import al_pretrain, al_reuse
     from .al_protocol import load_data
     from .al_report import markdown, write_outputs
     from .al_run import run_tasks
 
     out = Path(args.out)
     (out / "work").mkdir(parents=True, exist_ok=True)
+    try:
+        reused = al_reuse.load(Path(args.reuse), proto, out / "work") if args.reuse else None
+    except (ValueError, OSError) as exc:
+        parser.exit(2, f"error: {' '.join(str(exc).split())}\n")
     print(f"protocol {proto.name}: budgets {proto.budgets}, strategies {', '.join(proto.strategies)}, "
           f"{proto.seeds} seeds, {proto.workers} workers, pre-training {proto.pretrain}", flush=True)
     data = load_data(args.raw, args.labels, proto, args.dataset, args.labels_dataset)
@@ -128,10 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     del data
     start = time.monotonic()
     results = run_tasks(args.raw, args.labels, out, proto, args.dataset, args.labels_dataset, args.device,
-                        log=lambda s: print(s, flush=True), pretrained=weights)
+                        log=lambda s: print(s, flush=True), pretrained=weights, reused=reused)
     results["wall_s"] = time.monotonic() - start
     results["pretrain"] = pre
     results["class_name"] = args.class_name or Path(args.labels).name
+    results["reused_from"] = reused.run if reused else None
     if proto.self_train:                      # its thresholds, as the run used them
         from dataclasses import asdict
 

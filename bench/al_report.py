@@ -120,7 +120,7 @@ def summarize(results: dict, proto: Protocol) -> dict:
                            "wall_time_s": round(results.get("wall_s", 0.0), 1),
                            "pretrain": results.get("pretrain", {"mode": "none"}),
                            "class_name": results.get("class_name", "foreground"),
-                           "self_train": results.get("self_train")}
+                           "self_train": results.get("self_train"), "reused_from": results.get("reused_from")}
     inits = [r["iou"] for r in results["initial"].values()]
     out["initial_iou_mean"] = float(np.mean(inits)) if inits else None
     out["initial_iou_sd"] = float(np.std(inits)) if inits else None

@@ -16,21 +16,25 @@ from typing import Callable
 
 from . import al_tasks
 from .al_protocol import Protocol
+from .al_reuse import Reused
 
 Task = tuple[float, int, str, Callable, tuple]
 
 
-def _initial_tasks(proto: Protocol) -> list[Task]:
+def _initial_tasks(proto: Protocol, reused: Reused) -> list[Task]:
     seeds = proto.seed_range
     tasks: list[Task] = [(0.0, s, "full", al_tasks.full_task, (s,)) for s in seeds[:proto.full_seeds]]
-    tasks += [(1.0, s, "initial", al_tasks.initial_task, (s,)) for s in seeds]
-    tasks += [(4.0, s, "rf", al_tasks.rf_task, (s,)) for s in seeds]
+    tasks += [(1.0, s, "initial", al_tasks.initial_task, (s,)) for s in seeds if s not in reused.initial]
+    tasks += [(4.0, s, "rf", al_tasks.rf_task, (s,)) for s in seeds if s not in reused.rf]
+    for s in seeds:
+        if s in reused.initial:
+            tasks += _strategy_tasks(proto, s, reused.initial[s]["iou"], reused)
     return tasks
 
 
-def _strategy_tasks(proto: Protocol, seed: int, initial_iou: float) -> list[Task]:
+def _strategy_tasks(proto: Protocol, seed: int, initial_iou: float, reused: Reused) -> list[Task]:
     return [(3.0 if name == "random" else 2.0, seed, name, al_tasks.strategy_task, (seed, name, initial_iou))
-            for name in proto.strategies]
+            for name in proto.strategies if (seed, name) not in reused.strategy]
 
 
 class _Inline:
@@ -61,16 +65,23 @@ def _executor(proto: Protocol, initargs: tuple):
 
 def run_tasks(raw: str, labels: str, out_dir: Path, proto: Protocol, dataset: str | None = None,
               labels_dataset: str | None = None, device: str | None = None,
-              log: Callable[[str], None] = print, pretrained: str | None = None) -> dict:
+              log: Callable[[str], None] = print, pretrained: str | None = None,
+              reused: Reused | None = None) -> dict:
     """Run every task; returns {"initial": {seed: res}, "strategy": [...], "full": [...], "rf": [...]}.
 
-    ``pretrained``: body weights every new model starts from (``bench.al_pretrain``).
+    ``pretrained``: body weights every new model starts from (``bench.al_pretrain``). ``reused``:
+    an earlier run's results (``bench.al_reuse``), taken instead of running their tasks.
     """
+    reused = reused or Reused("")
     workdir = Path(out_dir) / "work"
     workdir.mkdir(parents=True, exist_ok=True)
     initargs = (str(raw), str(labels), proto, str(workdir), dataset, labels_dataset, device, pretrained, 1)
-    results: dict = {"initial": {}, "strategy": [], "full": [], "rf": []}
-    ready = _initial_tasks(proto)
+    results: dict = {"initial": dict(reused.initial), "strategy": list(reused.strategy.values()),
+                     "full": [], "rf": list(reused.rf.values())}
+    if reused.run:
+        log(f"reused from {reused.run}: initial models of seeds {sorted(reused.initial)}, "
+            f"{len(reused.strategy)} strategy runs, RF rows of seeds {sorted(reused.rf)}")
+    ready = _initial_tasks(proto, reused)
     start = time.monotonic()
     slots = max(1, proto.workers)
     with _executor(proto, initargs) as pool:
@@ -87,7 +98,7 @@ def run_tasks(raw: str, labels: str, out_dir: Path, proto: Protocol, dataset: st
                 log(f"[{time.monotonic() - start:7.0f}s] seed {seed} {name}: {_describe(res)}")
                 if res["kind"] == "initial":
                     results["initial"][seed] = res
-                    ready += _strategy_tasks(proto, seed, res["iou"])
+                    ready += _strategy_tasks(proto, seed, res["iou"], reused)
                 else:
                     results[res["kind"]].append(res)
     results["wall_s"] = time.monotonic() - start

@@ -206,6 +206,21 @@ def test_balanced_on_a_dense_structure_splits_at_the_median_and_fills_short_stra
     assert len(set(picks)) == 6 and {0, 1} <= set(picks)
 
 
+def test_balanced_bald_asks_where_the_weights_disagree_inside_each_half():
+    n = 40
+    rng = np.random.default_rng(2)
+    fg = np.where(np.arange(n) < 20, 0.3, 0.0)              # 20 patches show structure, 20 do not
+    lc = np.where(np.arange(n) % 10 < 5, 0.6, 0.1)          # rims: 0-4 and 20-24 look ambiguous ...
+    bald = np.where(np.arange(n) % 10 >= 5, 0.5, 0.01)      # ... the weights disagree on 5-9 and 25-29 etc.
+    s = make_scores(n, emb=rng.standard_normal((n, 4)), least_confidence=lc, fg_fraction=fg, bald=bald)
+    picks, scores = select("balanced_bald", s, 6)
+    assert sum(p < 20 for p in picks) == 3 and all(bald[p] == 0.5 for p in picks)
+    assert all(lc[p] == 0.6 for p in select("balanced", s, 6)[0])
+    assert scores == sorted(scores, reverse=True)
+    with pytest.raises(ValueError, match="needs BALD"):
+        select("balanced_bald", make_scores(n, fg_fraction=fg), 6)
+
+
 def test_default_strategy_is_registered_and_model_free_strategies_are_not_it():
     from ml.active.strategies import DEFAULT_STRATEGY
 

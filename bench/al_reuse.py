@@ -1,0 +1,99 @@
+"""What a finished ``bench.al`` run already measured, taken instead of trained again (``--reuse RUN``).
+
+A new strategy compared on a run's seeds needs neither their initial models nor random's rounds
+again: the protocol is deterministic (v20 retrained v19's models to the same numbers), so
+retraining them spends two thirds of a run reproducing rows already on disk. Reused: each seed's
+initial model (the weights, to warm-start from, and its IoU), every (seed, strategy) whose rows
+the run wrote, the random forest's rows and the pre-trained body. Full supervision is never reused.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+
+from .al_protocol import Protocol
+from .saved_runs import model_file
+
+#: Protocol fields a reusing run may change: what it compares and how many processes it uses.
+FREE = frozenset({"strategies", "workers", "full_seeds"})
+
+
+@dataclass
+class Reused:
+    """Results of the earlier run, keyed as ``run_tasks`` keys its own."""
+
+    run: str
+    initial: dict[int, dict] = field(default_factory=dict)           # seed -> initial result
+    strategy: dict[tuple[int, str], dict] = field(default_factory=dict)  # (seed, strategy) -> strategy result
+    rf: dict[int, dict] = field(default_factory=dict)                # seed -> RF result
+
+
+def protocol_mismatch(old: dict, proto: Protocol) -> list[str]:
+    """The fields (beyond ``FREE``) on which ``proto`` differs from a run's recorded protocol.
+
+    A field the old run did not record was added later, with a default that keeps the old
+    behaviour; it matches when ``proto`` keeps that default.
+    """
+    new = proto.to_dict()
+    out = []
+    for f in fields(Protocol):
+        if f.name in FREE:
+            continue
+        default = f.default if f.default is not MISSING else None
+        was = old.get(f.name, default)
+        now = new[f.name]
+        if (list(was) if isinstance(was, (list, tuple)) else was) != (list(now) if isinstance(now, tuple) else now):
+            out.append(f"{f.name} {was!r} there, {now!r} here")
+    return out
+
+
+def _rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        return [{k: (v if k == "strategy" else int(v) if k in ("seed", "round", "n_labeled") else float(v))
+                 for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def load(run: Path, proto: Protocol, workdir: Path) -> Reused:
+    """Read ``run`` (a ``bench.al --out`` folder) and copy its weights into ``workdir``.
+
+    Raises ``ValueError`` with the reason when the folder is not a finished run of this protocol.
+    """
+    run = Path(run)
+    path = run / "summary.json"
+    if not path.is_file():
+        raise ValueError(f"--reuse {run}: no summary.json there (a finished bench.al --out folder)")
+    summary = json.loads(path.read_text())
+    diff = protocol_mismatch(summary.get("protocol", {}), proto)
+    if diff:
+        raise ValueError(f"--reuse {run} ran another protocol: {'; '.join(diff)}")
+    reused = Reused(str(run))
+    workdir.mkdir(parents=True, exist_ok=True)
+    for weights in list((run / "work").glob("pretrained_*")):
+        if not (workdir / weights.name).exists():
+            shutil.copy2(weights, workdir / weights.name)
+    for key, iou in summary.get("initial_iou", {}).items():
+        seed = int(key)
+        saved = model_file(run / "work", seed)
+        if seed in proto.seed_range and saved.is_file():
+            shutil.copy2(saved, model_file(workdir, seed))
+            reused.initial[seed] = {"kind": "initial", "seed": seed, "iou": float(iou), "reused": True}
+    details = _rows(run / "details.csv")
+    by_run: dict[tuple[int, str], list[dict]] = {}
+    for row in _rows(run / "curves.csv"):
+        by_run.setdefault((row["seed"], row["strategy"]), []).append(row)
+    for (seed, name), rows in by_run.items():
+        if seed not in reused.initial:
+            continue
+        rows = sorted(rows, key=lambda r: r["round"])
+        if name == "rf_baseline":
+            reused.rf[seed] = {"kind": "rf", "seed": seed, "rows": rows}
+        elif name in proto.strategies and len(rows) == proto.rounds + 1:
+            mine = [d for d in details if d["seed"] == seed and d["strategy"] == name]
+            reused.strategy[(seed, name)] = {"kind": "strategy", "seed": seed, "strategy": name, "rows": rows,
+                                             "details": mine}
+    return reused

@@ -1,0 +1,68 @@
+"""``bench.al --reuse``: an earlier run's initial models and strategy rows taken, not trained again."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tifffile
+
+from bench.al_protocol import TINY, with_overrides
+from bench.al_reuse import protocol_mismatch
+from ml.synthetic import make_em_volume
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _al(tmp_path: Path, out: str, *extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "bench.al", "--raw", str(tmp_path / "raw.tif"), "--labels",
+                           str(tmp_path / "mask.tif"), "--out", str(tmp_path / out), "--tiny", "--device", "cpu",
+                           "--full-seeds", "0", *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
+
+
+def _rows(run: Path) -> list[dict]:
+    return list(csv.DictReader((run / "curves.csv").open()))
+
+
+def test_a_reusing_run_trains_only_the_new_strategy_and_keeps_the_old_rows(tmp_path):
+    raw, mask = make_em_volume((5, 128, 128), seed=2)
+    tifffile.imwrite(tmp_path / "raw.tif", raw, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "mask.tif", mask * 255, photometric="minisblack")
+    first = _al(tmp_path, "a", "--strategies", "random")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "initial model IoU" in first.stdout
+    second = _al(tmp_path, "b", "--strategies", "least_confidence", "--reuse", str(tmp_path / "a"))
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "reused from" in second.stdout
+    assert "initial model IoU" not in second.stdout and "RF IoU" not in second.stdout   # nothing retrained
+    assert "seed 0 least_confidence" in second.stdout and "seed 0 random" not in second.stdout
+    a, b = _rows(tmp_path / "a"), _rows(tmp_path / "b")
+    assert [r for r in b if r["strategy"] != "least_confidence"] == a       # random and RF rows, as written
+    assert len([r for r in b if r["strategy"] == "least_confidence"]) == TINY.rounds + 1
+    assert ((tmp_path / "b/work/initial_seed0.pt").read_bytes() == (tmp_path / "a/work/initial_seed0.pt").read_bytes())
+    summary = json.loads((tmp_path / "b/summary.json").read_text())
+    assert summary["reused_from"] == str(tmp_path / "a")
+    old = json.loads((tmp_path / "a/summary.json").read_text())
+    new_random, old_random = summary["strategies"]["random"], old["strategies"]["random"]
+    assert {k: new_random[k] for k in ("final_iou", "iou_at_mid", "mean_curve", "mito_patch_share")} == \
+        {k: old_random[k] for k in ("final_iou", "iou_at_mid", "mean_curve", "mito_patch_share")}
+    assert new_random["final_miou_2class"] == pytest.approx(old_random["final_miou_2class"], abs=1e-5)  # csv: 5 places
+    assert summary["initial_iou"] == old["initial_iou"] and summary["strategies"]["least_confidence"]["final_iou"] is not None
+    other = _al(tmp_path, "c", "--strategies", "least_confidence", "--reuse", str(tmp_path / "a"), "--m", "4")
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert "another protocol" in other.stderr and "m 3 there, 4 here" in other.stderr
+    missing = _al(tmp_path, "d", "--reuse", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "no summary.json" in missing.stderr
+
+
+def test_a_field_added_since_an_old_run_matches_only_at_its_default():
+    old = TINY.to_dict()
+    del old["zoom"]                                     # a run recorded before the zoom setting existed
+    assert protocol_mismatch(old, TINY) == []
+    assert protocol_mismatch(old, with_overrides(TINY, zoom=0.25)) == ["zoom 0.0 there, 0.25 here"]
+    assert protocol_mismatch(old, with_overrides(TINY, strategies=("random", "balanced"), workers=1)) == []
