@@ -31,8 +31,8 @@ class Reused:
     rf: dict[int, dict] = field(default_factory=dict)                # seed -> RF result
 
 
-def protocol_mismatch(old: dict, proto: Protocol) -> list[str]:
-    """The fields (beyond ``FREE``) on which ``proto`` differs from a run's recorded protocol.
+def protocol_mismatch(old: dict, proto: Protocol, free: frozenset[str] = FREE) -> list[str]:
+    """The fields (beyond ``free``) on which ``proto`` differs from a run's recorded protocol.
 
     A field the old run did not record was added later, with a default that keeps the old
     behaviour; it matches when ``proto`` keeps that default.
@@ -40,7 +40,7 @@ def protocol_mismatch(old: dict, proto: Protocol) -> list[str]:
     new = proto.to_dict()
     out = []
     for f in fields(Protocol):
-        if f.name in FREE:
+        if f.name in free:
             continue
         default = f.default if f.default is not MISSING else None
         was = old.get(f.name, default)
@@ -58,29 +58,23 @@ def _rows(path: Path) -> list[dict]:
                  for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
-def load(run: Path, proto: Protocol, workdir: Path) -> Reused:
-    """Read ``run`` (a ``bench.al --out`` folder) and copy its weights into ``workdir``.
-
-    Raises ``ValueError`` with the reason when the folder is not a finished run of this protocol.
-    """
-    run = Path(run)
-    path = run / "summary.json"
+def read_summary(run: Path) -> dict:
+    """A finished run's summary.json (``ValueError`` naming the folder when it is not one)."""
+    path = Path(run) / "summary.json"
     if not path.is_file():
-        raise ValueError(f"--reuse {run}: no summary.json there (a finished bench.al --out folder)")
-    summary = json.loads(path.read_text())
-    diff = protocol_mismatch(summary.get("protocol", {}), proto)
-    if diff:
-        raise ValueError(f"--reuse {run} ran another protocol: {'; '.join(diff)}")
+        raise ValueError(f"{run}: no summary.json there (a finished bench.al --out folder)")
+    return json.loads(path.read_text())
+
+
+def read(run: Path, seeds, strategies, rounds: int) -> Reused:
+    """The results ``run`` wrote for ``seeds``: initial IoUs (where the model file is kept), the
+    complete runs of ``strategies`` and the RF rows, as ``run_tasks`` returns them."""
+    run = Path(run)
+    summary = read_summary(run)
     reused = Reused(str(run))
-    workdir.mkdir(parents=True, exist_ok=True)
-    for weights in list((run / "work").glob("pretrained_*")):
-        if not (workdir / weights.name).exists():
-            shutil.copy2(weights, workdir / weights.name)
     for key, iou in summary.get("initial_iou", {}).items():
         seed = int(key)
-        saved = model_file(run / "work", seed)
-        if seed in proto.seed_range and saved.is_file():
-            shutil.copy2(saved, model_file(workdir, seed))
+        if seed in seeds and model_file(run / "work", seed).is_file():
             reused.initial[seed] = {"kind": "initial", "seed": seed, "iou": float(iou), "reused": True}
     details = _rows(run / "details.csv")
     by_run: dict[tuple[int, str], list[dict]] = {}
@@ -92,8 +86,27 @@ def load(run: Path, proto: Protocol, workdir: Path) -> Reused:
         rows = sorted(rows, key=lambda r: r["round"])
         if name == "rf_baseline":
             reused.rf[seed] = {"kind": "rf", "seed": seed, "rows": rows}
-        elif name in proto.strategies and len(rows) == proto.rounds + 1:
+        elif name in strategies and len(rows) == rounds + 1:
             mine = [d for d in details if d["seed"] == seed and d["strategy"] == name]
             reused.strategy[(seed, name)] = {"kind": "strategy", "seed": seed, "strategy": name, "rows": rows,
                                              "details": mine}
+    return reused
+
+
+def load(run: Path, proto: Protocol, workdir: Path) -> Reused:
+    """What ``run`` (a ``bench.al --out`` folder) measured for ``proto``, its weights copied into ``workdir``.
+
+    Raises ``ValueError`` with the reason when the folder is not a finished run of this protocol.
+    """
+    run = Path(run)
+    diff = protocol_mismatch(read_summary(run).get("protocol", {}), proto)
+    if diff:
+        raise ValueError(f"--reuse {run} ran another protocol: {'; '.join(diff)}")
+    reused = read(run, proto.seed_range, proto.strategies, proto.rounds)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for weights in list((run / "work").glob("pretrained_*")):
+        if not (workdir / weights.name).exists():
+            shutil.copy2(weights, workdir / weights.name)
+    for seed in reused.initial:
+        shutil.copy2(model_file(run / "work", seed), model_file(workdir, seed))
     return reused

@@ -1,4 +1,4 @@
-"""``bench.al --reuse``: an earlier run's initial models and strategy rows taken, not trained again."""
+"""``bench.al --reuse`` (an earlier run's initial models and rows taken, not trained again) and ``bench.al_pool``."""
 from __future__ import annotations
 
 import csv
@@ -29,13 +29,21 @@ def _rows(run: Path) -> list[dict]:
     return list(csv.DictReader((run / "curves.csv").open()))
 
 
-def test_a_reusing_run_trains_only_the_new_strategy_and_keeps_the_old_rows(tmp_path):
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory) -> Path:
+    """A tiny volume and one finished run of random on seed 0 (``a``)."""
+    tmp_path = tmp_path_factory.mktemp("al")
     raw, mask = make_em_volume((5, 128, 128), seed=2)
     tifffile.imwrite(tmp_path / "raw.tif", raw, photometric="minisblack")
     tifffile.imwrite(tmp_path / "mask.tif", mask * 255, photometric="minisblack")
     first = _al(tmp_path, "a", "--strategies", "random")
     assert first.returncode == 0, first.stderr[-2000:]
     assert "initial model IoU" in first.stdout
+    return tmp_path
+
+
+def test_a_reusing_run_trains_only_the_new_strategy_and_keeps_the_old_rows(first_run):
+    tmp_path = first_run
     second = _al(tmp_path, "b", "--strategies", "least_confidence", "--reuse", str(tmp_path / "a"))
     assert second.returncode == 0, second.stderr[-2000:]
     assert "reused from" in second.stdout
@@ -66,3 +74,25 @@ def test_a_field_added_since_an_old_run_matches_only_at_its_default():
     assert protocol_mismatch(old, TINY) == []
     assert protocol_mismatch(old, with_overrides(TINY, zoom=0.25)) == ["zoom 0.0 there, 0.25 here"]
     assert protocol_mismatch(old, with_overrides(TINY, strategies=("random", "balanced"), workers=1)) == []
+
+
+def test_pooled_runs_give_one_table_over_their_seeds_and_refuse_repeats(first_run):
+    from bench.al_pool import main, pool
+
+    tmp_path = first_run
+    more = _al(tmp_path, "e", "--strategies", "random", "--first-seed", "1")
+    assert more.returncode == 0, more.stderr[-2000:]
+    results, proto = pool([tmp_path / "a", tmp_path / "e"])
+    assert sorted(results["initial"]) == [0, 1] and proto.seed_range == range(0, 2)
+    assert sorted(r["seed"] for r in results["strategy"]) == [0, 1] and proto.strategies == ("random",)
+    out = tmp_path / "pooled.json"
+    assert main([str(tmp_path / "a"), str(tmp_path / "e"), "--out", str(out)]) == 0
+    pooled = json.loads(out.read_text())
+    runs = [json.loads((tmp_path / r / "summary.json").read_text()) for r in ("a", "e")]
+    assert pooled["initial_iou"] == {**runs[0]["initial_iou"], **runs[1]["initial_iou"]}
+    final = pooled["strategies"]["random"]["final_iou"]
+    assert final == pytest.approx(sum(r["strategies"]["random"]["final_iou"] for r in runs) / 2, abs=1e-5)
+    with pytest.raises(ValueError, match="repeats seeds"):
+        pool([tmp_path / "a", tmp_path / "a"])
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "a"), str(tmp_path / "nowhere")])
