@@ -221,6 +221,24 @@ def test_balanced_bald_asks_where_the_weights_disagree_inside_each_half():
         select("balanced_bald", make_scores(n, fg_fraction=fg), 6)
 
 
+def test_weighted_balanced_follows_the_doubt_but_keeps_a_quarter_for_each_stratum():
+    n = 60
+    rng = np.random.default_rng(3)
+    fg = np.where(np.arange(n) < 30, 0.3, 0.0)              # 30 patches show structure, 30 do not
+    emb = rng.standard_normal((n, 4))
+    doubt_in_fg = np.where(np.arange(n) < 30, 0.6, 0.1) + rng.random(n) * 0.01   # every top-8 patch has structure
+    picks, scores = select("weighted_balanced", make_scores(n, emb=emb, least_confidence=doubt_in_fg,
+                                                            fg_fraction=fg), 8)
+    assert sum(p < 30 for p in picks) == 6 and len(set(picks)) == 8     # 75 %, not 100 % (LC) nor 50 % (balanced)
+    assert scores == sorted(scores, reverse=True)
+    mixed = np.where(np.arange(n) % 2 == 0, 0.6, 0.1) + rng.random(n) * 0.01   # the top 8 split 5 : 3
+    mixed[[0, 2, 4, 6, 8, 31, 33, 35]] += 1.0
+    picks, _ = select("weighted_balanced", make_scores(n, emb=emb, least_confidence=mixed, fg_fraction=fg), 8)
+    assert sum(p < 30 for p in picks) == 5
+    assert sum(p < 30 for p in select("balanced", make_scores(n, emb=emb, least_confidence=mixed,
+                                                                 fg_fraction=fg), 8)[0]) == 4
+
+
 def test_default_strategy_is_registered_and_model_free_strategies_are_not_it():
     from ml.active.strategies import DEFAULT_STRATEGY
 
