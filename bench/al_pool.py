@@ -63,7 +63,8 @@ def paired_text(gains: dict[str, float]) -> str:
     g = np.array(list(gains.values()), dtype=float)
     if g.size < 2:
         return "n/a"
-    return f"{100 * g.mean():+.1f} % (se {100 * g.std(ddof=1) / np.sqrt(g.size):.1f}, {int((g > 0).sum())} of {g.size} up)"
+    se = 100 * g.std(ddof=1) / np.sqrt(g.size)
+    return f"{100 * g.mean():+.1f} % (se {se:.1f}, {int((g > 0).sum())} of {g.size} up)"
 
 
 def main(argv: list[str] | None = None) -> int:

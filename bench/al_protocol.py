@@ -67,7 +67,7 @@ class Protocol:
     rf_trees: int = 50
     rf_max_pixels: int = 60_000   # labeled pixels sampled to fit the forest
     rf_every: int = 2             # RF evaluated every this many rounds (plus mid and final)
-    strategies: tuple[str, ...] = ("random", "least_confidence", "balanced")
+    strategies: tuple[str, ...] = ("random", "least_confidence", "weighted_balanced")  # the app's default last
     seeds: int = 3
     first_seed: int = 0           # seeds first_seed .. first_seed + seeds - 1 (fresh seeds check a choice made on 0-2)
     workers: int = 2
@@ -133,7 +133,8 @@ QUICK = Protocol(name="quick")
 FULL = Protocol(name="full", pool_stride=64, pool_size=2000, m=20, k=20, rounds=25, init_steps=2000,
                 round_steps=200, base=16, eval_slices=0, full_seeds=3, rf_every=5,
                 strategies=("random", "entropy", "least_confidence", "bald", "bald_diverse", "hybrid",
-                            "coreset", "balanced"), pretrain_steps=5000, seeds=3, workers=1, rf_max_pixels=200_000, rf_trees=100)
+                            "coreset", "balanced", "weighted_balanced"),
+                pretrain_steps=5000, seeds=3, workers=1, rf_max_pixels=200_000, rf_trees=100)
 #: Seconds on CPU: the whole pipeline on a tiny synthetic volume, for tests.
 TINY = Protocol(name="tiny", patch=32, pool_stride=32, pool_size=24, m=3, k=2, rounds=2, val_patches=2,
                 init_steps=4, round_steps=2, batch=2, crop=32, base=4, depth=2, mc_passes=2, eval_slices=2,
