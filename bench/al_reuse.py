@@ -75,7 +75,7 @@ def read(run: Path, seeds, strategies, rounds: int) -> Reused:
     for key, iou in summary.get("initial_iou", {}).items():
         seed = int(key)
         if seed in seeds and model_file(run / "work", seed).is_file():
-            reused.initial[seed] = {"kind": "initial", "seed": seed, "iou": float(iou), "reused": True}
+            reused.initial[seed] = {"kind": "initial", "seed": seed, "iou": float(iou)}
     details = _rows(run / "details.csv")
     by_run: dict[tuple[int, str], list[dict]] = {}
     for row in _rows(run / "curves.csv"):

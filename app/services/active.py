@@ -38,9 +38,14 @@ MAX_K = 64
 MAX_LABELED_REFERENCE = 256     # labeled patches whose features coreset and typiclust steer away from
 
 
+def strategy_label(name: str) -> str:
+    """A strategy as the page names it (the dropdown and the notes say the same words)."""
+    return name.replace("_", " ")
+
+
 def strategy_options() -> list[dict]:
     """Dropdown options: every ``ml.active.strategies`` name with its one-line description."""
-    return [{"value": name, "label": name.replace("_", " "), "description": text, "default": name == DEFAULT_STRATEGY}
+    return [{"value": name, "label": strategy_label(name), "description": text, "default": name == DEFAULT_STRATEGY}
             for name, text in describe()]
 
 
@@ -153,7 +158,7 @@ def _model_and_strategy(config: Any, project_id: int, volume_id: int, strategy: 
         else f"the network {origin}"
     if strategy in MODEL_FREE:
         return model, None, strategy, f"No trained model yet: patch features come from {features}."
-    note = (f"No trained model yet, and “{strategy}” needs one: these are representative patches instead "
+    note = (f"No trained model yet, and “{strategy_label(strategy)}” needs one: these are representative patches instead "
             f"({NO_MODEL_FALLBACK} on the features of {features}). Label them, train, then ask again.")
     return model, None, NO_MODEL_FALLBACK, note
 
