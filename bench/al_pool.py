@@ -11,30 +11,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
 from .al_protocol import Protocol, with_overrides
 from .al_report import markdown, summarize
-from .al_reuse import FREE, protocol_mismatch, read, read_summary
+from .al_reuse import FREE, protocol_mismatch, read
+from .saved_runs import read_summary, run_protocol
 
 #: What pooled runs may differ in, beyond what a reusing run may.
 POOLED_FREE = FREE | {"seeds", "first_seed"}
 
 
-def protocol_of(summary: dict) -> Protocol:
-    """The Protocol a run recorded (fields added since it ran keep their defaults)."""
-    known = {f.name for f in fields(Protocol)}
-    rec = {k: (tuple(v) if isinstance(v, list) else v) for k, v in summary["protocol"].items() if k in known}
-    return Protocol(**rec)
-
-
 def pool(runs: list[Path], strategies: tuple[str, ...] | None = None) -> tuple[dict, Protocol]:
     """Results of every run merged, and the protocol they share (``ValueError`` when they do not)."""
-    summaries = [read_summary(r) for r in runs]
-    first = protocol_of(summaries[0])
+    summaries = [read_summary(r, "al") for r in runs]
+    first = run_protocol(summaries[0])
     held = [set(s["protocol"]["strategies"]) for s in summaries]
     names = strategies or tuple(n for n in first.strategies if all(n in h for h in held))
     results: dict = {"initial": {}, "strategy": [], "full": [], "rf": [], "wall_s": 0.0}
@@ -42,7 +35,7 @@ def pool(runs: list[Path], strategies: tuple[str, ...] | None = None) -> tuple[d
         diff = protocol_mismatch(summary["protocol"], first, POOLED_FREE)
         if diff:
             raise ValueError(f"{run} ran another protocol than {runs[0]}: {'; '.join(diff)}")
-        proto = protocol_of(summary)
+        proto = run_protocol(summary)
         got = read(run, proto.seed_range, names, proto.rounds)
         clash = set(got.initial) & set(results["initial"])
         if clash:

@@ -9,13 +9,12 @@ the run wrote, the random forest's rows and the pre-trained body. Full supervisi
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from .al_protocol import Protocol
-from .saved_runs import model_file
+from .saved_runs import model_file, read_summary
 
 #: Protocol fields a reusing run may change: what it compares and how many processes it uses.
 FREE = frozenset({"strategies", "workers", "full_seeds"})
@@ -58,19 +57,11 @@ def _rows(path: Path) -> list[dict]:
                  for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
-def read_summary(run: Path) -> dict:
-    """A finished run's summary.json (``ValueError`` naming the folder when it is not one)."""
-    path = Path(run) / "summary.json"
-    if not path.is_file():
-        raise ValueError(f"{run}: no summary.json there (a finished bench.al --out folder)")
-    return json.loads(path.read_text())
-
-
 def read(run: Path, seeds, strategies, rounds: int) -> Reused:
     """The results ``run`` wrote for ``seeds``: initial IoUs (where the model file is kept), the
     complete runs of ``strategies`` and the RF rows, as ``run_tasks`` returns them."""
     run = Path(run)
-    summary = read_summary(run)
+    summary = read_summary(run, "al")
     reused = Reused(str(run))
     for key, iou in summary.get("initial_iou", {}).items():
         seed = int(key)
@@ -99,7 +90,7 @@ def load(run: Path, proto: Protocol, workdir: Path) -> Reused:
     Raises ``ValueError`` with the reason when the folder is not a finished run of this protocol.
     """
     run = Path(run)
-    diff = protocol_mismatch(read_summary(run).get("protocol", {}), proto)
+    diff = protocol_mismatch(read_summary(run, "al").get("protocol", {}), proto)
     if diff:
         raise ValueError(f"--reuse {run} ran another protocol: {'; '.join(diff)}")
     reused = read(run, proto.seed_range, proto.strategies, proto.rounds)

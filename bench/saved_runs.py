@@ -1,13 +1,14 @@
-"""The first models a ``bench.initial_steps`` run saved, read back to be scored again without training.
+"""Benchmark run folders read back: their summary, the protocol they ran, the first models they saved.
 
-One place knows a run folder's layout (``summary.json``, ``steps<N>/initial_seed<S>.pt``) and the
-protocol it was scored with, so ``bench.slice_spread`` and ``bench.ensemble`` score what the run
-trained, as the run scored it.
+One place knows a run folder's layout (``summary.json``, ``steps<N>/initial_seed<S>.pt`` of a
+``bench.initial_steps`` run, ``work/initial_seed<S>.pt`` of a ``bench.al`` one) and the protocol it
+was scored with, so ``bench.slice_spread`` and ``bench.ensemble`` score what a run trained, as the
+run scored it, and ``bench.al_reuse`` and ``bench.al_pool`` take what a ``bench.al`` run measured.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,15 +34,29 @@ def model_file(folder: Path, seed: int) -> Path:
     return Path(folder) / f"initial_seed{seed}.pt"
 
 
-def read_summary(run: Path) -> dict:
+#: what writes a run folder of each kind (the message when ``summary.json`` is not there)
+RUN_KINDS = {"initial_steps": "a bench.initial_steps --out folder", "al": "a finished bench.al --out folder"}
+
+
+def read_summary(run: Path, kind: str = "initial_steps") -> dict:
+    """A run folder's summary.json (``RunError`` naming the file and the tool that writes it)."""
     path = Path(run) / "summary.json"
     if not path.is_file():
-        raise RunError(f"{path} is missing: a run is a bench.initial_steps --out folder")
+        raise RunError(f"{path} is missing: a run is {RUN_KINDS[kind]}")
     return json.loads(path.read_text())
 
 
 def run_protocol(summary: dict, tiny: bool = False) -> Protocol:
-    """The protocol the run scored with: the dev split's rows of every slice, or the test half's eval slices."""
+    """The protocol the run scored with.
+
+    A ``bench.al`` summary records its whole Protocol (fields added since it ran keep their defaults);
+    a ``bench.initial_steps`` one its base and split, on the quick (or ``tiny``) preset: the dev
+    split's rows of every slice, or the test half's eval slices.
+    """
+    if "protocol" in summary:
+        known = {f.name for f in fields(Protocol)}
+        return Protocol(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in summary["protocol"].items()
+                           if k in known})
     proto = replace(PRESETS["tiny" if tiny else "quick"], base=summary["base"])
     if summary["split"] == "dev":
         share = summary.get("dev_train_share") or Protocol.dev_train_share     # older summaries: the default split

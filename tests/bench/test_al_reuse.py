@@ -66,7 +66,7 @@ def test_a_reusing_run_trains_only_the_new_strategy_and_keeps_the_old_rows(first
     assert other.returncode == 2 and "Traceback" not in other.stderr
     assert "another protocol" in other.stderr and "m 3 there, 4 here" in other.stderr
     missing = _al(tmp_path, "d", "--reuse", str(tmp_path / "nowhere"))
-    assert missing.returncode == 2 and "no summary.json" in missing.stderr
+    assert missing.returncode == 2 and "summary.json is missing" in missing.stderr
 
 
 def test_a_field_added_since_an_old_run_matches_only_at_its_default():
