@@ -22,6 +22,7 @@ from ml.active import STRATEGIES
 
 from ml.active.strategies import MODEL_FREE
 
+from .al_pretrain import PRETEXTS
 from .al_protocol import FULL, PRESETS, Protocol, with_overrides
 
 
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain", choices=("none", "heldout", "transductive"),
                    help="self-supervised pre-training before any labels (default: the protocol's, heldout)")
     p.add_argument("--unlabeled", help="an unlabeled volume of the same tissue to pre-train on (VNC stack 2)")
+    p.add_argument("--pretext", choices=sorted(PRETEXTS),
+                   help="the pre-training's task (default: the protocol's, inpaint: ml.pretrain's own)")
     p.add_argument("--score-context", action="store_true", default=None,
                    help="score candidates with real image around them (as the segmentation sees them)")
     p.add_argument("--self-train", action="store_true", default=None,
@@ -82,7 +85,7 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
     proto = with_overrides(base, seeds=args.seeds, workers=args.workers, m=args.m, k=args.k, rounds=args.rounds,
                            pool_size=args.pool_size, init_steps=args.init_steps, round_steps=args.round_steps,
                            eval_slices=args.eval_slices, base=args.base, full_seeds=args.full_seeds,
-                           pretrain=args.pretrain, pretrain_steps=args.pretrain_steps,
+                           pretrain=args.pretrain, pretrain_steps=args.pretrain_steps, pretext=args.pretext,
                            score_context=args.score_context, initial=args.initial,
                            self_train=args.self_train, self_train_fg=args.self_train_fg,
                            first_seed=args.first_seed, init_anchor=args.init_anchor,

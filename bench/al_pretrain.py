@@ -21,6 +21,15 @@ from .al_protocol import BenchData, Protocol
 
 MODES = ("none", "heldout", "transductive")
 
+#: pretext tasks (``Protocol.pretext``) as PretrainConfig changes: ``inpaint`` is ml.pretrain's own (masked blocks
+#: filled in, the visible pixels denoised); ``denoise`` drops the blocks (1 % kept, as a ratio of 0 is refused)
+#: and learns only to denoise; ``inpaint60`` masks 60 % of the blocks (masked-autoencoder-like ratios)
+PRETEXTS: dict[str, dict] = {
+    "inpaint": {},
+    "denoise": {"mask_ratio": 0.01, "masked_weight": 0.0},
+    "inpaint60": {"mask_ratio": 0.6},
+}
+
 
 def sources(data: BenchData, mode: str, unlabeled_volume=None) -> list[Source]:
     """What ``mode`` may see: the test half never under ``heldout``."""
@@ -40,6 +49,8 @@ def prepare(data: BenchData, proto: Protocol, workdir: Path, unlabeled: str | No
     """Pre-trained weights for this protocol (path or None) and what it cost ``{mode, steps, seconds}``."""
     if proto.pretrain not in MODES:
         raise ValueError(f"pretrain mode must be one of {MODES}, got {proto.pretrain!r}")
+    if proto.pretext not in PRETEXTS:
+        raise ValueError(f"pretext must be one of {sorted(PRETEXTS)}, got {proto.pretext!r}")
     if proto.pretrain == "none":
         return None, {"mode": "none"}
     extra = None
@@ -48,11 +59,13 @@ def prepare(data: BenchData, proto: Protocol, workdir: Path, unlabeled: str | No
 
         extra = open_volume(unlabeled)
     tag = f"{proto.pretrain}_{'plus-unlabeled' if extra is not None else 'only'}_b{proto.base}d{proto.depth}"
+    tag += "" if proto.pretext == "inpaint" else f"_{proto.pretext}"     # the default's file keeps its old name
     out = Path(workdir) / f"pretrained_{tag}_{proto.pretrain_steps}.pt"
     if out.is_file() and not partial_path(out).exists():
         info = read_info(out)
         log(f"pre-trained weights reused: {out} ({info['steps_done']} steps)")
-        return str(out), {"mode": proto.pretrain, "steps": info["steps_done"], "seconds": 0.0, "cached": True}
+        return str(out), {"mode": proto.pretrain, "pretext": proto.pretext, "steps": info["steps_done"],
+                          "seconds": 0.0, "cached": True}
     previous = torch.get_num_threads()
     torch.set_num_threads(max(1, int(threads)))
     start = time.monotonic()
@@ -61,11 +74,13 @@ def prepare(data: BenchData, proto: Protocol, workdir: Path, unlabeled: str | No
             torch.manual_seed(0)
             model = UNet2D(base=proto.base, depth=proto.depth, dropout=proto.dropout)
         result = pretrain(model, sources(data, proto.pretrain, extra), out,
-                          PretrainConfig(steps=proto.pretrain_steps, crop=proto.crop, batch_size=proto.batch),
-                          device=device, meta={"benchmark": proto.name, "mode": proto.pretrain})
+                          PretrainConfig(steps=proto.pretrain_steps, crop=proto.crop, batch_size=proto.batch,
+                                         **PRETEXTS[proto.pretext]),
+                          device=device, meta={"benchmark": proto.name, "mode": proto.pretrain, "pretext": proto.pretext})
     finally:
         torch.set_num_threads(previous)
     seconds = time.monotonic() - start
     log(f"pre-trained ({proto.pretrain}) {result.steps} steps in {seconds:.0f} s, final loss "
         f"{result.history[-1]['loss']:.4f}")
-    return str(out), {"mode": proto.pretrain, "steps": result.steps, "seconds": round(seconds, 1), "cached": False}
+    return str(out), {"mode": proto.pretrain, "pretext": proto.pretext, "steps": result.steps,
+                      "seconds": round(seconds, 1), "cached": False}

@@ -61,6 +61,7 @@ class Protocol:
     full_patience: int = 2        # ... in this many chunks in a row
     pretrain: str = "heldout"     # none | heldout (stack 2 + pool half) | transductive (the whole volume)
     pretrain_steps: int = 1500    # self-supervised steps (ml.pretrain), run once, shared by every seed
+    pretext: str = "inpaint"      # its task (bench.al_pretrain.PRETEXTS): inpaint (ml.pretrain's), denoise, inpaint60
     full_seeds: int = 1           # seeds given a full-supervision reference (costly)
     dev: bool = False             # the dev split: the pool half alone, its last rows scored (test half unread)
     dev_train_share: float = 0.75  # of the pool half's rows, the share the dev split trains on (the rest is scored)

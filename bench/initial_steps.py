@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import al_tasks
+from . import al_pretrain, al_tasks
+from .al_pretrain import PRETEXTS
 from .al import check_inputs
 from .al_protocol import PRESETS, Protocol
 from .saved_runs import steps_dir
@@ -38,6 +39,18 @@ def _initial(steps: int, seed: int, workdir: str) -> dict:
     al_tasks._STATE.update(proto=replace(al_tasks._STATE["proto"], init_steps=steps), workdir=Path(workdir))
     Path(workdir).mkdir(parents=True, exist_ok=True)
     return {"steps": steps, **al_tasks.initial_task(seed)}
+
+
+def heldout_body(raw: str, labels: str, proto: Protocol, out: Path, unlabeled: str) -> str:
+    """The body ``bench.al`` pre-trains (``heldout``: the unlabeled volume and the protocol's pool half),
+    with ``proto.pretext``; on the dev split too, so a pretext is compared on the body the protocol uses."""
+    from .al_protocol import load_data
+
+    whole = replace(proto, dev=False)
+    weights, pre = al_pretrain.prepare(load_data(raw, labels, whole), whole, out / "work", unlabeled,
+                                       log=lambda s: print(s, flush=True))
+    (out / "work" / "pretrain.json").write_text(json.dumps(pre, indent=1))
+    return weights
 
 
 def run(raw: str, labels: str, proto: Protocol, steps: list[int], out: Path, weights: str | None,
@@ -74,7 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--raw", required=True)
     p.add_argument("--labels", required=True)
     p.add_argument("--out", default="bench_out/initial_steps")
-    p.add_argument("--weights", help="pre-trained body (ml.pretrain) of the same base and depth; none: from scratch")
+    p.add_argument("--weights", help="pre-trained body (ml.pretrain) of the same base and depth; none: --unlabeled's "
+                   "body, or from scratch")
+    p.add_argument("--unlabeled", help="with no --weights: pre-train the body as bench.al does (this unlabeled volume "
+                   "plus the protocol's pool half), cached in --out/work")
+    p.add_argument("--pretext", choices=sorted(PRETEXTS), default="inpaint",
+                   help="that pre-training's task (bench.al_pretrain.PRETEXTS)")
     p.add_argument("--steps", default="1000,2000", help="comma-separated initial-model step counts to compare")
     p.add_argument("--base", type=int, default=16)
     p.add_argument("--self-train", action="store_true")
@@ -102,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     proto = replace(PRESETS["tiny" if args.tiny else "quick"], base=args.base, self_train=args.self_train,
                     seeds=args.seeds, first_seed=args.first_seed, init_train_seed=args.train_seed)
-    proto = replace(proto, init_head_steps=args.head_steps, init_anchor=args.anchor,
+    proto = replace(proto, init_head_steps=args.head_steps, init_anchor=args.anchor, pretext=args.pretext,
                     **{k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("ema", args.ema), ("m", args.m),
                                          ("zoom", args.zoom)) if v is not None})
     if args.split == "dev":
@@ -115,15 +133,20 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"need at least one --steps value >= 1, --seeds >= 1 and 1 <= --m <= {proto.pool_size} (the candidates)")
     if args.weights and not Path(args.weights).is_file():
         p.error(f"--weights {args.weights} is not a file")
+    if args.weights and args.unlabeled:
+        p.error("give --weights (a body) or --unlabeled (pre-train one), not both")
     try:
         proto.check_init_recipe()
         check_inputs(args.raw, args.labels, proto)
     except (ValueError, OSError) as exc:
         p.exit(2, f"error: {' '.join(str(exc).split())}\n")
-    results = run(args.raw, args.labels, proto, steps, Path(args.out), args.weights, args.workers)
+    weights = args.weights or (heldout_body(args.raw, args.labels, proto, Path(args.out), args.unlabeled)
+                               if args.unlabeled else None)
+    results = run(args.raw, args.labels, proto, steps, Path(args.out), weights, args.workers)
     print(table(results, proto))
     summary = {"split": args.split, "dev_train_share": proto.dev_train_share if proto.dev else None,
-               "base": proto.base, "m": proto.m, "self_train": proto.self_train, "weights": args.weights,
+               "base": proto.base, "m": proto.m, "self_train": proto.self_train, "weights": weights,
+               "pretext": proto.pretext if weights and not args.weights else None,
                "train_seed": proto.init_train_seed, **proto.init_recipe(),
                "models": sorted(results, key=lambda r: (r["steps"], r["seed"]))}
     (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=1))

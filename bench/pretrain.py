@@ -2,9 +2,11 @@
 
 Dev split of stack 1's pool half only (never the test half): pre-train on the unlabeled
 stack 2 plus stack 1 rows y < 384, fine-tune on ``--patches`` random labeled 128 px patches
-of rows y < 384, score foreground IoU on rows 384..512 of every slice. Variants: from
-scratch, masked inpainting + denoising (``ml.pretrain`` defaults), and denoising only (no
-masked blocks). Prints a markdown table (pre-training seconds, IoU per seed, mean, sd).
+of rows y < 384, score foreground IoU on rows 384..512 of every slice, at base 8 without
+self-training (the recipe of v6). Variants: from scratch and the pretexts of
+``bench.al_pretrain.PRETEXTS``. Prints a markdown table (pre-training seconds, IoU per seed,
+mean, sd). The app's recipe (base 16, self-training, the pull) compares pretexts through
+``bench.initial_steps --unlabeled U --pretext P``.
 """
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ import argparse
 import multiprocessing as mp
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +23,9 @@ from ml.io.readers import open_volume
 from ml.model import UNet2D
 from ml.pretrain import PretrainConfig, Source, init_from_pretrained, pretrain
 
+from .al_pretrain import PRETEXTS
 from .norms import DEV_Y, _data
 
-VARIANTS = {
-    "inpaint": PretrainConfig(),
-    "denoise": PretrainConfig(mask_ratio=0.01, masked_weight=0.0),
-}
 
 
 def run_pretrain(raw: str, labels: str, unlabeled: str, variant: str, steps: int, out: Path) -> float:
@@ -37,7 +35,7 @@ def run_pretrain(raw: str, labels: str, unlabeled: str, variant: str, steps: int
     lo, hi = extra.percentiles()
     sources = [Source(image, 0.0, 1.0, (0, DEV_Y[0])), Source(extra, lo, hi)]
     t0 = time.monotonic()
-    pretrain(UNet2D(base=8, depth=4), sources, out, replace(VARIANTS[variant], steps=steps), resume=False)
+    pretrain(UNet2D(base=8, depth=4), sources, out, PretrainConfig(steps=steps, **PRETEXTS[variant]), resume=False)
     return time.monotonic() - t0
 
 
@@ -113,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", required=True)
     p.add_argument("--unlabeled", required=True, help="an unlabeled volume of the same tissue (VNC stack 2)")
     p.add_argument("--out", default="bench_out/pretrain")
-    p.add_argument("--variants", default="inpaint,denoise")
+    p.add_argument("--variants", default="inpaint,denoise", help=f"pretexts to compare, of {', '.join(PRETEXTS)}")
     p.add_argument("--pretrain-steps", type=int, default=1500)
     p.add_argument("--patches", type=int, default=20)
     p.add_argument("--steps", type=int, default=1000)
@@ -125,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.weights:
         return compare_settings(args)
+    unknown = sorted(set(args.variants.split(",")) - set(PRETEXTS))
+    if unknown:
+        p.error(f"--variants: unknown pretext {', '.join(unknown)} (known: {', '.join(PRETEXTS)})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     weights: dict[str, str | None] = {"scratch": None}

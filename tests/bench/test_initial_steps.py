@@ -77,7 +77,8 @@ def test_initial_steps_says_what_is_wrong_with_its_inputs(tmp_path):
                         (["--labels", raw, "--batch", "0"], "batch_size=0 is not allowed"),
                         (["--labels", raw, "--ema", "1"], "ema=1.0 is not allowed"),
                         (["--labels", raw, "--head-steps", "-5"], "head_steps=-5 is not allowed"),
-                        (["--labels", raw, "--m", "0"], "1 <= --m <=")):
+                        (["--labels", raw, "--m", "0"], "1 <= --m <="),
+                        (["--labels", raw, "--weights", raw, "--unlabeled", raw], "not both")):
         r = subprocess.run(base + extra, capture_output=True, text=True, env=env, timeout=120)
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
 
@@ -89,3 +90,33 @@ def test_dev_split_can_mirror_the_protocol_halves(tmp_path):
     assert max(p.y + TINY.patch for p in pool_grid(halves, TINY)) <= 64
     with pytest.raises(ValueError, match="too small"):
         load_data(raw, labels, replace(TINY, dev=True, dev_train_share=0.1))   # 12 rows cannot hold a patch
+
+
+def test_a_pretext_pretrains_its_own_body_the_default_keeps_the_old_file(tmp_path):
+    """``--unlabeled`` pre-trains bench.al's held-out body with ``--pretext``: the denoising body is trained
+    with its own settings under its own name, and the default (inpaint) body keeps the name earlier runs
+    cached theirs under, so their bodies are reused."""
+    from bench.al_pretrain import PRETEXTS
+    from ml.pretrain import read_info
+
+    raw, labels = _write(tmp_path)
+    unlabeled = tmp_path / "unlabeled.tif"
+    tifffile.imwrite(unlabeled, make_em_volume((3, 256, 256), seed=5)[0], photometric="minisblack")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    bodies = {}
+    for pretext in ("denoise", "inpaint"):
+        out = tmp_path / pretext
+        r = subprocess.run([sys.executable, "-m", "bench.initial_steps", "--raw", raw, "--labels", labels, "--out",
+                            str(out), "--tiny", "--steps", "4", "--seeds", "1", "--base", "4",
+                            "--unlabeled", str(unlabeled), "--pretext", pretext],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["pretext"] == pretext and Path(summary["weights"]).is_file()
+        bodies[pretext] = Path(summary["weights"])
+        settings = read_info(bodies[pretext])["pretrain"]
+        assert {k: settings[k] for k in PRETEXTS[pretext]} == PRETEXTS[pretext]
+        assert json.loads((out / "work" / "pretrain.json").read_text())["pretext"] == pretext
+    assert bodies["inpaint"].name == "pretrained_heldout_plus-unlabeled_b4d2_3.pt"
+    assert bodies["denoise"].name == "pretrained_heldout_plus-unlabeled_b4d2_denoise_3.pt"
+    assert read_info(bodies["denoise"])["pretrain"]["mask_ratio"] != read_info(bodies["inpaint"])["pretrain"]["mask_ratio"]
