@@ -7,7 +7,9 @@ one-channel reconstruction head, learns to restore the clean crop. To fill a mas
 it must use the surrounding membranes and organelles (the skip connections cannot copy
 what is not there), which is the context a segmentation needs; the intensity changes teach
 it to look past contrast. This is Models Genesis' recipe (Zhou et al. 2019) cut down to 2D
-EM; what else was tried, and what it gave, is in docs/BENCHMARKS.md.
+EM. Measured against the alternatives with the app's training (docs/BENCHMARKS.md, v23):
+denoising alone (the skips can copy) and 60 % masked blocks give worse first models
+(-0.032, -0.099 IoU), and no pre-training -0.052.
 
 The result is a file of body weights (everything but the segmentation head) that
 :func:`init_from_pretrained` loads into a new ``UNet2D`` of the same architecture.

@@ -97,7 +97,7 @@ def test_a_pretext_pretrains_its_own_body_the_default_keeps_the_old_file(tmp_pat
     with its own settings under its own name, and the default (inpaint) body keeps the name earlier runs
     cached theirs under, so their bodies are reused."""
     from bench.al_pretrain import PRETEXTS
-    from ml.pretrain import read_info
+    from ml.pretrain import PretrainConfig, read_info
 
     raw, labels = _write(tmp_path)
     unlabeled = tmp_path / "unlabeled.tif"
@@ -120,3 +120,5 @@ def test_a_pretext_pretrains_its_own_body_the_default_keeps_the_old_file(tmp_pat
     assert bodies["inpaint"].name == "pretrained_heldout_plus-unlabeled_b4d2_3.pt"
     assert bodies["denoise"].name == "pretrained_heldout_plus-unlabeled_b4d2_denoise_3.pt"
     assert read_info(bodies["denoise"])["pretrain"]["mask_ratio"] != read_info(bodies["inpaint"])["pretrain"]["mask_ratio"]
+    for changes in PRETEXTS.values():            # every pretext is a pre-training ml.pretrain accepts
+        assert PretrainConfig(**changes) != PretrainConfig() or not changes
