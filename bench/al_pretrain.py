@@ -76,7 +76,8 @@ def prepare(data: BenchData, proto: Protocol, workdir: Path, unlabeled: str | No
         result = pretrain(model, sources(data, proto.pretrain, extra), out,
                           PretrainConfig(steps=proto.pretrain_steps, crop=proto.crop, batch_size=proto.batch,
                                          **PRETEXTS[proto.pretext]),
-                          device=device, meta={"benchmark": proto.name, "mode": proto.pretrain, "pretext": proto.pretext})
+                          device=device,
+                          meta={"benchmark": proto.name, "mode": proto.pretrain, "pretext": proto.pretext})
     finally:
         torch.set_num_threads(previous)
     seconds = time.monotonic() - start

@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                    "body, or from scratch")
     p.add_argument("--unlabeled", help="with no --weights: pre-train the body as bench.al does (this unlabeled volume "
                    "plus the protocol's pool half), cached in --out/work")
-    p.add_argument("--pretext", choices=sorted(PRETEXTS), default="inpaint",
-                   help="that pre-training's task (bench.al_pretrain.PRETEXTS)")
+    p.add_argument("--pretext", choices=sorted(PRETEXTS),
+                   help="with --unlabeled: that pre-training's task (default: the protocol's, inpaint)")
     p.add_argument("--steps", default="1000,2000", help="comma-separated initial-model step counts to compare")
     p.add_argument("--base", type=int, default=16)
     p.add_argument("--self-train", action="store_true")
@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     proto = replace(PRESETS["tiny" if args.tiny else "quick"], base=args.base, self_train=args.self_train,
                     seeds=args.seeds, first_seed=args.first_seed, init_train_seed=args.train_seed)
-    proto = replace(proto, init_head_steps=args.head_steps, init_anchor=args.anchor, pretext=args.pretext,
+    proto = replace(proto, init_head_steps=args.head_steps, init_anchor=args.anchor,
+                    pretext=args.pretext or Protocol.pretext,
                     **{k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("ema", args.ema), ("m", args.m),
                                          ("zoom", args.zoom)) if v is not None})
     if args.split == "dev":
@@ -135,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--weights {args.weights} is not a file")
     if args.weights and args.unlabeled:
         p.error("give --weights (a body) or --unlabeled (pre-train one), not both")
+    if args.pretext and not args.unlabeled:
+        p.error("--pretext needs --unlabeled: it says how to pre-train the body, which --weights gives ready-made")
     try:
         proto.check_init_recipe()
         check_inputs(args.raw, args.labels, proto)

@@ -78,7 +78,8 @@ def test_initial_steps_says_what_is_wrong_with_its_inputs(tmp_path):
                         (["--labels", raw, "--ema", "1"], "ema=1.0 is not allowed"),
                         (["--labels", raw, "--head-steps", "-5"], "head_steps=-5 is not allowed"),
                         (["--labels", raw, "--m", "0"], "1 <= --m <="),
-                        (["--labels", raw, "--weights", raw, "--unlabeled", raw], "not both")):
+                        (["--labels", raw, "--weights", raw, "--unlabeled", raw], "not both"),
+                        (["--labels", raw, "--pretext", "denoise"], "--pretext needs --unlabeled")):
         r = subprocess.run(base + extra, capture_output=True, text=True, env=env, timeout=120)
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
 
@@ -119,6 +120,7 @@ def test_a_pretext_pretrains_its_own_body_the_default_keeps_the_old_file(tmp_pat
         assert json.loads((out / "work" / "pretrain.json").read_text())["pretext"] == pretext
     assert bodies["inpaint"].name == "pretrained_heldout_plus-unlabeled_b4d2_3.pt"
     assert bodies["denoise"].name == "pretrained_heldout_plus-unlabeled_b4d2_denoise_3.pt"
-    assert read_info(bodies["denoise"])["pretrain"]["mask_ratio"] != read_info(bodies["inpaint"])["pretrain"]["mask_ratio"]
+    ratios = {name: read_info(body)["pretrain"]["mask_ratio"] for name, body in bodies.items()}
+    assert ratios["denoise"] != ratios["inpaint"]
     for changes in PRETEXTS.values():            # every pretext is a pre-training ml.pretrain accepts
         assert PretrainConfig(**changes) != PretrainConfig() or not changes
