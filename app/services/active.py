@@ -158,8 +158,8 @@ def _model_and_strategy(config: Any, project_id: int, volume_id: int, strategy: 
         else f"the network {origin}"
     if strategy in MODEL_FREE:
         return model, None, strategy, f"No trained model yet: patch features come from {features}."
-    note = (f"No trained model yet, and “{strategy_label(strategy)}” needs one: these are representative patches instead "
-            f"({NO_MODEL_FALLBACK} on the features of {features}). Label them, train, then ask again.")
+    note = (f"No trained model yet, and “{strategy_label(strategy)}” needs one: these are representative patches "
+            f"instead ({NO_MODEL_FALLBACK} on the features of {features}). Label them, train, then ask again.")
     return model, None, NO_MODEL_FALLBACK, note
 
 
