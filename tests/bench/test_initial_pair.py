@@ -1,0 +1,53 @@
+"""``bench.initial_pair``: two first-model recipes compared seed by seed, only where the draws are the same."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.initial_pair import main, paired, read_side
+from bench.saved_runs import RunError
+
+
+def _summary(folder: Path, ious: dict[int, float], share: float = 0.5, draw_shift: float = 0.0) -> Path:
+    """A ``bench.initial_steps`` summary.json as the tool writes it (the fields initial_pair reads)."""
+    folder.mkdir(parents=True)
+    models = [{"steps": 1000, "kind": "initial", "seed": s, "iou": v, "miou": v, "patches": 20,
+               "fg_share": 0.35 + 0.05 * s + draw_shift, "fg_pixels": 0.02 * (s + 1), "seconds": 1.0}
+              for s, v in ious.items()]
+    (folder / "summary.json").write_text(json.dumps({"split": "dev", "dev_train_share": share, "base": 16, "m": 20,
+                                                     "self_train": True, "models": models}))
+    return folder
+
+
+def test_the_paired_difference_is_per_seed_across_results_split_by_seed(tmp_path, capsys):
+    base = _summary(tmp_path / "base", {0: 0.60, 1: 0.70, 2: 0.65})
+    arm_a = _summary(tmp_path / "arm_a", {0: 0.64, 1: 0.66})
+    arm_b = _summary(tmp_path / "arm_b", {2: 0.71})
+    result = paired(read_side(str(base))[1], read_side(f"{arm_a},{arm_b}")[1])
+    diffs = np.array([0.04, -0.04, 0.06])
+    assert result["seeds"] == [0, 1, 2] and result["up"] == 2
+    assert result["diff"] == pytest.approx(diffs.tolist())
+    assert result["diff_mean"] == pytest.approx(diffs.mean())
+    assert result["diff_se"] == pytest.approx(diffs.std(ddof=1) / np.sqrt(3))
+    assert result["arm_sd"] == pytest.approx(np.std([0.64, 0.66, 0.71]))
+    assert main([str(base), f"{arm_a},{arm_b}", "--name", "recipe"]) == 0
+    out = capsys.readouterr().out
+    assert "| recipe | 0.640 0.660 0.710 | 0.670 |" in out and f"**{diffs.mean():+.3f}**" in out
+
+
+def test_other_draws_or_another_scoring_are_refused_with_the_reason(tmp_path, capsys):
+    base = _summary(tmp_path / "base", {0: 0.60, 1: 0.70})
+    other_draws = _summary(tmp_path / "draws", {0: 0.61, 1: 0.69}, draw_shift=0.05)
+    other_rows = _summary(tmp_path / "rows", {0: 0.61, 1: 0.69}, share=0.75)
+    with pytest.raises(RunError, match="drew other patches"):
+        paired(read_side(str(base))[1], read_side(str(other_draws))[1])
+    for arm, reason in ((other_rows, "scored otherwise"), (tmp_path / "nothing", "summary.json is missing")):
+        with pytest.raises(SystemExit) as stop:
+            main([str(base), str(arm)])
+        assert stop.value.code == 2
+        assert reason in capsys.readouterr().err
+    with pytest.raises(RunError, match="seed 0 is in"):
+        read_side(f"{base},{base}")
