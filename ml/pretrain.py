@@ -7,9 +7,10 @@ one-channel reconstruction head, learns to restore the clean crop. To fill a mas
 it must use the surrounding membranes and organelles (the skip connections cannot copy
 what is not there), which is the context a segmentation needs; the intensity changes teach
 it to look past contrast. This is Models Genesis' recipe (Zhou et al. 2019) cut down to 2D
-EM. Measured against the alternatives with the app's training (docs/BENCHMARKS.md, v23):
-denoising alone (the skips can copy) and 60 % masked blocks give worse first models
-(-0.032, -0.099 IoU), and no pre-training -0.052.
+EM. Measured against the alternatives with the app's training (docs/BENCHMARKS.md, v23, v24,
+against two runs of this recipe): 60 % masked blocks give worse first models (-0.099 / -0.089
+IoU), 32 px blocks likely so (-0.051 / -0.041), denoising alone (the skips can copy) -0.032 /
+-0.023, within the noise of one pre-training run, and no pre-training -0.052 / -0.043.
 
 The result is a file of body weights (everything but the segmentation head) that
 :func:`init_from_pretrained` loads into a new ``UNet2D`` of the same architecture.
