@@ -38,9 +38,16 @@ def chunk_ranges(n_slices: int, size: int = CHUNK_SLICES) -> list[tuple[int, int
 class ChunkBoard:
     """Claims, heartbeats and results of one chunked prediction (files, so any process sees them)."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, create: bool = True):
+        """``create``: the coordinator makes the board; a worker only joins one (``create=False``), so a
+        task that arrives after its job finished and removed the board does not leave a new one behind."""
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def gone(self) -> bool:
+        """The job is over and its board removed (or never made): nothing is left to claim."""
+        return not self.folder.is_dir()
 
     def _claim(self, z0: int) -> Path:
         return self.folder / f"claim-{z0}"
@@ -54,7 +61,7 @@ class ChunkBoard:
             return False
         try:
             fd = os.open(self._claim(z0), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
+        except (FileExistsError, FileNotFoundError):     # held, or the board was removed (the job is over)
             return False
         os.write(fd, f"{socket.gethostname()}:{os.getpid()}".encode())
         os.close(fd)
@@ -113,7 +120,9 @@ def run_chunk(config: Any, volume_id: int, model_id: int, pred_path: str, z0: in
 
     from app.compute import configure_torch_threads
 
-    board = ChunkBoard(board_for(pred_path))
+    board = ChunkBoard(board_for(pred_path), create=False)
+    if board.gone():
+        return "finished"                # a late task: the coordinator did every chunk and cleaned up
     if board.cancelled() or not board.claim(z0):
         return "taken"
     configure_torch_threads(config)      # the same thread layout as the coordinator: the same numbers
@@ -154,6 +163,8 @@ def predict_in_chunks(config: Any, volume_id: int, model: Any, model_id: int, pr
                 break
             mine = next(((z0, z1) for z0, z1 in pending if board.claim(z0) or board.take_over(z0, stale_s)), None)
             if mine is None:
+                if board.gone():                           # no claim can succeed again: fail, do not wait forever
+                    raise RuntimeError(f"the chunk board {board.folder} was removed while the prediction ran")
                 time.sleep(POLL_S)
                 continue
             _predict_chunk(model, volume, group, board, *mine, device, cancel)

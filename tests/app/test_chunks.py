@@ -65,6 +65,23 @@ def test_chunked_prediction_equals_one_process(env, tmp_path):
     assert not chunks.board_for(out).exists(), "the claim board was left behind"
 
 
+def test_a_task_that_arrives_after_its_job_finished_does_nothing_and_leaves_nothing(env, tmp_path):
+    """On a busy machine the coordinator may predict every chunk before a worker starts one (CI saw a late
+    task re-create the removed board and fail on the renamed group)."""
+    out, late = tmp_path / "late.zarr", []
+    chunks.predict_in_chunks(env.config, env.vid, env.model, env.mid, out, 0, late.extend)
+    assert late and not chunks.board_for(out).exists()
+    before = np.asarray(open_prediction(out)["prob"][:])
+    for t in late:
+        outcome = chunks.run_chunk(env.config, t["volume_id"], t["model_id"], t["pred_path"], t["z0"], t["z1"])
+        assert outcome == "finished"
+    assert not chunks.board_for(out).exists(), "a late task left a claim board behind"
+    assert np.array_equal(np.asarray(open_prediction(out)["prob"][:]), before)
+    gone = tmp_path / "renamed.zarr.tmp-1"           # the job's temporary group, renamed when it finished
+    assert chunks.run_chunk(env.config, env.vid, env.mid, str(gone), 0, 4) == "finished"
+    assert not chunks.board_for(gone).exists()
+
+
 def test_a_dead_workers_chunk_is_taken_over(env, tmp_path):
     out = tmp_path / "p.zarr"
     board = chunks.ChunkBoard(chunks.board_for(out))

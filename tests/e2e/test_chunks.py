@@ -60,12 +60,13 @@ def _chunks_done(worker: procs.Proc) -> int:
 
 
 def test_segmentation_spreads_z_chunks_over_two_workers_with_the_same_result(tmp_path, processes):
-    """Four z-chunks: the coordinator's worker, busy, may hold one sent chunk (prefetch 1); the rest reach
-    the idle worker."""
+    """Twelve z-chunks: the coordinator's worker, busy, may hold one sent chunk (prefetch 1); the rest reach
+    the idle worker. Enough slices that the coordinator cannot finish them all before the idle worker
+    starts (with four small ones, on a loaded machine, it did: the late tasks then had nothing to do)."""
     from app.services import projects, training
     from ml.infer import open_prediction, predict_volume
 
-    workspace = procs.make_workspace(tmp_path / "ws", (16, 128, 128))
+    workspace = procs.make_workspace(tmp_path / "ws", (48, 256, 256))
 
     config, vid = _add_model(workspace)
     _, redis_url = procs.start_redis(tmp_path, processes.add)
