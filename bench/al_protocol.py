@@ -51,6 +51,7 @@ class Protocol:
     self_train: bool = False      # pseudo-labels of the pool half (ml.self_training): the initial model gets
     self_train_steps: int = 500   # ... this many more steps with them; a round mixes those of the model it starts from
     self_train_fg: float | None = None  # ... mitochondria pseudo-labeled where p > this (None: the app's SelfTrainConfig.fg)
+    self_train_rounds: int = 1    # ... in this many rounds, the pool labeled again before each (SelfTrainConfig.rounds)
     score_context: bool = False   # score candidates with the model's receptive radius of real image around them
     eval_slices: int = 4          # test-half slices scored (same evenly spaced subset for everyone)
     eval_tile: int = 512
@@ -91,7 +92,8 @@ class Protocol:
         """The ``ml.self_training.SelfTrainConfig`` this run pseudo-labels with."""
         from ml.self_training import SelfTrainConfig
 
-        return SelfTrainConfig() if self.self_train_fg is None else SelfTrainConfig(fg=self.self_train_fg)
+        fg = {} if self.self_train_fg is None else {"fg": self.self_train_fg}
+        return SelfTrainConfig(rounds=self.self_train_rounds, **fg)
 
     @property
     def mid_round(self) -> int:

@@ -8,9 +8,10 @@ the protocol's own test half (4 slices, as ``bench.al --quick`` scores). Prints 
 per seed, mean and sd, seconds per model, and what each seed's draw of patches holds (is a weak seed
 a poor draw?); writes them to ``--out``/summary.json. ``--train-seed`` trains the same draws again,
 ``--lr`` / ``--batch`` / ``--ema`` / ``--head-steps`` (a linear probe first) / ``--anchor`` (a pull
-toward the pre-trained body) with another recipe (``bench.ensemble`` then splits the spread into
-training and draw); ``--m`` gives the model more random patches, to check a first model's recipe
-where the app trains its later models (every model of the app starts from the pre-trained body).
+toward the pre-trained body) / ``--self-rounds`` (the pool pseudo-labeled again mid-way) with another
+recipe (``bench.ensemble`` then splits the spread into training and draw); ``--m`` gives the model
+more random patches, to check a first model's recipe where the app trains its later models (every
+model of the app starts from the pre-trained body).
 Example (the pre-trained body of a finished ``bench.al`` run is reused)::
 
     python -m bench.initial_steps --raw R --labels L --base 16 --self-train --steps 1000,2000 \\
@@ -116,12 +117,14 @@ def main(argv: list[str] | None = None) -> int:
                    f"{PRESETS['quick'].m}): a recipe for the first model checked where the app trains later models")
     p.add_argument("--zoom", type=float, help="crops zoomed by up to 1 + this either way (default: the protocol's, "
                    f"{Protocol.zoom:g})")
+    p.add_argument("--self-rounds", type=int, default=1,
+                   help="with --self-train: its steps in this many rounds, the pool pseudo-labeled again before each")
     p.add_argument("--tiny", action="store_true", help="the toy protocol (tests)")
     args = p.parse_args(argv)
     proto = replace(PRESETS["tiny" if args.tiny else "quick"], base=args.base, self_train=args.self_train,
                     seeds=args.seeds, first_seed=args.first_seed, init_train_seed=args.train_seed)
     proto = replace(proto, init_head_steps=args.head_steps, init_anchor=args.anchor,
-                    pretext=args.pretext or Protocol.pretext,
+                    self_train_rounds=args.self_rounds, pretext=args.pretext or Protocol.pretext,
                     **{k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("ema", args.ema), ("m", args.m),
                                          ("zoom", args.zoom)) if v is not None})
     if args.split == "dev":
@@ -138,8 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give --weights (a body) or --unlabeled (pre-train one), not both")
     if args.pretext and not args.unlabeled:
         p.error("--pretext needs --unlabeled: it says how to pre-train the body, which --weights gives ready-made")
+    if args.self_rounds != 1 and not args.self_train:
+        p.error("--self-rounds needs --self-train: it splits the self-training steps")
     try:
         proto.check_init_recipe()
+        proto.self_train_config()
         check_inputs(args.raw, args.labels, proto)
     except (ValueError, OSError) as exc:
         p.exit(2, f"error: {' '.join(str(exc).split())}\n")
@@ -148,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args.raw, args.labels, proto, steps, Path(args.out), weights, args.workers)
     print(table(results, proto))
     summary = {"split": args.split, "dev_train_share": proto.dev_train_share if proto.dev else None,
-               "base": proto.base, "m": proto.m, "self_train": proto.self_train, "weights": weights,
+               "base": proto.base, "m": proto.m, "self_train": proto.self_train,
+               "self_train_rounds": proto.self_train_rounds, "weights": weights,
                "pretext": proto.pretext if weights and not args.weights else None,
                "train_seed": proto.init_train_seed, **proto.init_recipe(),
                "models": sorted(results, key=lambda r: (r["steps"], r["seed"]))}

@@ -37,7 +37,7 @@ _PROB = number(0.5, 1, high_open=True)
 _SHARE = number(0, 1, low_open=True, high_open=True)
 SELF_TRAIN_RANGES = {"enabled": FLAG, "fg": _PROB, "bg": _PROB, "share": _SHARE, "steps_share": _SHARE,
                      "min_steps": whole(0), "min_dense": number(0, 1), "time_share": _SHARE, "window": whole(16),
-                     "max_pixels": whole(256)}
+                     "max_pixels": whole(256), "rounds": whole(1)}
 #: the settings that switch the gate (``min_steps``, ``min_dense``) off: for benchmarks that measure the gate
 GATE_OFF = {"min_steps": 0, "min_dense": 0.0}
 
@@ -56,6 +56,8 @@ class SelfTrainConfig:
     time_share: float = 0.15        # at most this part of a time budget goes to pseudo-labeling
     window: int = 512               # pseudo-labeled windows (px), read and predicted one at a time
     max_pixels: int = 16 * 2**20    # at most this many pseudo-labeled pixels (memory: ~5 bytes each)
+    rounds: int = 1                 # the self-training steps in this many equal rounds, the pool labeled again
+                                    # by the model as it is before each (bench.initial_steps --self-rounds)
 
     def __post_init__(self) -> None:
         check_settings(asdict(self), SELF_TRAIN_RANGES, "self-training setting")
@@ -165,8 +167,9 @@ def train_in_phases(model: nn.Module, regions: Sequence[Region], val: Sequence[R
                     progress: ProgressFn = None, cancel: CancelFn = None,
                     device: torch.device | str | None = None) -> TrainResult:
     """``train_config.steps`` steps: the first ones on the labels alone, the last ``self_steps`` with
-    ``pseudo(model)``'s regions (the model as it is then labels them). After a supervised phase the
-    self-training phase runs at half the learning rate with a new seed (the probe's schedule)."""
+    ``pseudo(model)``'s regions (the model as it is then labels them), in ``config.rounds`` rounds that
+    each label the pool again. After a supervised phase the self-training runs at half the learning rate
+    with a new seed per round (the probe's schedule)."""
     total = int(train_config.steps)
     first = total - int(self_steps)
 
@@ -186,23 +189,33 @@ def train_in_phases(model: nn.Module, regions: Sequence[Region], val: Sequence[R
     if first > 0:
         result = train(model, regions, list(val), timed(train_config, first), progress=shifted(0, "training", first),
                        cancel=cancel, device=device)
-    if self_steps <= 0:
-        return result
-    report(progress, first, total, phase="pseudo-labeling")
-    cfg = timed(train_config, int(self_steps))
-    if first > 0:
-        cfg = replace(cfg, lr=cfg.lr * 0.5, seed=cfg.seed + 1, warmup_steps=min(cfg.warmup_steps, int(self_steps) // 5),
-                      head_steps=0)
-    try:
-        extra = pseudo(model)
-        second = self_train(model, regions, extra, val, cfg, config, progress=shifted(first, "self-training", self_steps),
-                            cancel=cancel, device=device)
-    except Cancelled as exc:                         # keep what the first phase learned
-        partial = getattr(exc, "result", None)
-        if result is not None:
-            exc.result = result if partial is None else _joined(result, partial, first)  # type: ignore[attr-defined]
-        raise
-    return second if result is None else _joined(result, second, first)
+    done = first
+    for k, n in enumerate(round_steps(int(self_steps), config.rounds)):
+        report(progress, done, total, phase="pseudo-labeling")
+        cfg = timed(train_config, n)
+        if first > 0:
+            cfg = replace(cfg, lr=cfg.lr * 0.5, warmup_steps=min(cfg.warmup_steps, n // 5), head_steps=0)
+        cfg = replace(cfg, seed=cfg.seed + (1 if first > 0 else 0) + k)
+        try:
+            extra = pseudo(model)
+            part = self_train(model, regions, extra, val, cfg, config, progress=shifted(done, "self-training", n),
+                              cancel=cancel, device=device)
+        except Cancelled as exc:                     # keep what the phases before learned
+            partial = getattr(exc, "result", None)
+            if result is not None:
+                exc.result = result if partial is None else _joined(result, partial, done)  # type: ignore[attr-defined]
+            raise
+        result = part if result is None else _joined(result, part, done)
+        done += n
+    return result
+
+
+def round_steps(steps: int, rounds: int) -> list[int]:
+    """``steps`` split into at most ``rounds`` near-equal rounds, none empty (the first ones get the remainder)."""
+    rounds = max(1, min(int(rounds), int(steps)))
+    if steps <= 0:
+        return []
+    return [steps // rounds + (1 if k < steps % rounds else 0) for k in range(rounds)]
 
 
 def _joined(a: TrainResult, b: TrainResult, offset: int) -> TrainResult:

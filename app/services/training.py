@@ -228,10 +228,11 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
                eta_s=info.get("eta_s"), history=shown["curve"])
 
     pseudo_stats: dict = {}
+    per_round = None if pseudo_seconds is None else pseudo_seconds / self_cfg.rounds    # each round labels the pool
 
     def pseudo(m: Any) -> list:
         out = self_training.pseudo_regions_for(config, project_id, m, val_regions, train_regions, device, tcfg.seed,
-                                               cancel, pseudo_seconds)
+                                               cancel, per_round)
         pseudo_stats.update(self_training.summary(out, self_steps))
         return out
 

@@ -8,7 +8,7 @@ import torch
 from ml.dataset import Region
 from ml.live import predict_view
 from ml.model import UNet2D
-from ml.self_training import (SelfTrainConfig, pseudo_labels, pseudo_regions, self_train, train_in_phases,
+from ml.self_training import (SelfTrainConfig, pseudo_labels, pseudo_regions, round_steps, self_train, train_in_phases,
                               window_boxes)
 from ml.synthetic import make_em_volume
 from ml.train import TrainConfig
@@ -179,3 +179,47 @@ def test_a_cancel_keeps_what_was_trained(self_steps, stop_at, kept):
     assert (None if result is None else len(result.history)) == kept
     if result is not None:
         assert [h["step"] for h in result.history] == list(range(1, kept + 1))
+
+
+def test_round_steps_split_evenly_and_never_leave_a_round_empty():
+    assert round_steps(500, 1) == [500] and round_steps(500, 2) == [250, 250] and round_steps(5, 2) == [3, 2]
+    assert round_steps(2, 3) == [1, 1] and round_steps(0, 2) == []
+    with pytest.raises(ValueError, match="rounds"):
+        SelfTrainConfig(rounds=0)
+
+
+def test_each_round_labels_the_pool_again_with_the_model_as_trained_so_far():
+    region = _toy()
+    calls, seen, weights = [], [], []
+    torch.manual_seed(0)
+    model = UNet2D(base=4, depth=2)
+    tcfg = TrainConfig(steps=10, lr=1e-3, batch_size=2, crop=32, seed=0, eval_every=5)
+
+    def pseudo(m):
+        calls.append(len(seen))
+        weights.append(torch.cat([p.detach().flatten().clone() for p in m.parameters()]))
+        return [Region(region.image, np.where(region.labels == 0, 1, 0).astype(np.uint8))]
+
+    result = train_in_phases(model, [region], [], tcfg, SelfTrainConfig(rounds=2), 4, pseudo,
+                             progress=lambda done, total, info=None: seen.append((done, (info or {}).get("phase"))))
+    assert calls == [7, 10]                 # 6 supervised steps + a report; then 2 self-training steps + a report
+    assert [h["step"] for h in result.history] == list(range(1, 11))
+    assert [d for d, ph in seen if ph in ("training", "self-training")] == list(range(1, 11))
+    assert not torch.equal(weights[0], weights[1])      # the second round's labels come from the trained model
+
+
+def test_a_cancel_in_the_second_round_keeps_the_first_rounds_steps():
+    from ml.progress import Cancelled, check_cancel
+
+    region = _toy()
+    state = {"pseudo": 0}
+
+    def pseudo(m):
+        state["pseudo"] += 1
+        check_cancel(lambda: state["pseudo"] == 2)
+        return [region]
+
+    tcfg = TrainConfig(steps=10, lr=1e-3, batch_size=2, crop=32, seed=0, eval_every=5)
+    with pytest.raises(Cancelled) as err:
+        train_in_phases(UNet2D(base=4, depth=2), [region], [], tcfg, SelfTrainConfig(rounds=2), 4, pseudo)
+    assert [h["step"] for h in err.value.result.history] == list(range(1, 9))
