@@ -29,13 +29,14 @@ from .al import check_inputs
 from .al_protocol import BenchData, Protocol, count_scores, load_data, slice_counts
 from .saved_runs import RunError, fg_prob, load_model, model_paths, read_summary, run_protocol
 
-DEFAULT_RECIPE = Protocol(name="").init_recipe()   # what runs written before the recipe was recorded trained with
+#: what runs written before the recipe was recorded trained with
+DEFAULT_RECIPE = {**Protocol(name="").init_recipe(), "self_train_rounds": Protocol.self_train_rounds}
 SAME = ("split", "dev_train_share", "base", "self_train", *DEFAULT_RECIPE)
 
 
 def recipe(summary: dict) -> dict:
     """What a run's members must share; runs written before ``--lr`` / ``--batch`` / ``--ema`` /
-    ``--head-steps`` / ``--anchor`` trained with the protocol's."""
+    ``--head-steps`` / ``--anchor`` / ``--self-rounds`` trained with the protocol's."""
     return {**DEFAULT_RECIPE, **{k: summary[k] for k in SAME if k in summary}}
 
 

@@ -87,5 +87,8 @@ def test_ensemble_refuses_runs_that_are_not_one_draw(runs, tmp_path):
     (other / "summary.json").write_text(json.dumps({**summary, "head_steps": 50}))  # a linear probe first
     r = _bench("bench.ensemble", *paths, "--runs", f"{made['a']},{other}", "--tiny")
     assert r.returncode == 2 and "differs from" in r.stderr and "head_steps" in r.stderr, r.stderr
+    (other / "summary.json").write_text(json.dumps({**summary, "self_train_rounds": 2}))  # pseudo-labels relabeled
+    r = _bench("bench.ensemble", *paths, "--runs", f"{made['a']},{other}", "--tiny")
+    assert r.returncode == 2 and "differs from" in r.stderr and "self_train_rounds" in r.stderr, r.stderr
     r = _bench("bench.ensemble", *paths, "--runs", str(made["a"]), "--tiny")
     assert r.returncode == 2 and "at least two" in r.stderr
