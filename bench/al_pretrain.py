@@ -64,28 +64,28 @@ def prepare(data: BenchData, proto: Protocol, workdir: Path, unlabeled: str | No
         extra = open_volume(unlabeled)
     tag = f"{proto.pretrain}_{'plus-unlabeled' if extra is not None else 'only'}_b{proto.base}d{proto.depth}"
     tag += "" if proto.pretext == "inpaint" else f"_{proto.pretext}"     # the default's file keeps its old name
+    tag += f"_seed{proto.pretrain_seed}" if proto.pretrain_seed else ""
     out = Path(workdir) / f"pretrained_{tag}_{proto.pretrain_steps}.pt"
+    recipe = {"mode": proto.pretrain, "pretext": proto.pretext, "seed": proto.pretrain_seed}
     if out.is_file() and not partial_path(out).exists():
         info = read_info(out)
         log(f"pre-trained weights reused: {out} ({info['steps_done']} steps)")
-        return str(out), {"mode": proto.pretrain, "pretext": proto.pretext, "steps": info["steps_done"],
-                          "seconds": 0.0, "cached": True}
+        return str(out), {**recipe, "steps": info["steps_done"], "seconds": 0.0, "cached": True}
     previous = torch.get_num_threads()
     torch.set_num_threads(max(1, int(threads)))
     start = time.monotonic()
     try:
         with torch.random.fork_rng():
-            torch.manual_seed(0)
+            torch.manual_seed(proto.pretrain_seed)
             model = UNet2D(base=proto.base, depth=proto.depth, dropout=proto.dropout)
         result = pretrain(model, sources(data, proto.pretrain, extra), out,
                           PretrainConfig(steps=proto.pretrain_steps, crop=proto.crop, batch_size=proto.batch,
-                                         **PRETEXTS[proto.pretext]),
+                                         seed=proto.pretrain_seed, **PRETEXTS[proto.pretext]),
                           device=device,
-                          meta={"benchmark": proto.name, "mode": proto.pretrain, "pretext": proto.pretext})
+                          meta={"benchmark": proto.name, **recipe})
     finally:
         torch.set_num_threads(previous)
     seconds = time.monotonic() - start
     log(f"pre-trained ({proto.pretrain}) {result.steps} steps in {seconds:.0f} s, final loss "
         f"{result.history[-1]['loss']:.4f}")
-    return str(out), {"mode": proto.pretrain, "pretext": proto.pretext, "steps": result.steps,
-                      "seconds": round(seconds, 1), "cached": False}
+    return str(out), {**recipe, "steps": result.steps, "seconds": round(seconds, 1), "cached": False}

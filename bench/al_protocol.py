@@ -63,6 +63,7 @@ class Protocol:
     pretrain: str = "heldout"     # none | heldout (stack 2 + pool half) | transductive (the whole volume)
     pretrain_steps: int = 1500    # self-supervised steps (ml.pretrain), run once, shared by every seed
     pretext: str = "inpaint"      # its task (bench.al_pretrain.PRETEXTS): inpaint (ml.pretrain's), denoise, inpaint60
+    pretrain_seed: int = 0        # its seed (initial weights, crops, masks): another seed is another run of one recipe
     full_seeds: int = 1           # seeds given a full-supervision reference (costly)
     dev: bool = False             # the dev split: the pool half alone, its last rows scored (test half unread)
     dev_train_share: float = 0.75  # of the pool half's rows, the share the dev split trains on (the rest is scored)

@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                    "plus the protocol's pool half), cached in --out/work")
     p.add_argument("--pretext", choices=sorted(PRETEXTS),
                    help="with --unlabeled: that pre-training's task (default: the protocol's, inpaint)")
+    p.add_argument("--pretrain-seed", type=int, default=0,
+                   help="with --unlabeled: that pre-training's seed (another seed: another run of the same recipe)")
     p.add_argument("--steps", default="1000,2000", help="comma-separated initial-model step counts to compare")
     p.add_argument("--base", type=int, default=16)
     p.add_argument("--self-train", action="store_true")
@@ -125,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                     seeds=args.seeds, first_seed=args.first_seed, init_train_seed=args.train_seed)
     proto = replace(proto, init_head_steps=args.head_steps, init_anchor=args.anchor,
                     self_train_rounds=args.self_rounds, pretext=args.pretext or Protocol.pretext,
+                    pretrain_seed=args.pretrain_seed,
                     **{k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("ema", args.ema), ("m", args.m),
                                          ("zoom", args.zoom)) if v is not None})
     if args.split == "dev":
@@ -141,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give --weights (a body) or --unlabeled (pre-train one), not both")
     if args.pretext and not args.unlabeled:
         p.error("--pretext needs --unlabeled: it says how to pre-train the body, which --weights gives ready-made")
+    if args.pretrain_seed and not args.unlabeled:
+        p.error("--pretrain-seed needs --unlabeled: it seeds the pre-training that --weights gives ready-made")
+    if args.pretrain_seed < 0:
+        p.error(f"--pretrain-seed must be >= 0, got {args.pretrain_seed}")
     if args.self_rounds != 1 and not args.self_train:
         p.error("--self-rounds needs --self-train: it splits the self-training steps")
     try:
@@ -157,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                "base": proto.base, "m": proto.m, "self_train": proto.self_train,
                "self_train_rounds": proto.self_train_rounds, "weights": weights,
                "pretext": proto.pretext if weights and not args.weights else None,
+               "pretrain_seed": proto.pretrain_seed if weights and not args.weights else None,
                "train_seed": proto.init_train_seed, **proto.init_recipe(),
                "models": sorted(results, key=lambda r: (r["steps"], r["seed"]))}
     (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -81,6 +81,7 @@ def test_initial_steps_says_what_is_wrong_with_its_inputs(tmp_path):
                         (["--labels", raw, "--weights", raw, "--unlabeled", raw], "not both"),
                         (["--labels", raw, "--pretext", "denoise"], "--pretext needs --unlabeled"),
                         (["--labels", raw, "--self-rounds", "2"], "--self-rounds needs --self-train"),
+                        (["--labels", raw, "--pretrain-seed", "1"], "--pretrain-seed needs --unlabeled"),
                         (["--labels", raw, "--self-train", "--self-rounds", "0"], "rounds=0 is not allowed")):
         r = subprocess.run(base + extra, capture_output=True, text=True, env=env, timeout=120)
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
@@ -98,7 +99,7 @@ def test_dev_split_can_mirror_the_protocol_halves(tmp_path):
 def test_a_pretext_pretrains_its_own_body_the_default_keeps_the_old_file(tmp_path):
     """``--unlabeled`` pre-trains bench.al's held-out body with ``--pretext``: the denoising body is trained
     with its own settings under its own name, and the default (inpaint) body keeps the name earlier runs
-    cached theirs under, so their bodies are reused."""
+    cached theirs under, so their bodies are reused; ``--pretrain-seed`` pre-trains another body of one recipe."""
     from bench.al_pretrain import PRETEXTS
     from ml.pretrain import PretrainConfig, read_info
 
@@ -107,21 +108,24 @@ def test_a_pretext_pretrains_its_own_body_the_default_keeps_the_old_file(tmp_pat
     tifffile.imwrite(unlabeled, make_em_volume((3, 256, 256), seed=5)[0], photometric="minisblack")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     bodies = {}
-    for pretext in ("denoise", "inpaint"):
-        out = tmp_path / pretext
+    for pretext, seed in (("denoise", 0), ("inpaint", 0), ("inpaint", 1)):
+        out = tmp_path / f"{pretext}{seed}"
         r = subprocess.run([sys.executable, "-m", "bench.initial_steps", "--raw", raw, "--labels", labels, "--out",
                             str(out), "--tiny", "--steps", "4", "--seeds", "1", "--base", "4",
-                            "--unlabeled", str(unlabeled), "--pretext", pretext],
+                            "--unlabeled", str(unlabeled), "--pretext", pretext, "--pretrain-seed", str(seed)],
                            capture_output=True, text=True, env=env, timeout=300)
         assert r.returncode == 0, r.stderr
         summary = json.loads((out / "summary.json").read_text())
-        assert summary["pretext"] == pretext and Path(summary["weights"]).is_file()
-        bodies[pretext] = Path(summary["weights"])
-        settings = read_info(bodies[pretext])["pretrain"]
-        assert {k: settings[k] for k in PRETEXTS[pretext]} == PRETEXTS[pretext]
+        assert summary["pretext"] == pretext and summary["pretrain_seed"] == seed and Path(summary["weights"]).is_file()
+        bodies[pretext + (f"_seed{seed}" if seed else "")] = Path(summary["weights"])
+        settings = read_info(Path(summary["weights"]))["pretrain"]
+        assert {k: settings[k] for k in PRETEXTS[pretext]} == PRETEXTS[pretext] and settings["seed"] == seed
         assert json.loads((out / "work" / "pretrain.json").read_text())["pretext"] == pretext
     assert bodies["inpaint"].name == "pretrained_heldout_plus-unlabeled_b4d2_3.pt"
     assert bodies["denoise"].name == "pretrained_heldout_plus-unlabeled_b4d2_denoise_3.pt"
+    assert bodies.pop("inpaint_seed1").name == "pretrained_heldout_plus-unlabeled_b4d2_seed1_3.pt"
+    one, other = (torch.load(tmp_path / f"inpaint{s}" / "steps4" / "initial_seed0.pt", weights_only=True) for s in (0, 1))
+    assert any(not torch.equal(one[k], other[k]) for k in one if one[k].is_floating_point())   # another body
     ratios = {name: read_info(body)["pretrain"]["mask_ratio"] for name, body in bodies.items()}
     assert ratios["denoise"] != ratios["inpaint"]
     for changes in PRETEXTS.values():            # every pretext is a pre-training ml.pretrain accepts
