@@ -124,7 +124,8 @@ def test_a_pretext_pretrains_its_own_body_the_default_keeps_the_old_file(tmp_pat
     assert bodies["inpaint"].name == "pretrained_heldout_plus-unlabeled_b4d2_3.pt"
     assert bodies["denoise"].name == "pretrained_heldout_plus-unlabeled_b4d2_denoise_3.pt"
     assert bodies.pop("inpaint_seed1").name == "pretrained_heldout_plus-unlabeled_b4d2_seed1_3.pt"
-    one, other = (torch.load(tmp_path / f"inpaint{s}" / "steps4" / "initial_seed0.pt", weights_only=True) for s in (0, 1))
+    one, other = (torch.load(tmp_path / f"inpaint{seed}" / "steps4" / "initial_seed0.pt", weights_only=True)
+                  for seed in (0, 1))
     assert any(not torch.equal(one[k], other[k]) for k in one if one[k].is_floating_point())   # another body
     ratios = {name: read_info(body)["pretrain"]["mask_ratio"] for name, body in bodies.items()}
     assert ratios["denoise"] != ratios["inpaint"]
