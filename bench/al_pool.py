@@ -13,11 +13,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from .al_protocol import Protocol, with_overrides
 from .al_report import markdown, summarize
 from .al_reuse import FREE, protocol_mismatch, read
+from .paired import paired_stats
 from .saved_runs import read_summary, run_protocol
 
 #: What pooled runs may differ in, beyond what a reusing run may.
@@ -53,11 +52,10 @@ def pool(runs: list[Path], strategies: tuple[str, ...] | None = None) -> tuple[d
 
 def paired_text(gains: dict[str, float]) -> str:
     """Mean of per-seed gains with its standard error: how far the pooled gain is from noise."""
-    g = np.array(list(gains.values()), dtype=float)
-    if g.size < 2:
+    if len(gains) < 2:
         return "n/a"
-    se = 100 * g.std(ddof=1) / np.sqrt(g.size)
-    return f"{100 * g.mean():+.1f} % (se {se:.1f}, {int((g > 0).sum())} of {g.size} up)"
+    s = paired_stats(gains.values())
+    return f"{100 * s['mean']:+.1f} % (se {100 * s['se']:.1f}, {s['up']} of {s['n']} up)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .al_protocol import PRESETS
+from .paired import paired_stats
 from .saved_runs import RunError, read_summary, run_protocol
 
 
@@ -61,10 +62,11 @@ def paired(base: dict[int, dict], arm: dict[int, dict]) -> dict:
     b = np.array([base[s]["iou"] for s in seeds])
     a = np.array([arm[s]["iou"] for s in seeds])
     d = a - b
+    stats = paired_stats(d)
     return {"seeds": seeds, "base": b.tolist(), "arm": a.tolist(), "diff": d.tolist(),
             "base_mean": float(b.mean()), "base_sd": float(b.std()), "arm_mean": float(a.mean()),
-            "arm_sd": float(a.std()), "diff_mean": float(d.mean()), "diff_se": float(d.std(ddof=1) / np.sqrt(d.size)),
-            "diff_sd": float(d.std(ddof=1)), "up": int((d > 0).sum())}
+            "arm_sd": float(a.std()), "diff_mean": stats["mean"], "diff_se": stats["se"],
+            "diff_sd": stats["sd"], "up": stats["up"]}
 
 
 def row(name: str, p: dict) -> str:
