@@ -21,15 +21,17 @@ from .al_protocol import BenchData, Protocol
 
 MODES = ("none", "heldout", "transductive")
 
-#: pretext tasks (``Protocol.pretext``) as PretrainConfig changes: ``inpaint`` is ml.pretrain's own (masked blocks
-#: filled in, the visible pixels denoised); ``denoise`` drops the blocks (1 % kept, as a ratio of 0 is refused)
-#: and learns only to denoise; ``inpaint60`` masks 60 % of the blocks (masked-autoencoder-like ratios);
-#: ``inpaint8`` and ``inpaint32`` keep the 35 % but mask 8 or 32 px blocks for the default 16 (less or more context
-#: to fill in: a few cristae, or most of a small mitochondrion)
+#: pretext tasks (``Protocol.pretext``) as PretrainConfig settings, each pinned whole (its block side too), so a
+#: change of ml.pretrain's defaults for the app cannot move a benchmark recipe under runs already kept:
+#: ``inpaint`` is the protocol's (35 % of 16 px blocks filled in, the visible pixels denoised; ml.pretrain's
+#: default up to v25); ``denoise`` drops the blocks (1 % kept, as a ratio of 0 is refused) and learns only to
+#: denoise; ``inpaint60`` masks 60 % of the blocks (masked-autoencoder-like ratios); ``inpaint8`` and
+#: ``inpaint32`` keep the 35 % but mask 8 or 32 px blocks (less or more context to fill in: a few cristae, or
+#: most of a small mitochondrion)
 PRETEXTS: dict[str, dict] = {
-    "inpaint": {},
-    "denoise": {"mask_ratio": 0.01, "masked_weight": 0.0},
-    "inpaint60": {"mask_ratio": 0.6},
+    "inpaint": {"block": 16},
+    "denoise": {"block": 16, "mask_ratio": 0.01, "masked_weight": 0.0},
+    "inpaint60": {"block": 16, "mask_ratio": 0.6},
     "inpaint8": {"block": 8},
     "inpaint32": {"block": 32},
 }

@@ -129,5 +129,6 @@ def test_a_pretext_pretrains_its_own_body_the_default_keeps_the_old_file(tmp_pat
     assert any(not torch.equal(one[k], other[k]) for k in one if one[k].is_floating_point())   # another body
     ratios = {name: read_info(body)["pretrain"]["mask_ratio"] for name, body in bodies.items()}
     assert ratios["denoise"] != ratios["inpaint"]
-    for changes in PRETEXTS.values():            # every pretext is a pre-training ml.pretrain accepts
-        assert PretrainConfig(**changes) != PretrainConfig() or not changes
+    assert read_info(bodies["inpaint"])["pretrain"]["block"] == 16     # the protocol's recipe, whatever ml's default
+    for changes in PRETEXTS.values():            # every pretext is a pre-training ml.pretrain accepts, its block pinned
+        assert PretrainConfig(**changes).block == changes["block"]
