@@ -156,13 +156,27 @@ def _save(path: Path, net: Reconstructor, opt: torch.optim.Optimizer | None, ste
         atomic_write(sidecar_path(path), lambda tmp: Path(tmp).write_text(text))
 
 
-def _resume(path: Path, net: Reconstructor, opt: torch.optim.Optimizer) -> tuple[int, list[dict]]:
+#: settings a resumed run may change: how often it saves and how long it may take (its recipe stays)
+RESUME_FREE = frozenset({"save_every", "max_seconds"})
+
+
+def same_recipe(saved: dict, config: PretrainConfig) -> bool:
+    """Whether a snapshot's settings are ``config``'s: resuming a run of another recipe (another block
+    size, say, after an upgrade or an ``APP_PRETRAIN`` change) would mix two pre-trainings in one body."""
+    wanted = {k: v for k, v in asdict(config).items() if k not in RESUME_FREE}
+    return {k: saved.get(k) for k in wanted} == wanted
+
+
+def _resume(path: Path, net: Reconstructor, opt: torch.optim.Optimizer,
+            config: PretrainConfig) -> tuple[int, list[dict]]:
     """Load a matching ``.partial`` snapshot; returns (step, history), (0, []) when there is none."""
     if not path.is_file():
         return 0, []
     try:
         payload = read_payload(path)
         check_arch(payload["config"], net.body.config, path)
+        if not same_recipe(payload.get("pretrain") or {}, config):
+            return 0, []   # another recipe's snapshot: start afresh (it is overwritten at the next save)
         net.body.load_state_dict(payload["state_dict"], strict=False)
         net.recon.load_state_dict(payload["recon"])
         if payload.get("optimizer"):
@@ -190,7 +204,7 @@ def pretrain(model: UNet2D, sources: Sequence[Source], out: str | Path, config: 
     with seeded(config.seed, device):
         net = Reconstructor(model).to(device, memory_format=torch.channels_last)  # as ml.train: faster
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    start_step, history = _resume(snapshot, net, opt) if resume else (0, [])
+    start_step, history = _resume(snapshot, net, opt, config) if resume else (0, [])
     reader = CropReader(sources, config.crop, np.random.default_rng([config.seed, start_step]))
     started = time.monotonic()
     step = start_step

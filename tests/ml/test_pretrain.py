@@ -79,6 +79,28 @@ def test_cancel_keeps_a_snapshot_and_the_next_run_resumes(raw, tmp_path):
     assert out.is_file() and not partial_path(out).exists()
 
 
+def test_a_snapshot_of_another_recipe_is_not_resumed(raw, tmp_path):
+    """Only the saving cadence and the time budget may change between a run and its resumption: a
+    snapshot pre-trained with other blocks starts afresh rather than mixing two recipes in one body."""
+    out = tmp_path / "enc.pt"
+    with pytest.raises(Cancelled):
+        pretrain(UNet2D(base=4, depth=2), [Source(raw, 0, 255)], out, PretrainConfig(steps=8, **TINY),
+                 cancel=lambda: partial_path(out).exists())
+    assert partial_path(out).is_file()
+    done = []
+    other = {**TINY, "block": 16, "save_every": 2}
+    pretrain(UNet2D(base=4, depth=2), [Source(raw, 0, 255)], out, PretrainConfig(steps=8, **other),
+             progress=lambda d, t, i: done.append(d))
+    assert done[0] == 1 and read_info(out)["pretrain"]["block"] == 16        # from step 0, the new recipe
+    with pytest.raises(Cancelled):
+        pretrain(UNet2D(base=4, depth=2), [Source(raw, 0, 255)], tmp_path / "b.pt", PretrainConfig(steps=8, **TINY),
+                 cancel=lambda: partial_path(tmp_path / "b.pt").exists())
+    done.clear()
+    pretrain(UNet2D(base=4, depth=2), [Source(raw, 0, 255)], tmp_path / "b.pt",
+             PretrainConfig(steps=8, **{**TINY, "save_every": 5}, max_seconds=60), progress=lambda d, t, i: done.append(d))
+    assert done[0] == 4                                   # same recipe, another cadence and budget: resumed
+
+
 def test_time_budget_ends_the_run_as_complete(raw, tmp_path):
     result = pretrain(UNet2D(base=4, depth=2), [Source(raw, 0, 255)], tmp_path / "enc.pt",
                       PretrainConfig(steps=1000, max_seconds=0.0, **TINY))
