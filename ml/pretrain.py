@@ -11,8 +11,9 @@ EM. Measured against the alternatives with the app's training (docs/BENCHMARKS.m
 against two runs of this recipe): 60 % masked blocks give worse first models (-0.099 / -0.089
 IoU), 32 px blocks likely so (-0.051 / -0.041), denoising alone (the skips can copy) -0.032 /
 -0.023, within the noise of one pre-training run, and no pre-training -0.052 / -0.043.
-8 px blocks (v25, two runs) give +0.019 (standard error 0.014) and steadier first models: the
-leading candidate for ``PretrainConfig.block``, not adopted before a check at 100 patches.
+8 px blocks (v25, two runs) gave +0.019 (standard error 0.014) on seeds 0-5; v26 checked them:
++0.010 at 100 patches (every body pair >= 0) but the gain shrinks on fresh seeds 6-8, so 16 px
+stays: the two block sizes are within one pre-training run's noise of each other.
 
 The result is a file of body weights (everything but the segmentation head) that
 :func:`init_from_pretrained` loads into a new ``UNet2D`` of the same architecture.
