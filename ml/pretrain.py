@@ -11,9 +11,9 @@ EM. Measured against the alternatives with the app's training (docs/BENCHMARKS.m
 against two runs of this recipe): 60 % masked blocks give worse first models (-0.099 / -0.089
 IoU), 32 px blocks likely so (-0.051 / -0.041), denoising alone (the skips can copy) -0.032 /
 -0.023, within the noise of one pre-training run, and no pre-training -0.052 / -0.043.
-8 px blocks (v25, two runs) gave +0.019 (standard error 0.014) on seeds 0-5; v26 checked them:
-+0.010 at 100 patches (every body pair >= 0) but the gain shrinks on fresh seeds 6-8, so 16 px
-stays: the two block sizes are within one pre-training run's noise of each other.
+8 px blocks (v25, v26, two runs) lead by +0.017 (standard error 0.014, 7 of 9 seeds up) and by
++0.010 (0.010) at 100 patches: a steady lead, but within one pre-training run's noise, so 16 px
+stays by the project's rule (two standard errors) until more runs settle it.
 
 The result is a file of body weights (everything but the segmentation head) that
 :func:`init_from_pretrained` loads into a new ``UNet2D`` of the same architecture.
