@@ -24,7 +24,7 @@ MODES = ("none", "heldout", "transductive")
 #: pretext tasks (``Protocol.pretext``) as PretrainConfig settings, each pinned whole (its block side too), so a
 #: change of ml.pretrain's defaults for the app cannot move a benchmark recipe under runs already kept:
 #: ``inpaint`` is the protocol's (35 % of 16 px blocks filled in, the visible pixels denoised; ml.pretrain's
-#: default up to v25); ``denoise`` drops the blocks (1 % kept, as a ratio of 0 is refused) and learns only to
+#: default today); ``denoise`` drops the blocks (1 % kept, as a ratio of 0 is refused) and learns only to
 #: denoise; ``inpaint60`` masks 60 % of the blocks (masked-autoencoder-like ratios); ``inpaint8`` and
 #: ``inpaint32`` keep the 35 % but mask 8 or 32 px blocks (less or more context to fill in: a few cristae, or
 #: most of a small mitochondrion)

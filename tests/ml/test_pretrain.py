@@ -97,7 +97,8 @@ def test_a_snapshot_of_another_recipe_is_not_resumed(raw, tmp_path):
                  cancel=lambda: partial_path(tmp_path / "b.pt").exists())
     done.clear()
     pretrain(UNet2D(base=4, depth=2), [Source(raw, 0, 255)], tmp_path / "b.pt",
-             PretrainConfig(steps=8, **{**TINY, "save_every": 5}, max_seconds=60), progress=lambda d, t, i: done.append(d))
+             PretrainConfig(steps=8, **{**TINY, "save_every": 5}, max_seconds=60),
+             progress=lambda d, t, i: done.append(d))
     assert done[0] == 4                                   # same recipe, another cadence and budget: resumed
 
 
