@@ -6,6 +6,12 @@ how many seeds went up. Each side is one or more ``bench.initial_steps`` results
 or a summary JSON kept in docs/benchmarks), joined by commas when their seeds were run apart. The
 sides must be scored alike (split, base, dev rows) and hold the same draws, or the difference would
 be the draw's, not the recipe's: both are checked and a mismatch is refused with what differs.
+
+A recipe that changes the pre-training has a second noise source: the pre-training run itself moves
+a body's first models by about 0.01 in the mean (v24). ``--base-body`` and ``--arm-body`` add more
+bodies of the same recipe to a side; then the per-seed pairing takes each side's mean over its bodies,
+and the bodies' own means are compared as well, with a standard error from their spread (Welch), which
+counts that run-to-run noise where the pairing over seeds cannot.
 """
 from __future__ import annotations
 
@@ -51,13 +57,35 @@ def read_side(spec: str, steps: int | None = None) -> tuple[dict, dict[int, dict
     return settings or {}, rows
 
 
+def _same_draw(a: dict, b: dict) -> bool:
+    return (a["fg_share"], a["fg_pixels"]) == (b["fg_share"], b["fg_pixels"])
+
+
+def averaged(bodies: list[dict[int, dict]]) -> dict[int, dict]:
+    """One row per seed that every body holds: the draw's fields and the bodies' mean IoU."""
+    seeds = sorted(set.intersection(*(set(b) for b in bodies)))
+    for s in seeds:
+        if not all(_same_draw(b[s], bodies[0][s]) for b in bodies):
+            raise RunError(f"seed {s} drew other patches in two bodies of one side: not the same draws")
+    return {s: {**bodies[0][s], "iou": float(np.mean([b[s]["iou"] for b in bodies]))} for s in seeds}
+
+
+def between_bodies(base: list[dict[int, dict]], arm: list[dict[int, dict]], seeds: list[int]) -> dict:
+    """Each body's mean IoU over ``seeds`` and the difference of the sides' means; its standard error
+    (Welch, from the bodies' sample sd) needs two bodies a side, and is None otherwise."""
+    b = np.array([np.mean([body[s]["iou"] for s in seeds]) for body in base])
+    a = np.array([np.mean([body[s]["iou"] for s in seeds]) for body in arm])
+    se = float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)) if min(a.size, b.size) > 1 else None
+    return {"base": b.tolist(), "arm": a.tolist(), "diff": float(a.mean() - b.mean()), "se": se}
+
+
 def paired(base: dict[int, dict], arm: dict[int, dict]) -> dict:
     """The seeds both sides hold, each side's IoUs and the per-seed differences (arm - base)."""
     seeds = sorted(set(base) & set(arm))
     if len(seeds) < 2:
         raise RunError(f"the sides share {len(seeds)} seed(s) ({seeds}): a paired difference needs 2 or more")
     for s in seeds:
-        if (base[s]["fg_share"], base[s]["fg_pixels"]) != (arm[s]["fg_share"], arm[s]["fg_pixels"]):
+        if not _same_draw(base[s], arm[s]):
             raise RunError(f"seed {s} drew other patches on each side: not a paired comparison")
     b = np.array([base[s]["iou"] for s in seeds])
     a = np.array([arm[s]["iou"] for s in seeds])
@@ -81,15 +109,23 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.initial_pair", description=__doc__.split("\n\n")[0])
     p.add_argument("base", help="bench.initial_steps results to compare against (folders or JSON, comma-separated)")
     p.add_argument("arm", help="the recipe under test, the same way")
+    p.add_argument("--base-body", action="append", default=[], metavar="SPEC",
+                   help="another pre-training body of the base recipe (its results, the same way); repeatable")
+    p.add_argument("--arm-body", action="append", default=[], metavar="SPEC",
+                   help="another pre-training body of the recipe under test; repeatable")
     p.add_argument("--steps", type=int, help="the step count to compare, where a result holds several")
     p.add_argument("--name", default="arm", help="the row's first cell")
     args = p.parse_args(argv)
     try:
-        base_settings, base = read_side(args.base, args.steps)
-        arm_settings, arm = read_side(args.arm, args.steps)
-        if base_settings != arm_settings:
-            raise RunError(f"the sides were scored otherwise: {base_settings} against {arm_settings}")
-        result = paired(base, arm)
+        sides = [[read_side(spec, args.steps) for spec in [first, *more]]
+                 for first, more in ((args.base, args.base_body), (args.arm, args.arm_body))]
+        scorings = [got for side in sides for got, _ in side]
+        other = next((got for got in scorings if got != scorings[0]), None)
+        if other is not None:
+            raise RunError(f"the results were scored otherwise: {scorings[0]} against {other}")
+        base_bodies, arm_bodies = ([rows for _, rows in side] for side in sides)
+        result = paired(averaged(base_bodies), averaged(arm_bodies))
+        bodies = between_bodies(base_bodies, arm_bodies, result["seeds"])
     except (RunError, OSError, KeyError, json.JSONDecodeError) as exc:
         p.exit(2, f"error: {' '.join(str(exc).split())}\n")
     print(f"base: {' '.join(f'{v:.3f}' for v in result['base'])}, mean {result['base_mean']:.3f}, "
@@ -98,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     print(row(args.name, result))
     print(f"sd of the per-seed differences: {result['diff_sd']:.3f}")
+    if len(base_bodies) + len(arm_bodies) > 2:
+        se = "n/a (one body on a side)" if bodies["se"] is None else f"{bodies['se']:.3f}"
+        print(f"bodies (mean over these seeds): base {' '.join(f'{v:.3f}' for v in bodies['base'])}, "
+              f"arm {' '.join(f'{v:.3f}' for v in bodies['arm'])}; difference {bodies['diff']:+.3f}, "
+              f"standard error from the bodies' spread {se}")
     return 0
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.initial_pair import main, paired, read_side
+from bench.initial_pair import averaged, between_bodies, main, paired, read_side
 from bench.saved_runs import RunError
 
 
@@ -51,3 +51,31 @@ def test_other_draws_or_another_scoring_are_refused_with_the_reason(tmp_path, ca
         assert reason in capsys.readouterr().err
     with pytest.raises(RunError, match="seed 0 is in"):
         read_side(f"{base},{base}")
+
+
+def test_several_bodies_a_side_pair_their_mean_and_compare_the_bodies(tmp_path, capsys):
+    base = [_summary(tmp_path / f"base{i}", {0: 0.60 + d, 1: 0.70 + d}) for i, d in enumerate((0.0, 0.02))]
+    arm = [_summary(tmp_path / f"arm{i}", {0: 0.64 + d, 1: 0.70 + d, 2: 0.5}) for i, d in enumerate((0.0, 0.04))]
+    base_bodies = [read_side(str(b))[1] for b in base]
+    arm_bodies = [read_side(str(a))[1] for a in arm]
+    result = paired(averaged(base_bodies), averaged(arm_bodies))
+    assert result["seeds"] == [0, 1]                              # seed 2 is in no base body
+    assert result["diff"] == pytest.approx([0.05, 0.01])          # (0.64 + 0.68) / 2 - (0.60 + 0.62) / 2, ...
+    bodies = between_bodies(base_bodies, arm_bodies, result["seeds"])
+    assert bodies["base"] == pytest.approx([0.65, 0.67]) and bodies["arm"] == pytest.approx([0.67, 0.71])
+    assert bodies["diff"] == pytest.approx(0.03)
+    assert bodies["se"] == pytest.approx(np.sqrt(np.var([0.67, 0.71], ddof=1) / 2 + np.var([0.65, 0.67], ddof=1) / 2))
+    assert between_bodies(base_bodies[:1], arm_bodies, [0, 1])["se"] is None
+    assert main([str(base[0]), str(arm[0]), "--base-body", str(base[1]), "--arm-body", str(arm[1])]) == 0
+    assert "difference +0.030, standard error from the bodies' spread 0.022" in capsys.readouterr().out
+
+
+def test_bodies_of_one_side_must_hold_the_same_draws(tmp_path, capsys):
+    one = _summary(tmp_path / "one", {0: 0.60, 1: 0.70})
+    other = _summary(tmp_path / "other", {0: 0.61, 1: 0.69}, draw_shift=0.05)
+    with pytest.raises(RunError, match="drew other patches in two bodies"):
+        averaged([read_side(str(one))[1], read_side(str(other))[1]])
+    rows = _summary(tmp_path / "rows", {0: 0.61, 1: 0.69}, share=0.75)
+    with pytest.raises(SystemExit) as stop:
+        main([str(one), str(one), "--arm-body", str(rows)])
+    assert stop.value.code == 2 and "scored otherwise" in capsys.readouterr().err
