@@ -72,11 +72,16 @@ def averaged(bodies: list[dict[int, dict]]) -> dict[int, dict]:
 
 def between_bodies(base: list[dict[int, dict]], arm: list[dict[int, dict]], seeds: list[int]) -> dict:
     """Each body's mean IoU over ``seeds`` and the difference of the sides' means; its standard error
-    (Welch, from the bodies' sample sd) needs two bodies a side, and is None otherwise."""
+    and degrees of freedom (Welch-Satterthwaite: with two or three bodies a side a t of 2 is not yet
+    significant) need two bodies a side, and are None otherwise."""
     b = np.array([np.mean([body[s]["iou"] for s in seeds]) for body in base])
     a = np.array([np.mean([body[s]["iou"] for s in seeds]) for body in arm])
-    se = float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)) if min(a.size, b.size) > 1 else None
-    return {"base": b.tolist(), "arm": a.tolist(), "diff": float(a.mean() - b.mean()), "se": se}
+    out = {"base": b.tolist(), "arm": a.tolist(), "diff": float(a.mean() - b.mean()), "se": None, "df": None}
+    if min(a.size, b.size) > 1:
+        va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+        out["se"] = float(np.sqrt(va + vb))
+        out["df"] = float((va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))) if va + vb > 0 else None
+    return out
 
 
 def paired(base: dict[int, dict], arm: dict[int, dict]) -> dict:
@@ -135,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     print(row(args.name, result))
     print(f"sd of the per-seed differences: {result['diff_sd']:.3f}")
     if len(base_bodies) + len(arm_bodies) > 2:
-        se = "n/a (one body on a side)" if bodies["se"] is None else f"{bodies['se']:.3f}"
+        se = ("n/a (one body on a side)" if bodies["se"] is None else f"{bodies['se']:.3f}"
+              + (f" ({bodies['df']:.1f} degrees of freedom)" if bodies["df"] is not None else ""))
         print(f"bodies (mean over these seeds): base {' '.join(f'{v:.3f}' for v in bodies['base'])}, "
               f"arm {' '.join(f'{v:.3f}' for v in bodies['arm'])}; difference {bodies['diff']:+.3f}, "
               f"standard error from the bodies' spread {se}")

@@ -65,9 +65,12 @@ def test_several_bodies_a_side_pair_their_mean_and_compare_the_bodies(tmp_path, 
     assert bodies["base"] == pytest.approx([0.65, 0.67]) and bodies["arm"] == pytest.approx([0.67, 0.71])
     assert bodies["diff"] == pytest.approx(0.03)
     assert bodies["se"] == pytest.approx(np.sqrt(np.var([0.67, 0.71], ddof=1) / 2 + np.var([0.65, 0.67], ddof=1) / 2))
+    va, vb = np.var([0.67, 0.71], ddof=1) / 2, np.var([0.65, 0.67], ddof=1) / 2
+    assert bodies["df"] == pytest.approx((va + vb) ** 2 / (va ** 2 + vb ** 2))   # Welch-Satterthwaite, 1 + 1 df
     assert between_bodies(base_bodies[:1], arm_bodies, [0, 1])["se"] is None
     assert main([str(base[0]), str(arm[0]), "--base-body", str(base[1]), "--arm-body", str(arm[1])]) == 0
-    assert "difference +0.030, standard error from the bodies' spread 0.022" in capsys.readouterr().out
+    assert "difference +0.030, standard error from the bodies' spread 0.022 (1.5 degrees of freedom)" \
+        in capsys.readouterr().out
 
 
 def test_bodies_of_one_side_must_hold_the_same_draws(tmp_path, capsys):
