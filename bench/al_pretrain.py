@@ -89,5 +89,5 @@ def prepare(data: BenchData, proto: Protocol, workdir: Path, unlabeled: str | No
         torch.set_num_threads(previous)
     seconds = time.monotonic() - start
     log(f"pre-trained ({proto.pretrain}) {result.steps} steps in {seconds:.0f} s, final loss "
-        f"{result.history[-1]['loss']:.4f}")
+        f"{result.final_loss():.4f} (the last 50 steps' mean)")
     return str(out), {**recipe, "steps": result.steps, "seconds": round(seconds, 1), "cached": False}

@@ -42,6 +42,6 @@ def run_pretrain(args) -> int:
             print(f"interrupted: progress kept in {partial_path(out)} (rerun the same command to resume)",
                   file=sys.stderr)
             return EXIT_INTERRUPTED
-    loss = result.history[-1]["loss"] if result.history else float("nan")
-    print(f"saved {out}: {result.steps} steps, final loss {loss:.4f}, {time.monotonic() - start:.0f} s")
+    print(f"saved {out}: {result.steps} steps, final loss {result.final_loss():.4f} (the last 50 steps' mean), "
+          f"{time.monotonic() - start:.0f} s")
     return 0

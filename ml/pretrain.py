@@ -74,6 +74,12 @@ class PretrainResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
+    def final_loss(self, last: int = 50) -> float:
+        """Mean loss of the last ``last`` steps (NaN without any): one batch's loss swings by a fifth
+        from step to step (0.028-0.035 at the end of one run, BENCHMARKS v27), so it is no measure of a body."""
+        losses = [h["loss"] for h in self.history[-last:]]
+        return float(np.mean(losses)) if losses else float("nan")
+
 
 class CropReader:
     """Random normalised crops from the sources, read lazily (one crop at a time, never a volume)."""

@@ -39,6 +39,9 @@ def test_pretrain_writes_body_weights_that_a_new_model_starts_from(raw, tmp_path
     body = UNet2D(base=4, depth=2)
     result = pretrain(body, [Source(vol, 0, 255)], tmp_path / "enc.pt", PretrainConfig(steps=6, **TINY))
     assert result.steps == 6 and len(result.history) == 6
+    losses = [h["loss"] for h in result.history]
+    assert result.final_loss(4) == pytest.approx(np.mean(losses[-4:])) and result.final_loss() == pytest.approx(
+        np.mean(losses))                                   # the mean of the curve's end, not the last batch alone
     assert max(vol.reads) == 32 * 32                       # one crop at a time, never a whole slice
     info = read_info(tmp_path / "enc.pt")
     assert info["complete"] and info["steps_done"] == 6 and info["config"]["base"] == 4
