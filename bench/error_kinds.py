@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +23,9 @@ from scipy import ndimage as ndi
 from ml.device import pick_device
 from ml.metrics import count_metrics
 
-from .al import check_inputs
 from .al_protocol import load_data
-from .saved_runs import fg_prob, load_model, model_paths, read_summary, run_protocol
+from .rescore import add_arguments, open_run
+from .saved_runs import fg_prob, load_model
 
 THRESHOLDS = (0.3, 0.5, 0.7)
 COUNTS = ("tp", "fp", "fn", "fp_near", "fn_near", "objects", "false_objects", "true_objects", "missed_objects")
@@ -95,31 +94,22 @@ def table(rows: dict[int, dict], near: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.error_kinds", description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", required=True, help="a bench.initial_steps --out folder (summary.json, steps<N>/)")
-    p.add_argument("--raw", required=True)
-    p.add_argument("--labels", required=True)
+    add_arguments(p)
     p.add_argument("--near", type=int, default=3, help="px from the other side that still count as its edge")
-    p.add_argument("--steps", type=int, help="which step count's models (default: the run's smallest)")
-    p.add_argument("--device", help="cpu / cuda (default: cuda when present)")
-    p.add_argument("--tiny", action="store_true", help="the toy protocol (tests)")
     args = p.parse_args(argv)
     if args.near < 0:
         p.error("--near must be 0 or more")
-    run = Path(args.run)
     try:
-        summary = read_summary(run)
-        steps, paths = model_paths(run, summary, args.steps)
-        proto = replace(run_protocol(summary, args.tiny), eval_slices=0)     # every slice of the scored rows
-        check_inputs(args.raw, args.labels, proto)
+        run = open_run(args)
     except (ValueError, OSError) as exc:
         p.exit(2, f"error: {' '.join(str(exc).split())}\n")
-    data = load_data(args.raw, args.labels, proto)
+    data = load_data(args.raw, args.labels, run.proto)
     device = pick_device(args.device)
-    rows = {seed: model_errors(path, data, proto, device, args.near) for seed, path in paths.items()}
+    rows = {seed: model_errors(path, data, run.proto, device, args.near) for seed, path in run.paths.items()}
     print(table(rows, args.near))
-    out = run / f"error_kinds_steps{steps}.json"
-    out.write_text(json.dumps({"run": str(run), "split": summary["split"], "steps": steps, "near": args.near,
-                               "models": {str(s): r for s, r in rows.items()}}, indent=1))
+    out = run.folder / f"error_kinds_steps{run.steps}.json"
+    out.write_text(json.dumps({"run": str(run.folder), "split": run.summary["split"], "steps": run.steps,
+                               "near": args.near, "models": {str(s): r for s, r in rows.items()}}, indent=1))
     print(f"wrote {out}")
     return 0
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-from dataclasses import replace
 from math import comb
 from pathlib import Path
 
@@ -24,9 +23,9 @@ import torch
 
 from ml.device import pick_device
 
-from .al import check_inputs
 from .al_protocol import PRESETS, BenchData, Protocol, count_scores, eval_slices, load_data, slice_counts
-from .saved_runs import fg_prob, load_model, model_paths, read_summary, run_protocol
+from .rescore import add_arguments, open_run
+from .saved_runs import fg_prob, load_model
 
 MAX_SUBSETS = 5000
 TARGET_SD = 0.05    # issue 8's initial-model target: sd across seeds at most this
@@ -81,22 +80,14 @@ def table(r: dict, seeds: list[int], n: int, k: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.slice_spread", description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", required=True, help="a bench.initial_steps --out folder (summary.json, steps<N>/)")
-    p.add_argument("--raw", required=True)
-    p.add_argument("--labels", required=True)
+    add_arguments(p)
     p.add_argument("--slices", type=int, default=PRESETS["quick"].eval_slices, help="slices the protocol scores")
-    p.add_argument("--steps", type=int, help="which step count's models (default: the run's smallest)")
-    p.add_argument("--device", help="cpu / cuda (default: cuda when present)")
-    p.add_argument("--tiny", action="store_true", help="the toy protocol (tests)")
     args = p.parse_args(argv)
-    run = Path(args.run)
     try:
-        summary = read_summary(run)
-        steps, paths = model_paths(run, summary, args.steps)
-        proto = replace(run_protocol(summary, args.tiny), eval_slices=0)     # every slice, chosen subsets after
-        check_inputs(args.raw, args.labels, proto)
+        saved = open_run(args)                  # every slice of the scored rows; chosen subsets after
     except (ValueError, OSError) as exc:
         p.exit(2, f"error: {' '.join(str(exc).split())}\n")
+    run, summary, steps, paths, proto = saved.folder, saved.summary, saved.steps, saved.paths, saved.proto
     seeds = list(paths)
     data = load_data(args.raw, args.labels, proto)
     n = data.image.shape[0]
