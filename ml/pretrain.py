@@ -11,11 +11,11 @@ EM. Measured against the alternatives with the app's training (docs/BENCHMARKS.m
 against two runs of this recipe): 60 % masked blocks give worse first models (-0.099 / -0.089
 IoU), 32 px blocks likely so (-0.051 / -0.041), denoising alone (the skips can copy) -0.032 /
 -0.023, within the noise of one pre-training run, and no pre-training -0.052 / -0.043.
-8 px blocks lead at every budget measured: over three pre-training runs a side (v27) +0.021, which
-stands out of the runs' own spread (standard error 0.007) but not out of the draws' (0.014, 4 of 6
-seeds up), and +0.010 (0.010) at 100 patches. 16 px stays by the project's rule (two standard errors
-over the draws): the gain is small beside what a change of default costs, as every quick-protocol
-number (v20-v22) was measured with 16 px and would no longer describe the app's recipe.
+8 px blocks: over three pre-training runs a side (v27) +0.021 on the dev seeds 0-5, out of the runs'
+own spread (standard error 0.007) but not out of the draws' (0.014), and behind on fresh seeds 6-8
+(-0.010), so +0.011 (0.013, 5 of 9 up) over nine seeds and +0.010 (0.010) at 100 patches: no
+difference worth a default. 16 px stays (the rule is two standard errors over the draws), and every
+quick-protocol number (v20-v22, all 16 px) still describes the app's recipe.
 
 The result is a file of body weights (everything but the segmentation head) that
 :func:`init_from_pretrained` loads into a new ``UNet2D`` of the same architecture.
