@@ -2,40 +2,25 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
 import torch
 
-from ml.synthetic import make_em_volume
-
-ROOT = Path(__file__).resolve().parents[2]
-ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-
-
-def _bench(module: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=ENV, timeout=300)
+from tests.bench.tiny_runs import bench, tiny_volume
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Two tiny runs of the same draws (seeds 0, 1) with training seeds +0 and +1000, and one of seed 0 alone."""
     tmp = tmp_path_factory.mktemp("ensemble")
-    raw, mask = make_em_volume((4, 256, 256), seed=2)
-    tifffile.imwrite(tmp / "raw.tif", raw, photometric="minisblack")
-    tifffile.imwrite(tmp / "mask.tif", mask * 255, photometric="minisblack")
-    paths = ["--raw", str(tmp / "raw.tif"), "--labels", str(tmp / "mask.tif")]
+    paths = tiny_volume(tmp)
     made = {}
     arms = (("a", ["--seeds", "2"]), ("b", ["--seeds", "2", "--train-seed", "1000"]), ("one", ["--seeds", "1"]))
     for name, extra in arms:
-        r = _bench("bench.initial_steps", *paths, "--out", str(tmp / name), "--tiny", "--steps", "6", "--base", "4",
-                   "--split", "test", *extra)
+        r = bench("bench.initial_steps", *paths, "--out", str(tmp / name), "--tiny", "--steps", "6", "--base", "4",
+                  "--split", "test", *extra)
         assert r.returncode == 0, r.stderr
         made[name] = tmp / name
     return paths, made
@@ -43,7 +28,7 @@ def runs(tmp_path_factory):
 
 def test_ensemble_scores_members_as_their_runs_did(runs):
     paths, made = runs
-    r = _bench("bench.ensemble", *paths, "--runs", f"{made['a']},{made['b']}", "--tiny")
+    r = bench("bench.ensemble", *paths, "--runs", f"{made['a']},{made['b']}", "--tiny")
     assert r.returncode == 0, r.stderr
     out = json.loads((made["a"] / "ensemble_steps6.json").read_text())
     for i, name in enumerate("ab"):
@@ -62,7 +47,7 @@ def test_ensemble_scores_members_as_their_runs_did(runs):
 
 def test_an_ensemble_of_one_model_with_itself_is_that_model(runs):
     paths, made = runs
-    r = _bench("bench.ensemble", *paths, "--runs", f"{made['a']},{made['a']}", "--tiny", "--soup")
+    r = bench("bench.ensemble", *paths, "--runs", f"{made['a']},{made['a']}", "--tiny", "--soup")
     assert r.returncode == 0, r.stderr
     out = json.loads((made["a"] / "ensemble_steps6.json").read_text())
     assert out["ensemble"] == out["soup"] == [row[0] for row in out["members"]]
@@ -73,22 +58,22 @@ def test_an_ensemble_of_one_model_with_itself_is_that_model(runs):
 
 def test_ensemble_refuses_runs_that_are_not_one_draw(runs, tmp_path):
     paths, made = runs
-    r = _bench("bench.ensemble", *paths, "--runs", f"{made['a']},{made['one']}", "--tiny")
+    r = bench("bench.ensemble", *paths, "--runs", f"{made['a']},{made['one']}", "--tiny")
     assert r.returncode == 2 and "different seeds" in r.stderr and "Traceback" not in r.stderr, r.stderr
     other = tmp_path / "other"
     other.mkdir()
     summary = json.loads((made["b"] / "summary.json").read_text())
     (other / "summary.json").write_text(json.dumps({**summary, "base": 8}))
-    r = _bench("bench.ensemble", *paths, "--runs", f"{made['a']},{other}", "--tiny")
+    r = bench("bench.ensemble", *paths, "--runs", f"{made['a']},{other}", "--tiny")
     assert r.returncode == 2 and "differs from" in r.stderr and "base" in r.stderr, r.stderr
     (other / "summary.json").write_text(json.dumps({**summary, "lr": 1e-3}))      # another recipe, same draws
-    r = _bench("bench.ensemble", *paths, "--runs", f"{made['a']},{other}", "--tiny")
+    r = bench("bench.ensemble", *paths, "--runs", f"{made['a']},{other}", "--tiny")
     assert r.returncode == 2 and "differs from" in r.stderr and "lr" in r.stderr, r.stderr
     (other / "summary.json").write_text(json.dumps({**summary, "head_steps": 50}))  # a linear probe first
-    r = _bench("bench.ensemble", *paths, "--runs", f"{made['a']},{other}", "--tiny")
+    r = bench("bench.ensemble", *paths, "--runs", f"{made['a']},{other}", "--tiny")
     assert r.returncode == 2 and "differs from" in r.stderr and "head_steps" in r.stderr, r.stderr
     (other / "summary.json").write_text(json.dumps({**summary, "self_train_rounds": 2}))  # pseudo-labels relabeled
-    r = _bench("bench.ensemble", *paths, "--runs", f"{made['a']},{other}", "--tiny")
+    r = bench("bench.ensemble", *paths, "--runs", f"{made['a']},{other}", "--tiny")
     assert r.returncode == 2 and "differs from" in r.stderr and "self_train_rounds" in r.stderr, r.stderr
-    r = _bench("bench.ensemble", *paths, "--runs", str(made["a"]), "--tiny")
+    r = bench("bench.ensemble", *paths, "--runs", str(made["a"]), "--tiny")
     assert r.returncode == 2 and "at least two" in r.stderr

@@ -2,24 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
-import tifffile
 
 from bench.error_kinds import slice_errors, summarise
-from ml.synthetic import make_em_volume
-
-ROOT = Path(__file__).resolve().parents[2]
-ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-
-
-def _bench(module: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=ENV, timeout=300)
-
+from tests.bench.tiny_runs import bench, tiny_volume
 
 def test_an_edge_one_px_too_wide_and_an_object_of_its_own_are_told_apart():
     truth = np.zeros((40, 40), bool)
@@ -39,19 +26,16 @@ def test_an_edge_one_px_too_wide_and_an_object_of_its_own_are_told_apart():
 
 
 def test_error_kinds_rescores_a_saved_run_to_its_own_iou(tmp_path):
-    raw, mask = make_em_volume((4, 256, 256), seed=2)
-    tifffile.imwrite(tmp_path / "raw.tif", raw, photometric="minisblack")
-    tifffile.imwrite(tmp_path / "mask.tif", mask * 255, photometric="minisblack")
-    paths = ["--raw", str(tmp_path / "raw.tif"), "--labels", str(tmp_path / "mask.tif")]
+    paths = tiny_volume(tmp_path)
     run = tmp_path / "run"
-    r = _bench("bench.initial_steps", *paths, "--out", str(run), "--tiny", "--steps", "4", "--seeds", "1",
-               "--base", "4")
+    r = bench("bench.initial_steps", *paths, "--out", str(run), "--tiny", "--steps", "4", "--seeds", "1",
+              "--base", "4")
     assert r.returncode == 0, r.stderr
-    r = _bench("bench.error_kinds", *paths, "--run", str(run), "--tiny")
+    r = bench("bench.error_kinds", *paths, "--run", str(run), "--tiny")
     assert r.returncode == 0, r.stderr
     got = json.loads((run / "error_kinds_steps4.json").read_text())["models"]["0"]
     trained = json.loads((run / "summary.json").read_text())["models"][0]["iou"]
     assert abs(got["iou"] - trained) < 1e-9 and got["iou_at_0.5"] == got["iou"]     # a dev run scores every slice
     assert f"| 0 | {got['iou']:.3f} | {got['precision']:.3f} |" in r.stdout
-    bad = _bench("bench.error_kinds", "--run", str(tmp_path / "none"), "--raw", "x", "--labels", "y")
+    bad = bench("bench.error_kinds", "--run", str(tmp_path / "none"), "--raw", "x", "--labels", "y")
     assert bad.returncode == 2 and "summary.json is missing" in bad.stderr and "Traceback" not in bad.stderr

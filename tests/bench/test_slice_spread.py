@@ -2,27 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from math import comb
-from pathlib import Path
 
 import numpy as np
-import tifffile
 
 from bench.al_protocol import count_scores, eval_slices
 from bench.slice_spread import spread, subsets
-from ml.synthetic import make_em_volume
-
-ROOT = Path(__file__).resolve().parents[2]
-ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-
-
-def _bench(module: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=ENV, timeout=300)
-
+from tests.bench.tiny_runs import bench, tiny_volume
 
 def test_spread_scores_every_subset_from_summed_counts():
     rng = np.random.default_rng(0)
@@ -43,15 +30,12 @@ def test_subsets_are_drawn_distinct_when_too_many():
 
 
 def test_slice_spread_rescores_a_saved_run_as_the_protocol_scored_it(tmp_path):
-    raw, mask = make_em_volume((4, 256, 256), seed=2)
-    tifffile.imwrite(tmp_path / "raw.tif", raw, photometric="minisblack")
-    tifffile.imwrite(tmp_path / "mask.tif", mask * 255, photometric="minisblack")
-    paths = ["--raw", str(tmp_path / "raw.tif"), "--labels", str(tmp_path / "mask.tif")]
+    paths = tiny_volume(tmp_path)
     run = tmp_path / "run"
-    r = _bench("bench.initial_steps", *paths, "--out", str(run), "--tiny", "--steps", "4", "--seeds", "2",
-               "--base", "4", "--split", "test")
+    r = bench("bench.initial_steps", *paths, "--out", str(run), "--tiny", "--steps", "4", "--seeds", "2",
+              "--base", "4", "--split", "test")
     assert r.returncode == 0, r.stderr
-    r = _bench("bench.slice_spread", *paths, "--run", str(run), "--tiny", "--slices", "2")
+    r = bench("bench.slice_spread", *paths, "--run", str(run), "--tiny", "--slices", "2")
     assert r.returncode == 0, r.stderr
     result = json.loads((run / "slice_spread_steps4.json").read_text())
     trained = {m["seed"]: m["iou"] for m in json.loads((run / "summary.json").read_text())["models"]}
@@ -63,8 +47,8 @@ def test_slice_spread_rescores_a_saved_run_as_the_protocol_scored_it(tmp_path):
 
 
 def test_slice_spread_says_what_is_missing(tmp_path):
-    r = _bench("bench.slice_spread", "--run", str(tmp_path), "--raw", "x", "--labels", "y")
+    r = bench("bench.slice_spread", "--run", str(tmp_path), "--raw", "x", "--labels", "y")
     assert r.returncode == 2 and "summary.json is missing" in r.stderr and "Traceback" not in r.stderr
     (tmp_path / "summary.json").write_text(json.dumps({"split": "dev", "base": 4, "models": [{"steps": 4, "seed": 0}]}))
-    r = _bench("bench.slice_spread", "--run", str(tmp_path), "--raw", "x", "--labels", "y")
+    r = bench("bench.slice_spread", "--run", str(tmp_path), "--raw", "x", "--labels", "y")
     assert r.returncode == 2 and "no saved models for 4 steps" in r.stderr and "Traceback" not in r.stderr
