@@ -42,6 +42,7 @@ class Protocol:
     init_head_steps: int = 0      # the initial model's head trained alone first (LP-FT; bench.initial_steps)
     init_anchor: float = 0.0      # pull toward the pre-trained body of a model that starts from it (L2-SP)
     zoom: float = 0.0             # crops zoomed by up to 1 + zoom either way, in every training (TrainConfig.zoom)
+    balance: float = 1.0          # crop centres per class, in every training (TrainConfig.balance: 1 even, 0 by pixels)
     batch: int = 8
     crop: int = 128
     base: int = 8
@@ -113,7 +114,7 @@ class Protocol:
         """How the initial model trains, as a run's summary records it (``bench.initial_steps``) and
         ``bench.ensemble`` compares it."""
         return {"lr": self.lr, "batch": self.batch, "ema": self.ema, "head_steps": self.init_head_steps,
-                "anchor": self.init_anchor, "zoom": self.zoom}
+                "anchor": self.init_anchor, "zoom": self.zoom, "balance": self.balance}
 
     def check_init_recipe(self) -> None:
         """Refuse, with ``ml.train``'s own message, an initial-model recipe its training would refuse

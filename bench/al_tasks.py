@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ml.active import NEEDS_MC, Patch, select
+from ml.active import NEEDS_LABELED, NEEDS_MC, Patch, select
 from ml.active.scoring import score_patches, volume_reader
 from ml.dataset import Region, regions_from_patches
 from ml.device import pick_device
@@ -68,7 +68,8 @@ def _fit(model: UNet2D, regions: list[Region], val: list[Region], steps: int, lr
     # was noise that cost more than it saved (a dev run on the pool half kept step 150 of 1200).
     config = TrainConfig(steps=steps, lr=lr, batch_size=proto.batch, crop=proto.crop, seed=seed,
                          eval_every=steps, warmup_steps=min(10, steps // 5), ema=proto.ema,
-                         head_steps=head_steps, anchor=anchor, zoom=proto.zoom)
+                         head_steps=head_steps, anchor=anchor, zoom=proto.zoom,
+                         balance=proto.balance)
     if not proto.self_train:
         return train(model, regions, val, config, device=device)
     return train_in_phases(model, regions, val, config, proto.self_train_config(), self_steps,
@@ -135,7 +136,7 @@ def _pick(strategy: str, model: UNet2D, cands: list[Patch], state: LabelState, s
     scores = score_patches(model, reader, cands, mc_passes=mc, batch_size=16, device=device,
                           seed=seed * 1000 + rnd, context=context)
     labeled = None
-    if strategy == "coreset":
+    if strategy in NEEDS_LABELED:
         labeled = score_patches(model, reader, state.patches, mc_passes=0, batch_size=16, device=device,
                                 context=context).embeddings
     idx, _ = select(strategy, scores, proto.k, seed=seed * 1000 + rnd, labeled_embeddings=labeled)

@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                    f"{PRESETS['quick'].m}): a recipe for the first model checked where the app trains later models")
     p.add_argument("--zoom", type=float, help="crops zoomed by up to 1 + this either way (default: the protocol's, "
                    f"{Protocol.zoom:g})")
+    p.add_argument("--balance", type=float, help="crop centres per class: 1 each class equally often, 0 as often "
+                   f"as its labeled pixels (default: the protocol's, {Protocol.balance:g})")
     p.add_argument("--self-rounds", type=int, default=1,
                    help="with --self-train: its steps in this many rounds, the pool pseudo-labeled again before each")
     p.add_argument("--tiny", action="store_true", help="the toy protocol (tests)")
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                     self_train_rounds=args.self_rounds, pretext=args.pretext or Protocol.pretext,
                     pretrain_seed=args.pretrain_seed,
                     **{k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("ema", args.ema), ("m", args.m),
-                                         ("zoom", args.zoom)) if v is not None})
+                                         ("zoom", args.zoom), ("balance", args.balance)) if v is not None})
     if args.split == "dev":
         proto = replace(proto, dev=True, eval_slices=0, dev_train_share=args.dev_train_share)
     try:

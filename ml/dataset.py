@@ -165,16 +165,18 @@ def split_regions(regions: Sequence[Region], val_fraction: float = 0.2,
 class CropSampler:
     """Seeded random training crops centred near labeled pixels, classes drawn evenly.
 
-    The centre class is chosen uniformly among classes present, then a labeled pixel of
-    that class (regions weighted by how many they hold), so a rare class (mitochondria)
-    appears in crops as often as background. Regions smaller than ``crop`` are
+    The centre class is chosen among classes present, then a labeled pixel of that class
+    (regions weighted by how many they hold). With ``balance`` 1 (the default) every class is
+    chosen equally often, so a rare class (mitochondria) appears in crops as often as
+    background; with 0 a class is chosen as often as its labeled pixels (crop centres uniform
+    over labeled pixels); in between, in proportion to ``count ** (1 - balance)``. Regions smaller than ``crop`` are
     reflection-padded (padding stays unlabeled). With ``zoom`` z > 0 (and ``augment``) each crop is
     a window of side crop * s resampled to crop, s log-uniform in [1/(1+z), 1+z]: objects seen at
     sizes the few labeled ones do not show.
     """
 
     def __init__(self, regions: Sequence[Region], crop: int = 128, augment: bool = True, seed: int = 0,
-                 jitter: float = 0.25, zoom: float = 0.0):
+                 jitter: float = 0.25, zoom: float = 0.0, balance: float = 1.0):
         self.regions = [r for r in regions if r.n_labeled > 0]
         if not self.regions:
             raise ValueError("CropSampler needs at least one region with labeled pixels (labels > 0)")
@@ -187,9 +189,21 @@ class CropSampler:
                 idx = np.flatnonzero(flat == v)
                 self.index.setdefault(int(v), []).append((ri, idx.astype(np.int32) if flat.size < 2**31 else idx))
         self.classes = sorted(self.index)
+        self.class_p = self._class_odds(float(balance))
+
+    def _class_odds(self, balance: float) -> np.ndarray | None:
+        """How often each class is a crop's centre; None for "evenly" (drawn as before ``balance``
+        existed, so a default run draws the same crops)."""
+        if balance >= 1.0:
+            return None
+        n = np.array([sum(len(e[1]) for e in self.index[c]) for c in self.classes], dtype=np.float64)
+        odds = n ** (1.0 - balance)
+        return odds / odds.sum()
 
     def _centre(self) -> tuple[Region, int, int]:
-        entries = self.index[self.classes[self.rng.integers(len(self.classes))]]
+        n = len(self.classes)
+        pick = self.rng.integers(n) if self.class_p is None else self.rng.choice(n, p=self.class_p)
+        entries = self.index[self.classes[pick]]
         sizes = np.array([len(e[1]) for e in entries], dtype=np.float64)
         ri, flat = entries[self.rng.choice(len(entries), p=sizes / sizes.sum())]
         region = self.regions[ri]
@@ -268,10 +282,11 @@ class FocusSampler:
     """
 
     def __init__(self, regions: Sequence[Region], focus: Sequence[Region], share: float = 0.5, crop: int = 128,
-                 augment: bool = True, seed: int = 0, zoom: float = 0.0):
-        self.all = CropSampler(regions, crop, augment, seed, zoom=zoom)
+                 augment: bool = True, seed: int = 0, zoom: float = 0.0, balance: float = 1.0):
+        self.all = CropSampler(regions, crop, augment, seed, zoom=zoom, balance=balance)
         focus = [r for r in focus if r.n_labeled > 0]
-        self.focus = CropSampler(focus, crop, augment, seed + 1, zoom=zoom) if focus and share > 0 else None
+        self.focus = (CropSampler(focus, crop, augment, seed + 1, zoom=zoom, balance=balance)
+                      if focus and share > 0 else None)
         self.share = float(share)
         self.classes = sorted(set(self.all.classes) | set(self.focus.classes if self.focus else []))
 

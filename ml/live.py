@@ -82,7 +82,7 @@ def fine_tune(model: nn.Module, regions: Sequence[Region], focus: Sequence[Regio
     if config.steps == 0:
         return TrainResult(model.eval(), [], None, None)
     tcfg = config.train_config(seed)
-    sampler = FocusSampler(regions, focus, config.focus, tcfg.crop, tcfg.augment, seed)
+    sampler = FocusSampler(regions, focus, config.focus, tcfg.crop, tcfg.augment, seed, balance=tcfg.balance)
     return train(model, regions, [], tcfg, progress=progress, cancel=cancel, device=device, sampler=sampler)
 
 

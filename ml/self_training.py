@@ -157,7 +157,7 @@ def self_train(model: nn.Module, regions: Sequence[Region], pseudo: Sequence[Reg
     pseudo = [r for r in pseudo if r.n_labeled > 0]
     everything = list(pseudo) + list(regions)
     sampler = FocusSampler(everything, regions, share=config.share, crop=train_config.crop, seed=train_config.seed,
-                           augment=train_config.augment, zoom=train_config.zoom)
+                           augment=train_config.augment, zoom=train_config.zoom, balance=train_config.balance)
     return train(model, everything, list(val), train_config, progress=progress, cancel=cancel, device=device,
                  sampler=sampler)
 

@@ -49,6 +49,7 @@ TRAIN_RANGES: dict[str, Range] = {
     "max_class_weight": number(1), "warmup_steps": whole(0), "min_lr_ratio": number(0, 1), "channels_last": FLAG,
     "ema": number(0, 1, high_open=True), "train_layers": one_of(TRAIN_LAYERS), "freeze_norm": FLAG,
     "head_steps": whole(0), "anchor": number(0), "zoom": number(0, 1),
+    "balance": number(0, 1),
     "max_seconds": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0),
                     "null or a positive number of seconds"),
 }
@@ -81,6 +82,7 @@ class TrainConfig:
     head_steps: int = 0              # first train the 1x1 head alone for this many steps (linear probe, then all)
     anchor: float = 0.0              # pull toward the starting weights (L2-SP, decoupled): lr * anchor per step
     zoom: float = 0.0                # crops zoomed by up to 1 + zoom either way (augmentation; ml.dataset.CropSampler)
+    balance: float = 1.0             # crop centres: 1 each class equally often, 0 as often as its labeled pixels
     max_seconds: float | None = None  # stop early once this much time is spent (a time budget's hard limit)
 
     def __post_init__(self) -> None:
@@ -267,7 +269,7 @@ def train(model: nn.Module, train_regions: Sequence[Region], val_regions: Sequen
     if val_regions is None:
         train_regions, val_regions = split_regions(train_regions, config.val_fraction, config.seed)
     sampler = sampler or CropSampler(train_regions, crop=config.crop, augment=config.augment, seed=config.seed,
-                                     zoom=config.zoom)
+                                     zoom=config.zoom, balance=config.balance)
     n_classes = int(model.config["n_classes"])
     if max(sampler.classes) > n_classes:
         raise ValueError(f"labels use value {max(sampler.classes)} but the model has {n_classes} classes")

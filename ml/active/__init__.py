@@ -5,6 +5,6 @@
 """
 from .pool import Patch, candidate_pool
 from .scores import PatchScores
-from .strategies import NEEDS_MC, STRATEGIES, describe, select
+from .strategies import NEEDS_LABELED, NEEDS_MC, STRATEGIES, describe, select
 
-__all__ = ["Patch", "candidate_pool", "PatchScores", "STRATEGIES", "NEEDS_MC", "describe", "select"]
+__all__ = ["Patch", "candidate_pool", "PatchScores", "STRATEGIES", "NEEDS_LABELED", "NEEDS_MC", "describe", "select"]

@@ -44,7 +44,7 @@ def test_initial_steps_compares_step_counts_per_seed(tmp_path):
     r = subprocess.run([sys.executable, "-m", "bench.initial_steps", "--raw", raw, "--labels", labels, "--out",
                         str(out), "--tiny", "--steps", "4,12", "--seeds", "2", "--base", "4", "--self-train",
                         "--lr", "0.002", "--batch", "3", "--ema", "0.95", "--head-steps", "2", "--anchor", "0.5", "--m", "5",
-                        "--zoom", "0.2", "--self-rounds", "2"],
+                        "--zoom", "0.2", "--balance", "0.5", "--self-rounds", "2"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     rows = {int(m[1]): m[2].split() for m in re.finditer(r"^\| (\d+) \| ([\d. ]+) \|", r.stdout, re.M)}
@@ -52,8 +52,8 @@ def test_initial_steps_compares_step_counts_per_seed(tmp_path):
     draw = re.search(r"^\| the draw: [^|]+\| ([\d./ ]+) \|", r.stdout, re.M)[1].split()
     assert len(draw) == 2 and all(0 <= float(x) <= 1 for d in draw for x in d.split("/"))
     summary = json.loads((out / "summary.json").read_text())
-    recipe = [summary[k] for k in ("lr", "batch", "ema", "head_steps", "anchor", "m", "zoom")]
-    assert recipe == [0.002, 3, 0.95, 2, 0.5, 5, 0.2] and summary["self_train_rounds"] == 2
+    recipe = [summary[k] for k in ("lr", "batch", "ema", "head_steps", "anchor", "m", "zoom", "balance")]
+    assert recipe == [0.002, 3, 0.95, 2, 0.5, 5, 0.2, 0.5] and summary["self_train_rounds"] == 2
     saved = summary["models"]
     assert sorted((m["steps"], m["seed"]) for m in saved) == [(4, 0), (4, 1), (12, 0), (12, 1)]
     assert {m["patches"] for m in saved} == {5}                 # --m reached the draw

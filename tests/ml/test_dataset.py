@@ -101,6 +101,16 @@ def test_sampler_class_balanced_and_seeded():
     assert np.array_equal(x, x2) and np.array_equal(y, y2)
 
 
+@pytest.mark.parametrize("balance, rare_share", [(1.0, 0.5), (0.5, 0.25), (0.0, 0.1)])
+def test_balance_draws_crop_centres_from_even_to_by_pixel_count(balance, rare_share):
+    lab = np.ones((100, 100), np.uint8)
+    lab[:10] = 2                                 # the rare class: 10 % of the labeled pixels
+    img = np.zeros(lab.shape, np.float32)
+    s = CropSampler([Region(img, lab)], crop=1, augment=False, seed=0, jitter=0.0, balance=balance)
+    _, y = s.sample(2000)                        # a 1 px crop is its centre
+    assert np.mean(y == 2) == pytest.approx(rare_share, abs=0.04)
+
+
 def test_sampler_small_region_is_padded_and_augment_keeps_alignment():
     img = np.zeros((20, 30), np.float32)
     img[5:10, 5:25] = 1.0

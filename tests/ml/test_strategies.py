@@ -244,3 +244,22 @@ def test_default_strategy_is_registered_and_model_free_strategies_are_not_it():
 
     assert DEFAULT_STRATEGY in STRATEGIES and DEFAULT_STRATEGY not in NEEDS_MC
     assert DEFAULT_STRATEGY in dict(describe())
+
+
+def test_weighted_balanced_cover_also_asks_for_confident_objects_unlike_the_labels():
+    n = 60
+    rng = np.random.default_rng(4)
+    fg = np.where(np.arange(n) < 30, 0.3, 0.0)              # 30 patches show structure, 30 do not
+    emb = rng.standard_normal((n, 4))
+    emb[25:30] += 20.0                                      # 25-29: structure of a kind nothing labeled shows ...
+    lc = np.where(np.arange(n) < 25, 0.6, 0.1) + rng.random(n) * 0.01
+    lc[25:30] = 0.02                                        # ... and the model is sure of it
+    labeled = rng.standard_normal((5, 4))
+    s = make_scores(n, emb=emb, least_confidence=lc, fg_fraction=fg)
+    plain, _ = select("weighted_balanced", s, 8, labeled_embeddings=labeled)
+    picks, scores = select("weighted_balanced_cover", s, 8, labeled_embeddings=labeled)
+    assert not any(25 <= p < 30 for p in plain)
+    assert sum(p < 30 for p in picks) == sum(p < 30 for p in plain) == 6    # the strata's shares are unchanged
+    assert sum(25 <= p < 30 for p in picks) == 2 and len(set(picks)) == 8   # a third of the six by coverage
+    assert scores == sorted(scores, reverse=True)
+    assert len(set(select("weighted_balanced_cover", s, 8)[0])) == 8         # no labeled patches yet: still 8

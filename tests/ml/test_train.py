@@ -223,14 +223,15 @@ def test_anchor_holds_the_body_at_its_start_and_frees_the_head(data):
         cfg(anchor=-1.0)
 
 
-def test_zoom_reaches_the_training_crops(data):
+@pytest.mark.parametrize("setting, value", [("zoom", 0.5), ("balance", 0.0)])
+def test_a_crop_setting_reaches_the_training_crops(data, setting, value):
     tr, _ = data
     plain = train(tiny(), tr, [], cfg(steps=3, ema=0.0), device=CPU)
-    zoomed = train(tiny(), tr, [], cfg(steps=3, ema=0.0, zoom=0.5), device=CPU)
-    assert [h["loss"] for h in plain.history] != [h["loss"] for h in zoomed.history]
+    changed = train(tiny(), tr, [], cfg(steps=3, ema=0.0, **{setting: value}), device=CPU)
+    assert [h["loss"] for h in plain.history] != [h["loss"] for h in changed.history]
     for bad in (-0.1, 1.5):
-        with pytest.raises(ValueError, match="zoom"):
-            cfg(zoom=bad)
+        with pytest.raises(ValueError, match=setting):
+            cfg(**{setting: bad})
 
 
 def test_only_a_self_training_run_from_a_pre_trained_body_is_pulled():
