@@ -215,6 +215,7 @@ def weighted_balanced_cover_strategy(scores: PatchScores, k: int, seed: int = 0,
     A weak first model on VNC fails by whole false objects it is sure of (docs/BENCHMARKS.md v27: 70 % of
     one model's false positives above p 0.8), which uncertainty does not point at; the predicted objects
     least like anything labeled are where such objects, and true ones of an unseen kind, would be.
+    Measured (v28, seeds 0-2): +0.006 at 40 patches, -0.018 at 100 against ``weighted_balanced``; not the default.
     """
     return _balanced(scores, k, scores.least_confidence, seed, floor=STRATUM_FLOOR, cover=COVER_SHARE,
                      labeled=labeled_embeddings)
@@ -291,7 +292,9 @@ _DESCRIPTIONS = {
                          "the rest.",
     "weighted_balanced_cover": "Like weighted_balanced, with a third of the picks among patches with predicted "
                                "structure taken where it looks least like anything labeled: confident objects "
-                               "of a kind the labels never showed (true or false) are asked for too.",
+                               "of a kind the labels never showed (true or false) are asked for too (EM "
+                               "mitochondria, three seeds: +3.6 % IoU over random at 100 patches, "
+                               "weighted_balanced +6.0 %).",
 }
 
 
