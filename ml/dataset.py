@@ -163,16 +163,16 @@ def split_regions(regions: Sequence[Region], val_fraction: float = 0.2,
 
 
 class CropSampler:
-    """Seeded random training crops centred near labeled pixels, classes drawn evenly.
+    """Seeded random training crops centred near labeled pixels, classes drawn evenly by default.
 
     The centre class is chosen among classes present, then a labeled pixel of that class
     (regions weighted by how many they hold). With ``balance`` 1 (the default) every class is
     chosen equally often, so a rare class (mitochondria) appears in crops as often as
     background; with 0 a class is chosen as often as its labeled pixels (crop centres uniform
-    over labeled pixels); in between, in proportion to ``count ** (1 - balance)``. Regions smaller than ``crop`` are
-    reflection-padded (padding stays unlabeled). With ``zoom`` z > 0 (and ``augment``) each crop is
-    a window of side crop * s resampled to crop, s log-uniform in [1/(1+z), 1+z]: objects seen at
-    sizes the few labeled ones do not show.
+    over labeled pixels); in between, in proportion to ``count ** (1 - balance)``. Regions
+    smaller than ``crop`` are reflection-padded (padding stays unlabeled). With ``zoom`` z > 0
+    (and ``augment``) each crop is a window of side crop * s resampled to crop, s log-uniform in
+    [1/(1+z), 1+z]: objects seen at sizes the few labeled ones do not show.
     """
 
     def __init__(self, regions: Sequence[Region], crop: int = 128, augment: bool = True, seed: int = 0,
@@ -196,8 +196,8 @@ class CropSampler:
         existed, so a default run draws the same crops)."""
         if balance >= 1.0:
             return None
-        n = np.array([sum(len(e[1]) for e in self.index[c]) for c in self.classes], dtype=np.float64)
-        odds = n ** (1.0 - balance)
+        counts = self.label_counts()
+        odds = np.array([counts[c] for c in self.classes], dtype=np.float64) ** (1.0 - balance)
         return odds / odds.sum()
 
     def _centre(self) -> tuple[Region, int, int]:

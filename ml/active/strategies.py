@@ -152,9 +152,8 @@ def _stratum_picks(scores: PatchScores, part: np.ndarray, n: int, u: np.ndarray,
         local, _ = diverse_uncertain(sub, n - n_cover, u[part], seed=seed)
     rest = np.setdiff1d(np.arange(len(part)), local)
     if n_cover > 0 and len(rest):
-        covered = [sub.embeddings[local]] + ([np.asarray(labeled)] if labeled is not None and len(labeled) else [])
-        reference = np.concatenate(covered) if sum(len(c) for c in covered) else None
-        more, _ = k_center_greedy(sub.embeddings[rest], n_cover, labeled=reference)
+        known = [np.asarray(e) for e in (sub.embeddings[local], labeled) if e is not None and len(e)]
+        more, _ = k_center_greedy(sub.embeddings[rest], n_cover, labeled=np.concatenate(known) if known else None)
         local = list(local) + [int(rest[i]) for i in more]
     return [int(part[i]) for i in local]
 
