@@ -53,6 +53,7 @@ class Protocol:
     self_train_steps: int = 500   # ... this many more steps with them; a round mixes those of the model it starts from
     self_train_fg: float | None = None  # ... mitochondria pseudo-labeled where p > this (None: the app's SelfTrainConfig.fg)
     self_train_rounds: int = 1    # ... in this many rounds, the pool labeled again before each (SelfTrainConfig.rounds)
+    self_train_bg_share: float = 1.0  # ... background on the surest share of the pixels predicted so (.bg_share)
     score_context: bool = False   # score candidates with the model's receptive radius of real image around them
     eval_slices: int = 4          # test-half slices scored (same evenly spaced subset for everyone)
     eval_tile: int = 512
@@ -95,7 +96,7 @@ class Protocol:
         from ml.self_training import SelfTrainConfig
 
         fg = {} if self.self_train_fg is None else {"fg": self.self_train_fg}
-        return SelfTrainConfig(rounds=self.self_train_rounds, **fg)
+        return SelfTrainConfig(rounds=self.self_train_rounds, bg_share=self.self_train_bg_share, **fg)
 
     @property
     def mid_round(self) -> int:

@@ -123,12 +123,16 @@ def main(argv: list[str] | None = None) -> int:
                    f"as its labeled pixels (default: the protocol's, {Protocol.balance:g})")
     p.add_argument("--self-rounds", type=int, default=1,
                    help="with --self-train: its steps in this many rounds, the pool pseudo-labeled again before each")
+    p.add_argument("--bg-share", type=float, default=1.0,
+                   help="with --self-train: background pseudo-labels on only this share of the pixels predicted "
+                   "background, the surest (1: every one above SelfTrainConfig.bg)")
     p.add_argument("--tiny", action="store_true", help="the toy protocol (tests)")
     args = p.parse_args(argv)
     proto = replace(PRESETS["tiny" if args.tiny else "quick"], base=args.base, self_train=args.self_train,
                     seeds=args.seeds, first_seed=args.first_seed, init_train_seed=args.train_seed)
     proto = replace(proto, init_head_steps=args.head_steps, init_anchor=args.anchor,
-                    self_train_rounds=args.self_rounds, pretext=args.pretext or Protocol.pretext,
+                    self_train_rounds=args.self_rounds, self_train_bg_share=args.bg_share,
+                    pretext=args.pretext or Protocol.pretext,
                     pretrain_seed=args.pretrain_seed,
                     **{k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("ema", args.ema), ("m", args.m),
                                          ("zoom", args.zoom), ("balance", args.balance)) if v is not None})
@@ -152,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--pretrain-seed must be >= 0, got {args.pretrain_seed}")
     if args.self_rounds != 1 and not args.self_train:
         p.error("--self-rounds needs --self-train: it splits the self-training steps")
+    if args.bg_share != 1.0 and not args.self_train:
+        p.error("--bg-share needs --self-train: it says which pixels self-training labels background")
     try:
         proto.check_init_recipe()
         proto.self_train_config()
@@ -164,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results, proto))
     summary = {"split": args.split, "dev_train_share": proto.dev_train_share if proto.dev else None,
                "base": proto.base, "m": proto.m, "self_train": proto.self_train,
-               "self_train_rounds": proto.self_train_rounds, "weights": weights,
+               "self_train_rounds": proto.self_train_rounds, "self_train_bg_share": proto.self_train_bg_share,
+               "weights": weights,
                "pretext": proto.pretext if weights and not args.weights else None,
                "pretrain_seed": proto.pretrain_seed if weights and not args.weights else None,
                "train_seed": proto.init_train_seed, **proto.init_recipe(),

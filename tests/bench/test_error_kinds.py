@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from bench.error_kinds import slice_errors, summarise
-from tests.bench.tiny_runs import bench, tiny_volume
+from tests.bench.tiny_runs import bench, one_model_run
 
 def test_an_edge_one_px_too_wide_and_an_object_of_its_own_are_told_apart():
     truth = np.zeros((40, 40), bool)
@@ -26,11 +26,7 @@ def test_an_edge_one_px_too_wide_and_an_object_of_its_own_are_told_apart():
 
 
 def test_error_kinds_rescores_a_saved_run_to_its_own_iou(tmp_path):
-    paths = tiny_volume(tmp_path)
-    run = tmp_path / "run"
-    r = bench("bench.initial_steps", *paths, "--out", str(run), "--tiny", "--steps", "4", "--seeds", "1",
-              "--base", "4")
-    assert r.returncode == 0, r.stderr
+    paths, run = one_model_run(tmp_path)
     r = bench("bench.error_kinds", *paths, "--run", str(run), "--tiny")
     assert r.returncode == 0, r.stderr
     got = json.loads((run / "error_kinds_steps4.json").read_text())["models"]["0"]

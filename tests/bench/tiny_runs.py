@@ -25,3 +25,13 @@ def tiny_volume(folder: Path) -> list[str]:
     tifffile.imwrite(folder / "raw.tif", raw, photometric="minisblack")
     tifffile.imwrite(folder / "mask.tif", mask * 255, photometric="minisblack")
     return ["--raw", str(folder / "raw.tif"), "--labels", str(folder / "mask.tif")]
+
+
+def one_model_run(folder: Path) -> tuple[list[str], Path]:
+    """A ``bench.initial_steps`` run of one 4-step seed on the dev split of the toy volume: its ``--raw``/``--labels``
+    arguments and its folder, for the tools that re-score a run's saved models."""
+    paths = tiny_volume(folder)
+    run = folder / "run"
+    r = bench("bench.initial_steps", *paths, "--out", str(run), "--tiny", "--steps", "4", "--seeds", "1", "--base", "4")
+    assert r.returncode == 0, r.stderr
+    return paths, run

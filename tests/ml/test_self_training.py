@@ -8,8 +8,8 @@ import torch
 from ml.dataset import Region
 from ml.live import predict_view
 from ml.model import UNet2D
-from ml.self_training import (SelfTrainConfig, pseudo_labels, pseudo_regions, round_steps, self_train, train_in_phases,
-                              window_boxes)
+from ml.self_training import (SelfTrainConfig, background_threshold, pseudo_labels, pseudo_regions, round_steps,
+                              self_train, train_in_phases, window_boxes)
 from ml.synthetic import make_em_volume
 from ml.train import TrainConfig
 
@@ -40,8 +40,35 @@ def test_window_boxes_stay_within_the_pixel_budget_and_rows_and_do_not_overlap()
     assert sum((y1 - y0) * (x1 - x0) for _, (y0, y1, x0, x1) in whole) == 2 * 100 * 100
 
 
+def test_the_background_threshold_keeps_the_surest_share_of_the_pixels_predicted_background():
+    p_bg = np.array([[0.2, 0.991, 0.992, 0.993, 0.994, 0.995, 0.996, 0.997, 0.998, 0.999, 0.9995]], np.float32)
+    prob = np.stack([p_bg, 1 - p_bg])                       # (C=2, 1, 11): the first pixel is predicted mitochondria
+    assert background_threshold([prob], SelfTrainConfig()) == 0.99                        # the default: all above bg
+    cut = background_threshold([prob[:, :, :6], prob[:, :, 6:]], SelfTrainConfig(bg_share=0.5))   # over all windows
+    assert 0.995 <= cut < 0.996
+    assert pseudo_labels(prob, 0.7, cut).tolist() == [[2, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]]   # the surest half of ten
+    low = np.stack([np.full((1, 4), 0.6, np.float32), np.full((1, 4), 0.4, np.float32)])
+    assert background_threshold([low], SelfTrainConfig(bg_share=0.5)) == 0.99       # never below bg
+    assert background_threshold([], SelfTrainConfig(bg_share=0.5)) == 0.99
+
+
+def test_pseudo_regions_rank_background_over_every_window(volume):
+    raw, _ = volume
+    torch.manual_seed(0)
+    model = UNet2D(base=4, depth=2).eval()
+    cfg = SelfTrainConfig(fg=0.5, bg=0.5, window=48, max_pixels=2**20)
+    boxes = window_boxes(raw.shape, cfg)
+    every = pseudo_regions(model, raw, 0, 255, boxes, cfg)
+    half = pseudo_regions(model, raw, 0, 255, boxes, SelfTrainConfig(fg=0.5, bg=0.5, bg_share=0.5, window=48,
+                                                                         max_pixels=2**20))
+    n_bg = [sum(int((r.labels == 1).sum()) for r in rs) for rs in (every, half)]
+    assert abs(n_bg[1] - n_bg[0] / 2) <= 1                           # half of all the background, not of each window
+    assert all(((b.labels == 2) == (a.labels == 2)).all() for a, b in zip(every, half))     # objects untouched
+    assert all(set(np.unique(b.labels[a.labels == 1])) <= {0, 1} for a, b in zip(every, half))
+
+
 def test_self_train_config_rejects_nonsense():
-    for bad in ({"fg": 0.3}, {"bg": 1.0}, {"share": 0.0}, {"window": 4}):
+    for bad in ({"fg": 0.3}, {"bg": 1.0}, {"share": 0.0}, {"window": 4}, {"bg_share": 0.0}, {"bg_share": 1.5}):
         with pytest.raises(ValueError):
             SelfTrainConfig(**bad)
 
