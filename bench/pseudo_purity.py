@@ -81,14 +81,14 @@ def nearest(a: np.ndarray, refs: np.ndarray) -> np.ndarray:
     return 1.0 - (a @ refs.T).max(1)
 
 
-def band_metrics(model, data, rows: slice, config: SelfTrainConfig, device) -> dict[str, float]:
-    """Pixel precision, recall and IoU of p(mito) > ``config.fg`` over every slice's ``rows``, and the share of
-    the mitochondria's pixels that self-training's background rule would pseudo-label background."""
-    probs = [slice_outputs(model, data.image[z, rows], device)[0] for z in range(data.image.shape[0])]
+def band_metrics(probs: list[np.ndarray], truths: list[np.ndarray], config: SelfTrainConfig) -> dict[str, float]:
+    """Pixel precision, recall and IoU of p(mito) > ``config.fg`` over one row band of every slice (``probs``
+    and ``truths`` by slice), and the share of the mitochondria's pixels that self-training's background rule
+    would pseudo-label background."""
     cut = background_threshold([np.stack([1 - p, p]) for p in probs], config)
     tp = fp = fn = wrong_bg = 0
-    for z, prob in enumerate(probs):
-        pred, truth = prob > config.fg, data.mask[z, rows] > 0
+    for prob, truth in zip(probs, truths):
+        pred = prob > config.fg
         tp, fp, fn = tp + int((pred & truth).sum()), fp + int((pred & ~truth).sum()), fn + int((truth & ~pred).sum())
         wrong_bg += int((truth & (1 - prob > cut)).sum())
     return {**count_metrics(tp, fp, fn), "mito_as_background": wrong_bg / max(tp + fn, 1), "background_cut": cut}
@@ -134,9 +134,11 @@ def model_purity(model, data, patches, config: SelfTrainConfig, device) -> dict:
                 counts[f"{kind}_kept_px"] += int(size[k])
                 counts[f"{kind}_kept"] += 1
             margins.append((float(margin[k]), bool(is_true[k]), int(size[k])))
+    slices = range(data.image.shape[0])
+    scored = [slice_outputs(model, data.image[z, rows:], device)[0] for z in slices]
     return {"counts": counts, "auc": _weighted_auc(margins), "references": [len(ref_fg), len(ref_bg)],
-            "trained_rows": band_metrics(model, data, slice(0, rows), config, device),
-            "scored_rows": band_metrics(model, data, slice(rows, None), config, device)}
+            "trained_rows": band_metrics([o[0] for o in outs.values()], [o[2] for o in outs.values()], config),
+            "scored_rows": band_metrics(scored, [data.mask[z, rows:] > 0 for z in slices], config)}
 
 
 def _weighted_auc(margins: list[tuple[float, bool, int]]) -> float | None:
