@@ -309,12 +309,33 @@ def initial_patches(data: BenchData, grid: list[Patch], state: LabelState, proto
     return [cands[i] for i in idx]
 
 
+@dataclass
+class SeedDraw:
+    """What a seed draws before any model: the candidate grid, its held-out validation patches, and the
+    label state holding its m first patches (``patches``)."""
+
+    grid: list[Patch]
+    val: list[Patch]
+    state: "LabelState"
+    patches: list[Patch]
+
+
+def seed_draw(data: BenchData, proto: Protocol, seed: int,
+              embed: Callable[[list[Patch]], np.ndarray] | None = None) -> SeedDraw:
+    """The seed's draw, the one way every task and re-scoring tool replays it (so they see the same patches)."""
+    grid = pool_grid(data, proto)
+    val = validation_patches(data, grid, proto, seed)
+    state = LabelState(data, val, proto)
+    patches = initial_patches(data, grid, state, proto, seed, embed)
+    state.add(patches)
+    return SeedDraw(grid, val, state, patches)
+
+
 def random_sequence(data: BenchData, proto: Protocol, seed: int,
                     embed: Callable[[list[Patch]], np.ndarray] | None = None) -> list[list[Patch]]:
     """Patches labeled at each budget by the random strategy (round 0 = initial), replayed without a model."""
-    grid = pool_grid(data, proto)
-    state = LabelState(data, validation_patches(data, grid, proto, seed), proto)
-    state.add(initial_patches(data, grid, state, proto, seed, embed))
+    draw = seed_draw(data, proto, seed, embed)
+    grid, state = draw.grid, draw.state
     out = [list(state.patches)]
     for rnd in range(1, proto.rounds + 1):
         state.add(random_picks(candidates(grid, state, proto, seed, rnd), proto.k, seed, rnd))

@@ -22,8 +22,8 @@ from ml.pretrain import init_from_pretrained
 from ml.self_training import pseudo_regions, train_in_phases, window_boxes
 from ml.train import TrainConfig, clone_state, train
 
-from .al_protocol import (BenchData, LabelState, Protocol, candidates, fg_pixels, fg_share, heldout_scores,
-                          initial_patches, load_data, pool_grid, random_picks, random_sequence, validation_patches)
+from .al_protocol import (BenchData, LabelState, Protocol, candidates, fg_pixels, fg_share, heldout_scores, load_data,
+                          pool_grid, random_picks, random_sequence, seed_draw, validation_patches)
 from .saved_runs import fg_prob, model_file
 
 _STATE: dict = {}
@@ -109,10 +109,8 @@ def initial_task(seed: int) -> dict:
     """Train the seed's initial model on its m random patches; save it for the strategy runs."""
     data, proto, device = _ctx()
     start = time.monotonic()
-    grid = pool_grid(data, proto)
-    val = validation_patches(data, grid, proto, seed)
-    state = LabelState(data, val, proto)
-    patches = initial_patches(data, grid, state, proto, seed, _embedder(proto, seed, device))
+    draw = seed_draw(data, proto, seed, _embedder(proto, seed, device))
+    val, patches = draw.val, draw.patches
     train_seed = seed + proto.init_train_seed      # another training of the same draw (bench.initial_steps)
     model = _new_model(proto, train_seed)
     regions, val_regions = _regions(data, patches, proto), _regions(data, val, proto)
@@ -146,11 +144,8 @@ def _pick(strategy: str, model: UNet2D, cands: list[Patch], state: LabelState, s
 def strategy_task(seed: int, strategy: str, initial_iou: float) -> dict:
     """One AL run: rounds of (score, pick k, label, warm-start fine-tune, test IoU)."""
     data, proto, device = _ctx()
-    grid = pool_grid(data, proto)
-    val = validation_patches(data, grid, proto, seed)
-    val_regions = _regions(data, val, proto)
-    state = LabelState(data, val, proto)
-    state.add(initial_patches(data, grid, state, proto, seed, _embedder(proto, seed, device)))
+    draw = seed_draw(data, proto, seed, _embedder(proto, seed, device))
+    grid, state, val_regions = draw.grid, draw.state, _regions(data, draw.val, proto)
     model = _new_model(proto, seed)
     model.load_state_dict(torch.load(_init_path(seed), weights_only=True))
     rows = [dict(strategy=strategy, seed=seed, round=0, n_labeled=len(state.patches), iou=initial_iou)]

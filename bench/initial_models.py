@@ -22,7 +22,7 @@ import torch
 from ml.infer import predict_image
 from ml.model import UNet2D
 
-from .al_protocol import QUICK, LabelState, initial_patches, load_data, pool_grid, validation_patches
+from .al_protocol import QUICK, load_data, seed_draw
 
 VNC = "../shared/data/vnc/stack1"
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
@@ -55,10 +55,10 @@ def tta_prob(model: UNet2D, image: np.ndarray) -> np.ndarray:
     return (total / 8).astype(np.float32)
 
 
-def report_seed(data, grid, model: UNet2D, seed: int, tta: bool = False) -> dict[str, float]:
+def report_seed(data, model: UNet2D, seed: int, tta: bool = False) -> dict[str, float]:
     """One seed's numbers (see the module docstring)."""
-    val = validation_patches(data, grid, QUICK, seed)
-    patches = initial_patches(data, grid, LabelState(data, val, QUICK), QUICK, seed)
+    draw = seed_draw(data, QUICK, seed)
+    val, patches = draw.val, draw.patches
     slices = sorted({p.z for p in val} | set(data.eval_z))
     prob = {z: _prob(model, data.image[z]) for z in slices}
     s = data.split_y
@@ -95,12 +95,11 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(2)
     data = load_data(args.raw, args.labels, QUICK)
-    grid = pool_grid(data, QUICK)
     rows = []
     for path in sorted(Path(args.run, "work").glob("initial_seed*.pt")):
         model = UNet2D(base=args.base, depth=QUICK.depth, dropout=QUICK.dropout)
         model.load_state_dict(torch.load(path, map_location="cpu"))
-        rows.append(report_seed(data, grid, model.eval(), int(path.stem.removeprefix("initial_seed")), args.tta))
+        rows.append(report_seed(data, model.eval(), int(path.stem.removeprefix("initial_seed")), args.tta))
     for key in rows[0]:
         v = np.array([r[key] for r in rows])
         print(f"threshold {key}: test IoU mean {v.mean():.3f} sd {v.std():.3f} ({' / '.join(f'{x:.3f}' for x in v)})")

@@ -31,7 +31,7 @@ from ml.metrics import count_metrics
 from ml.model import pad_to_multiple
 from ml.self_training import SelfTrainConfig, background_threshold
 
-from .al_protocol import LabelState, initial_patches, load_data, pool_grid, validation_patches
+from .al_protocol import load_data, seed_draw
 from .rescore import add_arguments, open_run
 from .saved_runs import load_model
 
@@ -161,13 +161,6 @@ def summarise(c: dict) -> dict:
             "false_kept_share": c["false_kept_px"] / max(c["false_px"], 1)}
 
 
-def seed_patches(data, proto, seed: int):
-    """The seed's random first patches, drawn as ``bench.al_tasks.initial_task`` draws them."""
-    grid = pool_grid(data, proto)
-    val = validation_patches(data, grid, proto, seed)
-    return initial_patches(data, grid, LabelState(data, val, proto), proto, seed)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.pseudo_purity", description=__doc__.split("\n\n")[0])
     add_arguments(p)
@@ -189,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
           "pseudo-labels | filter keeps: true / false objects' pixels | AUC (pixel-weighted) | references fg / bg |"
           "\n|" + "---|" * 8)
     for seed, path in run.paths.items():
-        r = model_purity(load_model(path, run.proto, device), data, seed_patches(data, run.proto, seed), config,
+        r = model_purity(load_model(path, run.proto, device), data, seed_draw(data, run.proto, seed).patches, config,
                          device)
         r.update(summarise(r["counts"]))
         rows[str(seed)] = r

@@ -108,13 +108,11 @@ def protocol_seed(raw: str, labels: str, run_dir: str, seed: int, extra: int, fg
     from ml.train import TrainConfig, clone_state, train
 
     from . import al_tasks
-    from .al_protocol import QUICK, LabelState, initial_patches, pool_grid, validation_patches
+    from .al_protocol import QUICK, seed_draw
 
     al_tasks.init_worker(raw, labels, QUICK, run_dir)
     data, proto, device = al_tasks._ctx()
-    grid = pool_grid(data, proto)
-    patches = initial_patches(data, grid, LabelState(data, validation_patches(data, grid, proto, seed), proto),
-                              proto, seed)
+    patches = seed_draw(data, proto, seed).patches
     regions = al_tasks._regions(data, patches, proto)
     model = al_tasks._new_model(proto, seed)
     model.load_state_dict(torch.load(al_tasks._init_path(seed), weights_only=True))
