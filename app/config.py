@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from ml.z_consensus import WEIGHT, check_weight
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JOB_BACKENDS = ("diskcache", "celery")
 DEVICES = ("auto", "cpu", "cuda")
@@ -50,6 +52,7 @@ class Config:
     png_level: int = 0               # zlib level of grey tiles: 0 = fastest (EM noise barely compresses)
     demo_shape: tuple[int, int, int] = (16, 512, 512)
     pretrain_auto: bool = True       # pre-train every new volume by itself (APP_PRETRAIN_AUTO)
+    z_consensus: float = WEIGHT      # a prediction's slice mixed with its neighbours' (APP_Z_CONSENSUS; 0 = off)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -63,6 +66,10 @@ class Config:
             raise ValueError(f"APP_DEVICE={self.device!r}; use one of {DEVICES}")
         if not 0 <= int(self.png_level) <= 9:
             raise ValueError("APP_PNG_LEVEL must be 0..9 (zlib level)")
+        try:
+            object.__setattr__(self, "z_consensus", check_weight(self.z_consensus))
+        except ValueError as e:
+            raise ValueError(f"APP_Z_CONSENSUS: {e}") from e
         if int(self.max_upload_mb) <= 0:
             raise ValueError("APP_MAX_UPLOAD_MB must be a positive number of megabytes")
         if self.auth_enabled and (self.secret_key == DEV_SECRET or len(self.secret_key) < MIN_SECRET):
@@ -97,6 +104,7 @@ class Config:
             ("APP_TORCH_THREADS", "torch_threads", int),
             ("APP_TILE_CACHE_MB", "tile_cache_mb", int),
             ("APP_PNG_LEVEL", "png_level", int),
+            ("APP_Z_CONSENSUS", "z_consensus", float),
         ):
             if env.get(key):
                 try:
@@ -140,6 +148,7 @@ class Config:
             "APP_SECURE_COOKIES": "1" if self.secure_cookies else "0",
             "APP_DEMO_SHAPE": ",".join(str(int(n)) for n in self.demo_shape),
             "APP_PRETRAIN_AUTO": "1" if self.pretrain_auto else "0",
+            "APP_Z_CONSENSUS": repr(self.z_consensus),
             **{key: json.dumps(self.extra[name]) for key, name in JSON_SETTINGS if name in self.extra},
         }
 

@@ -152,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = write_outputs(out, results, proto)
     print(markdown(summary))
     print(f"targets: {summary['targets']}")
+    if "z_consensus" in summary:
+        print(f"with the z consensus (w = {proto.z_consensus:g}), as the app reads a prediction:")
+        print(markdown({**summary, **summary["z_consensus"]}))
+        print(f"targets: {summary['z_consensus']['targets']}")
     print(f"wrote {out}/curves.csv, summary.json, curves.png in {results['wall_s']:.0f} s")
     return 0
 

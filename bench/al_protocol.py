@@ -17,6 +17,7 @@ from ml.active import Patch, PatchScores, select
 from ml.active.strategies import MODEL_FREE
 from ml.io.normalize import normalize
 from ml.metrics import confusion, count_metrics
+from ml.z_consensus import WEIGHT, neighbours, slice_consensus
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Protocol:
     self_train_bg_share: float = 1.0  # ... background on the surest share of the pixels predicted so (.bg_share)
     score_context: bool = False   # score candidates with the model's receptive radius of real image around them
     eval_slices: int = 4          # test-half slices scored (same evenly spaced subset for everyone)
+    z_consensus: float = WEIGHT   # scored again as the app reads a prediction (``iou_z``): mixed with its neighbours
     eval_tile: int = 512
     full_factor: float = 1.5      # full supervision: one cosine schedule of this many times the AL steps,
     full_chunk: int = 300         # ... then chunks of extra steps while the validation IoU still improves
@@ -364,6 +366,26 @@ def heldout_scores(predict_fg, data: BenchData) -> dict[str, float]:
     """The scores of the test half's eval slices (``count_scores`` of their summed counts);
     ``predict_fg(image2d) -> bool mask``."""
     return count_scores(sum(slice_counts(predict_fg(data.scored(z)), data, z) for z in data.eval_z))
+
+
+def heldout_prob_scores(predict_prob, data: BenchData, weight: float) -> dict[str, float]:
+    """``heldout_scores`` of p(mito) > 0.5 (``iou``, ``miou``) and of its z consensus (``iou_z``, ``miou_z``: each
+    scored slice mixed with its neighbours' predictions by ``weight``, as the app reads a prediction);
+    ``predict_prob(image2d) -> p(mito)``, each slice predicted once."""
+    probs: dict[int, np.ndarray] = {}
+
+    def prob(z: int) -> np.ndarray:
+        if z not in probs:
+            probs[z] = predict_prob(data.scored(z))
+        return probs[z]
+    raw = cons = np.zeros(4, np.int64)
+    for z in data.eval_z:
+        z0, z1 = neighbours(z, data.image.shape[0])
+        stack = np.stack([prob(k) for k in range(z0, z1)])
+        raw = raw + slice_counts(prob(z) > 0.5, data, z)
+        cons = cons + slice_counts(slice_consensus(stack, z, z0, weight, axis=0) > 0.5, data, z)
+    mixed = count_scores(cons)
+    return {**count_scores(raw), "iou_z": mixed["iou"], "miou_z": mixed["miou"]}
 
 
 def fg_share(mask: np.ndarray, patches: list[Patch]) -> float:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .al_protocol import Protocol
 
-CURVE_COLUMNS = ["strategy", "seed", "round", "n_labeled", "iou"]
+CURVE_COLUMNS = ["strategy", "seed", "round", "n_labeled", "iou", "iou_z"]
 DETAIL_COLUMNS = ["strategy", "seed", "round", "miou", "fg_share", "select_s", "train_s", "eval_s"]
 #: Issue 8's targets (model quality v2).
 TARGETS = {"random_final": 0.62, "gain_at_mid": 0.15, "gain_final": 0.05, "labels_to_match": 0.6,
@@ -99,6 +99,15 @@ def _strategy_summary(name: str, table: dict, proto: Protocol, details: list[dic
 
 
 def summarize(results: dict, proto: Protocol) -> dict:
+    """The run's summary; with the z-consensus scores recorded, their own summary under ``z_consensus``."""
+    out = _summary(results, proto)
+    if _has_consensus(results):
+        mixed = _summary(_as_consensus(results), proto)
+        out["z_consensus"] = {k: mixed[k] for k in CONSENSUS_KEYS}
+    return out
+
+
+def _summary(results: dict, proto: Protocol) -> dict:
     rows = curve_rows(results)
     table = _table(rows)
     details = [d for res in results["strategy"] for d in res["details"]]
@@ -126,6 +135,24 @@ def summarize(results: dict, proto: Protocol) -> dict:
     out["initial_iou_sd"] = float(np.std(inits)) if inits else None
     out["targets"] = _targets(out)
     return out
+
+
+#: what a summary repeats for the z-consensus scores (RF rows, 2D pixel features, keep their one score)
+CONSENSUS_KEYS = ("strategies", "full_supervision_iou", "initial_iou", "initial_iou_mean", "initial_iou_sd", "targets")
+
+
+def _has_consensus(results: dict) -> bool:
+    rows = [r for res in results["strategy"] for r in res["rows"]]
+    return all("iou_z" in r for r in [*rows, *results["initial"].values(), *results["full"]])
+
+
+def _as_consensus(results: dict) -> dict:
+    """``results`` with every U-Net score replaced by its z-consensus score (``iou_z``, ``miou_z``)."""
+    def mixed(r: dict) -> dict:
+        return {**r, "iou": r["iou_z"], **({"miou": r["miou_z"]} if "miou_z" in r else {})}
+    return {**results, "initial": {s: mixed(r) for s, r in results["initial"].items()},
+            "full": [mixed(f) for f in results["full"]],
+            "strategy": [{**res, "rows": [mixed(r) for r in res["rows"]]} for res in results["strategy"]]}
 
 
 def _best(others: dict) -> str | None:

@@ -5,6 +5,8 @@ again: the protocol is deterministic (v20 retrained v19's models to the same num
 retraining them spends two thirds of a run reproducing rows already on disk. Reused: each seed's
 initial model (the weights, to warm-start from, and its IoU), every (seed, strategy) whose rows
 the run wrote, the random forest's rows and the pre-trained body. Full supervision is never reused.
+A run from before the z-consensus score (``iou_z``, v30) gives its initial models, scored again,
+and its RF rows; its strategy runs are run again.
 """
 from __future__ import annotations
 
@@ -54,7 +56,7 @@ def _rows(path: Path) -> list[dict]:
         return []
     with path.open(newline="") as fh:
         return [{k: (v if k == "strategy" else int(v) if k in ("seed", "round", "n_labeled") else float(v))
-                 for k, v in row.items()} for row in csv.DictReader(fh)]
+                 for k, v in row.items() if v != ""} for row in csv.DictReader(fh)]
 
 
 def read(run: Path, seeds, strategies, rounds: int) -> Reused:
@@ -63,10 +65,13 @@ def read(run: Path, seeds, strategies, rounds: int) -> Reused:
     run = Path(run)
     summary = read_summary(run, "al")
     reused = Reused(str(run))
+    mixed = summary.get("z_consensus", {}).get("initial_iou", {})
     for key, iou in summary.get("initial_iou", {}).items():
         seed = int(key)
         if seed in seeds and model_file(run / "work", seed).is_file():
             reused.initial[seed] = {"kind": "initial", "seed": seed, "iou": float(iou)}
+            if key in mixed:
+                reused.initial[seed]["iou_z"] = float(mixed[key])
     details = _rows(run / "details.csv")
     by_run: dict[tuple[int, str], list[dict]] = {}
     for row in _rows(run / "curves.csv"):
@@ -77,7 +82,7 @@ def read(run: Path, seeds, strategies, rounds: int) -> Reused:
         rows = sorted(rows, key=lambda r: r["round"])
         if name == "rf_baseline":
             reused.rf[seed] = {"kind": "rf", "seed": seed, "rows": rows}
-        elif name in strategies and len(rows) == rounds + 1:
+        elif name in strategies and len(rows) == rounds + 1 and all("iou_z" in r for r in rows):
             mine = [d for d in details if d["seed"] == seed and d["strategy"] == name]
             reused.strategy[(seed, name)] = {"kind": "strategy", "seed": seed, "strategy": name, "rows": rows,
                                              "details": mine}

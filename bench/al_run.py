@@ -27,13 +27,15 @@ def _initial_tasks(proto: Protocol, reused: Reused) -> list[Task]:
     tasks += [(1.0, s, "initial", al_tasks.initial_task, (s,)) for s in seeds if s not in reused.initial]
     tasks += [(4.0, s, "rf", al_tasks.rf_task, (s,)) for s in seeds if s not in reused.rf]
     for s in seeds:
-        if s in reused.initial:
-            tasks += _strategy_tasks(proto, s, reused.initial[s]["iou"], reused)
+        if s in reused.initial and "iou_z" not in reused.initial[s]:
+            tasks.append((1.0, s, "initial", al_tasks.rescore_task, (s,)))      # a run from before iou_z
+        elif s in reused.initial:
+            tasks += _strategy_tasks(proto, s, reused.initial[s], reused)
     return tasks
 
 
-def _strategy_tasks(proto: Protocol, seed: int, initial_iou: float, reused: Reused) -> list[Task]:
-    return [(3.0 if name == "random" else 2.0, seed, name, al_tasks.strategy_task, (seed, name, initial_iou))
+def _strategy_tasks(proto: Protocol, seed: int, initial: dict, reused: Reused) -> list[Task]:
+    return [(3.0 if name == "random" else 2.0, seed, name, al_tasks.strategy_task, (seed, name, initial))
             for name in proto.strategies if (seed, name) not in reused.strategy]
 
 
@@ -98,7 +100,7 @@ def run_tasks(raw: str, labels: str, out_dir: Path, proto: Protocol, dataset: st
                 log(f"[{time.monotonic() - start:7.0f}s] seed {seed} {name}: {_describe(res)}")
                 if res["kind"] == "initial":
                     results["initial"][seed] = res
-                    ready += _strategy_tasks(proto, seed, res["iou"], reused)
+                    ready += _strategy_tasks(proto, seed, res, reused)
                 else:
                     results[res["kind"]].append(res)
     results["wall_s"] = time.monotonic() - start

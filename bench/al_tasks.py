@@ -22,7 +22,7 @@ from ml.pretrain import init_from_pretrained
 from ml.self_training import pseudo_regions, train_in_phases, window_boxes
 from ml.train import TrainConfig, clone_state, train
 
-from .al_protocol import (BenchData, LabelState, Protocol, candidates, fg_pixels, fg_share, heldout_scores, load_data,
+from .al_protocol import (BenchData, LabelState, Protocol, candidates, fg_pixels, fg_share, heldout_prob_scores, load_data,
                           pool_grid, random_picks, random_sequence, seed_draw, validation_patches)
 from .saved_runs import fg_prob, model_file
 
@@ -86,8 +86,9 @@ def _pseudo(model: UNet2D, val: list[Region], seed: int, device: torch.device) -
 
 
 def unet_scores(model: UNet2D, data: BenchData, proto: Protocol, device: torch.device) -> dict[str, float]:
-    """Test-half scores of the argmax prediction (tiled, as the app predicts)."""
-    return heldout_scores(lambda image: fg_prob(model, image, proto, device) > 0.5, data)
+    """Test-half scores of the argmax prediction (tiled, as the app predicts), slice by slice and in z
+    consensus (``iou_z``, as the app reads a volume's prediction)."""
+    return heldout_prob_scores(lambda image: fg_prob(model, image, proto, device), data, proto.z_consensus)
 
 
 def _embedder(proto: Protocol, seed: int, device: torch.device):
@@ -141,14 +142,25 @@ def _pick(strategy: str, model: UNet2D, cands: list[Patch], state: LabelState, s
     return [cands[i] for i in idx]
 
 
-def strategy_task(seed: int, strategy: str, initial_iou: float) -> dict:
-    """One AL run: rounds of (score, pick k, label, warm-start fine-tune, test IoU)."""
+def rescore_task(seed: int) -> dict:
+    """A reused initial model's scores, for a run that recorded fewer of them (before ``iou_z``)."""
+    data, proto, device = _ctx()
+    start = time.monotonic()
+    model = _new_model(proto, seed)
+    model.load_state_dict(torch.load(_init_path(seed), weights_only=True))
+    return {"kind": "initial", "seed": seed, **unet_scores(model, data, proto, device), "rescored": True,
+            "seconds": time.monotonic() - start}
+
+
+def strategy_task(seed: int, strategy: str, initial: dict) -> dict:
+    """One AL run: rounds of (score, pick k, label, warm-start fine-tune, test IoU); ``initial``: its start's scores."""
     data, proto, device = _ctx()
     draw = seed_draw(data, proto, seed, _embedder(proto, seed, device))
     grid, state, val_regions = draw.grid, draw.state, _regions(data, draw.val, proto)
     model = _new_model(proto, seed)
     model.load_state_dict(torch.load(_init_path(seed), weights_only=True))
-    rows = [dict(strategy=strategy, seed=seed, round=0, n_labeled=len(state.patches), iou=initial_iou)]
+    rows = [dict(strategy=strategy, seed=seed, round=0, n_labeled=len(state.patches), iou=initial["iou"],
+                 iou_z=initial["iou_z"])]
     details = []
     for rnd in range(1, proto.rounds + 1):
         t0 = time.monotonic()
@@ -160,7 +172,8 @@ def strategy_task(seed: int, strategy: str, initial_iou: float) -> dict:
              seed * 1000 + rnd, proto, device, self_steps=proto.round_steps)
         t2 = time.monotonic()
         scores = unet_scores(model, data, proto, device)
-        rows.append(dict(strategy=strategy, seed=seed, round=rnd, n_labeled=len(state.patches), iou=scores["iou"]))
+        rows.append(dict(strategy=strategy, seed=seed, round=rnd, n_labeled=len(state.patches), iou=scores["iou"],
+                         iou_z=scores["iou_z"]))
         details.append(dict(strategy=strategy, seed=seed, round=rnd, miou=scores["miou"],
                             fg_share=fg_share(data.mask, picks), select_s=t1 - t0, train_s=t2 - t1,
                             eval_s=time.monotonic() - t2))

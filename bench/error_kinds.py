@@ -20,11 +20,9 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from ml.device import pick_device
 from ml.metrics import count_metrics
 
-from .al_protocol import load_data
-from .rescore import add_arguments, open_run
+from .rescore import add_arguments, open_or_exit
 from .saved_runs import fg_prob, load_model
 
 THRESHOLDS = (0.3, 0.5, 0.7)
@@ -99,12 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.near < 0:
         p.error("--near must be 0 or more")
-    try:
-        run = open_run(args)
-    except (ValueError, OSError) as exc:
-        p.exit(2, f"error: {' '.join(str(exc).split())}\n")
-    data = load_data(args.raw, args.labels, run.proto)
-    device = pick_device(args.device)
+    run, data, device = open_or_exit(p, args)
     rows = {seed: model_errors(path, data, run.proto, device, args.near) for seed, path in run.paths.items()}
     print(table(rows, args.near))
     out = run.folder / f"error_kinds_steps{run.steps}.json"

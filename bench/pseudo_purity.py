@@ -26,13 +26,12 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from ml.device import pick_device
 from ml.metrics import count_metrics
 from ml.model import pad_to_multiple
 from ml.self_training import SelfTrainConfig, background_threshold
 
-from .al_protocol import load_data, seed_draw
-from .rescore import add_arguments, open_run
+from .al_protocol import seed_draw
+from .rescore import add_arguments, open_or_exit
 from .saved_runs import load_model
 
 BLOCK = 32
@@ -171,11 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         config = SelfTrainConfig(fg=args.fg, bg=args.bg, bg_share=args.bg_share)
-        run = open_run(args)
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:
         p.exit(2, f"error: {' '.join(str(exc).split())}\n")
-    data = load_data(args.raw, args.labels, run.proto)
-    device = pick_device(args.device)
+    run, data, device = open_or_exit(p, args)
     rows = {}
     print(f"| seed | p > {args.fg:g} on the rows trained on: precision / recall | on the rows scored | "
           "mitochondria pixels pseudo-labeled background (trained / scored rows) | false objects' share of the "

@@ -9,8 +9,12 @@ import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
+
+from ml.device import pick_device
+
 from .al import check_inputs
-from .al_protocol import Protocol
+from .al_protocol import BenchData, Protocol, load_data
 from .saved_runs import model_paths, read_summary, run_protocol
 
 
@@ -43,3 +47,13 @@ def open_run(args: argparse.Namespace) -> SavedRun:
     proto = replace(run_protocol(summary, args.tiny), eval_slices=0)
     check_inputs(args.raw, args.labels, proto)
     return SavedRun(folder, summary, steps, paths, proto)
+
+
+def open_or_exit(p: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[SavedRun, BenchData, torch.device]:
+    """The run ``args`` name, its data split as it was, and the device; a bad run ends the CLI with exit 2 and
+    one line (every re-scoring tool's start)."""
+    try:
+        run = open_run(args)
+    except (ValueError, OSError) as exc:
+        p.exit(2, f"error: {' '.join(str(exc).split())}\n")
+    return run, load_data(args.raw, args.labels, run.proto), pick_device(args.device)

@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ml.device import pick_device
 
-from .al_protocol import PRESETS, BenchData, Protocol, count_scores, eval_slices, load_data, slice_counts
-from .rescore import add_arguments, open_run
+from .al_protocol import PRESETS, BenchData, Protocol, count_scores, eval_slices, slice_counts
+from .rescore import add_arguments, open_or_exit
 from .saved_runs import fg_prob, load_model
 
 MAX_SUBSETS = 5000
@@ -83,17 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(p)
     p.add_argument("--slices", type=int, default=PRESETS["quick"].eval_slices, help="slices the protocol scores")
     args = p.parse_args(argv)
-    try:
-        saved = open_run(args)                  # every slice of the scored rows; chosen subsets after
-    except (ValueError, OSError) as exc:
-        p.exit(2, f"error: {' '.join(str(exc).split())}\n")
+    saved, data, device = open_or_exit(p, args)     # every slice of the scored rows; chosen subsets after
     run, summary, steps, paths, proto = saved.folder, saved.summary, saved.steps, saved.paths, saved.proto
     seeds = list(paths)
-    data = load_data(args.raw, args.labels, proto)
     n = data.image.shape[0]
     if not 0 < args.slices <= n:
         p.error(f"--slices must lie in 1..{n} (the volume's slices)")
-    device = pick_device(args.device)
     counts = np.stack([model_counts(x, data, proto, device) for x in paths.values()])
     result = {"run": str(run), "split": summary["split"], "steps": steps, "seeds": seeds, "slices": args.slices,
               **spread(counts, args.slices)}

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from ml.cli_checks import (InputError, OneLineParser, check_output_file, check_suffix, check_writable_parent,
-                           join_negative_values, non_negative, positive, probability, voxel_size)
+                           join_negative_values, non_negative, positive, probability, voxel_size, z_weight)
 from ml.cli_run import EXIT_BAD_INPUT, EXIT_INTERRUPTED, Interrupt, Progress, device_from_arg, intensity_window
 from ml.io.errors import SUPPORTED_FORMATS
+from ml.z_consensus import WEIGHT
 
 #: How --labels values are read: see ml.cli_train.
 LABEL_MODES = ("mask", "classes")
@@ -72,7 +73,7 @@ def cmd_predict(args) -> int:
         try:
             predict_volume(model, volume, out, lo, hi, tile=args.tile, context=args.context, batch_size=args.batch,
                            mc_passes=args.mc_passes, device=device, progress=Progress("predict", "slices"),
-                           cancel=stop, classes=names)
+                           cancel=stop, classes=names, z_consensus=args.z_consensus)
         except Cancelled:
             print(f"interrupted: {out} is incomplete (rerun to finish)", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -190,6 +191,9 @@ def build_parser() -> OneLineParser:
     pr.add_argument("--context", type=non_negative(int), help="px of image around each tile (default: the model's "
                                                                 "receptive radius, so tiling changes nothing)")
     pr.add_argument("--batch", type=positive(int), default=8, help="tiles per forward pass")
+    pr.add_argument("--z-consensus", type=z_weight, default=WEIGHT,
+                    help="each neighbour slice's weight when the prediction is read (`stats`, the app): "
+                         f"[w, 1 - 2w, w] along z; 0 = each slice alone (default {WEIGHT})")
     st = sub.add_parser("stats", help="objects (3D connected components) and their sizes from a prediction")
     st.add_argument("--pred", required=True, help="prediction Zarr written by `predict`")
     st.add_argument("--out", required=True, help="CSV table, one row per object")

@@ -76,6 +76,16 @@ def _bounded(kind: type, ok: Callable[[Any], bool], what: str) -> Callable[[str]
     return parse
 
 
+def z_weight(text: str) -> float:
+    """``--z-consensus``: each neighbour's weight, in [0, 0.5) (``ml.z_consensus``)."""
+    from ml.z_consensus import check_weight
+
+    try:
+        return check_weight(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a weight from 0 (off) to below 0.5, got {text!r}") from None
+
+
 def probability(text: str) -> float:
     """``--threshold``: strictly between 0 and 1 (0 or 1 would make everything, or nothing, an object)."""
     try:

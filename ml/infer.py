@@ -21,6 +21,7 @@ from ml.device import autocast, inference_layout, pick_device, seeded
 from ml.io.normalize import normalize
 from ml.mc import MCSampler
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
+from ml.z_consensus import WEIGHT, check_weight, neighbours, slice_consensus, smooth_z
 
 
 class PredictionError(ValueError):
@@ -197,13 +198,16 @@ def _write_slice(group: Any, z: int, out: dict[str, np.ndarray]) -> float:
 
 def start_prediction(model: nn.Module, volume: Any, out_path: str | Path, lo: float | None = None,
                      hi: float | None = None, tile: int = TILE, mc_passes: int = 0,
-                     classes: Sequence[Any] | None = None, context: int | None = None):
+                     classes: Sequence[Any] | None = None, context: int | None = None,
+                     z_consensus: float = WEIGHT):
     """Create the (empty) Zarr v3 prediction group of ``volume`` at ``out_path``; returns it.
 
     Its attrs hold every setting :func:`predict_slices` needs, so writers of different slices
     (one process, or z-chunks on several machines) predict each slice identically; each slice is
-    its own chunk, so they never write the same file.
+    its own chunk, so they never write the same file. ``z_consensus`` is how its readers mix a
+    slice with its neighbours (:func:`consensus_prob`; ``ml.z_consensus``).
     """
+    z_consensus = check_weight(z_consensus)
     if lo is None or hi is None:
         if not hasattr(volume, "percentiles"):
             raise TypeError("predict_volume needs lo and hi for an array without .percentiles(); pass both")
@@ -216,7 +220,7 @@ def start_prediction(model: nn.Module, volume: Any, out_path: str | Path, lo: fl
     attrs = {"voxel_size": list(voxel) if voxel else None, "classes": _class_names(classes, n_classes),
              "lo": float(lo), "hi": float(hi), "mc_passes": int(mc_passes), "tile": int(tile),
              "context": int(getattr(model, "receptive_radius", 0)) if context is None else int(context),
-             "slices_done": 0, "slice_entropy": [], "complete": False}
+             "z_consensus": z_consensus, "slices_done": 0, "slice_entropy": [], "complete": False}
     return _create_group(Path(out_path), shape, n_classes, mc_passes > 0, attrs)
 
 
@@ -252,17 +256,19 @@ def predict_volume(model: nn.Module, volume: Any, out_path: str | Path, lo: floa
                    hi: float | None = None, tile: int = TILE, batch_size: int = 8,
                    mc_passes: int = 0, device: torch.device | str | None = None,
                    progress: ProgressFn = None, cancel: CancelFn = None,
-                   classes: Sequence[Any] | None = None, seed: int | None = 0, context: int | None = None) -> Path:
+                   classes: Sequence[Any] | None = None, seed: int | None = 0, context: int | None = None,
+                   z_consensus: float = WEIGHT) -> Path:
     """Predict every slice of a (Z, Y, X) volume into a Zarr v3 group at ``out_path``.
 
-    Arrays: ``prob`` (C,Z,Y,X) float16; with ``mc_passes > 0`` also ``entropy`` and ``bald``
-    (Z,Y,X) float16. Attrs: voxel_size, classes, lo, hi, mc_passes, slices_done, slice_entropy
-    (mean uncertainty of each written slice, see :func:`slice_uncertainty`), complete.
+    Arrays: ``prob`` (C,Z,Y,X) float16, the model's own slices; with ``mc_passes > 0`` also
+    ``entropy`` and ``bald`` (Z,Y,X) float16. Attrs: voxel_size, classes, lo, hi, mc_passes,
+    z_consensus (read it through :func:`consensus_prob` / :func:`consensus_plane`), slices_done,
+    slice_entropy (mean uncertainty of each written slice, see :func:`slice_uncertainty`), complete.
     Intensities are scaled with ``lo``/``hi`` (default ``volume.percentiles()``). Reads one
     slice at a time; on cancel raises Cancelled with ``complete`` left False. MC-dropout
     masks of slice z are drawn from ``seed + z`` (reproducible, not repeated across slices).
     """
-    group = start_prediction(model, volume, out_path, lo, hi, tile, mc_passes, classes, context)
+    group = start_prediction(model, volume, out_path, lo, hi, tile, mc_passes, classes, context, z_consensus)
     n = int(volume.shape[0])
     start, per_slice = time.monotonic(), []
 
@@ -297,12 +303,32 @@ def open_prediction(path: str | Path, allow_incomplete: bool = False):
     return group
 
 
-def foreground_probability(group: Any, z: int) -> np.ndarray:
-    """P(not background) for slice ``z`` as float32 (Y, X): the sum over classes 1..C-1."""
+def consensus_weight(group: Any) -> float:
+    """The z-consensus weight a prediction is read with: 0 for one written before it existed (read as written)."""
+    return check_weight(group.attrs.get("z_consensus", 0.0))
+
+
+def consensus_prob(group: Any, z: int) -> np.ndarray:
+    """Class probabilities (C, Y, X) float32 of slice ``z`` as the app shows and measures them: the
+    model's slice mixed with its neighbours' (``ml.z_consensus``), reading only those three slices."""
+    z0, z1 = neighbours(int(z), int(group["prob"].shape[1]))
+    return slice_consensus(np.asarray(group["prob"][:, z0:z1]), int(z), z0, consensus_weight(group), axis=1)
+
+
+def consensus_plane(group: Any, plane: str, index: int) -> np.ndarray:
+    """Class probabilities (C, h, w) of an ``xy`` (slice), ``xz`` or ``yz`` plane, each pixel's value the one
+    :func:`consensus_prob` gives it: a pixel reads the same from every plane that shows it."""
     prob = group["prob"]
-    if not 0 <= int(z) < prob.shape[1]:
-        raise IndexError(f"slice {z} outside 0..{prob.shape[1] - 1}")
-    return np.asarray(prob[1:, int(z)], dtype=np.float32).sum(0)
+    if plane == "xy":
+        return consensus_prob(group, index)
+    side = prob[:, :, int(index), :] if plane == "xz" else prob[:, :, :, int(index)]
+    return smooth_z(np.asarray(side), consensus_weight(group), axis=1)
+
+
+def foreground_probability(group: Any, z: int) -> np.ndarray:
+    """P(not background) for slice ``z`` as float32 (Y, X): the sum over classes 1..C-1 of its
+    :func:`consensus_prob`."""
+    return consensus_prob(group, z)[1:].sum(0)
 
 
 def stored_slice_uncertainty(group: Any) -> np.ndarray | None:

@@ -145,7 +145,8 @@ def predict_in_chunks(config: Any, volume_id: int, model: Any, model_id: int, pr
     info = projects.volume_info(config, volume_id)
     volume = projects.open_volume(config, volume_id)
     group = start_prediction(model, volume, pred_path, info["lo"], info["hi"], mc_passes=mc_passes,
-                             classes=[c["name"] for c in projects.get_classes(config, volume_id)])
+                             classes=[c["name"] for c in projects.get_classes(config, volume_id)],
+                             z_consensus=config.z_consensus)
     ranges = chunk_ranges(int(volume.shape[0]))
     board = ChunkBoard(board_for(pred_path))
     device, start = factory.device_for(config), time.monotonic()

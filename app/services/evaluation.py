@@ -9,7 +9,8 @@ checkpoint and draws the training curve, and measures easy pixels only. When tho
 regions hold no foreground label it measures nothing (``ml.train.evaluate`` reports 0.0 as
 soon as the model predicts any foreground on them), so the app stores and shows it as
 None / "n/a" instead. Ground-truth IoU uses a fixed central slab of the first volume that
-has reference labels, so every version of a project is scored on the same pixels.
+has reference labels, so every version of a project is scored on the same pixels, in z consensus
+with the slab's neighbours as the volume's prediction is read (``ml.z_consensus``).
 """
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ def ground_truth_iou(config: Any, project_id: int, model: Any, device=None) -> d
     from ml.infer import predict_image
     from ml.io.normalize import normalize
     from ml.metrics import iou
+    from ml.z_consensus import smooth_z
 
     for v in projects.list_volumes(config, project_id):
         gt = projects.open_ground_truth(config, v["id"])
@@ -74,13 +76,12 @@ def ground_truth_iou(config: Any, project_id: int, model: Any, device=None) -> d
         volume = projects.open_volume(config, v["id"])
         zs, ys, xs = eval_slab(tuple(v["shape"]))
         lo, hi = float(v["lo"]), float(v["hi"])
-        preds, truths = [], []
-        for z in range(zs.start, zs.stop):
-            img = normalize(volume[z, ys, xs], lo, hi)
-            prob = predict_image(model, img, device=device)["prob"]
-            preds.append(prob.argmax(0) > 0)
-            truths.append(np.asarray(gt[z, ys, xs]) > 0)
-        return {"gt_iou": float(iou(np.stack(preds), np.stack(truths))), "gt_volume_id": v["id"],
+        z0, z1 = max(0, zs.start - 1), min(int(v["shape"][0]), zs.stop + 1)   # the slab and its neighbours
+        prob = np.stack([predict_image(model, normalize(volume[z, ys, xs], lo, hi), device=device)["prob"]
+                         for z in range(z0, z1)], axis=1)
+        preds = smooth_z(prob, config.z_consensus, axis=1)[:, zs.start - z0:zs.stop - z0].argmax(0) > 0
+        truths = np.stack([np.asarray(gt[z, ys, xs]) > 0 for z in range(zs.start, zs.stop)])
+        return {"gt_iou": float(iou(preds, truths)), "gt_volume_id": v["id"],
                 "gt_slab": [zs.start, zs.stop, ys.start, ys.stop, xs.start, xs.stop]}
     return None
 

@@ -3,7 +3,9 @@
 The current prediction of a volume is the active model's. Its whole-volume Zarr (written by
 ``segmentation.segment_volume``) answers any plane; until the volume is segmented, an xy
 slice is predicted on demand (``previews``), so a newly trained model shows on the slice the
-user looks at. The overlays never show an older model's output while a newer one is active
+user looks at. A whole-volume prediction is read in z consensus (``ml.infer.consensus_plane``:
+each slice mixed with its neighbours, as the objects are measured); a slice preview is the model's
+slice alone (it has no neighbours yet). The overlays never show an older model's output while a newer one is active
 (only with no active model at all); post-processing and the uncertainty strip (``current``)
 fall back to the newest complete whole-volume prediction, since they need a whole volume.
 """
@@ -95,8 +97,10 @@ def overlay_plane(config: Any, volume_id: int, plane: str, index: int,
             return None if prob is None else {"prob": prob}
     if found is None:
         return None
+    from ml.infer import consensus_plane
+
     group = zarr.open_group(str(found.path), mode="r")
-    out = {"prob": array_plane(group["prob"], plane, index)}
+    out = {"prob": consensus_plane(group, plane, index)}
     if "entropy" in set(group.array_keys()):
         out["entropy"] = array_plane(group["entropy"], plane, index)
     return out

@@ -4,7 +4,10 @@
 A newly trained model has no whole-volume prediction until the user segments; a preview lets
 the viewer show it on the slice in view right away (about a second for a 1024 px slice on
 CPU). Previews are cached as uint8 probabilities (1/510 off at most, invisible in an overlay),
-at most ``MAX_SLICES`` per model, and only the newest model's are kept for a volume.
+at most ``MAX_SLICES`` per model, and only the newest model's are kept for a volume. A preview is
+shown as a whole-volume prediction is read, in z consensus with its neighbours (``ml.z_consensus``):
+the slices above and below are predicted (and cached) too, so the first preview of a model costs
+three slices and the next slice one.
 """
 from __future__ import annotations
 
@@ -72,7 +75,21 @@ def make(config: Any, volume_id: int, model_id: int, z: int) -> str:
 
 
 def slice_prob(config: Any, volume_id: int, model_id: int, z: int) -> np.ndarray | None:
-    """(C, H, W) float32 probabilities of xy slice ``z`` by ``model_id`` (cached after the first call).
+    """(C, H, W) float32 probabilities of xy slice ``z`` by ``model_id``, in z consensus with its neighbours
+    by ``config.z_consensus`` (the same numbers as the model's whole-volume prediction, quantised); None
+    when a slice was not predicted in time."""
+    from ml.z_consensus import neighbours, slice_consensus
+
+    z0, z1 = (neighbours(int(z), int(projects.volume_info(config, volume_id)["shape"][0]))
+              if config.z_consensus else (int(z), int(z) + 1))
+    stack = [_model_slice(config, volume_id, model_id, k) for k in range(z0, z1)]
+    if any(p is None for p in stack):
+        return None
+    return slice_consensus(np.stack(stack, axis=1), int(z), z0, config.z_consensus, axis=1)
+
+
+def _model_slice(config: Any, volume_id: int, model_id: int, z: int) -> np.ndarray | None:
+    """(C, H, W) float32 probabilities of xy slice ``z`` by ``model_id`` alone (cached after the first call).
 
     With the Celery backend the worker predicts it (the web process never loads a model) and this
     waits up to ``background.PREVIEW_WAIT_S``; None when no worker answered in time.

@@ -60,7 +60,8 @@ def segment_volume(config: Any, volume_id: int, mc: bool = False, progress: Prog
             predict_volume(model, projects.open_volume(config, volume_id), tmp, lo=info["lo"], hi=info["hi"],
                            mc_passes=MC_PASSES if mc else 0, device=factory.device_for(config),
                            progress=progress, cancel=cancel,
-                           classes=[c["name"] for c in projects.get_classes(config, volume_id)])
+                           classes=[c["name"] for c in projects.get_classes(config, volume_id)],
+                           z_consensus=config.z_consensus)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

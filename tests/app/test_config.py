@@ -21,12 +21,13 @@ def test_env_variables_are_parsed(tmp_path):
     env = {"APP_WORKSPACE": str(tmp_path / "a"), "APP_DATA_ROOTS": os.pathsep.join([str(tmp_path / "r1"), str(tmp_path / "r2")]),
            "APP_JOB_BACKEND": "celery", "REDIS_URL": "redis://h:1/2", "APP_MAX_UPLOAD_MB": "7", "APP_DEVICE": "cpu",
            "APP_TORCH_THREADS": "3", "APP_AUTH": "yes", "APP_DEMO": "none",
-           "APP_SECRET_KEY": "s" * 16, "APP_SECURE_COOKIES": "on"}
+           "APP_SECRET_KEY": "s" * 16, "APP_SECURE_COOKIES": "on", "APP_Z_CONSENSUS": "0.1"}
     c = Config.from_env(env=env)
     assert c.workspace == (tmp_path / "a").resolve()
     assert c.data_roots == ((tmp_path / "r1").resolve(), (tmp_path / "r2").resolve())
     assert (c.job_backend, c.redis_url, c.max_upload_bytes, c.device_preference, c.torch_threads, c.auth_enabled,
-            c.demo, c.secure_cookies) == ("celery", "redis://h:1/2", 7 * 2**20, "cpu", 3, True, "none", True)
+            c.demo, c.secure_cookies, c.z_consensus) == ("celery", "redis://h:1/2", 7 * 2**20, "cpu", 3, True, "none",
+                                                         True, 0.1)
     assert Config.from_env(env=c.to_env()) == c, "the environment a worker gets does not rebuild the config"
 
 
@@ -40,7 +41,9 @@ def test_overrides_win_over_env(tmp_path):
                                         ({"APP_DEVICE": "tpu"}, "APP_DEVICE"),
                                         ({"APP_MAX_UPLOAD_MB": "0"}, "APP_MAX_UPLOAD_MB"),
                                         ({"APP_AUTH": "1"}, "APP_SECRET_KEY"),
-                                        ({"APP_AUTH": "maybe"}, "APP_AUTH")])
+                                        ({"APP_AUTH": "maybe"}, "APP_AUTH"),
+                                        ({"APP_Z_CONSENSUS": "0.5"}, "APP_Z_CONSENSUS"),
+                                        ({"APP_Z_CONSENSUS": "some"}, "APP_Z_CONSENSUS")])
 def test_bad_values_name_the_variable(tmp_path, env, match):
     with pytest.raises(ValueError, match=match):
         Config.from_env(env={"APP_WORKSPACE": str(tmp_path), **env})

@@ -46,6 +46,18 @@ def test_a_new_model_shows_on_the_xy_slice_before_any_segmentation(trained):
     assert predictions.overlay_plane(cfg, vid, "xz", 5)["prob"].shape == (2, 3, 96)
 
 
+def test_a_preview_is_its_slice_in_z_consensus_like_the_whole_volume(trained):
+    from ml.z_consensus import smooth_z
+
+    cfg, vid, mid = trained.config, trained.vid, trained.model_id
+    alone = [previews.slice_prob(cfg.with_(z_consensus=0.0), vid, mid, z) for z in range(3)]
+    stack = np.stack(alone, axis=1)
+    assert np.abs(smooth_z(stack, cfg.z_consensus, axis=1) - stack).max() > 0.01     # the slices differ
+    for z in range(3):
+        shown = predictions.overlay_plane(cfg, vid, "xy", z)["prob"]
+        assert np.abs(shown - smooth_z(stack, cfg.z_consensus, axis=1)[:, z]).max() <= 1 / 510 + 1e-6   # quantised
+
+
 def test_a_newer_model_replaces_the_older_ones_output(trained, checkpoint):
     cfg, vid = trained.config, trained.vid
     segmentation.segment_volume(cfg, vid)

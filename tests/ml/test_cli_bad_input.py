@@ -210,6 +210,14 @@ def test_negative_predict_counts_are_refused(inputs, tmp_path, capsys, option):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("weight", ["0.5", "-0.1", "nan", "half"])
+def test_a_z_consensus_that_outweighs_the_slice_is_refused(inputs, tmp_path, capsys, weight):
+    line = _one_error(capsys, "predict", "--model", inputs["model"], "--raw", inputs["raw"], "--out",
+                      tmp_path / "p.zarr", "--z-consensus", weight, "--device", "cpu")
+    assert "--z-consensus" in line and "below 0.5" in line
+    assert not any(tmp_path.iterdir())
+
+
 # ----------------------------------------------------------------------------- 4. messages that say what is wrong
 def _huge_tiff(path: Path, side: int = 2**31) -> Path:
     """A 216-byte TIFF whose header claims side x side deflate-compressed pixels."""
