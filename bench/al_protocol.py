@@ -55,6 +55,7 @@ class Protocol:
     self_train_fg: float | None = None  # ... mitochondria pseudo-labeled where p > this (None: the app's SelfTrainConfig.fg)
     self_train_rounds: int = 1    # ... in this many rounds, the pool labeled again before each (SelfTrainConfig.rounds)
     self_train_bg_share: float = 1.0  # ... background on the surest share of the pixels predicted so (.bg_share)
+    self_train_z: float = 0.0     # ... a window read with the slices above and below (.z_consensus)
     score_context: bool = False   # score candidates with the model's receptive radius of real image around them
     eval_slices: int = 4          # test-half slices scored (same evenly spaced subset for everyone)
     z_consensus: float = WEIGHT   # scored again as the app reads a prediction (``iou_z``): mixed with its neighbours
@@ -98,7 +99,8 @@ class Protocol:
         from ml.self_training import SelfTrainConfig
 
         fg = {} if self.self_train_fg is None else {"fg": self.self_train_fg}
-        return SelfTrainConfig(rounds=self.self_train_rounds, bg_share=self.self_train_bg_share, **fg)
+        return SelfTrainConfig(rounds=self.self_train_rounds, bg_share=self.self_train_bg_share,
+                               z_consensus=self.self_train_z, **fg)
 
     @property
     def mid_round(self) -> int:

@@ -126,13 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bg-share", type=float, default=1.0,
                    help="with --self-train: background pseudo-labels on only this share of the pixels predicted "
                    "background, the surest (1: every one above SelfTrainConfig.bg)")
+    p.add_argument("--self-z", type=float, default=0.0,
+                   help="with --self-train: pseudo-label each window mixed with the slices above and below by this "
+                   "weight (ml.z_consensus; 0: the slice alone)")
     p.add_argument("--tiny", action="store_true", help="the toy protocol (tests)")
     args = p.parse_args(argv)
     proto = replace(PRESETS["tiny" if args.tiny else "quick"], base=args.base, self_train=args.self_train,
                     seeds=args.seeds, first_seed=args.first_seed, init_train_seed=args.train_seed)
     proto = replace(proto, init_head_steps=args.head_steps, init_anchor=args.anchor,
                     self_train_rounds=args.self_rounds, self_train_bg_share=args.bg_share,
-                    pretext=args.pretext or Protocol.pretext,
+                    self_train_z=args.self_z, pretext=args.pretext or Protocol.pretext,
                     pretrain_seed=args.pretrain_seed,
                     **{k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("ema", args.ema), ("m", args.m),
                                          ("zoom", args.zoom), ("balance", args.balance)) if v is not None})
@@ -158,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--self-rounds needs --self-train: it splits the self-training steps")
     if args.bg_share != 1.0 and not args.self_train:
         p.error("--bg-share needs --self-train: it says which pixels self-training labels background")
+    if args.self_z and not args.self_train:
+        p.error("--self-z needs --self-train: it says how self-training reads the model's prediction")
     try:
         proto.check_init_recipe()
         proto.self_train_config()
@@ -171,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"split": args.split, "dev_train_share": proto.dev_train_share if proto.dev else None,
                "base": proto.base, "m": proto.m, "self_train": proto.self_train,
                "self_train_rounds": proto.self_train_rounds, "self_train_bg_share": proto.self_train_bg_share,
-               "weights": weights,
+               "self_train_z": proto.self_train_z, "weights": weights,
                "pretext": proto.pretext if weights and not args.weights else None,
                "pretrain_seed": proto.pretrain_seed if weights and not args.weights else None,
                "train_seed": proto.init_train_seed, **proto.init_recipe(),

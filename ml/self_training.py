@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from ml.live import predict_view
 from ml.progress import CancelFn, Cancelled, ProgressFn, check_cancel, report
 from ml.settings import FLAG, check_settings, number, whole
 from ml.train import TrainConfig, TrainResult, train
+from ml.z_consensus import neighbours, slice_consensus
 
 Box = tuple[int, int, int, int]          # y0, y1, x0, x1
 
@@ -36,6 +37,7 @@ Box = tuple[int, int, int, int]          # y0, y1, x0, x1
 _PROB = number(0.5, 1, high_open=True)
 _SHARE = number(0, 1, low_open=True, high_open=True)
 SELF_TRAIN_RANGES = {"enabled": FLAG, "fg": _PROB, "bg": _PROB, "bg_share": number(0, 1, low_open=True),
+                     "z_consensus": number(0, 0.5, high_open=True),
                      "share": _SHARE, "steps_share": _SHARE,
                      "min_steps": whole(0), "min_dense": number(0, 1), "time_share": _SHARE, "window": whole(16),
                      "max_pixels": whole(256), "rounds": whole(1)}
@@ -52,6 +54,8 @@ class SelfTrainConfig:
                                     # (1: all above ``bg``). v29: a first model labels 4-24 % of the mitochondria
                                     # background at 0.99; 0.8 cut that to 1-7 % but dropped the hard negatives
                                     # too (precision -0.068, recall +0.040, IoU -0.029), so 1 stays
+    z_consensus: float = 0.0        # pseudo-label a window's probabilities mixed with the slices above and below
+                                    # (``ml.z_consensus``; 0: the slice alone)
     share: float = 0.5              # part of every batch drawn from the true labels
     steps_share: float = 1 / 3      # part of a new model's steps trained with pseudo-labels (the probe: 500 of 1,500)
     min_steps: int = 500            # ... and only after this many steps on the labels alone: a model of 167 steps
@@ -143,6 +147,29 @@ def _blank(labels: np.ndarray, z: int, box: Box, regions: Sequence[Region], whol
             target[...] = 0 if whole else np.where(r.labels[a - r.y0:b - r.y0, c - r.x0:d - r.x0] > 0, 0, target)
 
 
+def window_probs(predict: Callable[[int, Box], np.ndarray], boxes: Sequence[tuple[int, Box]], depth: int,
+                 weight: float) -> Iterator[tuple[int, Box, np.ndarray]]:
+    """``(z, box, prob)`` of each window, ``predict(z, box)``'s probabilities mixed with the same box in the slices
+    above and below by ``weight`` (``ml.z_consensus``). Windows go box by box up the slices, each slice of a box
+    predicted once while its neighbours need it (at most three held)."""
+    if not weight:
+        for z, box in boxes:
+            yield z, box, predict(z, box)
+        return
+    by_box: dict[Box, list[int]] = {}
+    for z, box in boxes:
+        by_box.setdefault(box, []).append(int(z))
+    for box, zs in by_box.items():
+        held: dict[int, np.ndarray] = {}
+        for z in sorted(zs):
+            z0, z1 = neighbours(z, depth)
+            held = {k: v for k, v in held.items() if k >= z0}
+            for k in range(z0, z1):
+                if k not in held:
+                    held[k] = predict(k, box)
+            yield z, box, slice_consensus(np.stack([held[k] for k in range(z0, z1)], axis=1), z, z0, weight, axis=1)
+
+
 def pseudo_regions(model: nn.Module, volume: Any, lo: float, hi: float, boxes: Sequence[tuple[int, Box]],
                    config: SelfTrainConfig, held_out: Sequence[Region] = (), known: Sequence[Region] = (),
                    device: torch.device | str | None = None, cancel: CancelFn = None,
@@ -155,12 +182,14 @@ def pseudo_regions(model: nn.Module, volume: Any, lo: float, hi: float, boxes: S
     spent (a time budget), after the first."""
     views, start = [], time.monotonic()
     ranked = config.bg_share < 1              # the background threshold needs every window's probabilities first
-    for z, box in boxes:
+
+    def predict(z: int, box: Box) -> np.ndarray:
+        return predict_view(model, volume, z, box, lo, hi, device=device)["prob"]
+    for z, box, prob in window_probs(predict, boxes, int(volume.shape[0]), config.z_consensus):
         check_cancel(cancel)
-        if views and max_seconds is not None and time.monotonic() - start >= max_seconds:
-            break
-        prob = predict_view(model, volume, z, box, lo, hi, device=device)["prob"]
         views.append((z, box, prob if ranked else pseudo_labels(prob, config.fg, config.bg)))
+        if max_seconds is not None and time.monotonic() - start >= max_seconds:
+            break
     bg = background_threshold([prob for _, _, prob in views], config) if ranked else config.bg
     out = []
     for z, box, view in views:

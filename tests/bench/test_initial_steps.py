@@ -44,7 +44,8 @@ def test_initial_steps_compares_step_counts_per_seed(tmp_path):
     r = subprocess.run([sys.executable, "-m", "bench.initial_steps", "--raw", raw, "--labels", labels, "--out",
                         str(out), "--tiny", "--steps", "4,12", "--seeds", "2", "--base", "4", "--self-train",
                         "--lr", "0.002", "--batch", "3", "--ema", "0.95", "--head-steps", "2", "--anchor", "0.5", "--m", "5",
-                        "--zoom", "0.2", "--balance", "0.5", "--self-rounds", "2", "--bg-share", "0.8"],
+                        "--zoom", "0.2", "--balance", "0.5", "--self-rounds", "2", "--bg-share", "0.8",
+                        "--self-z", "0.25"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     rows = {int(m[1]): m[2].split() for m in re.finditer(r"^\| (\d+) \| ([\d. ]+) \|", r.stdout, re.M)}
@@ -54,7 +55,7 @@ def test_initial_steps_compares_step_counts_per_seed(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     recipe = [summary[k] for k in ("lr", "batch", "ema", "head_steps", "anchor", "m", "zoom", "balance")]
     assert recipe == [0.002, 3, 0.95, 2, 0.5, 5, 0.2, 0.5] and summary["self_train_rounds"] == 2
-    assert summary["self_train_bg_share"] == 0.8
+    assert summary["self_train_bg_share"] == 0.8 and summary["self_train_z"] == 0.25
     saved = summary["models"]
     assert sorted((m["steps"], m["seed"]) for m in saved) == [(4, 0), (4, 1), (12, 0), (12, 1)]
     assert {m["patches"] for m in saved} == {5}                 # --m reached the draw
@@ -83,6 +84,8 @@ def test_initial_steps_says_what_is_wrong_with_its_inputs(tmp_path):
                         (["--labels", raw, "--pretext", "denoise"], "--pretext needs --unlabeled"),
                         (["--labels", raw, "--self-rounds", "2"], "--self-rounds needs --self-train"),
                         (["--labels", raw, "--bg-share", "0.8"], "--bg-share needs --self-train"),
+                        (["--labels", raw, "--self-z", "0.25"], "--self-z needs --self-train"),
+                        (["--labels", raw, "--self-train", "--self-z", "0.5"], "z_consensus=0.5 is not allowed"),
                         (["--labels", raw, "--self-train", "--bg-share", "0"], "bg_share=0.0 is not allowed"),
                         (["--labels", raw, "--pretrain-seed", "1"], "--pretrain-seed needs --unlabeled"),
                         (["--labels", raw, "--self-train", "--self-rounds", "0"], "rounds=0 is not allowed")):

@@ -9,7 +9,7 @@ from ml.dataset import Region
 from ml.live import predict_view
 from ml.model import UNet2D
 from ml.self_training import (SelfTrainConfig, background_threshold, pseudo_labels, pseudo_regions, round_steps,
-                              self_train, train_in_phases, window_boxes)
+                              self_train, train_in_phases, window_boxes, window_probs)
 from ml.synthetic import make_em_volume
 from ml.train import TrainConfig
 
@@ -67,8 +67,48 @@ def test_pseudo_regions_rank_background_over_every_window(volume):
     assert all(set(np.unique(b.labels[a.labels == 1])) <= {0, 1} for a, b in zip(every, half))
 
 
+def test_window_probs_mix_each_window_with_its_neighbours_predicting_each_slice_once():
+    from ml.z_consensus import smooth_z
+
+    rng = np.random.default_rng(0)
+    fg = rng.random((5, 2, 8, 8)).astype(np.float32)         # (z, box, y, x): two boxes of a 5-slice volume
+    boxes = [(z, (0, 8, 8 * b, 8 * b + 8)) for z in (0, 1, 2, 4) for b in (0, 1)]
+    calls = []
+
+    def predict(z, box):
+        calls.append((z, box))
+        p = fg[z, box[2] // 8]
+        return np.stack([1 - p, p])
+    got = {(z, box): prob for z, box, prob in window_probs(predict, boxes, 5, 0.25)}
+    whole = smooth_z(np.stack([1 - fg, fg]), 0.25, axis=1)    # (C, z, box, y, x)
+    assert set(got) == set(boxes)
+    for (z, box), prob in got.items():
+        assert np.allclose(prob, whole[:, z, box[2] // 8])
+    assert len(calls) == len(set(calls)) == 10               # slice 3 read for slice 4's sake, each slice once
+    assert [(z, b) for z, b, _ in window_probs(predict, boxes, 5, 0.0)] == boxes    # off: the windows as given
+
+
+def test_pseudo_regions_label_the_consensus_when_asked(volume):
+    raw, _ = volume
+    torch.manual_seed(0)
+    model = UNet2D(base=4, depth=2).eval()
+    with torch.no_grad():
+        model.head.weight.mul_(300.0)
+    cfg = SelfTrainConfig(fg=0.5, bg=0.5, window=96, max_pixels=2**20, z_consensus=0.25)
+    boxes = window_boxes(raw.shape, cfg)
+    regions = pseudo_regions(model, raw, 0, 255, boxes, cfg)
+    views = np.stack([predict_view(model, raw, z, box, 0, 255)["prob"] for z, box in boxes], axis=1)
+    mixed = 0.75 * views + 0.25 * views[:, ::-1]             # two slices: each is the other's only neighbour
+    assert [(r.z, (r.y0, r.y0 + 96, r.x0, r.x0 + 96)) for r in regions] == boxes
+    for k, r in enumerate(regions):
+        assert (r.labels == pseudo_labels(mixed[:, k], 0.5, 0.5)).all()
+    alone = pseudo_regions(model, raw, 0, 255, boxes, SelfTrainConfig(fg=0.5, bg=0.5, window=96, max_pixels=2**20))
+    assert any((a.labels != r.labels).any() for a, r in zip(alone, regions))
+
+
 def test_self_train_config_rejects_nonsense():
-    for bad in ({"fg": 0.3}, {"bg": 1.0}, {"share": 0.0}, {"window": 4}, {"bg_share": 0.0}, {"bg_share": 1.5}):
+    for bad in ({"fg": 0.3}, {"bg": 1.0}, {"share": 0.0}, {"window": 4}, {"bg_share": 0.0}, {"bg_share": 1.5},
+                {"z_consensus": 0.5}, {"z_consensus": -0.1}):
         with pytest.raises(ValueError):
             SelfTrainConfig(**bad)
 
