@@ -22,8 +22,9 @@ from ml.pretrain import init_from_pretrained
 from ml.self_training import pseudo_regions, train_in_phases, window_boxes
 from ml.train import TrainConfig, clone_state, train
 
-from .al_protocol import (BenchData, LabelState, Protocol, candidates, fg_pixels, fg_share, heldout_prob_scores, load_data,
-                          pool_grid, random_picks, random_sequence, seed_draw, validation_patches)
+from .al_protocol import (BenchData, LabelState, Protocol, candidates, load_data, pool_grid, random_picks,
+                          random_sequence, seed_draw, validation_patches)
+from .al_scores import fg_pixels, fg_share, heldout_prob_scores
 from .saved_runs import fg_prob, model_file
 
 _STATE: dict = {}

@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 
-from .al_protocol import fg_pixels, fg_share
+from .al_scores import fg_pixels, fg_share
 from .norms import _data
 from .pretrain import dev_grid, fine_tune
 

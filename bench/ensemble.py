@@ -26,7 +26,8 @@ from ml.device import pick_device
 from ml.model import UNet2D
 
 from .al import check_inputs
-from .al_protocol import BenchData, Protocol, count_scores, load_data, slice_counts
+from .al_protocol import BenchData, Protocol, load_data
+from .al_scores import count_scores, slice_counts
 from .saved_runs import RunError, fg_prob, load_model, model_paths, read_summary, run_protocol
 
 #: what runs written before the recipe was recorded trained with

@@ -25,7 +25,8 @@ from ml.dataset import regions_from_store, split_regions
 from ml.infer import predict_image
 from ml.quality import Basis, calibrated_iou, class_histograms, estimate_range, expected_iou
 
-from .al_protocol import QUICK, heldout_scores, load_data
+from .al_protocol import QUICK, load_data
+from .al_scores import heldout_scores
 
 BRUSH = 4                    # stroke radius (px), the app's default brush is 8 px wide
 STYLES = {"inside": (BRUSH + 4, 14, False), "careful": (BRUSH + 1, BRUSH + 2, True)}   # fg erosion, bg margin, hug

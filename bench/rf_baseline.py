@@ -14,7 +14,8 @@ import numpy as np
 from skimage.feature import multiscale_basic_features
 from sklearn.ensemble import RandomForestClassifier
 
-from .al_protocol import BenchData, Protocol, heldout_scores
+from .al_protocol import BenchData, Protocol
+from .al_scores import heldout_scores
 
 SIGMA_MIN, SIGMA_MAX = 0.7, 16.0
 #: Context (px) around a patch so the largest filters do not see an artificial border.

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 
-from .al_protocol import PRESETS, BenchData, Protocol, count_scores, eval_slices, slice_counts
+from .al_protocol import PRESETS, BenchData, Protocol, eval_slices
+from .al_scores import count_scores, slice_counts
 from .rescore import add_arguments, open_or_exit
 from .saved_runs import fg_prob, load_model
 

@@ -7,7 +7,8 @@ from math import comb
 
 import numpy as np
 
-from bench.al_protocol import count_scores, eval_slices
+from bench.al_protocol import eval_slices
+from bench.al_scores import count_scores
 from bench.slice_spread import spread, subsets
 from tests.bench.tiny_runs import bench, tiny_volume
 
