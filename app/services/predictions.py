@@ -3,11 +3,11 @@
 The current prediction of a volume is the active model's. Its whole-volume Zarr (written by
 ``segmentation.segment_volume``) answers any plane; until the volume is segmented, an xy
 slice is predicted on demand (``previews``), so a newly trained model shows on the slice the
-user looks at. A whole-volume prediction is read in z consensus (``ml.infer.consensus_plane``:
-each slice mixed with its neighbours, as the objects are measured); a slice preview is the model's
-slice alone (it has no neighbours yet). The overlays never show an older model's output while a newer one is active
-(only with no active model at all); post-processing and the uncertainty strip (``current``)
-fall back to the newest complete whole-volume prediction, since they need a whole volume.
+user looks at. Both are read in z consensus (``ml.infer.consensus_plane``, ``previews.slice_prob``:
+each slice mixed with its neighbours, as the objects are measured). The overlays never show an
+older model's output while a newer one is active (only with no active model at all); post-processing
+and the uncertainty strip (``current``) fall back to the newest complete whole-volume prediction,
+since they need a whole volume.
 """
 from __future__ import annotations
 
