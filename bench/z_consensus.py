@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {seed} | {cells} | {gains} |", flush=True)
     for k in keys:
         ious = [r[k]["iou"] for r in rows.values()]
-        print(f"w {k}: mean IoU {np.mean(ious):.3f}, sd {np.std(ious, ddof=1) if len(ious) > 1 else 0.0:.3f}")
+        print(f"w {k}: mean IoU {np.mean(ious):.3f}, sd {np.std(ious):.3f}")
     named = "" if tuple(args.weights) == WEIGHTS else "_w" + "-".join(f"{w:g}" for w in args.weights[1:])
     out = run.folder / f"z_consensus_steps{run.steps}{named}.json"
     out.write_text(json.dumps({"run": str(run.folder), "weights": list(args.weights), "kernel_on_truth": kernel,
