@@ -4,8 +4,9 @@ Why: the U-Net sees one slice, and its confident false objects are mostly one sl
 lie far from any mitochondrion), while a mitochondrion goes on into the next section (adjacent
 masks of the VNC volume overlap with IoU 0.6-0.7 at 45 nm). Re-scoring saved first models
 (v30, ``python -m bench.z_consensus``): +0.047 IoU on the dev halves (standard error 0.007, 8 of
-9 seeds up), +0.025 for models of 100 patches; the kernel costs the truth itself 0.037 IoU at
-w = 0.25 (the ground truth smoothed so and thresholded at 0.5 keeps IoU 0.963 with itself).
+9 seeds up), +0.020-0.025 for models of 100 patches, 0.808 against 0.793 at 100 patches of the quick
+protocol; the kernel costs the truth itself little at w = 0.25 (the ground truth mixed so and
+thresholded at 0.5 keeps IoU 0.95-0.97 with itself: a mitochondrion of one slice alone goes).
 
 Applied where a prediction is read, never where it is written: a stored prediction keeps the
 model's own slices, so slices stay independent (z-chunks predicted on several machines) and the
