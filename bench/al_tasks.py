@@ -107,6 +107,13 @@ def _init_path(seed: int) -> Path:
     return model_file(_STATE["workdir"], seed)
 
 
+def _saved_initial(proto: Protocol, seed: int) -> UNet2D:
+    """The seed's initial model as ``initial_task`` saved it (a reused run's too)."""
+    model = _new_model(proto, seed)
+    model.load_state_dict(torch.load(_init_path(seed), weights_only=True))
+    return model
+
+
 def initial_task(seed: int) -> dict:
     """Train the seed's initial model on its m random patches; save it for the strategy runs."""
     data, proto, device = _ctx()
@@ -147,8 +154,7 @@ def rescore_task(seed: int) -> dict:
     """A reused initial model's scores, for a run that recorded fewer of them (before ``iou_z``)."""
     data, proto, device = _ctx()
     start = time.monotonic()
-    model = _new_model(proto, seed)
-    model.load_state_dict(torch.load(_init_path(seed), weights_only=True))
+    model = _saved_initial(proto, seed)
     return {"kind": "initial", "seed": seed, **unet_scores(model, data, proto, device), "rescored": True,
             "seconds": time.monotonic() - start}
 
@@ -158,8 +164,7 @@ def strategy_task(seed: int, strategy: str, initial: dict) -> dict:
     data, proto, device = _ctx()
     draw = seed_draw(data, proto, seed, _embedder(proto, seed, device))
     grid, state, val_regions = draw.grid, draw.state, _regions(data, draw.val, proto)
-    model = _new_model(proto, seed)
-    model.load_state_dict(torch.load(_init_path(seed), weights_only=True))
+    model = _saved_initial(proto, seed)
     rows = [dict(strategy=strategy, seed=seed, round=0, n_labeled=len(state.patches), iou=initial["iou"],
                  iou_z=initial["iou_z"])]
     details = []
