@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="self-training (ml.self_training): pseudo-labels of the pool half in every model's training")
     p.add_argument("--self-train-fg", type=float, help="pseudo-label mitochondria above this probability "
                    "(default: the app's SelfTrainConfig.fg)")
+    p.add_argument("--self-z", type=float, help="with --self-train: pseudo-label each window mixed with the slices "
+                   "above and below by this weight (ml.z_consensus; default 0: the slice alone)")
     p.add_argument("--first-seed", type=int, help="first seed (default 0): fresh seeds check a choice made on others")
     p.add_argument("--initial", choices=sorted(MODEL_FREE), help="how the m initial patches are picked: random (the protocol's) or a model-free "
                                      "strategy on the new model's features, as the app's first suggestions (typiclust)")
@@ -87,7 +89,7 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
                            eval_slices=args.eval_slices, base=args.base, full_seeds=args.full_seeds,
                            pretrain=args.pretrain, pretrain_steps=args.pretrain_steps, pretext=args.pretext,
                            score_context=args.score_context, initial=args.initial,
-                           self_train=args.self_train, self_train_fg=args.self_train_fg,
+                           self_train=args.self_train, self_train_fg=args.self_train_fg, self_train_z=args.self_z,
                            first_seed=args.first_seed, init_anchor=args.init_anchor,
                            zoom=args.zoom)
     return with_overrides(proto, strategies=_strategies(args.strategies, proto.strategies))
@@ -116,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if proto.seeds < 1 or proto.rounds < 1:
         parser.error("need --seeds >= 1 and --rounds >= 1")
+    if args.self_z and not proto.self_train:
+        parser.error("--self-z needs --self-train: it says how self-training reads the model's prediction")
     try:
         proto.check_init_recipe()
+        proto.self_train_config()
         check_inputs(args.raw, args.labels, proto, args.dataset, args.labels_dataset)
     except (ValueError, OSError) as exc:
         parser.exit(2, f"error: {' '.join(str(exc).split())}\n")

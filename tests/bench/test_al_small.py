@@ -29,7 +29,7 @@ def test_tiny_protocol_writes_all_outputs(tmp_path, initial, self_train):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-m", "bench.al", "--raw", str(tmp_path / "raw.tif"), "--labels",
                         str(tmp_path / "mask.tif"), "--out", str(out), "--tiny", "--device", "cpu", "--initial", initial]
-                       + (["--self-train"] if self_train else []),
+                       + (["--self-train", "--self-z", "0.25"] if self_train else []),
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = list(csv.DictReader((out / "curves.csv").open()))
@@ -49,6 +49,8 @@ def test_tiny_protocol_writes_all_outputs(tmp_path, initial, self_train):
     assert summary["pretrain"]["mode"] == "heldout" and summary["pretrain"]["steps"] == TINY.pretrain_steps
     assert summary["protocol"]["initial"] == initial and summary["protocol"]["self_train"] == self_train
     assert (summary["self_train"] or {}).get("fg") == (SelfTrainConfig().fg if self_train else None)
+    assert (summary["self_train"] or {}).get("z_consensus") == (0.25 if self_train else None)
+    assert summary["protocol"]["self_train_z"] == (0.25 if self_train else 0.0)
     assert list((out / "work").glob("pretrained_heldout_*.pt"))   # every new model started from it
     assert summary["class_name"] == "mask.tif" and summary["initial_iou_sd"] is not None
     assert set(summary["targets"]) >= {"random_final", "initial_models"}
@@ -73,6 +75,15 @@ def test_init_anchor_reaches_the_protocol_and_a_negative_one_is_refused(tmp_path
                         "--tiny", "--init-anchor", "-1"],
                        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "anchor" in r.stderr
+
+
+@pytest.mark.parametrize("extra, says", [(["--self-z", "0.25"], "--self-z needs --self-train"),
+                                         (["--self-train", "--self-z", "0.5"], "z_consensus")])
+def test_a_self_z_without_self_training_or_out_of_range_is_refused(tmp_path, extra, says):
+    r = subprocess.run([sys.executable, "-m", "bench.al", "--raw", "r", "--labels", "l", "--out", str(tmp_path / "o"),
+                        "--tiny", *extra],
+                       cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and says in r.stderr
 
 
 def _data() -> BenchData:
