@@ -43,6 +43,7 @@ SELF_TRAIN_RANGES = {"enabled": FLAG, "fg": _PROB, "bg": _PROB, "bg_share": numb
                      "max_pixels": whole(256), "rounds": whole(1)}
 #: the settings that switch the gate (``min_steps``, ``min_dense``) off: for benchmarks that measure the gate
 GATE_OFF = {"min_steps": 0, "min_dense": 0.0}
+Z_RUN = 4                         # with a z consensus, pseudo-labeled windows come in runs of this many slices
 
 
 @dataclass(frozen=True)
@@ -117,20 +118,25 @@ def pseudo_labels(prob: np.ndarray, fg: float, bg: float) -> np.ndarray:
 def window_boxes(shape: Sequence[int], config: SelfTrainConfig, seed: int = 0,
                  rows: tuple[int, int] | None = None) -> list[tuple[int, Box]]:
     """``(z, box)`` windows tiling every slice (only ``rows`` y0..y1 when given); a seeded subset
-    within ``config.max_pixels``, spread over the whole volume."""
+    within ``config.max_pixels``, spread over the whole volume.
+
+    With ``config.z_consensus`` the subset is drawn in runs of ``Z_RUN`` slices of one box: a window read
+    with its neighbours costs three predictions alone, (run + 2) / run in a run (``window_probs``)."""
     z, h, w = (int(s) for s in shape)
     y_lo, y_hi = rows or (0, h)
     tiles = [(a + y_lo, b + y_lo) for a, b in tile_plan(y_hi - y_lo, config.window)]
-    boxes = [(k, (y0, y1, x0, x1)) for k in range(z) for y0, y1 in tiles for x0, x1 in tile_plan(w, config.window)]
-    order = np.random.default_rng(seed).permutation(len(boxes))
+    run = Z_RUN if config.z_consensus else 1
+    units = [[(k, (y0, y1, x0, x1)) for k in range(k0, min(z, k0 + run))] for k0 in range(0, z, run)
+             for y0, y1 in tiles for x0, x1 in tile_plan(w, config.window)]
+    order = np.random.default_rng(seed).permutation(len(units))
     out, total = [], 0
     for i in order:
-        k, (y0, y1, x0, x1) = boxes[i]
-        size = (y1 - y0) * (x1 - x0)
-        if total + size > config.max_pixels:
-            break
-        out.append(boxes[i])
-        total += size
+        for k, (y0, y1, x0, x1) in units[i]:
+            size = (y1 - y0) * (x1 - x0)
+            if total + size > config.max_pixels:
+                return sorted(out)
+            out.append((k, (y0, y1, x0, x1)))
+            total += size
     return sorted(out)
 
 

@@ -40,6 +40,22 @@ def test_window_boxes_stay_within_the_pixel_budget_and_rows_and_do_not_overlap()
     assert sum((y1 - y0) * (x1 - x0) for _, (y0, y1, x0, x1) in whole) == 2 * 100 * 100
 
 
+def test_with_a_z_consensus_windows_come_in_runs_of_slices_so_a_window_costs_fewer_predictions():
+    shape = (60, 512, 512)
+    alone = window_boxes(shape, SelfTrainConfig(window=64, max_pixels=32 * 64 * 64), seed=3)
+    runs = window_boxes(shape, SelfTrainConfig(window=64, max_pixels=32 * 64 * 64, z_consensus=0.25), seed=3)
+
+    def predictions(boxes):
+        calls = []
+        list(window_probs(lambda z, box: calls.append((z, box)) or np.zeros((2, 1, 1), np.float32), boxes, 60, 0.25))
+        return len(calls)
+    assert len(runs) == len(alone) == 32 and len(set(runs)) == 32
+    assert predictions(runs) <= 1.5 * len(runs) < 2.5 * len(alone) <= predictions(alone)
+    for z, box in runs:                                  # every window has a neighbour of its own run
+        assert (z - 1, box) in runs or (z + 1, box) in runs
+    assert len({box for _, box in runs}) >= 6            # still spread over the slices' area
+
+
 def test_the_background_threshold_keeps_the_surest_share_of_the_pixels_predicted_background():
     p_bg = np.array([[0.2, 0.991, 0.992, 0.993, 0.994, 0.995, 0.996, 0.997, 0.998, 0.999, 0.9995]], np.float32)
     prob = np.stack([p_bg, 1 - p_bg])                       # (C=2, 1, 11): the first pixel is predicted mitochondria
