@@ -56,8 +56,8 @@ class SelfTrainConfig:
                                     # background at 0.99; 0.8 cut that to 1-7 % but dropped the hard negatives
                                     # too (precision -0.068, recall +0.040, IoU -0.029), so 1 stays
     z_consensus: float = 0.0        # pseudo-label a window's probabilities mixed with the slices above and below
-                                    # (``ml.z_consensus``; 0: the slice alone). v30: 0.25 gave +0.026 IoU over nine
-                                    # dev seeds (1.9 standard errors), weak draws most; not yet checked on the test half
+                                    # (``ml.z_consensus``; 0: the slice alone). 0.25: +0.026 IoU over nine dev seeds
+                                    # (v30), but on the test half -0.019 for the first models, -0.013 at 100 (v31)
     share: float = 0.5              # part of every batch drawn from the true labels
     steps_share: float = 1 / 3      # part of a new model's steps trained with pseudo-labels (the probe: 500 of 1,500)
     min_steps: int = 500            # ... and only after this many steps on the labels alone: a model of 167 steps
