@@ -58,6 +58,17 @@ def paired_text(gains: dict[str, float]) -> str:
     return f"{100 * s['mean']:+.1f} % (se {100 * s['se']:.1f}, {s['up']} of {s['n']} up)"
 
 
+def print_tables(summary: dict, results: dict, proto: Protocol) -> None:
+    """The pooled first models, the strategies' table and their paired gains, for one way of scoring."""
+    print(f"seeds {sorted(results['initial'])}: initial models {summary['initial_iou_mean']:.3f} "
+          f"(sd {summary['initial_iou_sd']:.3f})")
+    print(markdown(summary))
+    for name, s in summary["strategies"].items():
+        curve = " ".join(f"{v:.3f}" for v in s["mean_curve"].values())
+        print(f"{name}: mean IoU per budget {curve}; paired gain @ {proto.budgets[proto.mid_round]} "
+              f"{paired_text(s['paired_gain_at_mid'])}, @ {proto.budgets[-1]} {paired_text(s['paired_gain_final'])}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.al_pool", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="bench.al --out folders")
@@ -71,13 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         p.exit(2, f"error: {' '.join(str(exc).split())}\n")
     summary = summarize(results, proto)
     summary["pooled_runs"] = args.runs
-    print(f"seeds {sorted(results['initial'])}: initial models {summary['initial_iou_mean']:.3f} "
-          f"(sd {summary['initial_iou_sd']:.3f})")
-    print(markdown(summary))
-    for name, s in summary["strategies"].items():
-        curve = " ".join(f"{v:.3f}" for v in s["mean_curve"].values())
-        print(f"{name}: mean IoU per budget {curve}; paired gain @ {proto.budgets[proto.mid_round]} "
-              f"{paired_text(s['paired_gain_at_mid'])}, @ {proto.budgets[-1]} {paired_text(s['paired_gain_final'])}")
+    print_tables(summary, results, proto)
+    if "z_consensus" in summary:
+        print(f"with the z consensus (w = {proto.z_consensus:g}), as the app reads a prediction:")
+        print_tables({**summary, **summary["z_consensus"]}, results, proto)
     if args.out:
         Path(args.out).write_text(json.dumps(summary, indent=1))
     return 0

@@ -77,7 +77,7 @@ def test_a_field_added_since_an_old_run_matches_only_at_its_default():
     assert protocol_mismatch(old, with_overrides(TINY, strategies=("random", "balanced"), workers=1)) == []
 
 
-def test_pooled_runs_give_one_table_over_their_seeds_and_refuse_repeats(first_run):
+def test_pooled_runs_give_one_table_over_their_seeds_and_refuse_repeats(first_run, capsys):
     from bench.al_pool import main, pool
 
     tmp_path = first_run
@@ -93,6 +93,12 @@ def test_pooled_runs_give_one_table_over_their_seeds_and_refuse_repeats(first_ru
     assert pooled["initial_iou"] == {**runs[0]["initial_iou"], **runs[1]["initial_iou"]}
     final = pooled["strategies"]["random"]["final_iou"]
     assert final == pytest.approx(sum(r["strategies"]["random"]["final_iou"] for r in runs) / 2, abs=1e-5)
+    mixed = pooled["z_consensus"]                        # the app's reading, pooled the same way
+    assert mixed["initial_iou"] == {**runs[0]["z_consensus"]["initial_iou"], **runs[1]["z_consensus"]["initial_iou"]}
+    assert mixed["strategies"]["random"]["final_iou"] == pytest.approx(
+        sum(r["z_consensus"]["strategies"]["random"]["final_iou"] for r in runs) / 2, abs=1e-5)
+    printed = capsys.readouterr().out
+    assert printed.count("| random |") == 2 and "with the z consensus" in printed
     with pytest.raises(ValueError, match="repeats seeds"):
         pool([tmp_path / "a", tmp_path / "a"])
     with pytest.raises(SystemExit):
