@@ -9,7 +9,8 @@ a markdown table. Example::
         --out bench_out/al_quick --quick
 
 Another strategy on a finished run's seeds: the same command with ``--strategies NAME --reuse
-bench_out/al_quick --out NEW`` trains only that strategy's rounds (``bench.al_reuse``).
+bench_out/al_quick --out NEW`` trains only that strategy's rounds (``bench.al_reuse``); another way of
+scoring candidates (``--score-z W``) reuses the run's initial models and random's rounds the same way.
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ import time
 from pathlib import Path
 
 from ml.active import STRATEGIES
-
 from ml.active.strategies import MODEL_FREE
+from ml.z_consensus import check_weight
 
 from .al_pretrain import PRETEXTS
 from .al_protocol import FULL, PRESETS, Protocol, with_overrides
@@ -65,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the app's SelfTrainConfig.fg)")
     p.add_argument("--self-z", type=float, help="with --self-train: pseudo-label each window mixed with the slices "
                    "above and below by this weight (ml.z_consensus; default 0: the slice alone)")
+    p.add_argument("--score-z", type=float, help="score candidates as the app reads a prediction: each mixed with "
+                   "the slices above and below by this weight (0: each slice alone, the default)")
     p.add_argument("--first-seed", type=int, help="first seed (default 0): fresh seeds check a choice made on others")
     p.add_argument("--initial", choices=sorted(MODEL_FREE), help="how the m initial patches are picked: random (the protocol's) or a model-free "
                                      "strategy on the new model's features, as the app's first suggestions (typiclust)")
@@ -88,7 +91,7 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
                            pool_size=args.pool_size, init_steps=args.init_steps, round_steps=args.round_steps,
                            eval_slices=args.eval_slices, base=args.base, full_seeds=args.full_seeds,
                            pretrain=args.pretrain, pretrain_steps=args.pretrain_steps, pretext=args.pretext,
-                           score_context=args.score_context, initial=args.initial,
+                           score_context=args.score_context, score_z=args.score_z, initial=args.initial,
                            self_train=args.self_train, self_train_fg=args.self_train_fg, self_train_z=args.self_z,
                            first_seed=args.first_seed, init_anchor=args.init_anchor,
                            zoom=args.zoom)
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         proto.check_init_recipe()
         proto.self_train_config()
+        check_weight(proto.score_z)
         check_inputs(args.raw, args.labels, proto, args.dataset, args.labels_dataset)
     except (ValueError, OSError) as exc:
         parser.exit(2, f"error: {' '.join(str(exc).split())}\n")

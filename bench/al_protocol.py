@@ -56,6 +56,7 @@ class Protocol:
     self_train_bg_share: float = 1.0  # ... background on the surest share of the pixels predicted so (.bg_share)
     self_train_z: float = 0.0     # ... a window read with the slices above and below (.z_consensus)
     score_context: bool = False   # score candidates with the model's receptive radius of real image around them
+    score_z: float = 0.0          # score candidates in z consensus by this weight (ml.active.consensus; 0: each alone)
     eval_slices: int = 4          # test-half slices scored (same evenly spaced subset for everyone)
     z_consensus: float = WEIGHT   # scored again as the app reads a prediction (``iou_z``): mixed with its neighbours
     eval_tile: int = 512

@@ -5,6 +5,7 @@ again: the protocol is deterministic (v20 retrained v19's models to the same num
 retraining them spends two thirds of a run reproducing rows already on disk. Reused: each seed's
 initial model (the weights, to warm-start from, and its IoU), every (seed, strategy) whose rows
 the run wrote, the random forest's rows and the pre-trained body. Full supervision is never reused.
+A run that scores candidates otherwise (``SCORING``) reuses random's rounds alone of the strategies.
 A run from before the z-consensus score (``iou_z``, v30) gives its initial models, scored again,
 and its RF rows; its strategy runs are run again.
 """
@@ -20,6 +21,10 @@ from .saved_runs import model_file, read_summary
 
 #: Protocol fields a reusing run may change: what it compares and how many processes it uses.
 FREE = frozenset({"strategies", "workers", "full_seeds"})
+#: ... and how candidates are scored, which only random's rounds never read (so only they are reused).
+SCORING = frozenset({"score_context", "score_z"})
+#: the strategy whose rounds never score a candidate
+UNSCORED = "random"
 
 
 @dataclass
@@ -95,10 +100,12 @@ def load(run: Path, proto: Protocol, workdir: Path) -> Reused:
     Raises ``ValueError`` with the reason when the folder is not a finished run of this protocol.
     """
     run = Path(run)
-    diff = protocol_mismatch(read_summary(run, "al").get("protocol", {}), proto)
+    old = read_summary(run, "al").get("protocol", {})
+    diff = protocol_mismatch(old, proto, FREE | SCORING)
     if diff:
         raise ValueError(f"--reuse {run} ran another protocol: {'; '.join(diff)}")
-    reused = read(run, proto.seed_range, proto.strategies, proto.rounds)
+    rescored = protocol_mismatch(old, proto)
+    reused = read(run, proto.seed_range, (UNSCORED,) if rescored else proto.strategies, proto.rounds)
     workdir.mkdir(parents=True, exist_ok=True)
     for weights in list((run / "work").glob("pretrained_*")):
         if not (workdir / weights.name).exists():

@@ -141,7 +141,7 @@ def _pick(strategy: str, model: UNet2D, cands: list[Patch], state: LabelState, s
     mc = proto.mc_passes if strategy in NEEDS_MC or strategy == "hybrid" else 0
     context = model.receptive_radius if proto.score_context else 0
     scores = score_patches(model, reader, cands, mc_passes=mc, batch_size=16, device=device,
-                          seed=seed * 1000 + rnd, context=context)
+                          seed=seed * 1000 + rnd, context=context, z_weight=proto.score_z)
     labeled = None
     if strategy in NEEDS_LABELED:
         labeled = score_patches(model, reader, state.patches, mc_passes=0, batch_size=16, device=device,

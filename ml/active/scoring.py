@@ -4,7 +4,9 @@ One deterministic pass per batch gives entropy, least confidence, margin, foregr
 fraction and the bottleneck embedding (captured from the same forward); ``mc_passes``
 extra passes with MC dropout give BALD. Pixel scores are aggregated per patch as the
 mean (or, with ``top_fraction``, the mean of the most uncertain fraction of pixels, which
-favours patches with a small confusing structure over uniformly mild ones).
+favours patches with a small confusing structure over uniformly mild ones). With ``z_weight``
+the pixel scores are those of the probabilities mixed along z, as the app reads a prediction
+(``ml.active.consensus``).
 """
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ from torch import nn
 from ml.device import autocast, inference_layout, pick_device, seeded
 from ml.mc import MCSampler
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
+from ml.z_consensus import check_weight
 
+from .consensus import ConsensusMixer, column_items
 from .pool import Patch
 from .scores import PatchScores
 from .windows import VolumeReader, group_by_window, window_of
@@ -105,13 +109,14 @@ def _bald(sample: Callable[[], torch.Tensor], passes: int, device: torch.device,
 
 def score_batch(model: nn.Module, x: torch.Tensor, mc_passes: int, device: torch.device,
                 top_fraction: float | None = None, mc_scope: str = "head",
-                crop: Crop | None = None) -> dict[str, torch.Tensor]:
+                crop: Crop | None = None, keep_prob: bool = False) -> dict[str, torch.Tensor]:
     """Scores for one batch [N, 1, H, W] (model in eval mode, inside inference_mode).
 
     One pass gives the deterministic scores and the embedding; MC samples for BALD come from
     ``ml.mc.MCSampler`` (``mc_scope``: "head" re-samples only the last layer, "decoder" the
     whole decoder), so the encoder never runs twice. With ``crop`` the inputs are context
-    windows and only the patch's pixels (and bottleneck cells) are scored.
+    windows and only the patch's pixels (and bottleneck cells) are scored. ``keep_prob`` adds the
+    patches' class probabilities ("prob", [N, C, H, W]).
     """
     def cut(logits: torch.Tensor) -> torch.Tensor:
         if crop is None:
@@ -125,8 +130,11 @@ def score_batch(model: nn.Module, x: torch.Tensor, mc_passes: int, device: torch
             emb = _pool_box(sampler.encoded.z, crop, int(model.multiple))
         else:
             _, emb = forward_with_embedding(model, x, crop)
-    out = pixel_scores(torch.softmax(cut(sampler.logits).float(), 1), top_fraction)
+    prob = torch.softmax(cut(sampler.logits).float(), 1)
+    out = pixel_scores(prob, top_fraction)
     out["embeddings"] = emb.float()
+    if keep_prob:
+        out["prob"] = prob
     if mc_passes > 0:
         out["bald"] = _bald(lambda: cut(sampler.sample()), mc_passes, device, top_fraction)
     return out
@@ -158,6 +166,55 @@ def _as_reader(reader: Any) -> Reader:
     )
 
 
+def _append(cols: dict[str, list[np.ndarray]], out: dict[str, torch.Tensor]) -> None:
+    for key, val in out.items():
+        cols.setdefault(key, []).append(val.cpu().numpy())
+
+
+def _in_order(cols: dict[str, list[np.ndarray]], order: list[int]) -> dict[str, np.ndarray]:
+    """Columns gathered in arrival ``order`` (candidate indices), put back in candidate order."""
+    back = np.argsort(np.asarray(order, dtype=np.int64))
+    return {k: np.concatenate(v)[back] for k, v in cols.items()}
+
+
+class _Collector:
+    """Per-candidate scores as batches arrive; with a ``ConsensusMixer`` the pixel scores are taken from the
+    mixed probabilities once a candidate's neighbours are in, the embedding and BALD from its own batch."""
+
+    OWN = ("embeddings", "bald")
+
+    def __init__(self, patches: list[Patch], mixer: ConsensusMixer | None, top_fraction: float | None):
+        self.mixer, self.top_fraction = mixer, top_fraction
+        self.own: dict[Patch, list[int]] = {}
+        for i, p in enumerate(patches):
+            self.own.setdefault(p, []).append(i)
+        self.cols: dict[str, list[np.ndarray]] = {}
+        self.order: list[int] = []
+        self.mixed: dict[str, list[np.ndarray]] = {}
+        self.mixed_order: list[int] = []
+
+    def add(self, idx: list[int], batch: list[Patch], out: dict[str, torch.Tensor]) -> None:
+        """One scored batch: ``idx`` its candidate indices (its item indices with a mixer)."""
+        if self.mixer is None:
+            _append(self.cols, out)
+            self.order.extend(idx)
+            return
+        rows = [(j, i) for j, p in enumerate(batch) for i in self.own.get(p, [])]
+        _append(self.cols, {k: v[[j for j, _ in rows]] for k, v in out.items() if k in self.OWN})
+        self.order.extend(i for _, i in rows)
+        prob = out["prob"].cpu().numpy()
+        ready = [done for j, p in enumerate(batch) for done in self.mixer.add(p, prob[j])]
+        if ready:
+            _append(self.mixed, pixel_scores(torch.from_numpy(np.stack([m for _, m in ready])), self.top_fraction))
+            self.mixed_order.extend(i for i, _ in ready)
+
+    def result(self) -> dict[str, np.ndarray]:
+        out = _in_order(self.cols, self.order)
+        if self.mixer is not None:
+            out.update(_in_order(self.mixed, self.mixed_order))
+        return out
+
+
 def score_patches(
     model: nn.Module,
     reader: Reader | Any,
@@ -171,12 +228,16 @@ def score_patches(
     seed: int | None = 0,
     mc_scope: str = "head",
     context: int = 0,
+    z_weight: float = 0.0,
 ) -> PatchScores:
     """Score every patch; ``reader`` maps a Patch to its normalised image (or pass a Volume).
 
     ``context`` > 0 scores each patch from a window with that much real image around it (the
     reader must be a ``VolumeReader``; pass ``model.receptive_radius`` for the pixels' own
     segmentation probabilities, exact for patches on the pooling grid); 0 scores bare patches.
+    ``z_weight`` > 0 scores each patch as the app reads a prediction, mixed with the same patch on
+    the slices above and below (``ml.active.consensus``; the reader must know the volume's
+    ``shape``); its embedding and BALD stay its own slice's.
 
     MC-dropout masks are drawn from ``seed`` (same model, same patches: same scores).
     The model's train/eval flags are restored afterwards; it is moved to ``device``.
@@ -186,34 +247,38 @@ def score_patches(
         raise ValueError(f"need mc_passes >= 0 and batch_size >= 1, got {mc_passes}, {batch_size}")
     if top_fraction is not None and not 0.0 < float(top_fraction) <= 1.0:
         raise ValueError(f"top_fraction must be in (0, 1] or None, got {top_fraction}")
+    z_weight = check_weight(z_weight)
     read = _as_reader(reader)
     multiple = int(getattr(model, "multiple", 1))
     context = -(-max(0, int(context)) // multiple) * multiple  # windows start on the pooling grid
     if context and not hasattr(read, "window"):
         raise TypeError("scoring with context needs a VolumeReader (ml.active.scoring.volume_reader)")
+    if z_weight and not hasattr(read, "shape"):
+        raise TypeError("scoring in z consensus needs a VolumeReader (ml.active.scoring.volume_reader)")
     device = device if isinstance(device, torch.device) else pick_device(device)
     patches = list(patches)
     if len({p.size for p in patches}) > 1:
         raise ValueError(f"all patches must share one size, got sizes {sorted({p.size for p in patches})}")
-    cols: dict[str, list[np.ndarray]] = {}
-    order: list[int] = []
+    mixer = ConsensusMixer(patches, read.shape[0], z_weight) if z_weight else None
+    items = column_items(patches, read.shape[0]) if mixer else patches
+    collect = _Collector(patches, mixer, top_fraction)
+    n_done = 0
     with inference_layout(model, device), torch.inference_mode(), seeded(seed, device):
-        for idx in _batches(patches, read, context, int(batch_size)):
+        for idx in _batches(items, read, context, int(batch_size)):
             check_cancel(cancel)
-            batch = [patches[i] for i in idx]
+            batch = [items[i] for i in idx]
             x = torch.from_numpy(_read_batch(read, batch, context)).to(device)
             x = x.contiguous(memory_format=torch.channels_last)
             crop = None
             if context:
                 oy, ox = window_of(batch[0], context, read.shape).offset(batch[0])
                 crop = (oy, ox, batch[0].size)
-            for key, val in score_batch(model, x, int(mc_passes), device, top_fraction, mc_scope, crop).items():
-                cols.setdefault(key, []).append(val.cpu().numpy())
-            order.extend(idx)
-            report(progress, len(order), len(patches), stage="scoring")
+            collect.add(idx, batch, score_batch(model, x, int(mc_passes), device, top_fraction, mc_scope, crop,
+                                                keep_prob=mixer is not None))
+            n_done += len(batch)
+            report(progress, n_done, len(items), stage="scoring")
     dim = int(getattr(model, "embed_dim", 0))
-    back = np.argsort(np.asarray(order, dtype=np.int64))
-    out = {k: np.concatenate(v)[back] for k, v in cols.items()}
+    out = collect.result()
     if not patches:
         out = {k: np.zeros(0) for k in ("entropy", "least_confidence", "margin", "fg_fraction", "bald")}
         out["embeddings"] = np.zeros((0, dim))

@@ -69,6 +69,23 @@ def test_a_reusing_run_trains_only_the_new_strategy_and_keeps_the_old_rows(first
     assert missing.returncode == 2 and "summary.json is missing" in missing.stderr
 
 
+def test_another_scoring_retrains_every_scoring_strategy_and_reuses_random(first_run):
+    tmp_path = first_run
+    plain = _al(tmp_path, "lc", "--strategies", "least_confidence", "--reuse", str(tmp_path / "a"))
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    mixed = _al(tmp_path, "lcz", "--strategies", "least_confidence", "--score-z", "0.25",
+                "--reuse", str(tmp_path / "lc"))
+    assert mixed.returncode == 0, mixed.stderr[-2000:]
+    assert "seed 0 least_confidence" in mixed.stdout and "seed 0 random" not in mixed.stdout  # scored again
+    assert "initial model IoU" not in mixed.stdout
+    lc, lcz = _rows(tmp_path / "lc"), _rows(tmp_path / "lcz")
+    kept = [r for r in lc if r["strategy"] != "least_confidence"]                 # random's and the RF's rows
+    assert [r for r in lcz if r["strategy"] != "least_confidence"] == kept
+    assert json.loads((tmp_path / "lcz/summary.json").read_text())["protocol"]["score_z"] == 0.25
+    bad = _al(tmp_path, "bad", "--score-z", "0.5")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "[0, 0.5)" in bad.stderr
+
+
 def test_a_field_added_since_an_old_run_matches_only_at_its_default():
     old = TINY.to_dict()
     del old["zoom"]                                     # a run recorded before the zoom setting existed
