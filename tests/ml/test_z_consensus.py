@@ -41,6 +41,14 @@ def test_any_slice_read_with_its_neighbours_equals_the_whole_volumes_consensus()
         assert np.allclose(slice_consensus(prob[:, z0:z1], z, z0, WEIGHT, axis=1), whole[:, z])
 
 
+@pytest.mark.parametrize("depth, axis, weight", [(1, 1, WEIGHT), (2, 0, WEIGHT), (3, 1, 0.3), (3, 0, 0.0)])
+def test_one_slice_mixed_alone_is_the_stacks_consensus_to_the_bit(depth, axis, weight):
+    stack = np.moveaxis(_two_class(np.random.default_rng(depth).random((depth, 5, 7))), 1, axis)
+    for z in range(depth):
+        one = slice_consensus(stack, z + 4, 4, weight, axis=axis)
+        assert np.array_equal(one, np.take(smooth_z(stack, weight, axis), z, axis=axis))
+
+
 @pytest.mark.parametrize("bad", [-0.1, 0.5, 0.7, float("nan")])
 def test_a_weight_that_outweighs_the_slice_is_refused(bad):
     with pytest.raises(ValueError, match="z consensus"):
