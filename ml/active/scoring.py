@@ -82,13 +82,18 @@ def _aggregate(pixels: torch.Tensor, top_fraction: float | None, largest: bool =
 
 
 def pixel_scores(prob: torch.Tensor, top_fraction: float | None = None) -> dict[str, torch.Tensor]:
-    """Per-patch entropy, least confidence, margin and foreground fraction from probabilities [N, C, H, W]."""
+    """Per-patch entropy, least confidence, margin and foreground fraction from probabilities [N, C, H, W].
+
+    A pixel is foreground where some class beyond background beats it outright: ``argmax != 0``, ties to
+    background included, without torch's CPU argmax over a short axis (about 100x slower than the max; it
+    was half of the time to score a batch of 16 patches of 128 px).
+    """
     top2 = prob.topk(2, dim=1).values
     return {
         "entropy": _aggregate(_entropy(prob), top_fraction),
         "least_confidence": _aggregate(1.0 - top2[:, 0], top_fraction),
         "margin": _aggregate(top2[:, 0] - top2[:, 1], top_fraction, largest=False),
-        "fg_fraction": (prob.argmax(1) != 0).float().flatten(1).mean(1),
+        "fg_fraction": (prob[:, 1:].amax(1) > prob[:, 0]).float().flatten(1).mean(1),
     }
 
 

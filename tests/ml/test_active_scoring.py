@@ -9,7 +9,7 @@ import torch
 
 from ml.mc import MCSampler, decode, encode, fast_dropout, supports_split, torch_dropout
 from ml.active.pool import Patch, candidate_pool
-from ml.active.scoring import _bald, score_patches, volume_reader
+from ml.active.scoring import _bald, pixel_scores, score_patches, volume_reader
 from ml.active.strategies import select
 from ml.model import UNet2D, mc_dropout
 from ml.progress import Cancelled
@@ -185,3 +185,13 @@ def test_speed_base8_128px():
         print(f"\nscore_patches base=8 128px mc_passes={mc}: {ms:.1f} ms/patch "
               f"({torch.get_num_threads()} thread(s)) = {ms:.1f} s per 1000 candidates")
         assert len(s) == len(patches)
+
+
+def test_foreground_share_is_argmax_beyond_background_ties_included():
+    pixels = [(0.5, 0.5, 0.0), (0.3, 0.3, 0.4), (0.4, 0.3, 0.3), (0.4, 0.4, 0.2), (0.2, 0.5, 0.3), (0.6, 0.2, 0.2)]
+    prob = torch.tensor(pixels).T.reshape(1, 3, 2, 3)
+    got = pixel_scores(prob)["fg_fraction"]
+    assert torch.equal(got, (prob.argmax(1) != 0).float().flatten(1).mean(1))
+    assert got.item() == pytest.approx(2 / 6)
+    rand = torch.softmax(torch.randn(4, 2, 16, 16) * 3, 1).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(pixel_scores(rand)["fg_fraction"], (rand.argmax(1) != 0).float().flatten(1).mean(1))
