@@ -40,7 +40,12 @@ def smooth_z(prob: np.ndarray, weight: float, axis: int = -3) -> np.ndarray:
     a = np.moveaxis(prob, axis, 0)
     before = np.concatenate([a[:1], a[:-1]])
     after = np.concatenate([a[1:], a[-1:]])
-    return np.moveaxis((1.0 - 2.0 * w) * a + w * (before + after), 0, axis)
+    return np.moveaxis(_mix(a, before, after, w), 0, axis)
+
+
+def _mix(own: np.ndarray, before: np.ndarray, after: np.ndarray, w: float) -> np.ndarray:
+    """The kernel [w, 1 - 2w, w] itself: the one formula both readers use, so they agree to the bit."""
+    return (1.0 - 2.0 * w) * own + w * (before + after)
 
 
 def neighbours(z: int, depth: int) -> tuple[int, int]:
@@ -62,4 +67,4 @@ def slice_consensus(stack: np.ndarray, z: int, z0: int, weight: float, axis: int
     if w == 0.0 or a.shape[0] < 2:
         return a[i].copy()
     before, after = a[max(i - 1, 0)], a[min(i + 1, a.shape[0] - 1)]
-    return (1.0 - 2.0 * w) * a[i] + w * (before + after)
+    return _mix(a[i], before, after, w)
