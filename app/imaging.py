@@ -14,6 +14,8 @@ from typing import Hashable, Sequence
 
 import numpy as np
 
+from ml.predicted_class import predicted_class
+
 PLANES = ("xy", "xz", "yz")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -92,7 +94,7 @@ def mask_rgba(mask: np.ndarray, color: str = "#00ff66") -> np.ndarray:
 def prediction_rgba(prob: np.ndarray, classes: Sequence[dict]) -> np.ndarray:
     """(C,H,W) probabilities -> argmax class colour for non-background classes, alpha = its probability."""
     prob = np.asarray(prob, np.float32)
-    arg = prob.argmax(axis=0)
+    arg = predicted_class(prob)
     conf = prob.max(axis=0)
     colours = np.zeros((prob.shape[0], 3), np.uint8)
     for i in range(prob.shape[0]):

@@ -7,6 +7,9 @@
    that peak: proof that prediction streams slices and never loads the volume.
 3. Time to score 2,000 candidate patches without MC dropout and with it (BALD), for both MC
    scopes (``ml.mc``: last layer only, the default, and the whole decoder).
+4. Scoring in z consensus against each slice alone.
+5. The class map of a 1024² slice (``ml.predicted_class``, read by every overlay, object and validation)
+   against numpy's ``argmax(0)``.
 
 Prints numbers and ratios; asserts no timings. Uses CUDA when available.
 """
@@ -29,6 +32,7 @@ import torch
 from ml.device import autocast, pick_device
 from ml.infer import predict_image, tile_windows
 from ml.model import UNet2D
+from ml.predicted_class import predicted_class
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1024 * 1024
@@ -210,6 +214,23 @@ def consensus_cost(model: UNet2D, volume: np.ndarray, device: torch.device) -> d
     return out
 
 
+def class_map_cost(side: int = 1024, classes: tuple[int, ...] = (2, 3), repeats: int = 20) -> dict:
+    """Milliseconds per ``side``² slice for ``predicted_class`` and numpy's argmax, which it replaced."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for c in classes:
+        prob = rng.random((c, side, side), dtype=np.float32)
+        prob /= prob.sum(0)
+        for name, fn in (("predicted_class", predicted_class), ("argmax", lambda p: p.argmax(0))):
+            fn(prob)
+            t = time.perf_counter()
+            for _ in range(repeats):
+                fn(prob)
+            out[f"{name}_{c}_ms"] = (time.perf_counter() - t) / repeats * 1e3
+        out[f"ratio_{c}"] = out[f"argmax_{c}_ms"] / out[f"predicted_class_{c}_ms"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.compute", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
@@ -254,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{sc['grid_0.25_s']:.1f} s against {sc['grid_0_s']:.1f} s each slice alone ({sc['grid_ratio']:.2f}x); "
           f"{sc['sparse_candidates']} on every third slice, no neighbour a candidate, {sc['sparse_0.25_s']:.1f} s "
           f"against {sc['sparse_0_s']:.1f} s ({sc['sparse_ratio']:.2f}x)", flush=True)
+    cm = class_map_cost()
+    print("5. class map of a 1024x1024 slice: " + "; ".join(
+        f"{c} classes {cm[f'predicted_class_{c}_ms']:.2f} ms against numpy argmax {cm[f'argmax_{c}_ms']:.1f} ms "
+        f"({cm[f'ratio_{c}']:.0f}x)" for c in (2, 3)), flush=True)
     return 0
 
 

@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from ml.dataset import regions_from_store, split_regions
 from ml.infer import predict_image
+from ml.predicted_class import predicted_class
 from ml.quality import Basis, calibrated_iou, class_histograms, estimate_range, expected_iou
 
 from .al_protocol import QUICK, load_data
@@ -174,7 +175,7 @@ def run_one(data, weights: str | None, style: str, budget: int, seed: int, steps
         init_from_pretrained(model, weights)
     result = _fit(model, data, train_regions, val_regions, tcfg, seed, self_train)
     model = result.model
-    truth = heldout_scores(lambda img: predict_image(model, img)["prob"].argmax(0) == 1, data)["iou"]
+    truth = heldout_scores(lambda img: predicted_class(predict_image(model, img)["prob"]) == 1, data)["iou"]
     pool_z = sorted({int(z) for z in np.linspace(1, data.image.shape[0] - 2, 4)})
     volume, heldout = class_histograms(model, [data.image[z, :data.split_y] for z in pool_z], val_regions, 1)
     basis = Basis()

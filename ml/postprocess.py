@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from ml.predicted_class import predicted_class
 from ml.volume import voxel_size_or_unit
 
 #: connectivity argument -> neighbourhood size in 3D.
@@ -188,8 +189,8 @@ def argmax_labels(prob: Any) -> np.ndarray:
     if len(shape) not in (3, 4) or shape[0] < 1:
         raise ValueError(f"prob must be (C, Z, Y, X) or (C, Y, X), got shape {shape}")
     if len(shape) == 3:
-        return np.asarray(_as_array(prob, "prob")).argmax(0).astype(np.uint8)
+        return predicted_class(_as_array(prob, "prob"))
     out = np.empty(shape[1:], dtype=np.uint8)
     for z in range(shape[1]):
-        out[z] = np.asarray(prob[:, z]).argmax(0)
+        out[z] = predicted_class(prob[:, z])
     return out

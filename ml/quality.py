@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from ml.infer import predict_image
+from ml.predicted_class import predicted_class
 
 BINS = 20                    # probability bins over [0, 1]
 PRIOR_PIXELS = 50.0          # calibration: a bin's measured rate counts as much as this many pixels of prior
@@ -212,11 +213,11 @@ def class_histograms(model, images, regions, cls: int, device=None) -> tuple[Pro
     volume, heldout = ProbabilityHistogram(), ProbabilityHistogram()
     for image in images:
         prob = predict_image(model, image, device=device)["prob"]
-        volume.add(prob[cls], prob.argmax(0) == cls)
+        volume.add(prob[cls], predicted_class(prob) == cls)
     for r in regions:
         prob = predict_image(model, r.image, device=device)["prob"]
         m = r.labels > 0
-        heldout.add(prob[cls][m], prob.argmax(0)[m] == cls, r.labels[m] == cls + 1)
+        heldout.add(prob[cls][m], predicted_class(prob)[m] == cls, r.labels[m] == cls + 1)
     return volume, heldout
 
 

@@ -26,6 +26,7 @@ from ml.dataset import FocusSampler, Region
 from ml.infer import tile_plan
 from ml.io.normalize import normalize
 from ml.live import predict_view
+from ml.predicted_class import predicted_class
 from ml.progress import CancelFn, Cancelled, ProgressFn, check_cancel, report
 from ml.settings import FLAG, check_settings, number, whole
 from ml.train import TrainConfig, TrainResult, train
@@ -101,7 +102,7 @@ def background_threshold(probs: Sequence[np.ndarray], config: SelfTrainConfig) -
     surest ``config.bg_share`` of the pixels predicted background in ``probs`` ((C, H, W) each)."""
     if config.bg_share >= 1:
         return config.bg
-    p_bg = np.concatenate([p[0][p.argmax(0) == 0] for p in probs]) if probs else np.zeros(0, np.float32)
+    p_bg = np.concatenate([p[0][predicted_class(p) == 0] for p in probs]) if probs else np.zeros(0, np.float32)
     if p_bg.size == 0:
         return config.bg
     return max(config.bg, float(np.quantile(p_bg, 1.0 - config.bg_share)))

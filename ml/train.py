@@ -26,6 +26,7 @@ from ml.anchor import Anchor
 from ml.dataset import CropSampler, Region, split_regions
 from ml.device import autocast, pick_device, seeded
 from ml.infer import predict_image
+from ml.predicted_class import predicted_class
 from ml.settings import FLAG, Range, check_settings, number, one_of, whole
 from ml.progress import CancelFn, Cancelled, ProgressFn, check_cancel, report
 
@@ -153,7 +154,7 @@ def evaluate(model: nn.Module, regions: Sequence[Region], device: torch.device,
         mask = r.labels > 0
         truth = r.labels[mask].astype(np.int64) - 1
         p = prob[:, mask]
-        pred = p.argmax(0)
+        pred = predicted_class(p)
         for c in range(1, n_classes):
             inter[c] += np.sum((pred == c) & (truth == c))
             union[c] += np.sum((pred == c) | (truth == c))

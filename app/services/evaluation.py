@@ -67,6 +67,7 @@ def ground_truth_iou(config: Any, project_id: int, model: Any, device=None) -> d
     from ml.infer import predict_image
     from ml.io.normalize import normalize
     from ml.metrics import iou
+    from ml.predicted_class import predicted_class
     from ml.z_consensus import smooth_z
 
     for v in projects.list_volumes(config, project_id):
@@ -79,7 +80,7 @@ def ground_truth_iou(config: Any, project_id: int, model: Any, device=None) -> d
         z0, z1 = max(0, zs.start - 1), min(int(v["shape"][0]), zs.stop + 1)   # the slab and its neighbours
         prob = np.stack([predict_image(model, normalize(volume[z, ys, xs], lo, hi), device=device)["prob"]
                          for z in range(z0, z1)], axis=1)
-        preds = smooth_z(prob, config.z_consensus, axis=1)[:, zs.start - z0:zs.stop - z0].argmax(0) > 0
+        preds = predicted_class(smooth_z(prob, config.z_consensus, axis=1)[:, zs.start - z0:zs.stop - z0]) > 0
         truths = np.stack([np.asarray(gt[z, ys, xs]) > 0 for z in range(zs.start, zs.stop)])
         return {"gt_iou": float(iou(preds, truths)), "gt_volume_id": v["id"],
                 "gt_slab": [zs.start, zs.stop, ys.start, ys.stop, xs.start, xs.stop]}
