@@ -10,7 +10,8 @@ a markdown table. Example::
 
 Another strategy on a finished run's seeds: the same command with ``--strategies NAME --reuse
 bench_out/al_quick --out NEW`` trains only that strategy's rounds (``bench.al_reuse``); another way of
-scoring candidates (``--score-z W``) reuses the run's initial models and random's rounds the same way.
+scoring candidates (``--score-z W``) reuses the run's initial models and random's rounds the same way, and
+another training of each round (``--round-steps N``) its initial models alone.
 """
 from __future__ import annotations
 

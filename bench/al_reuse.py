@@ -5,7 +5,9 @@ again: the protocol is deterministic (v20 retrained v19's models to the same num
 retraining them spends two thirds of a run reproducing rows already on disk. Reused: each seed's
 initial model (the weights, to warm-start from, and its IoU), every (seed, strategy) whose rows
 the run wrote, the random forest's rows and the pre-trained body. Full supervision is never reused.
-A run that scores candidates otherwise (``SCORING``) reuses random's rounds alone of the strategies.
+A run that scores candidates otherwise (``SCORING``) reuses random's rounds alone of the strategies; one
+that trains its rounds otherwise (``ROUND_TRAINING``) reuses no strategy's rounds, only the initial models
+and the RF rows, which no round's training touches.
 A run from before the z-consensus score (``iou_z``, v30) gives its initial models, scored again,
 and its RF rows; its strategy runs are run again.
 """
@@ -23,6 +25,8 @@ from .saved_runs import model_file, read_summary
 FREE = frozenset({"strategies", "workers", "full_seeds"})
 #: ... and how candidates are scored, which only random's rounds never read (so only they are reused).
 SCORING = frozenset({"score_context", "score_z"})
+#: ... and how each round's model trains, which every strategy's rounds read (random's too).
+ROUND_TRAINING = frozenset({"round_steps"})
 #: the strategy whose rounds never score a candidate
 UNSCORED = "random"
 
@@ -101,11 +105,12 @@ def load(run: Path, proto: Protocol, workdir: Path) -> Reused:
     """
     run = Path(run)
     old = read_summary(run, "al").get("protocol", {})
-    diff = protocol_mismatch(old, proto, FREE | SCORING)
+    diff = protocol_mismatch(old, proto, FREE | SCORING | ROUND_TRAINING)
     if diff:
         raise ValueError(f"--reuse {run} ran another protocol: {'; '.join(diff)}")
-    rescored = protocol_mismatch(old, proto)
-    reused = read(run, proto.seed_range, (UNSCORED,) if rescored else proto.strategies, proto.rounds)
+    retrained, rescored = protocol_mismatch(old, proto, FREE | SCORING), protocol_mismatch(old, proto)
+    kept = () if retrained else (UNSCORED,) if rescored else proto.strategies
+    reused = read(run, proto.seed_range, kept, proto.rounds)
     workdir.mkdir(parents=True, exist_ok=True)
     for weights in list((run / "work").glob("pretrained_*")):
         if not (workdir / weights.name).exists():

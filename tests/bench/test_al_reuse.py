@@ -86,6 +86,21 @@ def test_another_scoring_retrains_every_scoring_strategy_and_reuses_random(first
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "[0, 0.5)" in bad.stderr
 
 
+def test_another_round_training_reuses_the_initial_models_alone(first_run):
+    tmp_path = first_run
+    longer = _al(tmp_path, "long", "--strategies", "random", "--round-steps", str(2 * TINY.round_steps),
+                 "--reuse", str(tmp_path / "a"))
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    assert "seed 0 random" in longer.stdout                                        # random trained again
+    assert "initial model IoU" not in longer.stdout and "RF IoU" not in longer.stdout
+    a, long = _rows(tmp_path / "a"), _rows(tmp_path / "long")
+    assert [r for r in long if r["strategy"] == "rf_baseline"] == [r for r in a if r["strategy"] == "rf_baseline"]
+    new, old = ([r for r in rows if r["strategy"] == "random"] for rows in (long, a))
+    assert new[0] == old[0] and len(new) == TINY.rounds + 1      # round 0 is the initial model, the same
+    summary = json.loads((tmp_path / "long/summary.json").read_text())
+    assert summary["protocol"]["round_steps"] == 2 * TINY.round_steps
+
+
 def test_a_field_added_since_an_old_run_matches_only_at_its_default():
     old = TINY.to_dict()
     del old["zoom"]                                     # a run recorded before the zoom setting existed
