@@ -6,6 +6,7 @@ byte-bounded LRU keyed by everything that determines the pixels.
 """
 from __future__ import annotations
 
+import functools
 import struct
 import threading
 import zlib
@@ -80,29 +81,34 @@ def label_lut(classes: Sequence[dict], alpha: int = 255) -> np.ndarray:
     return lut
 
 
+def paint(lut: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``lut[index]`` for every overlay: ``np.take`` is 14x numpy's fancy index on a 1024² uint8 slice (1 ms
+    against 14 ms), which was most of the time to draw one."""
+    return np.take(lut, index, axis=0)
+
+
 def labels_rgba(labels: np.ndarray, classes: Sequence[dict]) -> np.ndarray:
-    return label_lut(classes)[labels.astype(np.uint8, copy=False)]
+    return paint(label_lut(classes), labels.astype(np.uint8, copy=False))
 
 
 def mask_rgba(mask: np.ndarray, color: str = "#00ff66") -> np.ndarray:
     """Binary mask (e.g. ground truth) in one colour."""
     lut = np.zeros((2, 4), np.uint8)
     lut[1, :3], lut[1, 3] = hex_to_rgb(color), 255
-    return lut[(mask > 0).astype(np.uint8)]
+    return paint(lut, (np.asarray(mask) > 0).view(np.uint8))
 
 
 def prediction_rgba(prob: np.ndarray, classes: Sequence[dict]) -> np.ndarray:
     """(C,H,W) probabilities -> argmax class colour for non-background classes, alpha = its probability."""
     prob = np.asarray(prob, np.float32)
     arg = predicted_class(prob)
-    conf = prob.max(axis=0)
-    colours = np.zeros((prob.shape[0], 3), np.uint8)
-    for i in range(prob.shape[0]):
-        if i < len(classes):
-            colours[i] = hex_to_rgb(classes[i]["color"])
-    rgba = np.zeros(arg.shape + (4,), np.uint8)
-    rgba[..., :3] = colours[arg]
-    rgba[..., 3] = np.where(arg > 0, np.rint(conf * 255), 0).astype(np.uint8)
+    lut = np.zeros((prob.shape[0], 4), np.uint8)
+    for i in range(min(prob.shape[0], len(classes))):
+        lut[i, :3] = hex_to_rgb(classes[i]["color"])
+    rgba = paint(lut, arg)
+    alpha = np.rint(prob.max(axis=0) * 255)
+    alpha *= arg > 0
+    rgba[..., 3] = alpha.astype(np.uint8)
     return rgba
 
 
@@ -138,23 +144,20 @@ def entropy_of(prob: np.ndarray) -> np.ndarray:
     return (-(p * np.log(p)).sum(axis=0) / np.log(max(p.shape[0], 2))).astype(np.float32)
 
 
-_MAGMA: np.ndarray | None = None
+@functools.lru_cache(maxsize=1)
+def _magma_rgba() -> np.ndarray:
+    """matplotlib's magma as a (256, 4) table (alpha left 0), read once."""
+    from matplotlib import colormaps
 
-
-def _magma() -> np.ndarray:
-    global _MAGMA
-    if _MAGMA is None:
-        from matplotlib import colormaps
-
-        _MAGMA = (colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
-    return _MAGMA
+    lut = np.zeros((256, 4), np.uint8)
+    lut[:, :3] = (colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+    return lut
 
 
 def uncertainty_rgba(u: np.ndarray, vmax: float = 1.0) -> np.ndarray:
     """Uncertainty (H,W) -> magma colours, alpha rising with the value (certain = transparent)."""
     idx = np.clip(np.asarray(u, np.float32) / max(vmax, 1e-6) * 255, 0, 255).astype(np.uint8)
-    rgba = np.empty(idx.shape + (4,), np.uint8)
-    rgba[..., :3] = _magma()[idx]
+    rgba = paint(_magma_rgba(), idx)
     rgba[..., 3] = idx
     return rgba
 
