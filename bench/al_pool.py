@@ -4,7 +4,8 @@ Three seeds cannot tell a 2 % gain from noise; runs on fresh seeds (``--first-se
 their pooled gains (means over every seed, paired gains seed by seed) are what the benchmark report
 quotes. Runs must share the protocol but for seeds, strategies, workers and full supervision; a
 strategy is pooled over the seeds that ran it, so a gain is read against random on the same seeds
-only when both ran there (``--strategies`` keeps the ones every run holds).
+only when both ran there (``--strategies`` keeps the ones every run holds). A run is read from its
+``summary.json`` and ``curves.csv`` alone, so the copies in ``docs/benchmarks`` pool too, put in a folder each.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def pool(runs: list[Path], strategies: tuple[str, ...] | None = None) -> tuple[d
         if diff:
             raise ValueError(f"{run} ran another protocol than {runs[0]}: {'; '.join(diff)}")
         proto = run_protocol(summary)
-        got = read(run, proto.seed_range, names, proto.rounds)
+        got = read(run, proto.seed_range, names, proto.rounds, weights=False)
         clash = set(got.initial) & set(results["initial"])
         if clash:
             raise ValueError(f"{run} repeats seeds {sorted(clash)}: pool runs on other seeds")

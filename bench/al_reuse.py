@@ -68,16 +68,17 @@ def _rows(path: Path) -> list[dict]:
                  for k, v in row.items() if v != ""} for row in csv.DictReader(fh)]
 
 
-def read(run: Path, seeds, strategies, rounds: int) -> Reused:
-    """The results ``run`` wrote for ``seeds``: initial IoUs (where the model file is kept), the
-    complete runs of ``strategies`` and the RF rows, as ``run_tasks`` returns them."""
+def read(run: Path, seeds, strategies, rounds: int, weights: bool = True) -> Reused:
+    """The results ``run`` wrote for ``seeds``: initial IoUs (where the model file is kept, or always when
+    ``weights`` is False: pooling reads rows only), the complete runs of ``strategies`` and the RF rows, as
+    ``run_tasks`` returns them."""
     run = Path(run)
     summary = read_summary(run, "al")
     reused = Reused(str(run))
     mixed = summary.get("z_consensus", {}).get("initial_iou", {})
     for key, iou in summary.get("initial_iou", {}).items():
         seed = int(key)
-        if seed in seeds and model_file(run / "work", seed).is_file():
+        if seed in seeds and (not weights or model_file(run / "work", seed).is_file()):
             reused.initial[seed] = {"kind": "initial", "seed": seed, "iou": float(iou)}
             if key in mixed:
                 reused.initial[seed]["iou_z"] = float(mixed[key])

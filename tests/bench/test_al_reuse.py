@@ -125,6 +125,13 @@ def test_pooled_runs_give_one_table_over_their_seeds_and_refuse_repeats(first_ru
     assert pooled["initial_iou"] == {**runs[0]["initial_iou"], **runs[1]["initial_iou"]}
     final = pooled["strategies"]["random"]["final_iou"]
     assert final == pytest.approx(sum(r["strategies"]["random"]["final_iou"] for r in runs) / 2, abs=1e-5)
+    for r in ("a", "e"):                                 # a run's summary and curves alone, as docs keeps them
+        (tmp_path / f"saved_{r}").mkdir()
+        for name in ("summary.json", "curves.csv"):
+            (tmp_path / f"saved_{r}" / name).write_bytes((tmp_path / r / name).read_bytes())
+    saved, _ = pool([tmp_path / "saved_a", tmp_path / "saved_e"])
+    assert saved["initial"] == results["initial"]
+    assert [r["rows"] for r in saved["strategy"]] == [r["rows"] for r in results["strategy"]]
     mixed = pooled["z_consensus"]                        # the app's reading, pooled the same way
     assert mixed["initial_iou"] == {**runs[0]["z_consensus"]["initial_iou"], **runs[1]["z_consensus"]["initial_iou"]}
     assert mixed["strategies"]["random"]["final_iou"] == pytest.approx(
