@@ -81,8 +81,11 @@ def _strategy_summary(name: str, table: dict, proto: Protocol, details: list[dic
     if rand_final is not None:
         match = next((b / final for b in budgets if (_mean(cur.get(b)) or -1) >= rand_final), None)
     finals = list((cur.get(final) or {}).values())
-    picks = [d["fg_share"] for d in details if d["strategy"] == name]
-    final_miou = [d["miou"] for d in details if d["strategy"] == name and d["round"] == proto.rounds and "miou" in d]
+    mine = [d for d in details if d["strategy"] == name]
+    if {d["seed"] for d in mine} != set(cur.get(final) or {}):
+        mine = []                    # pooled runs kept without details: a share of some seeds only would mislead
+    picks = [d["fg_share"] for d in mine]
+    final_miou = [d["miou"] for d in mine if d["round"] == proto.rounds and "miou" in d]
     return {
         "final_iou": _mean(cur.get(final)),
         "final_iou_std": float(np.std(finals)) if finals else None,

@@ -132,6 +132,11 @@ def test_pooled_runs_give_one_table_over_their_seeds_and_refuse_repeats(first_ru
     saved, _ = pool([tmp_path / "saved_a", tmp_path / "saved_e"])
     assert saved["initial"] == results["initial"]
     assert [r["rows"] for r in saved["strategy"]] == [r["rows"] for r in results["strategy"]]
+    from bench.al_report import summarize
+
+    assert summarize(results, proto)["strategies"]["random"]["mito_patch_share"] is not None
+    part, part_proto = pool([tmp_path / "saved_a", tmp_path / "e"])      # one run's details only: no share
+    assert summarize(part, part_proto)["strategies"]["random"]["mito_patch_share"] is None
     mixed = pooled["z_consensus"]                        # the app's reading, pooled the same way
     assert mixed["initial_iou"] == {**runs[0]["z_consensus"]["initial_iou"], **runs[1]["z_consensus"]["initial_iou"]}
     assert mixed["strategies"]["random"]["final_iou"] == pytest.approx(
