@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from .al_protocol import Protocol, with_overrides
 from .al_report import markdown, summarize
 from .al_reuse import FREE, protocol_mismatch, read
@@ -59,6 +61,18 @@ def paired_text(gains: dict[str, float]) -> str:
     return f"{100 * s['mean']:+.1f} % (se {100 * s['se']:.1f}, {s['up']} of {s['n']} up)"
 
 
+def start_dependence(initial: dict[str, float], gains: dict[str, float]) -> float | None:
+    """Pearson r, over seeds, between the first model's IoU and a strategy's paired gain: whether what a
+    strategy buys depends on how good the model it starts from already is (v33). None below 3 seeds."""
+    seeds = [s for s in gains if s in initial]
+    if len(seeds) < 3:
+        return None
+    x, y = np.array([initial[s] for s in seeds]), np.array([gains[s] for s in seeds])
+    if x.std() == 0 or y.std() == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
 def print_tables(summary: dict, results: dict, proto: Protocol) -> None:
     """The pooled first models, the strategies' table and their paired gains, for one way of scoring."""
     print(f"seeds {sorted(results['initial'])}: initial models {summary['initial_iou_mean']:.3f} "
@@ -68,6 +82,9 @@ def print_tables(summary: dict, results: dict, proto: Protocol) -> None:
         curve = " ".join(f"{v:.3f}" for v in s["mean_curve"].values())
         print(f"{name}: mean IoU per budget {curve}; paired gain @ {proto.budgets[proto.mid_round]} "
               f"{paired_text(s['paired_gain_at_mid'])}, @ {proto.budgets[-1]} {paired_text(s['paired_gain_final'])}")
+        r = start_dependence(summary["initial_iou"], s["paired_gain_final"] or {})
+        if r is not None:
+            print(f"  its paired gain @ {proto.budgets[-1]} against the first model's IoU, over seeds: r = {r:+.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
