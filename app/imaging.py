@@ -82,8 +82,8 @@ def label_lut(classes: Sequence[dict], alpha: int = 255) -> np.ndarray:
 
 
 def paint(lut: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """``lut[index]`` for every overlay: ``np.take`` is 13x numpy's fancy index on a 1024² uint8 slice (0.75 ms
-    against 9.9 ms), which was most of the time to draw one."""
+    """``lut[index]`` for every overlay: ``np.take`` is 13x numpy's fancy index on a 1024² uint8 slice (0.65 ms
+    against 8.5 ms), which was most of the time to draw one."""
     return np.take(lut, index, axis=0)
 
 
