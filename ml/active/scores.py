@@ -3,7 +3,8 @@
 Kept free of torch so strategies (and their tests) run on plain numpy arrays.
 Conventions: entropy and BALD are normalised by log(C), so they lie in [0, 1] for any
 class count; least_confidence = 1 - max p; margin = p(top1) - p(top2) (small = uncertain).
-Each is the mean over the patch's pixels.
+Each is the mean over the patch's pixels. ``off_rim`` is least confidence with the pixels near a
+predicted boundary counted as sure (``ml.active.scoring.RIM``).
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ def _vector(name: str, value: Any, n: int | None) -> np.ndarray:
 class PatchScores:
     """Uncertainty, foreground fraction and embedding per candidate patch (arrays of length N).
 
-    ``bald`` is None when no MC-dropout passes were run. ``patches`` (optional) are the
-    candidates the rows refer to, in the same order.
+    ``bald`` is None when no MC-dropout passes were run; ``off_rim`` when the scores were not made by
+    ``score_patches`` (it falls back to least confidence). ``patches`` (optional) are the candidates the
+    rows refer to, in the same order.
     """
 
     entropy: np.ndarray
@@ -35,6 +37,7 @@ class PatchScores:
     fg_fraction: np.ndarray
     embeddings: np.ndarray
     bald: np.ndarray | None = None
+    off_rim: np.ndarray | None = None
     patches: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -45,6 +48,7 @@ class PatchScores:
         self.fg_fraction = _vector("fg_fraction", self.fg_fraction, n)
         if self.bald is not None:
             self.bald = _vector("bald", self.bald, n)
+        self.off_rim = self.least_confidence if self.off_rim is None else _vector("off_rim", self.off_rim, n)
         emb = np.asarray(self.embeddings, dtype=np.float64)
         if emb.ndim != 2 or emb.shape[0] != n:
             raise ValueError(f"PatchScores.embeddings must have shape ({n}, D), got {emb.shape}")
@@ -71,5 +75,6 @@ class PatchScores:
             "margin": float(self.margin[i]),
             "fg_fraction": float(self.fg_fraction[i]),
             "bald": None if self.bald is None else float(self.bald[i]),
+            "off_rim": float(self.off_rim[i]),
         }
         return out

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ml.device import autocast, inference_layout, pick_device, seeded
 from ml.mc import MCSampler
@@ -28,8 +29,13 @@ from .scores import PatchScores
 from .windows import VolumeReader, group_by_window, window_of
 
 Reader = Callable[[Patch], np.ndarray]
+#: ``off_rim`` counts pixels within this many px of a predicted boundary as sure: a good model's doubt sits on
+#: every object's rim (as wide as the image's blur), which says how much boundary a patch holds, not where
+#: the model errs.
+RIM = 3
 
-__all__ = ["PatchScores", "score_patches", "volume_reader", "forward_with_embedding", "pixel_scores", "score_batch"]
+__all__ = ["PatchScores", "score_patches", "volume_reader", "forward_with_embedding", "pixel_scores", "rim_band",
+           "score_batch"]
 
 
 def volume_reader(volume: Any, lo: float | None = None, hi: float | None = None) -> VolumeReader:
@@ -81,19 +87,36 @@ def _aggregate(pixels: torch.Tensor, top_fraction: float | None, largest: bool =
     return flat.topk(n, dim=1, largest=largest).values.mean(1)
 
 
+def rim_band(fg: torch.Tensor, radius: int = RIM) -> torch.Tensor:
+    """[N, H, W] bool: pixels within ``radius`` px of a boundary of the foreground mask ``fg`` [N, H, W].
+
+    Dilation differs from erosion there (both by max pooling, which ignores the padding, so the patch's
+    own border is no boundary)."""
+    x = fg.float()[:, None]
+    k = 2 * int(radius) + 1
+    dilated = F.max_pool2d(x, k, stride=1, padding=int(radius))
+    eroded = -F.max_pool2d(-x, k, stride=1, padding=int(radius))
+    return (dilated != eroded)[:, 0]
+
+
 def pixel_scores(prob: torch.Tensor, top_fraction: float | None = None) -> dict[str, torch.Tensor]:
-    """Per-patch entropy, least confidence, margin and foreground fraction from probabilities [N, C, H, W].
+    """Per-patch entropy, least confidence, margin, foreground fraction and off-rim least confidence
+    from probabilities [N, C, H, W].
 
     A pixel is foreground where some class beyond background beats it outright: ``argmax != 0``, ties to
     background included, without torch's CPU argmax over a short axis (about 100x slower than the max; it
-    was half of the time to score a batch of 16 patches of 128 px).
+    was half of the time to score a batch of 16 patches of 128 px). ``off_rim`` is least confidence with
+    the pixels within ``RIM`` px of a predicted boundary counted as sure (``rim_band``).
     """
     top2 = prob.topk(2, dim=1).values
+    fg = prob[:, 1:].amax(1) > prob[:, 0]
+    lc = 1.0 - top2[:, 0]
     return {
         "entropy": _aggregate(_entropy(prob), top_fraction),
-        "least_confidence": _aggregate(1.0 - top2[:, 0], top_fraction),
+        "least_confidence": _aggregate(lc, top_fraction),
         "margin": _aggregate(top2[:, 0] - top2[:, 1], top_fraction, largest=False),
-        "fg_fraction": (prob[:, 1:].amax(1) > prob[:, 0]).float().flatten(1).mean(1),
+        "fg_fraction": fg.float().flatten(1).mean(1),
+        "off_rim": _aggregate(lc.masked_fill(rim_band(fg), 0.0), top_fraction),
     }
 
 
@@ -285,10 +308,10 @@ def score_patches(
     dim = int(getattr(model, "embed_dim", 0))
     out = collect.result()
     if not patches:
-        out = {k: np.zeros(0) for k in ("entropy", "least_confidence", "margin", "fg_fraction", "bald")}
+        out = {k: np.zeros(0) for k in ("entropy", "least_confidence", "margin", "fg_fraction", "off_rim", "bald")}
         out["embeddings"] = np.zeros((0, dim))
     return PatchScores(
         entropy=out["entropy"], least_confidence=out["least_confidence"], margin=out["margin"],
         fg_fraction=out["fg_fraction"], embeddings=out["embeddings"],
-        bald=out["bald"] if mc_passes > 0 else None, patches=patches,
+        bald=out["bald"] if mc_passes > 0 else None, off_rim=out["off_rim"], patches=patches,
     )

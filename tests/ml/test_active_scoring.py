@@ -195,3 +195,42 @@ def test_foreground_share_is_argmax_beyond_background_ties_included():
     assert got.item() == pytest.approx(2 / 6)
     rand = torch.softmax(torch.randn(4, 2, 16, 16) * 3, 1).contiguous(memory_format=torch.channels_last)
     assert torch.equal(pixel_scores(rand)["fg_fraction"], (rand.argmax(1) != 0).float().flatten(1).mean(1))
+
+
+def _disk_prob(size: int, centre: tuple[int, int], radius: float, rim_p: float) -> torch.Tensor:
+    """[2, size, size] probabilities of a sure disk whose outline (1 px either side) holds p(fg) = ``rim_p``."""
+    yy, xx = np.mgrid[:size, :size]
+    d = np.hypot(yy - centre[0], xx - centre[1])
+    p = np.where(d < radius, 0.99, 0.01)
+    p[np.abs(d - radius) <= 1.0] = rim_p
+    fg = torch.from_numpy(p).float()
+    return torch.stack([1 - fg, fg])
+
+
+def test_off_rim_ignores_doubt_on_predicted_outlines_but_not_a_doubtful_blob():
+    outline = _disk_prob(32, (16, 16), 8, 0.55)                  # a sure object, blurred at its edge
+    blob = _disk_prob(32, (16, 16), 8, 0.55)
+    yy, xx = np.mgrid[:32, :32]
+    blob[1][torch.from_numpy(np.hypot(yy - 4, xx - 26) < 3)] = 0.45   # and a faint thing away from it
+    blob[0] = 1 - blob[1]
+    got = pixel_scores(torch.stack([outline, blob]))
+    assert got["least_confidence"][0] > 0.05                     # least confidence sees the outline ...
+    assert got["off_rim"][0] < 0.011                             # ... off_rim only the 0.01 doubt left elsewhere
+    assert got["off_rim"][1] > got["off_rim"][0] + 0.01          # the faint blob (p 0.45: no boundary) counts
+
+
+def test_rim_band_marks_both_sides_of_a_boundary_and_not_the_patch_border():
+    from ml.active.scoring import rim_band
+
+    fg = torch.zeros(1, 12, 12, dtype=torch.bool)
+    fg[0, :, 6:] = True                                          # a vertical edge between columns 5 and 6
+    band = rim_band(fg, radius=2)[0]
+    assert band[:, 4:8].all() and not band[:, :4].any() and not band[:, 8:].any()
+    assert not rim_band(torch.ones(1, 12, 12, dtype=torch.bool), radius=2).any()
+
+
+def test_score_patches_gives_off_rim_no_larger_than_least_confidence(volume):
+    patches = candidate_pool(volume.shape, size=32, stride=32)[:6]
+    s = score_patches(tiny(), volume_reader(volume), patches, mc_passes=0)
+    assert s.off_rim.shape == (6,) and np.all(s.off_rim <= s.least_confidence + 1e-7)
+    assert "off_rim" in s.row(0)

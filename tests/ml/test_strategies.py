@@ -263,3 +263,20 @@ def test_weighted_balanced_cover_also_asks_for_confident_objects_unlike_the_labe
     assert sum(25 <= p < 30 for p in picks) == 2 and len(set(picks)) == 8   # a third of the six by coverage
     assert scores == sorted(scores, reverse=True)
     assert len(set(select("weighted_balanced_cover", s, 8)[0])) == 8         # no labeled patches yet: still 8
+
+
+def test_off_rim_balanced_follows_doubt_away_from_outlines_not_least_confidence():
+    n = 60
+    rng = np.random.default_rng(5)
+    fg = np.where(np.arange(n) < 30, 0.3, 0.0)
+    emb = rng.standard_normal((n, 4))
+    lc = np.where(np.arange(n) < 30, 0.6, 0.1) + rng.random(n) * 0.01      # outlines: every structure patch
+    off = np.where(np.arange(n) < 30, 0.01, 0.02) + rng.random(n) * 0.001
+    off[[40, 45, 50, 55, 56, 57]] = 0.5                                      # doubt away from any outline
+    s = make_scores(n, emb=emb, least_confidence=lc, fg_fraction=fg, off_rim=off)
+    picks, scores = select("off_rim_balanced", s, 8)
+    assert sum(p < 30 for p in select("weighted_balanced", s, 8)[0]) == 6
+    assert sum(p < 30 for p in picks) == 2                      # the floor keeps a quarter on structure
+    assert {40, 45, 50, 55, 56, 57} <= set(picks) and scores == sorted(scores, reverse=True)
+    plain = make_scores(n, emb=emb, least_confidence=lc, fg_fraction=fg)    # not scored by score_patches
+    assert select("off_rim_balanced", plain, 8) == select("weighted_balanced", plain, 8)
