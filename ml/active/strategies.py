@@ -212,7 +212,7 @@ def off_rim_balanced_strategy(scores: PatchScores, k: int, seed: int = 0, labele
     boundary does not count.
 
     A good model's least confidence is highest on every object's rim, so it ranks patches by how much
-    boundary they hold (VNC, seeds 6-8, first models 0.77-0.83: weighted_balanced ended 1 % below random at
+    boundary they hold (VNC v33, seeds 6-8, first models 0.77-0.83: weighted_balanced ended 1 % below random at
     100 patches, 65 % of its picks on mitochondria). Doubt away from the rims is where an object may be
     missing or false. When a model has little of it left, the shortlist is nearly flat and the picks
     spread by the diversity step, falling back toward coverage without a threshold.
