@@ -43,6 +43,7 @@ class Protocol:
     init_anchor: float = 0.0      # pull toward the pre-trained body of a model that starts from it (L2-SP)
     zoom: float = 0.0             # crops zoomed by up to 1 + zoom either way, in every training (TrainConfig.zoom)
     balance: float = 1.0          # crop centres per class, in every training (TrainConfig.balance: 1 even, 0 by pixels)
+    cpu_bf16: bool = False        # bf16 autocast in every training, where the CPU has native bf16 (TrainConfig.cpu_bf16)
     batch: int = 8
     crop: int = 128
     base: int = 8
@@ -119,7 +120,8 @@ class Protocol:
         """How the initial model trains, as a run's summary records it (``bench.initial_steps``) and
         ``bench.ensemble`` compares it."""
         return {"lr": self.lr, "batch": self.batch, "ema": self.ema, "head_steps": self.init_head_steps,
-                "anchor": self.init_anchor, "zoom": self.zoom, "balance": self.balance}
+                "anchor": self.init_anchor, "zoom": self.zoom, "balance": self.balance,
+                "cpu_bf16": self.cpu_bf16}
 
     def check_init_recipe(self) -> None:
         """Refuse, with ``ml.train``'s own message, an initial-model recipe its training would refuse

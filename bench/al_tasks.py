@@ -70,7 +70,7 @@ def _fit(model: UNet2D, regions: list[Region], val: list[Region], steps: int, lr
     config = TrainConfig(steps=steps, lr=lr, batch_size=proto.batch, crop=proto.crop, seed=seed,
                          eval_every=steps, warmup_steps=min(10, steps // 5), ema=proto.ema,
                          head_steps=head_steps, anchor=anchor, zoom=proto.zoom,
-                         balance=proto.balance)
+                         balance=proto.balance, cpu_bf16=proto.cpu_bf16)
     if not proto.self_train:
         return train(model, regions, val, config, device=device)
     return train_in_phases(model, regions, val, config, proto.self_train_config(), self_steps,

@@ -112,6 +112,8 @@ def main(argv=None) -> None:
                    "app's, ml.anchor.start_anchor: 0.5 from a pre-trained body when the run self-trains, else 0)")
     p.add_argument("--zoom", default="", help="zoom augmentations to compare, e.g. 0,0.25 (default: the app's, "
                    "ml.train.TrainConfig.zoom)")
+    p.add_argument("--cpu-bf16", default="", help="bf16 training on a CPU with native bf16 to compare, 0,1 "
+                   "(default: the app's, TrainConfig.cpu_bf16; a no-op on a CPU without it)")
     p.add_argument("--pretrain", action="store_true", help="run the app's pre-training job on the demo first, "
                    "as a user who waits for it does (new models of its width then start from it)")
     args = p.parse_args(argv)
@@ -121,6 +123,7 @@ def main(argv=None) -> None:
                              (("base", 1), ("batch", 1), ("seed", 0)))
     lengths = _lengths(p, args.budgets)
     anchors, zooms = _settings(p, "anchor", args.anchor), _settings(p, "zoom", args.zoom, high=1.0)
+    precisions = [None if v is None else bool(v) for v in _settings(p, "cpu-bf16", args.cpu_bf16, high=1.0)]
     import torch
 
     from app.config import Config
@@ -140,21 +143,23 @@ def main(argv=None) -> None:
         if args.pretrain:
             done = pretraining.pretrain_volume(cfg, vid)
             print(f"pre-trained the demo: {done['steps']} steps in {done['seconds']:.0f} s\n", flush=True)
-        print("| budget | base | batch | seed | started from | lr | anchor | zoom | self-training | total s | steps "
-              "| training s | GT IoU |\n" + "|---" * 13 + "|")
-        for (name, length), base, lr, anchor, zoom, mode, batch, seed in itertools.product(
-                lengths, bases, args.lr.split(","), anchors, zooms, args.self_train.split(","), batches, seeds):
+        print("| budget | base | batch | seed | started from | lr | anchor | zoom | cpu bf16 | self-training | total s "
+              "| steps | training s | GT IoU |\n" + "|---" * 14 + "|")
+        for (name, length), base, lr, anchor, zoom, bf16, mode, batch, seed in itertools.product(
+                lengths, bases, args.lr.split(","), anchors, zooms, precisions, args.self_train.split(","), batches,
+                seeds):
             model = {"model": {"base": base}} if base else {}
             run_cfg = cfg.with_(extra={**cfg.extra, **model, "self_train": SELF_TRAIN_MODES[mode]})
-            train = {k: v for k, v in (("batch_size", batch), ("seed", seed), ("anchor", anchor), ("zoom", zoom))
-                     if v is not None}
+            train = {k: v for k, v in (("batch_size", batch), ("seed", seed), ("anchor", anchor), ("zoom", zoom),
+                                        ("cpu_bf16", bf16)) if v is not None}
             t0 = time.monotonic()
             m = training.train_model(run_cfg, proj["id"], train_overrides=train, **length,
                                      **({"lr": float(lr)} if lr else {}))["metrics"]
             gt_iou = m.get("gt_iou")
             self_note = self_training.note(m.get("self_training")) or "off"
             print(f"| {name} | {_shown(base)} | {_shown(batch)} | {_shown(seed)} | "
-                  f"{m.get('started_from')} | {lr or 'default'} | {_shown(anchor)} | {_shown(zoom)} | {self_note} | "
+                  f"{m.get('started_from')} | {lr or 'default'} | {_shown(anchor)} | {_shown(zoom)} | {_shown(bf16)} | "
+                  f"{self_note} | "
                   f"{time.monotonic() - t0:.1f} | {m['steps']} | {m['seconds']:.1f} | "
                   f"{'n/a' if gt_iou is None else f'{gt_iou:.3f}'} |", flush=True)
 

@@ -77,6 +77,20 @@ def test_init_anchor_reaches_the_protocol_and_a_negative_one_is_refused(tmp_path
     assert r.returncode == 2 and "Traceback" not in r.stderr and "anchor" in r.stderr
 
 
+def test_cpu_bf16_is_recorded_as_what_the_trainings_do():
+    """``--cpu-bf16`` reaches every training of the run only where the CPU has native bf16; elsewhere the run
+    records fp32, so it stays pairable with (and can reuse) fp32 runs."""
+    from bench.al import build_parser, protocol_from_args
+    from bench.al_protocol import Protocol
+    from ml.device import native_cpu_bf16
+
+    argv = ["--raw", "r", "--labels", "l", "--out", "o", "--quick"]
+    asked = protocol_from_args(build_parser().parse_args(argv + ["--cpu-bf16"]))
+    assert asked.cpu_bf16 is native_cpu_bf16()
+    assert asked.init_recipe()["cpu_bf16"] is native_cpu_bf16()
+    assert protocol_from_args(build_parser().parse_args(argv)).cpu_bf16 is Protocol.cpu_bf16 is False
+
+
 @pytest.mark.parametrize("extra, says", [(["--self-z", "0.25"], "--self-z needs --self-train"),
                                          (["--self-train", "--self-z", "0.5"], "z_consensus")])
 def test_a_self_z_without_self_training_or_out_of_range_is_refused(tmp_path, extra, says):

@@ -277,6 +277,24 @@ def choose_dropdown(page: Page, id_: str, label: str | None, value: str | None =
                              if o.text.strip() == label], 10, f"option {label!r} of #{id_}")
     opt[0].click()
     page.wait(lambda: page.el(id_).text.strip().startswith(label), 10, f"#{id_} to show {label!r}")
+    _close_menus(page)
+
+
+def _close_menus(page: Page) -> None:
+    """Wait for an open dropdown menu to close (Escape if it stays): under load it can still cover the next
+    button when the value already shows, and the click lands on its search box."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    def closed() -> bool:
+        return not any(e.is_displayed() for e in page.d.find_elements(
+            By.CSS_SELECTOR, "[role=option], .dash-dropdown-option, .dash-dropdown-search"))
+
+    try:
+        page.wait(closed, 3, "the dropdown menu to close")
+    except AssertionError:
+        page.d.switch_to.active_element.send_keys(Keys.ESCAPE)
+        page.wait(closed, 5, "the dropdown menu to close after Escape")
 
 
 # --- active-learning queue -------------------------------------------------------------------------
