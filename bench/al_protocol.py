@@ -43,7 +43,7 @@ class Protocol:
     init_anchor: float = 0.0      # pull toward the pre-trained body of a model that starts from it (L2-SP)
     zoom: float = 0.0             # crops zoomed by up to 1 + zoom either way, in every training (TrainConfig.zoom)
     balance: float = 1.0          # crop centres per class, in every training (TrainConfig.balance: 1 even, 0 by pixels)
-    cpu_bf16: bool = False        # bf16 autocast in every training, where the CPU has native bf16 (TrainConfig.cpu_bf16)
+    cpu_bf16: bool = False        # bf16 autocast in every training, on a CPU with native bf16 (TrainConfig)
     batch: int = 8
     crop: int = 128
     base: int = 8
