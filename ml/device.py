@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Iterator
 
 import torch
@@ -15,6 +16,7 @@ def pick_device(prefer: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@functools.cache
 def native_cpu_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AMX tiles or AVX-512 BF16).
 

@@ -69,9 +69,9 @@ class TrainConfig:
     seed: int = 0
     augment: bool = True
     class_weights: str | list[float] | None = None
-    amp: bool = True                  # mixed precision on CUDA
+    amp: bool = True                  # mixed precision: on CUDA, and on a CPU with cpu_bf16
     cpu_bf16: bool = True             # bf16 autocast on a CPU with native bf16 (ml.device.native_cpu_bf16), else a
-    #                                   no-op: 1.95x per one-thread step with AMX, the same IoU (BENCHMARKS v35)
+    #                                   no-op: 1.95x per one-thread step with AMX, the same IoU at 100 patches (v35)
     cosine: bool = True
     eval_every: int = 25
     weight_decay: float = 1e-4
@@ -284,7 +284,6 @@ def train(model: nn.Module, train_regions: Sequence[Region], val_regions: Sequen
         if len(config.class_weights) != n_classes:
             raise ValueError(f"class_weights has {len(config.class_weights)} values for {n_classes} classes")
         weight = torch.tensor(config.class_weights, dtype=torch.float32, device=device)
-    use_amp = config.amp and (device.type == "cuda" or config.cpu_bf16)
     # Channels-last pays on the CPU too since BatchNorm (bench/train_speed.py: 1.23-1.62x per step);
     # with GroupNorm it did not, which is why it used to be CUDA-only.
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -295,7 +294,7 @@ def train(model: nn.Module, train_regions: Sequence[Region], val_regions: Sequen
                             weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config))
     pull = Anchor(model, config.anchor) if config.anchor > 0 else None
-    scaler = _grad_scaler(device, use_amp)
+    scaler = _grad_scaler(device, config.amp)
     history: list[dict] = []
     state = {"best": None, "best_state": None, "best_step": None, "best_iou": None, "val_iou": None}
     ema = WeightAverage(model, config.ema) if config.ema > 0 else None
@@ -304,7 +303,7 @@ def train(model: nn.Module, train_regions: Sequence[Region], val_regions: Sequen
         try:
             for step in range(1, config.steps + 1):
                 check_cancel(cancel)
-                entry = _train_step(model, sampler, opt, sched, scaler, weight, config, device, use_amp, fmt, step)
+                entry = _train_step(model, sampler, opt, sched, scaler, weight, config, device, fmt, step)
                 if pull is not None:
                     pull.apply(entry["lr"])
                 if ema is not None:
@@ -337,12 +336,12 @@ def _head_phase(model, train_regions, config, sampler, cancel, device) -> None:
     train(model, train_regions, [], head, cancel=cancel, device=device, sampler=sampler)
 
 
-def _train_step(model, sampler, opt, sched, scaler, weight, config, device, use_amp, fmt, step) -> dict:
+def _train_step(model, sampler, opt, sched, scaler, weight, config, device, fmt, step) -> dict:
     set_train_mode(model, config.freeze_norm)
     imgs, labs = sampler.sample(config.batch_size)
     x = torch.from_numpy(imgs).to(device).contiguous(memory_format=fmt)
     y = torch.from_numpy(labs).to(device)
-    with autocast(device, enabled=use_amp, cpu_bf16=config.cpu_bf16):
+    with autocast(device, enabled=config.amp, cpu_bf16=config.cpu_bf16):
         logits = model(x)
     loss = labeled_loss(logits.float(), y, weight, config.dice_weight)   # the loss in fp32 under any autocast
     opt.zero_grad(set_to_none=True)
