@@ -224,7 +224,7 @@ def run_train(args) -> int:
                               device=device, cancel=stop)
 
     meta = {"parent": str(args.from_) if args.from_ else None, "started_from": started_from, "labels_used": n_labeled, "raw": str(args.raw),
-            "labels": str(args.labels), "train_config": config_dict(config), "self_train_steps": self_steps,
+            "labels": str(args.labels), "train_config": config_dict(config, device), "self_train_steps": self_steps,
             "source": "cli"}
     status = 0
     with Interrupt() as stop:

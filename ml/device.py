@@ -27,15 +27,21 @@ def native_cpu_bf16() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
-def autocast(device: torch.device, enabled: bool = True, cpu_bf16: bool = False):
-    """Mixed precision on CUDA (bf16 when supported); on a CPU only with ``cpu_bf16`` and native bf16
-    (training asks for it by ``TrainConfig.cpu_bf16``; inference and scoring stay fp32 on the CPU)."""
+def mixed_dtype(device: torch.device, enabled: bool = True, cpu_bf16: bool = False) -> torch.dtype | None:
+    """The autocast dtype on ``device`` (None: fp32): on CUDA bf16 when supported, else fp16; on a CPU bf16
+    only with ``cpu_bf16`` and native bf16 (training asks for it by ``TrainConfig.cpu_bf16``; inference and
+    scoring stay fp32 on the CPU)."""
     if enabled and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if enabled and cpu_bf16 and device.type == "cpu" and native_cpu_bf16():
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, enabled: bool = True, cpu_bf16: bool = False):
+    """Mixed precision in ``mixed_dtype``; a no-op where that is fp32."""
+    dtype = mixed_dtype(device, enabled, cpu_bf16)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from torch import nn
 
 from ml.anchor import Anchor
 from ml.dataset import CropSampler, Region, split_regions
-from ml.device import autocast, pick_device, seeded
+from ml.device import autocast, mixed_dtype, pick_device, seeded
 from ml.infer import predict_image
 from ml.predicted_class import predicted_class
 from ml.settings import FLAG, Range, check_settings, number, one_of, whole
@@ -372,6 +372,11 @@ def _finish(model: nn.Module, history: list[dict], state: dict, ema: WeightAvera
     return TrainResult(model, history, state["best_iou"], state["best_step"])
 
 
-def config_dict(config: TrainConfig) -> dict:
-    """JSON-able form of a config (for checkpoint meta)."""
-    return asdict(config)
+def config_dict(config: TrainConfig, device: torch.device | None = None) -> dict:
+    """JSON-able form of a config (for checkpoint meta); with ``device``, also the precision the run trained in
+    (``cpu_bf16`` asks, and is a no-op on a CPU without native bf16)."""
+    out = asdict(config)
+    if device is not None:
+        dtype = mixed_dtype(device, config.amp, config.cpu_bf16)
+        out["precision"] = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    return out

@@ -238,7 +238,7 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
 
     meta = {"parent_id": parent_id, "started_from": started_from, "epochs": epochs, "budget": budget,
             "event_id": seen,                # the label log it learned up to (live mode goes on from there)
-            "train_config": config_dict(tcfg), "self_train": asdict(self_cfg), **label_stats}
+            "train_config": config_dict(tcfg, device), "self_train": asdict(self_cfg), **label_stats}
     try:
         result = train_in_phases(model, train_regions, val_regions, tcfg, self_cfg, self_steps, pseudo,
                                  progress=on_step, cancel=cancel, device=device)

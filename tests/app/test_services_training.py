@@ -131,6 +131,24 @@ def test_no_learning_rate_means_app_train_then_the_one_default(env, given, app_t
     assert TrainConfig().lr == 3e-3 and info["meta"]["train_config"]["lr"] == used, res
 
 
+@pytest.mark.parametrize("cpu_bf16", [True, False])
+def test_a_version_records_the_precision_it_trained_in(env, cpu_bf16):
+    """``cpu_bf16`` asks; the version says what ran: bf16 only on a CPU with native bf16 (CUDA: its autocast)."""
+    from ml.device import native_cpu_bf16, pick_device
+
+    _label(env)
+    config = env.config.with_(extra={**env.config.extra, "train": {**env.config.extra.get("train", {}),
+                                                                   "cpu_bf16": cpu_bf16}})
+    training.train_model(config, env.pid, steps=2)
+    _, info = load_checkpoint(training.list_versions(config, env.pid)[0]["path"])
+    recorded = info["meta"]["train_config"]
+    assert recorded["cpu_bf16"] is cpu_bf16
+    if pick_device(config.device_preference).type == "cpu":
+        assert recorded["precision"] == ("bf16" if cpu_bf16 and native_cpu_bf16() else "fp32")
+    else:
+        assert recorded["precision"] in ("bf16", "fp16")
+
+
 def test_a_short_new_model_does_not_self_train(env):
     """Fewer steps on the labels than SelfTrainConfig.min_steps: the model is not yet worth learning from."""
     _label(env)
