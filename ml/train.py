@@ -220,9 +220,9 @@ def _lr_lambda(config: TrainConfig):
     return lambda step: warmup_cosine(step, config.steps, config.warmup_steps, config.min_lr_ratio, config.cosine)
 
 
-def _grad_scaler(device: torch.device, use_amp: bool):
-    """fp16 autocast needs loss scaling; bf16 and CPU do not."""
-    fp16 = use_amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+def _grad_scaler(device: torch.device, config: TrainConfig):
+    """fp16 autocast needs loss scaling; bf16 and fp32 do not (``mixed_dtype`` says which the steps run in)."""
+    fp16 = mixed_dtype(device, config.amp, config.cpu_bf16) == torch.float16
     return torch.amp.GradScaler("cuda", enabled=fp16)
 
 
@@ -294,7 +294,7 @@ def train(model: nn.Module, train_regions: Sequence[Region], val_regions: Sequen
                             weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config))
     pull = Anchor(model, config.anchor) if config.anchor > 0 else None
-    scaler = _grad_scaler(device, config.amp)
+    scaler = _grad_scaler(device, config)
     history: list[dict] = []
     state = {"best": None, "best_state": None, "best_step": None, "best_iou": None, "val_iou": None}
     ema = WeightAverage(model, config.ema) if config.ema > 0 else None
