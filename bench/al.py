@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(ml.train's zoom augmentation; default 0)")
     p.add_argument("--cpu-bf16", action="store_true", default=None,
                    help="bf16 autocast in every training where the CPU has native bf16 (AMX / AVX-512 BF16)")
+    p.add_argument("--pretrain-bf16", action="store_true", default=None,
+                   help="the same in the self-supervised pre-training (the app's default; its own weights file)")
     p.add_argument("--reuse", metavar="RUN", help="an earlier --out folder of the same protocol: its initial models, "
                    "strategy runs, RF rows and pre-trained body are taken, not trained again (to add a strategy)")
     p.add_argument("--class-name", help="what the labels mark, for the plot (default: the --labels folder name)")
@@ -88,13 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _cpu_bf16(asked: bool | None) -> bool | None:
+def recorded_bf16(asked: bool | None, flag: str = "--cpu-bf16") -> bool | None:
     """What the trainings will do, as the run records it: bf16 only where the CPU has it natively (elsewhere
-    ``TrainConfig.cpu_bf16`` is a no-op, and a run recorded as bf16 could not reuse or be paired with fp32 rows)."""
+    ``cpu_bf16`` is a no-op, and a run recorded as bf16 could not reuse or be paired with fp32 rows)."""
     from ml.device import native_cpu_bf16
 
     if asked and not native_cpu_bf16():
-        print("--cpu-bf16: this CPU has no native bf16 (AMX / AVX-512 BF16); training stays fp32", file=sys.stderr)
+        print(f"{flag}: this CPU has no native bf16 (AMX / AVX-512 BF16); it stays fp32", file=sys.stderr)
         return None
     return asked
 
@@ -108,7 +110,8 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
                            score_context=args.score_context, score_z=args.score_z, initial=args.initial,
                            self_train=args.self_train, self_train_fg=args.self_train_fg, self_train_z=args.self_z,
                            first_seed=args.first_seed, init_anchor=args.init_anchor,
-                           zoom=args.zoom, cpu_bf16=_cpu_bf16(args.cpu_bf16))
+                           zoom=args.zoom, cpu_bf16=recorded_bf16(args.cpu_bf16),
+                           pretrain_bf16=recorded_bf16(args.pretrain_bf16, "--pretrain-bf16"))
     return with_overrides(proto, strategies=_strategies(args.strategies, proto.strategies))
 
 

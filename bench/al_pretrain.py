@@ -67,8 +67,10 @@ def prepare(data: BenchData, proto: Protocol, workdir: Path, unlabeled: str | No
     tag = f"{proto.pretrain}_{'plus-unlabeled' if extra is not None else 'only'}_b{proto.base}d{proto.depth}"
     tag += "" if proto.pretext == "inpaint" else f"_{proto.pretext}"     # the default's file keeps its old name
     tag += f"_seed{proto.pretrain_seed}" if proto.pretrain_seed else ""
+    tag += "_bf16" if proto.pretrain_bf16 else ""
     out = Path(workdir) / f"pretrained_{tag}_{proto.pretrain_steps}.pt"
-    recipe = {"mode": proto.pretrain, "pretext": proto.pretext, "seed": proto.pretrain_seed}
+    recipe = {"mode": proto.pretrain, "pretext": proto.pretext, "seed": proto.pretrain_seed,
+              "bf16": bool(proto.pretrain_bf16)}
     if out.is_file() and not partial_path(out).exists():
         info = read_info(out)
         log(f"pre-trained weights reused: {out} ({info['steps_done']} steps)")
@@ -82,7 +84,8 @@ def prepare(data: BenchData, proto: Protocol, workdir: Path, unlabeled: str | No
             model = UNet2D(base=proto.base, depth=proto.depth, dropout=proto.dropout)
         result = pretrain(model, sources(data, proto.pretrain, extra), out,
                           PretrainConfig(steps=proto.pretrain_steps, crop=proto.crop, batch_size=proto.batch,
-                                         seed=proto.pretrain_seed, **PRETEXTS[proto.pretext]),
+                                         seed=proto.pretrain_seed, cpu_bf16=bool(proto.pretrain_bf16),
+                                         **PRETEXTS[proto.pretext]),
                           device=device,
                           meta={"benchmark": proto.name, **recipe})
     finally:

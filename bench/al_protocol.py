@@ -70,6 +70,7 @@ class Protocol:
     pretrain_steps: int = 1500    # self-supervised steps (ml.pretrain), run once, shared by every seed
     pretext: str = "inpaint"      # its task (bench.al_pretrain.PRETEXTS): inpaint (ml.pretrain's), denoise, inpaint60
     pretrain_seed: int = 0        # its seed (initial weights, crops, masks): another seed is another run of one recipe
+    pretrain_bf16: bool = False   # its steps in bf16 on a CPU with native bf16 (PretrainConfig.cpu_bf16)
     full_seeds: int = 1           # seeds given a full-supervision reference (costly)
     dev: bool = False             # the dev split: the pool half alone, its last rows scored (test half unread)
     dev_train_share: float = 0.75  # of the pool half's rows, the share the dev split trains on (the rest is scored)

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import al_pretrain, al_tasks
 from .al_pretrain import PRETEXTS
-from .al import check_inputs
+from .al import check_inputs, recorded_bf16
 from .al_protocol import PRESETS, Protocol
 from .saved_runs import steps_dir
 
@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--self-z", type=float, default=0.0,
                    help="with --self-train: pseudo-label each window mixed with the slices above and below by this "
                    "weight (ml.z_consensus; 0: the slice alone)")
+    p.add_argument("--cpu-bf16", action="store_true", help="train in bf16 where the CPU has it (TrainConfig.cpu_bf16)")
+    p.add_argument("--pretrain-bf16", action="store_true",
+                   help="with --unlabeled: pre-train in bf16 where the CPU has it (PretrainConfig.cpu_bf16)")
     p.add_argument("--tiny", action="store_true", help="the toy protocol (tests)")
     args = p.parse_args(argv)
     proto = replace(PRESETS["tiny" if args.tiny else "quick"], base=args.base, self_train=args.self_train,
@@ -136,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     proto = replace(proto, init_head_steps=args.head_steps, init_anchor=args.anchor,
                     self_train_rounds=args.self_rounds, self_train_bg_share=args.bg_share,
                     self_train_z=args.self_z, pretext=args.pretext or Protocol.pretext,
-                    pretrain_seed=args.pretrain_seed,
+                    pretrain_seed=args.pretrain_seed, cpu_bf16=bool(recorded_bf16(args.cpu_bf16)),
+                    pretrain_bf16=bool(recorded_bf16(args.pretrain_bf16, "--pretrain-bf16")),
                     **{k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("ema", args.ema), ("m", args.m),
                                          ("zoom", args.zoom), ("balance", args.balance)) if v is not None})
     if args.split == "dev":
@@ -155,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--pretext needs --unlabeled: it says how to pre-train the body, which --weights gives ready-made")
     if args.pretrain_seed and not args.unlabeled:
         p.error("--pretrain-seed needs --unlabeled: it seeds the pre-training that --weights gives ready-made")
+    if args.pretrain_bf16 and not args.unlabeled:
+        p.error("--pretrain-bf16 needs --unlabeled: it says how to pre-train the body that --weights gives ready-made")
     if args.pretrain_seed < 0:
         p.error(f"--pretrain-seed must be >= 0, got {args.pretrain_seed}")
     if args.self_rounds != 1 and not args.self_train:
@@ -179,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                "self_train_z": proto.self_train_z, "weights": weights,
                "pretext": proto.pretext if weights and not args.weights else None,
                "pretrain_seed": proto.pretrain_seed if weights and not args.weights else None,
+               "pretrain_bf16": proto.pretrain_bf16 if weights and not args.weights else None,
                "train_seed": proto.init_train_seed, **proto.init_recipe(),
                "models": sorted(results, key=lambda r: (r["steps"], r["seed"]))}
     (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=1))

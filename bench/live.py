@@ -45,6 +45,7 @@ VARIANTS = {               # name -> LiveConfig overrides (the default first)
     "all layers (the first default)": {"train_layers": "all"},
     "decoder lr 3e-4": {"lr": 3e-4},
     "decoder no focus": {"focus": 0.0},
+    "fp32 (no bf16)": {"cpu_bf16": False},   # the default's steps in fp32 on a CPU with native bf16
 }
 
 
@@ -178,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--app", action="store_true", help="time the server path instead (bench.live_app)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="with --app: the app's APP_DEVICE (auto: CUDA when present, the <= 1 s target)")
+    p.add_argument("--app-live", type=json.loads, default={}, metavar="JSON",
+                   help='with --app: the app\'s APP_LIVE, e.g. \'{"cpu_bf16": false}\' (default: the app\'s)')
     p.add_argument("--out", help="also write the rows as JSON here")
     args = p.parse_args(argv)
     if args.app:

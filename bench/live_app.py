@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="activeseg-live-bench-"))
     raw_dir = Path(args.raw).resolve()
     config = Config(workspace=root, data_roots=(raw_dir.parent,), demo="none", device=args.device,
-                    torch_threads=args.threads)
+                    torch_threads=args.threads, extra={"live": dict(args.app_live)} if args.app_live else {})
     pid = projects.create_project(config, "live bench")["id"]
     vid = projects.add_volume_from_path(config, pid, str(raw_dir))["id"]
     from .norms import _data
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             assert len(png) > 100
     n = len(rows["total"])
     print(f"\n{n} strokes on {factory.device_for(config)}, {args.threads} torch thread(s), "
-          f"default model {factory.architecture(config)}")
+          f"default model {factory.architecture(config)}, live settings {args.app_live or 'the default'}")
     print("| part | p50 s | p95 s |\n|---|---|---|")
     for key, values in rows.items():
         print(f"| {key} | {_stats(values)} |")

@@ -35,7 +35,8 @@ def run_pretrain(raw: str, labels: str, unlabeled: str, variant: str, steps: int
     lo, hi = extra.percentiles()
     sources = [Source(image, 0.0, 1.0, (0, DEV_Y[0])), Source(extra, lo, hi)]
     t0 = time.monotonic()
-    pretrain(UNet2D(base=8, depth=4), sources, out, PretrainConfig(steps=steps, **PRETEXTS[variant]), resume=False)
+    config = PretrainConfig(steps=steps, cpu_bf16=False, **PRETEXTS[variant])   # fp32, as every run it compares
+    pretrain(UNet2D(base=8, depth=4), sources, out, config, resume=False)
     return time.monotonic() - t0
 
 

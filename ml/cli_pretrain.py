@@ -18,7 +18,8 @@ def run_pretrain(args) -> int:
     from ml.checkpoint import DEFAULT_NORMALIZATION
     from ml.io.readers import check_segmentable, open_volume
     from ml.model import UNet2D
-    from ml.pretrain import PretrainConfig, Source, partial_path, pretrain
+    from ml.device import precision
+    from ml.pretrain import PretrainConfig, Source, mixed_args, partial_path, pretrain
     from ml.progress import Cancelled
 
     out = Path(args.out)
@@ -32,7 +33,8 @@ def run_pretrain(args) -> int:
     resumed = partial_path(out).is_file()
     z, h, w = volume.shape
     print(f"pre-training a base-{args.base} U-Net on {volume.name} {z}x{h}x{w} for {config.steps} steps on "
-          f"{device}{' (resuming)' if resumed else ''}", file=sys.stderr, flush=True)
+          f"{device} in {precision(**mixed_args(config, device))}{' (resuming)' if resumed else ''}",
+          file=sys.stderr, flush=True)
     start = time.monotonic()
     with Interrupt() as stop:
         try:

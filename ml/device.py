@@ -38,6 +38,12 @@ def mixed_dtype(device: torch.device, enabled: bool = True, cpu_bf16: bool = Fal
     return None
 
 
+def precision(device: torch.device, enabled: bool = True, cpu_bf16: bool = False) -> str:
+    """``mixed_dtype``'s answer by name ("bf16", "fp16" or "fp32"), as a trained file records what ran."""
+    dtype = mixed_dtype(device, enabled, cpu_bf16)
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
 def autocast(device: torch.device, enabled: bool = True, cpu_bf16: bool = False):
     """Mixed precision in ``mixed_dtype``; a no-op where that is fp32."""
     dtype = mixed_dtype(device, enabled, cpu_bf16)

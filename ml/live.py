@@ -30,7 +30,8 @@ Box = tuple[int, int, int, int]      # y0, y1, x0, x1 (exclusive ends), in slice
 
 #: the allowed values of every LiveConfig field (APP_LIVE is checked against them); those it hands to the
 #: fine-tune's TrainConfig have training's ranges
-LIVE_RANGES = {**{k: TRAIN_RANGES[k] for k in ("batch_size", "crop", "lr", "train_layers", "freeze_norm")},
+LIVE_RANGES = {**{k: TRAIN_RANGES[k] for k in ("batch_size", "crop", "lr", "train_layers", "freeze_norm",
+                                                     "cpu_bf16")},
                "steps": whole(0), "first_steps": whole(0), "focus": number(0, 1), "focus_pad": whole(0),
                "margin": whole(0), "max_view": whole(64)}
 
@@ -46,6 +47,7 @@ class LiveConfig:
     lr: float = 1e-3
     train_layers: str = "decoder"  # all layers at lr 1e-3 lost 0.08 view IoU over 5 strokes; the decoder gained
     freeze_norm: bool = True
+    cpu_bf16: bool = True         # as TrainConfig.cpu_bf16: bf16 steps where the CPU has it (BENCHMARKS, "Live mode")
     focus: float = 0.5            # share of each batch centred on the newest stroke
     focus_pad: int = 64           # image context around the newest stroke's box
     margin: int = 32              # predicted beyond the visible area (a small pan needs no update)
@@ -66,7 +68,7 @@ class LiveConfig:
         return TrainConfig(steps=max(1, self.steps), batch_size=self.batch_size, crop=self.crop, lr=self.lr,
                            val_fraction=0.0, seed=seed, cosine=False, warmup_steps=0, ema=0.0,
                            eval_every=max(1, self.steps), train_layers=self.train_layers,
-                           freeze_norm=self.freeze_norm)
+                           freeze_norm=self.freeze_norm, cpu_bf16=self.cpu_bf16)
 
     def first(self) -> "LiveConfig":
         """The budget of a draft's first update when it starts from a new or pre-trained model:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ml.files import read_sidecar
-from ml.settings import Range, check_settings, number, whole
+from ml.settings import FLAG, Range, check_settings, number, whole
 
 FORMAT = "activeseg-pretrained"
 VERSION = 1
@@ -30,7 +30,7 @@ ARCH_DEFAULTS = {"in_channels": 1, "base": 16, "depth": 4, "norm": "batch"}
 PRETRAIN_RANGES: dict[str, Range] = {
     "steps": whole(1), "lr": number(0, low_open=True), "batch_size": whole(1), "crop": whole(16), "block": whole(1),
     "mask_ratio": number(0, 1, low_open=True, high_open=True), "noise": number(0), "masked_weight": number(0, 1),
-    "seed": whole(0), "save_every": whole(1), "weight_decay": number(0), "warmup_steps": whole(0),
+    "seed": whole(0), "save_every": whole(1), "weight_decay": number(0), "warmup_steps": whole(0), "cpu_bf16": FLAG,
     "max_seconds": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0),
                     "null or a number of seconds >= 0"),
 }
@@ -53,6 +53,7 @@ class PretrainConfig:
     max_seconds: float | None = None   # stop (and save as complete) after this much wall time
     weight_decay: float = 1e-4
     warmup_steps: int = 20
+    cpu_bf16: bool = True      # bf16 autocast on a CPU with native bf16 (as TrainConfig.cpu_bf16); CUDA runs fp32
 
     def __post_init__(self) -> None:
         check_settings(vars(self), PRETRAIN_RANGES, "pre-training setting")

@@ -24,7 +24,7 @@ from torch import nn
 
 from ml.anchor import Anchor
 from ml.dataset import CropSampler, Region, split_regions
-from ml.device import autocast, mixed_dtype, pick_device, seeded
+from ml.device import autocast, mixed_dtype, pick_device, precision, seeded
 from ml.infer import predict_image
 from ml.predicted_class import predicted_class
 from ml.settings import FLAG, Range, check_settings, number, one_of, whole
@@ -377,6 +377,5 @@ def config_dict(config: TrainConfig, device: torch.device | None = None) -> dict
     (``cpu_bf16`` asks, and is a no-op on a CPU without native bf16)."""
     out = asdict(config)
     if device is not None:
-        dtype = mixed_dtype(device, config.amp, config.cpu_bf16)
-        out["precision"] = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+        out["precision"] = precision(device, config.amp, config.cpu_bf16)
     return out

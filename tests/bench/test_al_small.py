@@ -91,6 +91,28 @@ def test_cpu_bf16_is_recorded_as_what_the_trainings_do():
     assert protocol_from_args(build_parser().parse_args(argv)).cpu_bf16 is Protocol.cpu_bf16 is False
 
 
+def test_a_bf16_pretraining_gets_its_own_weights_file(tmp_path):
+    """``--pretrain-bf16`` pre-trains in bf16 where the CPU has it and writes another file than fp32's, so a
+    cached fp32 body is never taken for a bf16 one (nor the other way round); the default stays fp32."""
+    from bench.al import build_parser, protocol_from_args
+    from bench.al_pretrain import prepare
+    from bench.al_protocol import Protocol
+    from ml.device import native_cpu_bf16
+    from ml.pretrain import read_info
+
+    argv = ["--raw", "r", "--labels", "l", "--out", "o", "--tiny"]
+    asked = protocol_from_args(build_parser().parse_args(argv + ["--pretrain-bf16"]))
+    assert asked.pretrain_bf16 is native_cpu_bf16() and asked.cpu_bf16 is False   # the trainings keep theirs
+    assert protocol_from_args(build_parser().parse_args(argv)).pretrain_bf16 is Protocol.pretrain_bf16 is False
+    data, quiet = _data(), (lambda *a: None)
+    proto = with_overrides(TINY, pretrain="transductive", pretrain_steps=2, base=4, depth=2)
+    fp32, info32 = prepare(data, proto, tmp_path, log=quiet)
+    bf16, info16 = prepare(data, with_overrides(proto, pretrain_bf16=True), tmp_path, log=quiet)
+    assert fp32 != bf16 and bf16.endswith("_bf16_2.pt") and not info16["cached"]
+    assert read_info(fp32)["precision"] == "fp32"
+    assert read_info(bf16)["precision"] == ("bf16" if native_cpu_bf16() else "fp32")
+
+
 @pytest.mark.parametrize("extra, says", [(["--self-z", "0.25"], "--self-z needs --self-train"),
                                          (["--self-train", "--self-z", "0.5"], "z_consensus")])
 def test_a_self_z_without_self_training_or_out_of_range_is_refused(tmp_path, extra, says):

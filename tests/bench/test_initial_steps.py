@@ -88,6 +88,7 @@ def test_initial_steps_says_what_is_wrong_with_its_inputs(tmp_path):
                         (["--labels", raw, "--self-train", "--self-z", "0.5"], "z_consensus=0.5 is not allowed"),
                         (["--labels", raw, "--self-train", "--bg-share", "0"], "bg_share=0.0 is not allowed"),
                         (["--labels", raw, "--pretrain-seed", "1"], "--pretrain-seed needs --unlabeled"),
+                        (["--labels", raw, "--pretrain-bf16"], "--pretrain-bf16 needs --unlabeled"),
                         (["--labels", raw, "--self-train", "--self-rounds", "0"], "rounds=0 is not allowed")):
         r = subprocess.run(base + extra, capture_output=True, text=True, env=env, timeout=120)
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -58,6 +58,10 @@ def test_live_config_rejects_unknown_and_bad_settings():
     with pytest.raises(ValueError):
         LiveConfig.from_dict({"focus": 2.0})
     assert LiveConfig.from_dict({"steps": 3}).train_config().steps == 3
+    assert LiveConfig().train_config().cpu_bf16
+    assert not LiveConfig.from_dict({"cpu_bf16": False}).train_config().cpu_bf16
+    with pytest.raises(ValueError, match="cpu_bf16"):
+        LiveConfig.from_dict({"cpu_bf16": 1})
 
 
 def _regions(raw, gt):

@@ -105,6 +105,37 @@ def test_a_snapshot_of_another_recipe_is_not_resumed(raw, tmp_path):
     assert done[0] == 4                                   # same recipe, another cadence and budget: resumed
 
 
+def test_cpu_bf16_pretrains_in_bf16_only_where_the_cpu_has_it(raw, tmp_path):
+    """On a CPU with native bf16 the body's forward pass runs in bf16 (the loss and the reconstruction in fp32),
+    and the file says so; elsewhere it is fp32, step for step the same run as without the setting. A snapshot
+    resumes across the setting: precision is no part of the recipe."""
+    from ml.device import native_cpu_bf16
+
+    seen = []
+    body = UNet2D(base=4, depth=2)
+    body.encoders[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    out = tmp_path / "bf16.pt"
+    result = pretrain(body, [Source(raw, 0, 255)], out, PretrainConfig(steps=4, cpu_bf16=True, **TINY))
+    assert all(np.isfinite(h["loss"]) for h in result.history) and len(seen) == 4
+    if native_cpu_bf16():
+        assert set(seen) == {torch.bfloat16} and read_info(out)["precision"] == "bf16"
+    else:
+        assert set(seen) == {torch.float32} and read_info(out)["precision"] == "fp32"
+        fp32 = pretrain(UNet2D(base=4, depth=2), [Source(raw, 0, 255)], tmp_path / "fp32.pt",
+                        PretrainConfig(steps=4, cpu_bf16=False, **TINY))
+        assert [h["loss"] for h in fp32.history] == [h["loss"] for h in result.history]
+    with pytest.raises(Cancelled):
+        pretrain(UNet2D(base=4, depth=2), [Source(raw, 0, 255)], tmp_path / "r.pt",
+                 PretrainConfig(steps=8, cpu_bf16=False, **TINY),
+                 cancel=lambda: partial_path(tmp_path / "r.pt").exists())
+    done = []
+    pretrain(UNet2D(base=4, depth=2), [Source(raw, 0, 255)], tmp_path / "r.pt", PretrainConfig(steps=8, **TINY),
+             progress=lambda d, t, i: done.append(d))
+    assert done[0] == 4                                   # resumed after the snapshot at step 3
+    with pytest.raises(ValueError, match="cpu_bf16"):
+        PretrainConfig(cpu_bf16="yes")
+
+
 def test_time_budget_ends_the_run_as_complete(raw, tmp_path):
     result = pretrain(UNet2D(base=4, depth=2), [Source(raw, 0, 255)], tmp_path / "enc.pt",
                       PretrainConfig(steps=1000, max_seconds=0.0, **TINY))
