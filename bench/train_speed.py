@@ -85,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in r:
             print(f"| {r['base']} | {r['threads']} | {r['setting']} | failed: {r['error']} | | |")
             continue
-        ref = next(q for q in rows if q["base"] == r["base"] and q["threads"] == r["threads"]
-                   and q["setting"] == "fp32")
-        print(f"| {r['base']} | {r['threads']} | {r['setting']} | {r['step_s']:.3f} | "
-              f"{ref['step_s'] / r['step_s']:.2f}x | {r['first_s']:.1f} |")
+        ref = next((q for q in rows if q["base"] == r["base"] and q["threads"] == r["threads"]
+                    and q["setting"] == "fp32" and "step_s" in q), None)   # fp32 may not be among --settings
+        ratio = f"{ref['step_s'] / r['step_s']:.2f}x" if ref else "-"
+        print(f"| {r['base']} | {r['threads']} | {r['setting']} | {r['step_s']:.3f} | {ratio} | {r['first_s']:.1f} |")
     return 0
 
 

@@ -28,10 +28,10 @@ from ml.train import TRAIN_RANGES, TrainConfig, TrainResult, train
 Box = tuple[int, int, int, int]      # y0, y1, x0, x1 (exclusive ends), in slice pixels
 
 
-#: the allowed values of every LiveConfig field (APP_LIVE is checked against them); those it hands to the
-#: fine-tune's TrainConfig have training's ranges
-LIVE_RANGES = {**{k: TRAIN_RANGES[k] for k in ("batch_size", "crop", "lr", "train_layers", "freeze_norm",
-                                                     "cpu_bf16")},
+#: the LiveConfig fields handed to the fine-tune's TrainConfig as they are
+_FROM_TRAINING = ("batch_size", "crop", "lr", "train_layers", "freeze_norm", "cpu_bf16")
+#: the allowed values of every LiveConfig field (APP_LIVE is checked against them): training's for those it hands on
+LIVE_RANGES = {**{k: TRAIN_RANGES[k] for k in _FROM_TRAINING},
                "steps": whole(0), "first_steps": whole(0), "focus": number(0, 1), "focus_pad": whole(0),
                "margin": whole(0), "max_view": whole(64)}
 
@@ -65,10 +65,8 @@ class LiveConfig:
 
     def train_config(self, seed: int = 0) -> TrainConfig:
         """The fine-tune as a TrainConfig: constant rate, no warm-up, no validation, no averaging."""
-        return TrainConfig(steps=max(1, self.steps), batch_size=self.batch_size, crop=self.crop, lr=self.lr,
-                           val_fraction=0.0, seed=seed, cosine=False, warmup_steps=0, ema=0.0,
-                           eval_every=max(1, self.steps), train_layers=self.train_layers,
-                           freeze_norm=self.freeze_norm, cpu_bf16=self.cpu_bf16)
+        return TrainConfig(steps=max(1, self.steps), val_fraction=0.0, seed=seed, cosine=False, warmup_steps=0,
+                           ema=0.0, eval_every=max(1, self.steps), **{k: getattr(self, k) for k in _FROM_TRAINING})
 
     def first(self) -> "LiveConfig":
         """The budget of a draft's first update when it starts from a new or pre-trained model:
