@@ -17,7 +17,7 @@ own spread (standard error 0.007) but not out of the draws' (0.014), and behind 
 difference worth a default. 16 px stays (the rule is two standard errors over the draws), and every
 quick-protocol number (v20-v22, all 16 px) still describes the app's recipe.
 
-On a CPU with native bf16 (AMX, AVX-512 BF16) the steps run in bf16 autocast (``cpu_bf16``): 2.1x faster,
+On a CPU with native bf16 (AMX, AVX-512 BF16) the steps run in bf16 autocast (``cpu_bf16``): 1.7x faster,
 with first models inside the spread of fp32 pre-training runs (BENCHMARKS v36).
 
 The result is a file of body weights (everything but the segmentation head) that
