@@ -19,7 +19,8 @@ DEVICES = ("auto", "cpu", "cuda")
 #: the config is read (``_check_ml_settings``).
 JSON_SETTINGS = (("APP_MODEL", "model"), ("APP_TRAIN", "train"), ("APP_PRETRAIN", "pretrain"), ("APP_LIVE", "live"),
                  ("APP_SELF_TRAIN", "self_train"))
-#: U-Net arguments APP_MODEL cannot set: the data gives them (grey EM: one channel; the project's classes)
+#: U-Net arguments APP_MODEL cannot set: the data gives them (the project's classes; the input channels are the
+#: slices a model reads, set by APP_MODEL's ``z_radius``)
 DATA_ARCH = ("in_channels", "n_classes")
 DEV_SECRET = "activeseg-dev"
 MIN_SECRET = 16
@@ -198,9 +199,10 @@ def _check_ml_settings(extra: dict) -> None:
     from ml.pretrained import PRETRAIN_RANGES
     from ml.self_training import SELF_TRAIN_RANGES
     from ml.settings import check_settings
+    from ml.slice_context import RADIUS_RANGE
     from ml.train import TRAIN_RANGES
 
-    ranges = {"model": {k: r for k, r in ARCH_RANGES.items() if k not in DATA_ARCH},
+    ranges = {"model": {**{k: r for k, r in ARCH_RANGES.items() if k not in DATA_ARCH}, "z_radius": RADIUS_RANGE},
               "train": TRAIN_RANGES, "pretrain": PRETRAIN_RANGES, "live": LIVE_RANGES,
               "self_train": SELF_TRAIN_RANGES}
     for key, name in JSON_SETTINGS:

@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reuse", metavar="RUN", help="an earlier --out folder of the same protocol: its initial models, "
                    "strategy runs, RF rows and pre-trained body are taken, not trained again (to add a strategy)")
     p.add_argument("--class-name", help="what the labels mark, for the plot (default: the --labels folder name)")
+    p.add_argument("--z-radius", type=int, help="slices either side the model reads as input channels (2.5D, "
+                   "ml.slice_context; default 0: each slice alone); the pre-trained body's first layer is widened")
     for name in ("m", "k", "rounds", "pool_size", "init_steps", "round_steps", "eval_slices", "base", "full_seeds",
                  "pretrain_steps"):
         p.add_argument("--" + name.replace("_", "-"), type=int, help=f"override the protocol's {name}")
@@ -110,7 +112,7 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
                            score_context=args.score_context, score_z=args.score_z, initial=args.initial,
                            self_train=args.self_train, self_train_fg=args.self_train_fg, self_train_z=args.self_z,
                            first_seed=args.first_seed, init_anchor=args.init_anchor,
-                           zoom=args.zoom, cpu_bf16=recorded_bf16(args.cpu_bf16),
+                           zoom=args.zoom, z_radius=args.z_radius, cpu_bf16=recorded_bf16(args.cpu_bf16),
                            pretrain_bf16=recorded_bf16(args.pretrain_bf16, "--pretrain-bf16"))
     return with_overrides(proto, strategies=_strategies(args.strategies, proto.strategies))
 
@@ -136,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         proto = protocol_from_args(args)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
-    if proto.seeds < 1 or proto.rounds < 1:
-        parser.error("need --seeds >= 1 and --rounds >= 1")
+    if proto.seeds < 1 or proto.rounds < 1 or proto.z_radius < 0:
+        parser.error("need --seeds >= 1, --rounds >= 1 and --z-radius >= 0")
     if args.self_z and not proto.self_train:
         parser.error("--self-z needs --self-train: it says how self-training reads the model's prediction")
     try:

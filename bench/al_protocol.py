@@ -16,6 +16,7 @@ import numpy as np
 from ml.active import Patch, PatchScores, select
 from ml.active.strategies import MODEL_FREE
 from ml.io.normalize import normalize
+from ml.slice_context import NeighbourStack
 from ml.z_consensus import WEIGHT
 
 
@@ -49,6 +50,7 @@ class Protocol:
     base: int = 8
     depth: int = 4
     dropout: float = 0.1
+    z_radius: int = 0             # slices either side the model reads as input channels (ml.slice_context; 0: 2D)
     mc_passes: int = 8
     self_train: bool = False      # pseudo-labels of the pool half (ml.self_training): the initial model gets
     self_train_steps: int = 500   # ... this many more steps with them; a round mixes those of the model it starts from
@@ -169,6 +171,16 @@ class BenchData:
     mask: np.ndarray              # uint8 (Z, Y, X), 1 = mitochondria
     split_y: int                  # pool half = y < split_y, test half = y >= split_y
     eval_z: list[int] = field(default_factory=list)
+    z_radius: int = 0             # slices either side a model reads (Protocol.z_radius): what ``seen`` stacks
+
+    def seen(self, volume: Any) -> Any:
+        """``volume`` as the protocol's model reads it: itself, or each slice with its neighbours."""
+        return NeighbourStack(volume, self.z_radius) if self.z_radius else volume
+
+    @property
+    def pool_input(self) -> Any:
+        """The pool side as the model reads it (``seen(pool)``): what training and scoring crop from."""
+        return self.seen(self.pool)
 
     @property
     def pool_shape(self) -> tuple[int, int, int]:
@@ -181,8 +193,8 @@ class BenchData:
         return self.image[:, :self.split_y]
 
     def scored(self, z: int) -> np.ndarray:
-        """Slice ``z``'s scored rows (y >= ``split_y``): what a model predicts to be scored."""
-        return self.image[z, self.split_y:]
+        """Slice ``z``'s scored rows (y >= ``split_y``) as the model reads them: what it predicts to be scored."""
+        return self.seen(self.image)[z, self.split_y:]
 
 
 def load_data(raw: str, labels: str, proto: Protocol, dataset: str | None = None,
@@ -210,7 +222,7 @@ def load_data(raw: str, labels: str, proto: Protocol, dataset: str | None = None
     eval_z = eval_slices(zdim, proto.eval_slices)
     if proto.dev:                                     # the test half is never kept
         image, mask = image[:, :h // 2], mask[:, :h // 2]
-    return BenchData(image, mask, pool_rows(h, proto), eval_z)
+    return BenchData(image, mask, pool_rows(h, proto), eval_z, proto.z_radius)
 
 
 def eval_slices(zdim: int, n: int) -> list[int]:

@@ -48,7 +48,7 @@ def _new_model(proto: Protocol, seed: int) -> UNet2D:
     """A new model as the app makes one: seeded head, body from the pre-trained weights if any."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = UNet2D(base=proto.base, depth=proto.depth, dropout=proto.dropout)
+        model = UNet2D(in_channels=2 * proto.z_radius + 1, base=proto.base, depth=proto.depth, dropout=proto.dropout)
     if _STATE.get("pretrained"):
         init_from_pretrained(model, _STATE["pretrained"])
     return model
@@ -56,8 +56,7 @@ def _new_model(proto: Protocol, seed: int) -> UNet2D:
 
 def _regions(data: BenchData, patches: list[Patch], proto: Protocol) -> list[Region]:
     """Fully labeled patches with a little real image context, taken from the pool half only."""
-    pool = data.pool
-    return regions_from_patches(pool, data.mask, patches, offset=1, pad=proto.patch // 8)
+    return regions_from_patches(data.pool_input, data.mask, patches, offset=1, pad=proto.patch // 8)
 
 
 def _fit(model: UNet2D, regions: list[Region], val: list[Region], steps: int, lr: float, seed: int,
@@ -83,7 +82,7 @@ def _pseudo(model: UNet2D, val: list[Region], seed: int, device: torch.device) -
     data = _STATE["data"]
     cfg = _STATE["proto"].self_train_config()
     boxes = window_boxes(data.image.shape, cfg, seed, rows=(0, data.split_y))
-    return pseudo_regions(model, data.image, 0.0, 1.0, boxes, cfg, held_out=val, device=device)
+    return pseudo_regions(model, data.seen(data.image), 0.0, 1.0, boxes, cfg, held_out=val, device=device)
 
 
 def unet_scores(model: UNet2D, data: BenchData, proto: Protocol, device: torch.device) -> dict[str, float]:
@@ -98,7 +97,7 @@ def _embedder(proto: Protocol, seed: int, device: torch.device):
         return None
     data = _STATE["data"]
     model = _new_model(proto, seed)
-    reader = volume_reader(data.pool, 0.0, 1.0)
+    reader = volume_reader(data.pool_input, 0.0, 1.0)
     return lambda patches: score_patches(model, reader, patches, mc_passes=0, batch_size=16,
                                          device=device).embeddings
 
@@ -137,7 +136,7 @@ def _pick(strategy: str, model: UNet2D, cands: list[Patch], state: LabelState, s
           proto: Protocol, data: BenchData, device: torch.device) -> list[Patch]:
     if strategy == "random":
         return random_picks(cands, proto.k, seed, rnd)
-    reader = volume_reader(data.pool, 0.0, 1.0)  # the pool half only, already normalised
+    reader = volume_reader(data.pool_input, 0.0, 1.0)  # the pool half only, already normalised
     mc = proto.mc_passes if strategy in NEEDS_MC or strategy == "hybrid" else 0
     context = model.receptive_radius if proto.score_context else 0
     scores = score_patches(model, reader, cands, mc_passes=mc, batch_size=16, device=device,
@@ -191,7 +190,8 @@ def _full_regions(data: BenchData, val: list[Patch]) -> list[Region]:
     labels = data.mask[:, :data.split_y] + np.uint8(1)
     for p in val:
         labels[p.window] = 0
-    return [Region(data.pool[z], labels[z], z, 0, 0) for z in range(labels.shape[0])]
+    pool = data.pool_input
+    return [Region(pool[z], labels[z], z, 0, 0) for z in range(labels.shape[0])]
 
 
 def full_task(seed: int) -> dict:

@@ -132,13 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu-bf16", action="store_true", help="train in bf16 where the CPU has it (TrainConfig.cpu_bf16)")
     p.add_argument("--pretrain-bf16", action="store_true",
                    help="with --unlabeled: pre-train in bf16 where the CPU has it (PretrainConfig.cpu_bf16)")
+    p.add_argument("--z-radius", type=int, default=0, help="slices either side the model reads as input channels "
+                   "(2.5D, ml.slice_context; the body's first layer is widened; default 0)")
     p.add_argument("--tiny", action="store_true", help="the toy protocol (tests)")
     args = p.parse_args(argv)
     proto = replace(PRESETS["tiny" if args.tiny else "quick"], base=args.base, self_train=args.self_train,
                     seeds=args.seeds, first_seed=args.first_seed, init_train_seed=args.train_seed)
     proto = replace(proto, init_head_steps=args.head_steps, init_anchor=args.anchor,
                     self_train_rounds=args.self_rounds, self_train_bg_share=args.bg_share,
-                    self_train_z=args.self_z, pretext=args.pretext or Protocol.pretext,
+                    self_train_z=args.self_z, z_radius=args.z_radius, pretext=args.pretext or Protocol.pretext,
                     pretrain_seed=args.pretrain_seed, cpu_bf16=bool(recorded_bf16(args.cpu_bf16)),
                     pretrain_bf16=bool(recorded_bf16(args.pretrain_bf16, "--pretrain-bf16")),
                     **{k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("ema", args.ema), ("m", args.m),
@@ -151,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--steps wants comma-separated whole numbers, got {args.steps!r}")
     if not steps or min(steps) < 1 or args.seeds < 1 or not 1 <= proto.m <= proto.pool_size:
         p.error(f"need at least one --steps value >= 1, --seeds >= 1 and 1 <= --m <= {proto.pool_size} (the candidates)")
+    if args.z_radius < 0:
+        p.error(f"--z-radius must be >= 0, got {args.z_radius}")
     if args.weights and not Path(args.weights).is_file():
         p.error(f"--weights {args.weights} is not a file")
     if args.weights and args.unlabeled:
@@ -182,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"split": args.split, "dev_train_share": proto.dev_train_share if proto.dev else None,
                "base": proto.base, "m": proto.m, "self_train": proto.self_train,
                "self_train_rounds": proto.self_train_rounds, "self_train_bg_share": proto.self_train_bg_share,
-               "self_train_z": proto.self_train_z, "weights": weights,
+               "self_train_z": proto.self_train_z, "z_radius": proto.z_radius, "weights": weights,
                "pretext": proto.pretext if weights and not args.weights else None,
                "pretrain_seed": proto.pretrain_seed if weights and not args.weights else None,
                "pretrain_bf16": proto.pretrain_bf16 if weights and not args.weights else None,

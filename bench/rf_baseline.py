@@ -8,6 +8,7 @@ pixels it is scored on.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -48,7 +49,7 @@ class RFBaseline:
     """
 
     def __init__(self, data: BenchData, proto: Protocol, seed: int):
-        self.data, self.proto, self.seed = data, proto, seed
+        self.data, self.proto, self.seed = replace(data, z_radius=0), proto, seed   # the forest reads one slice
         self._patch_cache: dict = {}
         self._test_cache: dict[int, np.ndarray] = {}
 

@@ -175,6 +175,9 @@ def build_parser() -> OneLineParser:
     t.add_argument("--crop", type=positive(int), default=128, help="training crop size (px)")
     t.add_argument("--batch", type=positive(int), default=8)
     t.add_argument("--base", type=positive(int), default=16, help="U-Net width (ignored with --from)")
+    t.add_argument("--z-radius", type=int, default=0, choices=range(0, 4), metavar="{0..3}",
+                   help="a new model reads this many slices either side as input channels (2.5D; default 0: each "
+                        "slice alone; ignored with --from); a --pretrained body's first layer is widened")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-self-train", action="store_true",
                    help="train on the labels alone (sparse labels otherwise also learn confident pseudo-labels "

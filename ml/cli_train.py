@@ -75,7 +75,7 @@ def _dense_regions(volume, labels, mode: str, lo: float, hi: float, seed: int) -
         img = normalize(volume[z], lo, hi)
         for _, y0, x0 in (b for b in boxes if b[0] == z):
             win = np.s_[y0:y0 + TRAIN_TILE, x0:x0 + TRAIN_TILE]
-            regions.append(Region(img[win], lab[win], z, y0, x0))
+            regions.append(Region(img[(Ellipsis,) + win], lab[win], z, y0, x0))
     return regions
 
 
@@ -148,7 +148,8 @@ def _classes_for(mode: str, source: Any, regions: list, parent_info: dict | None
 def _start_model(args, parent, n_classes: int) -> tuple[Any, str]:
     """``(model, what it started from)``: the --from checkpoint, --pretrained weights, or scratch.
 
-    A pre-trained body fixes the architecture (its base, depth and norm), so --base is ignored then.
+    A pre-trained body fixes the architecture (its base, depth and norm), so --base is ignored then;
+    --z-radius widens its first layer to read neighbour slices.
     """
     from ml.model import UNet2D
     from ml.pretrain import init_from_pretrained, read_info
@@ -157,10 +158,11 @@ def _start_model(args, parent, n_classes: int) -> tuple[Any, str]:
         if args.pretrained:
             raise InputError("--pretrained starts a new model; it cannot be combined with --from")
         return parent, str(args.from_)
+    channels = 2 * args.z_radius + 1
     if not args.pretrained:
-        return UNet2D(n_classes=n_classes, base=args.base), "scratch"
+        return UNet2D(in_channels=channels, n_classes=n_classes, base=args.base), "scratch"
     arch = {k: v for k, v in read_info(args.pretrained)["config"].items() if k != "n_classes"}
-    model = UNet2D(n_classes=n_classes, **arch)
+    model = UNet2D(**{**arch, "n_classes": n_classes, "in_channels": channels})
     info = init_from_pretrained(model, args.pretrained)
     return model, f"pretrained {args.pretrained} ({info['steps_done']} steps)"
 
@@ -174,6 +176,7 @@ def run_train(args) -> int:
     from ml.progress import Cancelled
     from ml.quality import dense_share
     from ml.self_training import SelfTrainConfig, pseudo_regions, train_in_phases, window_boxes
+    from ml.slice_context import NeighbourStack, z_radius
     from ml.train import TrainConfig, config_dict
 
     _check_out(Path(args.out))
@@ -191,8 +194,10 @@ def run_train(args) -> int:
         norm = dict(parent_info.get("normalization") or norm)
     lo, hi = intensity_window(volume, norm)
     print(f"reading labels ({mode}) from {args.labels} ...", file=sys.stderr, flush=True)
-    regions = (regions_from_store(volume, source, lo, hi) if mode == "store"
-               else _dense_regions(volume, source, mode, lo, hi, args.seed))
+    radius = z_radius(parent) if parent is not None else args.z_radius      # how the model will read a slice
+    seen = NeighbourStack(volume, radius) if radius else volume
+    regions = (regions_from_store(seen, source, lo, hi) if mode == "store"
+               else _dense_regions(seen, source, mode, lo, hi, args.seed))
     _check_labels(regions, mode, parent_info, args.labels)
     classes = _classes_for(mode, source, regions, parent_info)
     model, started_from = _start_model(args, parent, len(classes))

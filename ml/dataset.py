@@ -14,11 +14,13 @@ import numpy as np
 from scipy import ndimage
 
 from ml.io.normalize import normalize
+from ml.slice_context import as_channels
 
 
 @dataclass
 class Region:
-    """One 2D training window: ``image`` float32 (H,W) in [0,1]; ``labels`` uint8 (H,W), 0 = unlabeled.
+    """One 2D training window: ``image`` float32 (H,W) in [0,1], or (C,H,W) for a slice read with its
+    neighbours (``ml.slice_context``); ``labels`` uint8 (H,W), 0 = unlabeled.
 
     ``z, y0, x0`` record where the window came from (provenance only).
     """
@@ -32,10 +34,9 @@ class Region:
     def __post_init__(self) -> None:
         self.image = np.asarray(self.image, dtype=np.float32)
         self.labels = np.asarray(self.labels, dtype=np.uint8)
-        if self.image.ndim != 2 or self.image.shape != self.labels.shape:
-            raise ValueError(
-                f"Region needs 2D image and labels of the same shape, got {self.image.shape} and {self.labels.shape}"
-            )
+        if self.image.ndim not in (2, 3) or self.labels.ndim != 2 or self.image.shape[-2:] != self.labels.shape:
+            raise ValueError(f"Region needs an (H, W) or (C, H, W) image and (H, W) labels of the same size, "
+                             f"got {self.image.shape} and {self.labels.shape}")
 
     @property
     def n_labeled(self) -> int:
@@ -223,10 +224,10 @@ class CropSampler:
 
     def _resampled(self, img: np.ndarray, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A zoomed window brought to crop x crop: the image bilinear, the labels nearest (0 stays unlabeled)."""
-        f = self.crop / img.shape[0]
-        img = ndimage.zoom(img, f, order=1, mode="nearest", grid_mode=True)
+        f = self.crop / img.shape[-1]
+        img = ndimage.zoom(img, (1,) * (img.ndim - 2) + (f, f), order=1, mode="nearest", grid_mode=True)
         lab = ndimage.zoom(lab, f, order=0, mode="nearest", grid_mode=True)
-        return img[:self.crop, :self.crop], lab[:self.crop, :self.crop]
+        return img[..., :self.crop, :self.crop], lab[:self.crop, :self.crop]
 
     def _window(self, region: Region, cy: int, cx: int, side: int) -> tuple[np.ndarray, np.ndarray]:
         """side x side window around (cy, cx), shifted to stay inside, reflection-padded if too small."""
@@ -236,19 +237,19 @@ class CropSampler:
         if h < c or w < c:
             ph, pw = max(0, c - h), max(0, c - w)
             pads = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2))
-            image = np.pad(image, pads, mode="reflect" if min(h, w) > 1 else "edge")
+            image = np.pad(image, ((0, 0),) * (image.ndim - 2) + pads, mode="reflect" if min(h, w) > 1 else "edge")
             labels = np.pad(labels, pads, mode="constant")
             cy, cx, h, w = cy + pads[0][0], cx + pads[1][0], h + ph, w + pw
         y0 = int(np.clip(cy - c // 2, 0, h - c))
         x0 = int(np.clip(cx - c // 2, 0, w - c))
-        return image[y0:y0 + c, x0:x0 + c], labels[y0:y0 + c, x0:x0 + c]
+        return image[..., y0:y0 + c, x0:x0 + c], labels[y0:y0 + c, x0:x0 + c]
 
     def _augment(self, img: np.ndarray, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rng = self.rng
         k = int(rng.integers(4))
-        img, lab = np.rot90(img, k), np.rot90(lab, k)
+        img, lab = np.rot90(img, k, axes=(-2, -1)), np.rot90(lab, k)
         if rng.random() < 0.5:
-            img, lab = img[:, ::-1], lab[:, ::-1]
+            img, lab = img[..., ::-1], lab[:, ::-1]
         img = np.clip(img, 0.0, 1.0) ** np.exp(rng.uniform(-0.3, 0.3))
         mean = img.mean()
         img = (img - mean) * rng.uniform(0.8, 1.25) + mean + rng.uniform(-0.08, 0.08)
@@ -256,18 +257,19 @@ class CropSampler:
         return img.astype(np.float32), lab
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(images float32 [B,1,crop,crop], labels int64 [B,crop,crop])`` in label convention."""
+        """``(images float32 [B,C,crop,crop], labels int64 [B,crop,crop])`` in label convention (C = 1 for
+        2D regions)."""
         imgs, labs = [], []
         for _ in range(int(batch_size)):
             region, cy, cx = self._centre()
             img, lab = self._window(region, cy, cx, self._side())
-            if img.shape[0] != self.crop:
+            if img.shape[-1] != self.crop:
                 img, lab = self._resampled(img, lab)
             if self.augment:
                 img, lab = self._augment(img, lab)
-            imgs.append(np.ascontiguousarray(img, dtype=np.float32))
+            imgs.append(np.ascontiguousarray(as_channels(img), dtype=np.float32))
             labs.append(np.ascontiguousarray(lab, dtype=np.int64))
-        return np.stack(imgs)[:, None], np.stack(labs)
+        return np.stack(imgs), np.stack(labs)
 
     def label_counts(self) -> dict[int, int]:
         """Labeled pixels per label value over all regions (for class weights)."""

@@ -21,6 +21,7 @@ from ml.device import autocast, inference_layout, pick_device, seeded
 from ml.io.normalize import normalize
 from ml.mc import MCSampler
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
+from ml.slice_context import as_channels, with_neighbours
 from ml.z_consensus import WEIGHT, check_weight, neighbours, slice_consensus, smooth_z
 
 
@@ -78,8 +79,8 @@ def _run_batch(model: nn.Module, x: torch.Tensor, device: torch.device,
 
 
 def _check_args(image: np.ndarray, tile: int, context: int, batch_size: int, mc_passes: int) -> None:
-    if image.ndim != 2:
-        raise ValueError(f"predict_image needs a 2D (H, W) image, got shape {image.shape}")
+    if image.ndim not in (2, 3):
+        raise ValueError(f"predict_image needs an (H, W) or (C, H, W) image, got shape {image.shape}")
     if tile < 16 or context < 0 or batch_size < 1 or mc_passes < 0:
         raise ValueError(
             f"need tile >= 16, context >= 0, batch_size >= 1, mc_passes >= 0; "
@@ -106,7 +107,8 @@ def tile_windows(h: int, w: int, tile: int, context: int, multiple: int) -> dict
 def predict_image(model: nn.Module, image: np.ndarray, tile: int = TILE, batch_size: int = 8, mc_passes: int = 0,
                   device: torch.device | str | None = None, seed: int | None = 0,
                   context: int | None = None) -> dict[str, np.ndarray]:
-    """Predict a normalised (H, W) image tile by tile, each tile seen with ``context`` px around it.
+    """Predict a normalised (H, W) image (or (C, H, W): a slice with its neighbours) tile by tile, each
+    tile seen with ``context`` px around it.
 
     The output tiles partition the image; each is cut from a prediction of a larger input
     window (``context`` px of real image on every side that has some, on the pooling grid),
@@ -121,15 +123,19 @@ def predict_image(model: nn.Module, image: np.ndarray, tile: int = TILE, batch_s
     image = np.asarray(image, dtype=np.float32)
     context = int(getattr(model, "receptive_radius", 0)) if context is None else int(context)
     _check_args(image, int(tile), context, int(batch_size), int(mc_passes))
+    image = as_channels(image)
+    wanted = int(getattr(model, "config", {}).get("in_channels", image.shape[0]))
+    if image.shape[0] != wanted:
+        raise ValueError(f"the model reads {wanted} channel(s) (a slice and its neighbours), got {image.shape[0]}")
     device = device if isinstance(device, torch.device) else pick_device(device)
-    h, w = image.shape
+    h, w = image.shape[-2:]
     groups = tile_windows(h, w, int(tile), int(context), int(getattr(model, "multiple", 1)))
     prob = mean_h = None
     with inference_layout(model, device), torch.inference_mode(), seeded(seed, device):
         for entries in groups.values():
             for i in range(0, len(entries), batch_size):
                 batch = entries[i:i + batch_size]
-                x = torch.from_numpy(np.stack([image[a:b, c:d] for _, (a, b, c, d) in batch])[:, None])
+                x = torch.from_numpy(np.stack([image[:, a:b, c:d] for _, (a, b, c, d) in batch]))
                 x = x.to(device).contiguous(memory_format=torch.channels_last)
                 p, mh = _run_batch(model, x, device, int(mc_passes))
                 p = p.cpu().numpy()
@@ -234,6 +240,7 @@ def predict_slices(model: nn.Module, volume: Any, group: Any, zs: Sequence[int],
     """
     a = dict(group.attrs)
     context = int(a["context"])
+    volume = with_neighbours(volume, model)
     done: dict[int, float] = {}
     for z in zs:
         check_cancel(cancel)

@@ -23,6 +23,7 @@ from ml.infer import _entropy, predict_image
 from ml.io.normalize import normalize
 from ml.progress import CancelFn, ProgressFn
 from ml.settings import check_settings, number, whole
+from ml.slice_context import with_neighbours
 from ml.train import TRAIN_RANGES, TrainConfig, TrainResult, train
 
 Box = tuple[int, int, int, int]      # y0, y1, x0, x1 (exclusive ends), in slice pixels
@@ -147,6 +148,7 @@ def predict_view(model: nn.Module, volume: Any, z: int, box: Box, lo: float, hi:
                  device: torch.device | str | None = None) -> dict[str, np.ndarray]:
     """``prob`` (C, h, w) and ``entropy`` (h, w) float32 of slice ``z`` inside ``box``, equal to what
     a whole-slice prediction gives there; reads only the box and its context."""
+    volume = with_neighbours(volume, model)
     shape2d = tuple(int(s) for s in volume.shape[1:])
     iy0, iy1, ix0, ix1 = input_window(box, shape2d, int(getattr(model, "receptive_radius", 0)),
                                       int(getattr(model, "multiple", 1)))

@@ -22,6 +22,8 @@ from torch import nn
 from ml.settings import Range, check_settings, number, one_of, whole
 
 NORMS = ("batch", "pixel", "group", "none")
+#: the module that reads the input image (its weight's channels are the model's input channels)
+FIRST_CONV = "encoders.0.0"
 
 #: UNet2D's arguments and their allowed values (app.config checks APP_MODEL against them at start-up)
 ARCH_RANGES: dict[str, Range] = {"in_channels": whole(1), "n_classes": whole(2), "base": whole(1), "depth": whole(1),

@@ -41,10 +41,11 @@ from torch import nn
 from ml.files import atomic_write, sidecar_path
 from ml.device import autocast, pick_device, precision, seeded
 from ml.io.normalize import normalize
-from ml.model import UNet2D
+from ml.model import FIRST_CONV, UNet2D
 from ml.pretrained import (ARCH_KEYS, FORMAT, VERSION, PretrainConfig, PretrainError, check_arch, fits, partial_path,
                            read_info, read_payload)
 from ml.progress import CancelFn, Cancelled, ProgressFn, check_cancel, report
+from ml.slice_context import widen_first_conv
 from ml.train import warmup_cosine
 
 MIN_LR_RATIO = 0.05   # the cosine ends at this share of the learning rate, as training's does
@@ -262,6 +263,16 @@ def pretrain(model: UNet2D, sources: Sequence[Source], out: str | Path, config: 
     return PretrainResult(out, step, history, time.monotonic() - started)
 
 
+def _widened(state: dict, model: UNet2D) -> dict:
+    """``state`` with its first convolution widened to the model's input channels (a one-slice body
+    starting a model that reads neighbour slices too)."""
+    first = FIRST_CONV + ".weight"
+    channels = int(model.config["in_channels"])
+    if first not in state or state[first].shape[1] == channels:
+        return state
+    return {**state, first: widen_first_conv(state[first], channels)}
+
+
 def init_from_pretrained(model: UNet2D, path: str | Path) -> dict:
     """Load pre-trained body weights into ``model`` (the segmentation head stays fresh).
 
@@ -273,7 +284,7 @@ def init_from_pretrained(model: UNet2D, path: str | Path) -> dict:
     if not payload.get("complete"):
         raise PretrainError(f"{path} is an unfinished pre-training snapshot")
     check_arch(payload["config"], model.config, path)
-    missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+    missing, unexpected = model.load_state_dict(_widened(payload["state_dict"], model), strict=False)
     if unexpected or any(not k.startswith("head.") for k in missing):
         raise PretrainError(f"{path} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return {k: v for k, v in payload.items() if k not in ("state_dict", "recon", "optimizer")}

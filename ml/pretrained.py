@@ -72,10 +72,18 @@ def full_arch(arch: dict) -> dict:
     return {**ARCH_DEFAULTS, **dict(arch or {})}
 
 
+def _agree(key: str, stored, wanted) -> bool:
+    """One architecture key fits: equal, or a one-slice body for a model reading neighbour slices too
+    (its first convolution is widened: ``ml.slice_context.widen_first_conv``)."""
+    if key == "in_channels" and stored == 1 and isinstance(wanted, int) and wanted % 2 == 1:
+        return True
+    return stored == wanted
+
+
 def fits(info: dict, arch: dict) -> bool:
     """Whether pre-trained weights (``read_info``) fit a UNet2D built with ``arch``."""
     stored, wanted = full_arch(info.get("config") or {}), full_arch(arch)
-    return all(stored.get(k) == wanted.get(k) for k in ARCH_KEYS)
+    return all(_agree(k, stored.get(k), wanted.get(k)) for k in ARCH_KEYS)
 
 
 def read_payload(path: Path) -> dict:
@@ -96,7 +104,7 @@ def read_payload(path: Path) -> dict:
 def check_arch(stored: dict, wanted: dict, path: Path) -> None:
     """Raise :class:`PretrainError` naming every architecture key where ``stored`` and ``wanted`` differ."""
     stored, wanted = full_arch(stored), full_arch(wanted)
-    diff = {k: (stored.get(k), wanted.get(k)) for k in ARCH_KEYS if stored.get(k) != wanted.get(k)}
+    diff = {k: (stored.get(k), wanted.get(k)) for k in ARCH_KEYS if not _agree(k, stored.get(k), wanted.get(k))}
     if diff:
         detail = ", ".join(f"{k} {a} here vs {b} wanted" for k, (a, b) in diff.items())
         raise PretrainError(f"{path} was pre-trained for another architecture ({detail})")

@@ -29,6 +29,7 @@ from ml.live import predict_view
 from ml.predicted_class import predicted_class
 from ml.progress import CancelFn, Cancelled, ProgressFn, check_cancel, report
 from ml.settings import FLAG, check_settings, number, whole
+from ml.slice_context import with_neighbours
 from ml.train import TrainConfig, TrainResult, train
 from ml.z_consensus import neighbours, slice_consensus
 
@@ -189,6 +190,7 @@ def pseudo_regions(model: nn.Module, volume: Any, lo: float, hi: float, boxes: S
     label is never contradicted, e.g. imported dense labels). Windows stop once ``max_seconds`` are
     spent (a time budget), after the first."""
     views, start = [], time.monotonic()
+    volume = with_neighbours(volume, model)
     ranked = config.bg_share < 1              # the background threshold needs every window's probabilities first
 
     def predict(z: int, box: Box) -> np.ndarray:

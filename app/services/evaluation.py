@@ -68,13 +68,14 @@ def ground_truth_iou(config: Any, project_id: int, model: Any, device=None) -> d
     from ml.io.normalize import normalize
     from ml.metrics import iou
     from ml.predicted_class import predicted_class
+    from ml.slice_context import with_neighbours
     from ml.z_consensus import smooth_z
 
     for v in projects.list_volumes(config, project_id):
         gt = projects.open_ground_truth(config, v["id"])
         if gt is None:
             continue
-        volume = projects.open_volume(config, v["id"])
+        volume = with_neighbours(projects.open_volume(config, v["id"]), model)
         zs, ys, xs = eval_slab(tuple(v["shape"]))
         lo, hi = float(v["lo"]), float(v["hi"])
         z0, z1 = max(0, zs.start - 1), min(int(v["shape"][0]), zs.stop + 1)   # the slab and its neighbours
@@ -87,16 +88,19 @@ def ground_truth_iou(config: Any, project_id: int, model: Any, device=None) -> d
     return None
 
 
-def quality_images(config: Any, project_id: int, n: int = QUALITY_SLICES, side: int = QUALITY_PX) -> list[np.ndarray]:
-    """Normalised central crops of ``n`` evenly spaced slices of the project's first volume."""
+def quality_images(config: Any, project_id: int, model: Any, n: int = QUALITY_SLICES,
+                   side: int = QUALITY_PX) -> list[np.ndarray]:
+    """Normalised central crops of ``n`` evenly spaced slices of the project's first volume, read as
+    ``model`` reads them (with their neighbours for a 2.5D model)."""
     from ml.io.normalize import normalize
+    from ml.slice_context import with_neighbours
 
     vols = projects.list_volumes(config, project_id)
     if not vols:
         return []
     v = vols[0]
     z, h, w = v["shape"]
-    volume = projects.open_volume(config, v["id"])
+    volume = with_neighbours(projects.open_volume(config, v["id"]), model)
     ch, cw = min(side, h), min(side, w)
     y0, x0 = (h - ch) // 2, (w - cw) // 2
     zs = sorted({int(round(t)) for t in np.linspace(0, z - 1, min(n, z) + 2)[1:-1]}) or [0]
@@ -107,7 +111,7 @@ def quality(config: Any, project_id: int, model: Any, heldout: list, device=None
     """The stored form of ``ml.quality.estimate_quality`` for a freshly trained model."""
     from ml.quality import estimate_quality
 
-    return estimate_quality(model, quality_images(config, project_id), heldout, device).to_dict()
+    return estimate_quality(model, quality_images(config, project_id, model), heldout, device).to_dict()
 
 
 def quality_text(metrics: dict) -> str:

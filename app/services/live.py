@@ -121,12 +121,14 @@ def _learn(config: Any, info: dict, model: Any, event_id: int, stroke: dict | No
     """Fine-tune on every label with budget ``cfg``, the newest ``stroke`` in focus;
     ``(steps made, superseded)``. UserError when the labels cannot train a model."""
     from ml.live import fine_tune, focus_regions
+    from ml.slice_context import with_neighbours
 
     project_id, volume_id = info["project_id"], info["id"]
-    regions, _ = training.gather_regions(config, project_id)
+    regions, _ = training.gather_regions(config, project_id, model)
     focus = []
     if stroke is not None:
-        focus = focus_regions(projects.open_volume(config, volume_id), projects.label_store(config, volume_id),
+        volume = with_neighbours(projects.open_volume(config, volume_id), model)
+        focus = focus_regions(volume, projects.label_store(config, volume_id),
                               stroke["z"], stroke["bbox"], info["lo"], info["hi"], cfg.focus_pad)
     newer = _Newer(config, project_id, event_id)
     try:

@@ -262,7 +262,8 @@ def pretrain_volume(config: Config, volume_id: int, progress: ProgressFn = None,
         with compute.compute_lock(config, user_cancel):
             shown.phase("pre-training")
             yielding = _YieldCheck(config)
-            model = factory.new_model(config, 2)      # the body's weights come from the snapshot, if any
+            # one slice in: a body reads one, and a new model reading neighbours widens its first layer
+            model = factory.new_model(config, 2, in_channels=1)    # the weights come from the snapshot, if any
             clock.start()
             try:
                 result = pretrain(model, sources, out, replace(pcfg, max_seconds=clock.left()), progress=shown,

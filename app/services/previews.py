@@ -36,10 +36,11 @@ def _lock(key: tuple[int, int, int]) -> threading.Lock:
 def _predict(config: Any, volume_id: int, model_id: int, z: int) -> np.ndarray:
     from ml.infer import predict_image
     from ml.io.normalize import normalize
+    from ml.slice_context import with_neighbours
 
     info = projects.volume_info(config, volume_id)
     model, _ = training.load_model(config, model_id)
-    image = normalize(projects.open_volume(config, volume_id)[int(z)], info["lo"], info["hi"])
+    image = normalize(with_neighbours(projects.open_volume(config, volume_id), model)[int(z)], info["lo"], info["hi"])
     return predict_image(model, image, device=factory.device_for(config))["prob"]
 
 

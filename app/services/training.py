@@ -84,9 +84,11 @@ def _project_volumes(config: Any, project_id: int) -> list[dict]:
     return vols
 
 
-def gather_regions(config: Any, project_id: int) -> tuple[list, dict]:
-    """Training regions from every volume's labels, and label statistics for the version row."""
+def gather_regions(config: Any, project_id: int, model: Any = None) -> tuple[list, dict]:
+    """Training regions from every volume's labels, read as ``model`` reads a slice (with its neighbours
+    for a 2.5D model; None: alone), and label statistics for the version row."""
     from ml.dataset import regions_from_store
+    from ml.slice_context import with_neighbours
 
     regions, n_pixels, n_patches, values = [], 0, 0, set()
     for v in _project_volumes(config, project_id):
@@ -98,6 +100,7 @@ def gather_regions(config: Any, project_id: int) -> tuple[list, dict]:
         n_pixels += sum(n for val, n in counts.items() if val > 0)
         n_patches += labeled_patch_count(store)
         volume = projects.open_volume(config, v["id"])
+        volume = volume if model is None else with_neighbours(volume, model)
         regions += regions_from_store(volume, store, v["lo"], v["hi"])
     if not regions:
         raise UserError("Nothing is labeled yet: paint some background and some mitochondria first.")
@@ -186,10 +189,10 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
     seconds = budget_mod.budget_seconds(budget)
     report(progress, 0, 1, phase="reading labels")
     seen = labels.newest_event_id(config, project_id)
-    regions, label_stats = gather_regions(config, project_id)
     vols = _project_volumes(config, project_id)
     classes = projects.get_classes(config, vols[0]["id"])
     model, started_from = _start_model(config, project_id, parent_id, classes)
+    regions, label_stats = gather_regions(config, project_id, model)
     overrides = dict(config.extra.get("train", {}), **(train_overrides or {}), **({} if lr is None else {"lr": lr}))
     probe = TrainConfig(**overrides)
     device = factory.device_for(config)

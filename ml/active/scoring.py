@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from ml.device import autocast, inference_layout, pick_device, seeded
 from ml.mc import MCSampler
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
+from ml.slice_context import as_channels, with_neighbours
 from ml.z_consensus import check_weight
 
 from .consensus import ConsensusMixer, column_items
@@ -170,12 +171,13 @@ def score_batch(model: nn.Module, x: torch.Tensor, mc_passes: int, device: torch
 
 
 def _read_batch(reader: Reader, batch: Sequence[Patch], context: int = 0) -> np.ndarray:
-    """[N, 1, H, W] float32 of the batch's patches (their context windows when ``context`` > 0)."""
-    images = [np.asarray(reader.window(p, context) if context else reader(p), dtype=np.float32) for p in batch]
+    """[N, C, H, W] float32 of the batch's patches (their context windows when ``context`` > 0)."""
+    images = [as_channels(np.asarray(reader.window(p, context) if context else reader(p), dtype=np.float32))
+              for p in batch]
     for p, img in zip(batch, images):
-        if not context and img.shape != (p.size, p.size):
+        if not context and img.shape[-2:] != (p.size, p.size):
             raise ValueError(f"reader returned shape {img.shape} for {p}; expected ({p.size}, {p.size})")
-    return np.stack(images)[:, None]
+    return np.stack(images)
 
 
 def _batches(patches: list[Patch], reader: Reader, context: int, batch_size: int) -> list[list[int]]:
@@ -184,9 +186,12 @@ def _batches(patches: list[Patch], reader: Reader, context: int, batch_size: int
     return [g[i:i + batch_size] for g in groups for i in range(0, len(g), batch_size)]
 
 
-def _as_reader(reader: Any) -> Reader:
+def _as_reader(reader: Any, model: nn.Module) -> Reader:
+    """A reader of what ``model`` reads (a volume's slices with their neighbours for a 2.5D model)."""
+    if isinstance(reader, VolumeReader):
+        return VolumeReader(with_neighbours(reader.volume, model), reader.lo, reader.hi)
     if hasattr(reader, "shape") and hasattr(reader, "percentiles"):
-        return volume_reader(reader)
+        return volume_reader(with_neighbours(reader, model))
     if callable(reader):
         return reader
     raise TypeError(
@@ -277,7 +282,7 @@ def score_patches(
     if top_fraction is not None and not 0.0 < float(top_fraction) <= 1.0:
         raise ValueError(f"top_fraction must be in (0, 1] or None, got {top_fraction}")
     z_weight = check_weight(z_weight)
-    read = _as_reader(reader)
+    read = _as_reader(reader, model)
     multiple = int(getattr(model, "multiple", 1))
     context = -(-max(0, int(context)) // multiple) * multiple  # windows start on the pooling grid
     if context and not hasattr(read, "window"):

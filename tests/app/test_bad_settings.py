@@ -61,6 +61,8 @@ def test_start_with_a_missing_demo_volume_is_one_line(tmp_path, capsys):
     ("APP_MODEL", '{"dropout": 1.5}', r"APP_MODEL: dropout=1.5 .*\[0, 1\)"),
     ("APP_MODEL", '{"norm": "instance"}', r"APP_MODEL: norm='instance' .*'batch'"),
     ("APP_MODEL", '{"n_classes": 3}', r"APP_MODEL: unknown setting.*'n_classes'.*known: \['base', 'depth'"),
+    ("APP_MODEL", '{"in_channels": 3}', r"APP_MODEL: unknown setting.*'in_channels'.*'z_radius'"),
+    ("APP_MODEL", '{"z_radius": -1}', r"APP_MODEL: z_radius=-1 .*integer >= 0"),
     ("APP_TRAIN", '{"crop": -5}', r"APP_TRAIN: crop=-5 .*integer >= 16"),
     ("APP_TRAIN", '{"steps": 0}', r"APP_TRAIN: steps=0 .*integer >= 1"),
     ("APP_TRAIN", '{"lr": 0}', r"APP_TRAIN: lr=0 .*number > 0"),
@@ -85,11 +87,14 @@ def test_bad_ml_settings_name_the_key_and_the_range_at_load(tmp_path, key, value
 
 
 def test_good_ml_settings_are_kept(tmp_path):
-    env = {"APP_WORKSPACE": str(tmp_path), "APP_MODEL": '{"base": 4, "depth": 2, "norm": "pixel"}',
+    env = {"APP_WORKSPACE": str(tmp_path), "APP_MODEL": '{"base": 4, "depth": 2, "norm": "pixel", "z_radius": 1}',
            "APP_TRAIN": '{"crop": 32, "batch_size": 2, "class_weights": "auto", "ema": 0}',
            "APP_LIVE": '{"steps": 0}', "APP_DEMO_SHAPE": "1,16,16"}
     c = Config.from_env(env=env)
     assert c.extra["train"]["crop"] == 32 and c.extra["live"] == {"steps": 0} and c.demo_shape == (1, 16, 16)
+    from app.services.factory import architecture
+
+    assert architecture(c)["in_channels"] == 3 and "z_radius" not in architecture(c)
 
 
 def test_ml_configs_refuse_bad_values_with_one_line():

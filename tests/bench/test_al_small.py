@@ -20,8 +20,10 @@ from ml.synthetic import make_em_volume
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("initial, self_train", [("random", False), ("typiclust", False), ("random", True)])
-def test_tiny_protocol_writes_all_outputs(tmp_path, initial, self_train):
+@pytest.mark.parametrize("initial, self_train, z_radius", [("random", False, 0), ("typiclust", False, 0),
+                                                           ("random", True, 1)])
+def test_tiny_protocol_writes_all_outputs(tmp_path, initial, self_train, z_radius):
+    """Every output, for 2D models and (with self-training) for models reading a slice's neighbours too."""
     raw, mask = make_em_volume((5, 128, 128), seed=2)
     tifffile.imwrite(tmp_path / "raw.tif", raw, photometric="minisblack")
     tifffile.imwrite(tmp_path / "mask.tif", mask * 255, photometric="minisblack")
@@ -29,7 +31,8 @@ def test_tiny_protocol_writes_all_outputs(tmp_path, initial, self_train):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-m", "bench.al", "--raw", str(tmp_path / "raw.tif"), "--labels",
                         str(tmp_path / "mask.tif"), "--out", str(out), "--tiny", "--device", "cpu", "--initial", initial]
-                       + (["--self-train", "--self-z", "0.25"] if self_train else []),
+                       + (["--self-train", "--self-z", "0.25"] if self_train else [])
+                       + ["--z-radius", str(z_radius)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = list(csv.DictReader((out / "curves.csv").open()))
@@ -51,6 +54,7 @@ def test_tiny_protocol_writes_all_outputs(tmp_path, initial, self_train):
     assert (summary["self_train"] or {}).get("fg") == (SelfTrainConfig().fg if self_train else None)
     assert (summary["self_train"] or {}).get("z_consensus") == (0.25 if self_train else None)
     assert summary["protocol"]["self_train_z"] == (0.25 if self_train else 0.0)
+    assert summary["protocol"]["z_radius"] == z_radius
     assert list((out / "work").glob("pretrained_heldout_*.pt"))   # every new model started from it
     assert summary["class_name"] == "mask.tif" and summary["initial_iou_sd"] is not None
     assert set(summary["targets"]) >= {"random_final", "initial_models"}

@@ -45,7 +45,7 @@ def test_initial_steps_compares_step_counts_per_seed(tmp_path):
                         str(out), "--tiny", "--steps", "4,12", "--seeds", "2", "--base", "4", "--self-train",
                         "--lr", "0.002", "--batch", "3", "--ema", "0.95", "--head-steps", "2", "--anchor", "0.5", "--m", "5",
                         "--zoom", "0.2", "--balance", "0.5", "--self-rounds", "2", "--bg-share", "0.8",
-                        "--self-z", "0.25"],
+                        "--self-z", "0.25", "--z-radius", "1"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     rows = {int(m[1]): m[2].split() for m in re.finditer(r"^\| (\d+) \| ([\d. ]+) \|", r.stdout, re.M)}
@@ -55,7 +55,7 @@ def test_initial_steps_compares_step_counts_per_seed(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     recipe = [summary[k] for k in ("lr", "batch", "ema", "head_steps", "anchor", "m", "zoom", "balance")]
     assert recipe == [0.002, 3, 0.95, 2, 0.5, 5, 0.2, 0.5] and summary["self_train_rounds"] == 2
-    assert summary["self_train_bg_share"] == 0.8 and summary["self_train_z"] == 0.25
+    assert summary["self_train_bg_share"] == 0.8 and summary["self_train_z"] == 0.25 and summary["z_radius"] == 1
     saved = summary["models"]
     assert sorted((m["steps"], m["seed"]) for m in saved) == [(4, 0), (4, 1), (12, 0), (12, 1)]
     assert {m["patches"] for m in saved} == {5}                 # --m reached the draw
@@ -63,6 +63,7 @@ def test_initial_steps_compares_step_counts_per_seed(tmp_path):
     a = torch.load(out / "steps4" / "initial_seed0.pt", weights_only=True)
     b = torch.load(out / "steps12" / "initial_seed0.pt", weights_only=True)
     assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())   # each arm trained its own steps
+    assert a["encoders.0.0.weight"].shape[1] == 3                                     # the models read neighbours
 
 
 def test_initial_steps_says_what_is_wrong_with_its_inputs(tmp_path):
@@ -80,6 +81,7 @@ def test_initial_steps_says_what_is_wrong_with_its_inputs(tmp_path):
                         (["--labels", raw, "--ema", "1"], "ema=1.0 is not allowed"),
                         (["--labels", raw, "--head-steps", "-5"], "head_steps=-5 is not allowed"),
                         (["--labels", raw, "--m", "0"], "1 <= --m <="),
+                        (["--labels", raw, "--z-radius", "-1"], "--z-radius must be >= 0"),
                         (["--labels", raw, "--weights", raw, "--unlabeled", raw], "not both"),
                         (["--labels", raw, "--pretext", "denoise"], "--pretext needs --unlabeled"),
                         (["--labels", raw, "--self-rounds", "2"], "--self-rounds needs --self-train"),

@@ -84,6 +84,33 @@ def test_pretrain_then_train_from_it(tiffs, tmp_path):
     assert info["meta"]["self_train_steps"] == 0 and info["meta"]["train_config"]["anchor"] == 0.0   # 6 steps: not held
 
 
+def test_a_model_reading_neighbour_slices_trains_predicts_and_continues(tiffs, tmp_path):
+    """--z-radius 1: a one-slice body widened to three input channels; predict and --from read the neighbours."""
+    raw, mask = tiffs
+    enc, model, pred = tmp_path / "enc.pt", tmp_path / "m.pt", tmp_path / "pred.zarr"
+    assert run_cli("pretrain", "--raw", str(raw), "--out", str(enc), "--steps", "2", "--base", "4", "--crop", "32",
+                   "--device", "cpu").returncode == 0
+    fast = [a for a in FAST_TRAIN if a not in ("--base", "4")]
+    r = run_cli("train", "--raw", str(raw), "--labels", str(mask), "--out", str(model), "--pretrained", str(enc),
+                "--z-radius", "1", *fast)
+    assert r.returncode == 0, r.stderr
+    from ml.checkpoint import read_info
+    from ml.infer import open_prediction
+
+    assert read_info(model)["config"]["in_channels"] == 3
+    r = run_cli("predict", "--model", str(model), "--raw", str(raw), "--out", str(pred), "--tile", "64",
+                "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert open_prediction(pred)["prob"].shape == (2, 3, 96, 96)
+    r = run_cli("train", "--raw", str(raw), "--labels", str(mask), "--out", str(tmp_path / "m2.pt"), "--from",
+                str(model), *fast)
+    assert r.returncode == 0, r.stderr
+    assert read_info(tmp_path / "m2.pt")["config"]["in_channels"] == 3
+    r = run_cli("train", "--raw", str(raw), "--labels", str(mask), "--out", str(tmp_path / "m3.pt"),
+                "--z-radius", "9", *FAST_TRAIN)
+    assert r.returncode == 2 and "--z-radius" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_pretrain_bad_output_and_mismatched_weights_fail_before_work(tiffs, tmp_path):
     raw, mask = tiffs
     r = run_cli("pretrain", "--raw", str(raw), "--out", str(tmp_path), "--steps", "3")

@@ -117,8 +117,10 @@ def test_mc_passes_give_entropy_and_bald(image):
 
 def test_bad_arguments_raise(image):
     m = UNet2D(base=4, depth=2)
-    with pytest.raises(ValueError, match="2D"):
-        predict_image(m, image[None])
+    with pytest.raises(ValueError, match=r"\(H, W\) or \(C, H, W\)"):
+        predict_image(m, image[None, None])
+    with pytest.raises(ValueError, match="reads 1 channel"):
+        predict_image(m, np.stack([image] * 3))
     with pytest.raises(ValueError, match="context"):
         predict_image(m, image, tile=64, context=-1)
 
