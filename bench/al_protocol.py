@@ -16,7 +16,7 @@ import numpy as np
 from ml.active import Patch, PatchScores, select
 from ml.active.strategies import MODEL_FREE
 from ml.io.normalize import normalize
-from ml.slice_context import NeighbourStack
+from ml.slice_context import with_radius
 from ml.z_consensus import WEIGHT
 
 
@@ -175,7 +175,7 @@ class BenchData:
 
     def seen(self, volume: Any) -> Any:
         """``volume`` as the protocol's model reads it: itself, or each slice with its neighbours."""
-        return NeighbourStack(volume, self.z_radius) if self.z_radius else volume
+        return with_radius(volume, self.z_radius)
 
     @property
     def pool_input(self) -> Any:

@@ -20,6 +20,7 @@ from ml.device import pick_device
 from ml.model import UNet2D
 from ml.pretrain import init_from_pretrained
 from ml.self_training import pseudo_regions, train_in_phases, window_boxes
+from ml.slice_context import channels_for
 from ml.train import TrainConfig, clone_state, train
 
 from .al_protocol import (BenchData, LabelState, Protocol, candidates, load_data, pool_grid, random_picks,
@@ -48,7 +49,8 @@ def _new_model(proto: Protocol, seed: int) -> UNet2D:
     """A new model as the app makes one: seeded head, body from the pre-trained weights if any."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = UNet2D(in_channels=2 * proto.z_radius + 1, base=proto.base, depth=proto.depth, dropout=proto.dropout)
+        model = UNet2D(in_channels=channels_for(proto.z_radius), base=proto.base, depth=proto.depth,
+                       dropout=proto.dropout)
     if _STATE.get("pretrained"):
         init_from_pretrained(model, _STATE["pretrained"])
     return model

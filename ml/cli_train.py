@@ -153,12 +153,13 @@ def _start_model(args, parent, n_classes: int) -> tuple[Any, str]:
     """
     from ml.model import UNet2D
     from ml.pretrain import init_from_pretrained, read_info
+    from ml.slice_context import channels_for
 
     if parent is not None:
         if args.pretrained:
             raise InputError("--pretrained starts a new model; it cannot be combined with --from")
         return parent, str(args.from_)
-    channels = 2 * args.z_radius + 1
+    channels = channels_for(args.z_radius)
     if not args.pretrained:
         return UNet2D(in_channels=channels, n_classes=n_classes, base=args.base), "scratch"
     arch = {k: v for k, v in read_info(args.pretrained)["config"].items() if k != "n_classes"}
@@ -176,7 +177,7 @@ def run_train(args) -> int:
     from ml.progress import Cancelled
     from ml.quality import dense_share
     from ml.self_training import SelfTrainConfig, pseudo_regions, train_in_phases, window_boxes
-    from ml.slice_context import NeighbourStack, z_radius
+    from ml.slice_context import with_radius, z_radius
     from ml.train import TrainConfig, config_dict
 
     _check_out(Path(args.out))
@@ -195,7 +196,7 @@ def run_train(args) -> int:
     lo, hi = intensity_window(volume, norm)
     print(f"reading labels ({mode}) from {args.labels} ...", file=sys.stderr, flush=True)
     radius = z_radius(parent) if parent is not None else args.z_radius      # how the model will read a slice
-    seen = NeighbourStack(volume, radius) if radius else volume
+    seen = with_radius(volume, radius)
     regions = (regions_from_store(seen, source, lo, hi) if mode == "store"
                else _dense_regions(seen, source, mode, lo, hi, args.seed))
     _check_labels(regions, mode, parent_info, args.labels)

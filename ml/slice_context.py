@@ -79,6 +79,11 @@ class NeighbourStack:
                          for k in neighbour_slices(int(z), self.shape[0], self.radius)])
 
 
+def with_radius(volume: Any, radius: int) -> Any:
+    """``volume`` read ``radius`` slices either side: itself for 0, a ``NeighbourStack`` otherwise."""
+    return NeighbourStack(volume, radius) if radius else volume
+
+
 def with_neighbours(volume: Any, model: nn.Module) -> Any:
     """``volume`` as ``model`` reads it: itself for a 2D model, a ``NeighbourStack`` otherwise (a stack
     already read so is returned as it is, so every function given a model and a volume may call this)."""
@@ -87,7 +92,7 @@ def with_neighbours(volume: Any, model: nn.Module) -> Any:
         if volume.radius != radius:
             raise ValueError(f"the volume is read {volume.radius} slice(s) either side; the model reads {radius}")
         return volume
-    return NeighbourStack(volume, radius) if radius else volume
+    return with_radius(volume, radius)
 
 
 def widen_first_conv(weight: torch.Tensor, channels: int) -> torch.Tensor:
