@@ -12,6 +12,7 @@ the missing one before it), the one rule of which slices a pixel sees.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -55,7 +56,11 @@ def as_channels(image: Any) -> np.ndarray:
 
 
 class NeighbourStack:
-    """A (Z, Y, X) volume read slice by slice as ``(2 * radius + 1, h, w)`` stacks (see the module)."""
+    """A (Z, Y, X) volume read slice by slice as ``(2 * radius + 1, h, w)`` stacks (see the module).
+
+    Whole slices (``stack[z]``) are kept for the next reads, the last ``2 * radius + 1`` only, so a sweep
+    through the volume (a whole-volume prediction) reads each slice once, and memory stays one stack.
+    """
 
     def __init__(self, volume: Any, radius: int):
         if int(radius) < 0:
@@ -64,6 +69,7 @@ class NeighbourStack:
             raise ValueError(f"NeighbourStack needs a (Z, Y, X) volume, got shape {tuple(volume.shape)}")
         self.volume, self.radius = volume, int(radius)
         self.shape = tuple(int(s) for s in volume.shape)
+        self._recent: OrderedDict[int, np.ndarray] = OrderedDict()
         self.dtype = getattr(volume, "dtype", np.float32)
 
     def percentiles(self, *args, **kwargs):
@@ -75,8 +81,18 @@ class NeighbourStack:
         z, rest = key[0], key[1:]
         if not isinstance(z, (int, np.integer)):
             raise TypeError(f"a NeighbourStack is read one slice at a time, got {z!r}")
-        return np.stack([np.asarray(self.volume[(k,) + rest])
-                         for k in neighbour_slices(int(z), self.shape[0], self.radius)])
+        ks = neighbour_slices(int(z), self.shape[0], self.radius)
+        if rest:
+            return np.stack([np.asarray(self.volume[(k,) + rest]) for k in ks])
+        return np.stack([self._whole(k) for k in ks])
+
+    def _whole(self, k: int) -> np.ndarray:
+        """Slice ``k``, from the last ``2 * radius + 1`` whole slices read when it is one of them."""
+        if k not in self._recent:
+            self._recent[k] = np.asarray(self.volume[k])
+            while len(self._recent) > 2 * self.radius + 1:
+                self._recent.popitem(last=False)
+        return self._recent[k]
 
 
 def with_radius(volume: Any, radius: int) -> Any:

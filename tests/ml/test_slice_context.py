@@ -138,3 +138,21 @@ def test_every_reader_given_the_model_reads_the_volume_as_it_does(tmp_path, volu
     np.testing.assert_allclose(plain.embeddings, stacked.embeddings, atol=1e-6)
     with pytest.raises(ValueError, match="model reads 1"):
         with_neighbours(NeighbourStack(volume, 2), UNet2D(in_channels=3, base=4, depth=2))
+
+
+def test_a_sweep_reads_each_whole_slice_once(volume):
+    """A whole-volume prediction of a 2.5D model costs one read per slice, not three, and keeps one stack."""
+    class Counting:
+        shape, reads = volume.shape, []
+
+        def __getitem__(self, key):
+            self.reads.append(key)
+            return volume[key]
+
+    counting = Counting()
+    stack = NeighbourStack(counting, 1)
+    for z in range(5):
+        np.testing.assert_array_equal(stack[z], NeighbourStack(volume, 1)[z])
+    assert sorted(counting.reads) == [0, 1, 2, 3, 4] and len(stack._recent) == 3
+    stack[2, 0:4, 0:4]                          # a window is read as asked, never kept
+    assert len(counting.reads) == 8 and len(stack._recent) == 3
