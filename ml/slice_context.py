@@ -70,7 +70,6 @@ class NeighbourStack:
         self.volume, self.radius = volume, int(radius)
         self.shape = tuple(int(s) for s in volume.shape)
         self._recent: OrderedDict[int, np.ndarray] = OrderedDict()
-        self.dtype = getattr(volume, "dtype", np.float32)
 
     def percentiles(self, *args, **kwargs):
         """The wrapped volume's intensity window (so scoring and training normalise it the same way)."""
@@ -90,7 +89,7 @@ class NeighbourStack:
         """Slice ``k``, from the last ``2 * radius + 1`` whole slices read when it is one of them."""
         if k not in self._recent:
             self._recent[k] = np.asarray(self.volume[k])
-            while len(self._recent) > 2 * self.radius + 1:
+            while len(self._recent) > channels_for(self.radius):
                 self._recent.popitem(last=False)
         return self._recent[k]
 
