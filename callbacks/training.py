@@ -156,9 +156,9 @@ def register(app) -> None:
 
     @app.callback(Output(pids.TR_LIVE, "figure"), Output(pids.TR_LIVE_TITLE, "children"),
                   Output(pids.TR_LIVE_KEY, "data"),
-                  Input(pids.TR_POLL, "n_intervals"), Input(ids.PROJECT_STORE, "data"),
+                  Input(pids.TR_POLL, "n_intervals"), Input(ids.PROJECT_STORE, "data"), Input(pids.TR_DONE, "data"),
                   State(pids.TR_LIVE_KEY, "data"))
-    def _live(_n, project_id, key):
+    def _live(_n, project_id, _done, key):   # the job's end redraws at once, not at the next poll
         return live_view(config, project_id, key)
 
     @app.callback(

@@ -39,7 +39,7 @@ TR_VERSIONS = "tr-versions-table"
 TR_ACTIVATE = "tr-activate-btn"
 TR_EFFICIENCY = "tr-efficiency-graph"
 TR_GT_NOTE = "tr-gt-note"
-TR_DONE = "tr-done-store"            # bumps when a training job ends (versions refresh)
+TR_DONE = "tr-done-store"            # bumps when a training job ends (versions, live heading refresh)
 TR_LIVE_KEY = "tr-live-key-store"    # (job, status, step) last drawn, so idle polls send nothing
 TR_EFFORT_NOTE = "tr-effort-note"    # effort summary beside the label-efficiency chart
 

@@ -26,7 +26,11 @@ CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-de
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--no-first-run", "--no-default-browser-check", "--disable-extensions",
                 "--enable-unsafe-swiftshader",            # software WebGL for the 3D (Mesh3d) view
-                "--hide-scrollbars", "--force-device-scale-factor=1")
+                "--hide-scrollbars", "--force-device-scale-factor=1",
+                # a page Chromium deems hidden gets its timers throttled to one a minute: every dcc.Interval
+                # poll (live curves, job status) would stall past the waits
+                "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                "--disable-backgrounding-occluded-windows")
 
 
 def chromium_available() -> str | None:
