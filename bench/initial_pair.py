@@ -12,6 +12,9 @@ a body's first models by about 0.01 in the mean (v24). ``--base-body`` and ``--a
 bodies of the same recipe to a side; then the per-seed pairing takes each side's mean over its bodies,
 and the bodies' own means are compared as well, with a standard error from their spread (Welch), which
 counts that run-to-run noise where the pairing over seeds cannot.
+
+``--metric iou_z`` compares the models as the app reads a prediction (in z consensus with the neighbouring
+slices, ``bench.initial_steps``' ``iou_z``) instead of each slice alone.
 """
 from __future__ import annotations
 
@@ -34,8 +37,12 @@ def scored_as(summary: dict) -> dict:
             "eval_slices": proto.eval_slices, "base": proto.base, "m": summary.get("m", PRESETS["quick"].m)}
 
 
-def read_side(spec: str, steps: int | None = None) -> tuple[dict, dict[int, dict]]:
-    """``(scoring settings, {seed: model row})`` of one side: comma-separated folders or JSON files."""
+METRICS = {"iou": "each slice alone", "iou_z": "in z consensus, as the app reads a prediction"}
+
+
+def read_side(spec: str, steps: int | None = None, metric: str = "iou") -> tuple[dict, dict[int, dict]]:
+    """``(scoring settings, {seed: model row})`` of one side: comma-separated folders or JSON files.
+    A row's ``iou`` is its ``metric`` (one of ``METRICS``), so everything after compares that reading."""
     settings: dict | None = None
     rows: dict[int, dict] = {}
     for part in (s.strip() for s in spec.split(",") if s.strip()):
@@ -51,7 +58,9 @@ def read_side(spec: str, steps: int | None = None) -> tuple[dict, dict[int, dict
         for m in models:
             if m["seed"] in rows:
                 raise RunError(f"seed {m['seed']} is in {part} and in another result of the same side")
-            rows[m["seed"]] = m
+            if m.get(metric) is None:
+                raise RunError(f"{part} has no {metric} for seed {m['seed']} (scored before that reading existed)")
+            rows[m["seed"]] = {**m, "iou": m[metric]}
     if not rows:
         raise RunError(f"no first models in {spec!r}" + (f" at {steps} steps" if steps else ""))
     return settings or {}, rows
@@ -120,9 +129,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="another pre-training body of the recipe under test; repeatable")
     p.add_argument("--steps", type=int, help="the step count to compare, where a result holds several")
     p.add_argument("--name", default="arm", help="the row's first cell")
+    p.add_argument("--metric", choices=sorted(METRICS), default="iou",
+                   help="iou: each slice alone; iou_z: in z consensus, as the app reads a prediction")
     args = p.parse_args(argv)
     try:
-        sides = [[read_side(spec, args.steps) for spec in [first, *more]]
+        sides = [[read_side(spec, args.steps, args.metric) for spec in [first, *more]]
                  for first, more in ((args.base, args.base_body), (args.arm, args.arm_body))]
         scorings = [got for side in sides for got, _ in side]
         other = next((got for got in scorings if got != scorings[0]), None)
@@ -133,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         bodies = between_bodies(base_bodies, arm_bodies, result["seeds"])
     except (RunError, OSError, KeyError, json.JSONDecodeError) as exc:
         p.exit(2, f"error: {' '.join(str(exc).split())}\n")
+    print(f"read {METRICS[args.metric]} ({args.metric})")
     print(f"base: {' '.join(f'{v:.3f}' for v in result['base'])}, mean {result['base_mean']:.3f}, "
           f"sd {result['base_sd']:.3f} (seeds {result['seeds'][0]}..{result['seeds'][-1]})")
     print("| first model's start | IoU per seed | mean | sd | paired against the base |")

@@ -14,7 +14,7 @@ from bench.saved_runs import RunError
 def _summary(folder: Path, ious: dict[int, float], share: float = 0.5, draw_shift: float = 0.0) -> Path:
     """A ``bench.initial_steps`` summary.json as the tool writes it (the fields initial_pair reads)."""
     folder.mkdir(parents=True)
-    models = [{"steps": 1000, "kind": "initial", "seed": s, "iou": v, "miou": v, "patches": 20,
+    models = [{"steps": 1000, "kind": "initial", "seed": s, "iou": v, "iou_z": v + 0.01 * s, "miou": v, "patches": 20,
                "fg_share": 0.35 + 0.05 * s + draw_shift, "fg_pixels": 0.02 * (s + 1), "seconds": 1.0}
               for s, v in ious.items()]
     (folder / "summary.json").write_text(json.dumps({"split": "dev", "dev_train_share": share, "base": 16, "m": 20,
@@ -82,3 +82,21 @@ def test_bodies_of_one_side_must_hold_the_same_draws(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main([str(one), str(one), "--arm-body", str(rows)])
     assert stop.value.code == 2 and "scored otherwise" in capsys.readouterr().err
+
+
+def test_the_z_consensus_reading_is_compared_when_asked_and_refused_where_missing(tmp_path, capsys):
+    base = _summary(tmp_path / "base", {0: 0.60, 1: 0.70})
+    arm = _summary(tmp_path / "arm", {0: 0.64, 1: 0.66})
+    result = paired(read_side(str(base), metric="iou_z")[1], read_side(str(arm), metric="iou_z")[1])
+    assert result["base"] == pytest.approx([0.60, 0.71]) and result["arm"] == pytest.approx([0.64, 0.67])
+    assert main([str(base), str(arm), "--metric", "iou_z"]) == 0
+    assert "read in z consensus" in capsys.readouterr().out
+    old = tmp_path / "old"
+    old.mkdir()
+    summary = json.loads((base / "summary.json").read_text())
+    for m in summary["models"]:
+        del m["iou_z"]
+    (old / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(SystemExit) as stop:
+        main([str(old), str(arm), "--metric", "iou_z"])
+    assert stop.value.code == 2 and "has no iou_z for seed 0" in capsys.readouterr().err
