@@ -192,7 +192,11 @@ class Page:
             t = self.text(id_).strip()
             if t:
                 parts.append(f"#{id_}: {t[:400]!r}")
-        return "Page shows: " + "; ".join(parts) if parts else "Page shows no status text."
+        try:   # a hidden page gets its timers (every dcc.Interval poll) throttled
+            parts.append(f"page {self.d.execute_script('return document.visibilityState')}")
+        except WebDriverException:
+            parts.append("page state unreadable")
+        return "Page shows: " + "; ".join(parts)
 
     # --- viewer -------------------------------------------------------------------------------------
     def slice_image_href(self) -> str:

@@ -184,7 +184,8 @@ def train(page: Page, epochs: int | None = None) -> dict:
                      "a new model version in the versions table")
     fig = page.wait(lambda: (f := page.figure("tr-live-graph")) and "done" in page.text("tr-live-title") and f, 30,
                     "the live curve to show the finished job",
-                    context=lambda: f"heading {page.text('tr-live-title')!r}, figure {page.figure('tr-live-graph')}")
+                    context=lambda: f"heading {page.text('tr-live-title')!r}, figure {page.figure('tr-live-graph')}. "
+                                    + page.page_summary())
     loss = [t for t in fig["data"] if t.get("name") == "loss"]
     assert loss and loss[0]["n"] >= 2, f"the live curve has no loss points: {fig}"
     return {"status": status, "versions": rows, "figure": fig}
