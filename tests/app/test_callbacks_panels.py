@@ -56,6 +56,15 @@ def test_app_registers_panel_callbacks_and_page_ids_are_unique(env):
     assert not missing, f"ids declared but not in the page: {missing}"
 
 
+def test_the_live_curve_redraws_when_a_training_job_ends_not_only_at_the_next_poll(env):
+    """A poll answered later than its interval is dropped by Dash (a newer one supersedes it), so the
+    job's end marker drives the live figure too."""
+    app = create_app(env.config)
+    live = next(cb for key, cb in app.callback_map.items() if f"{pids.TR_LIVE}.figure" in key)
+    inputs = {(i["id"], i["property"]) for i in live["inputs"]}
+    assert {(pids.TR_POLL, "n_intervals"), (pids.TR_DONE, "data")} <= inputs
+
+
 def test_progress_adapter_and_outcome_text():
     seen = []
     cb_active.progress_adapter(seen.append)(3, 4, {"phase": "x"})
