@@ -27,8 +27,8 @@ CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-de
                 "--no-first-run", "--no-default-browser-check", "--disable-extensions",
                 "--enable-unsafe-swiftshader",            # software WebGL for the 3D (Mesh3d) view
                 "--hide-scrollbars", "--force-device-scale-factor=1",
-                # a page Chromium deems hidden gets its timers throttled to one a minute: every dcc.Interval
-                # poll (live curves, job status) would stall past the waits
+                # a page Chromium deems hidden or occluded gets its timers throttled (once a second, after
+                # 5 minutes once a minute): every dcc.Interval poll (live curves, job status) would lag the waits
                 "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
                 "--disable-backgrounding-occluded-windows")
 
@@ -92,10 +92,17 @@ class Page:
             except (StaleElementReferenceException, WebDriverException) as e:  # re-rendered meanwhile
                 last_err = e
             if time.monotonic() > end:
-                extra = context() if context else ""
-                raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what.rstrip('.')}. {extra}"
+                raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what.rstrip('.')}. "
+                                     + self._said(context)
                                      + (f" (last error: {last_err.__class__.__name__})" if last_err else ""))
             time.sleep(poll)
+
+    def _said(self, context: Callable[[], str] | None) -> str:
+        """What ``context`` tells of the page; a browser that no longer answers must not hide the timeout."""
+        try:
+            return context() if context else ""
+        except WebDriverException as e:
+            return f"(the page could not be read: {e.__class__.__name__})"
 
     def el(self, id_: str):
         return self.d.find_element(By.ID, id_)
@@ -192,10 +199,7 @@ class Page:
             t = self.text(id_).strip()
             if t:
                 parts.append(f"#{id_}: {t[:400]!r}")
-        try:   # a hidden page gets its timers (every dcc.Interval poll) throttled
-            parts.append(f"page {self.d.execute_script('return document.visibilityState')}")
-        except WebDriverException:
-            parts.append("page state unreadable")
+        parts.append(f"page {self.d.execute_script('return document.visibilityState')}")   # hidden: polls throttled
         return "Page shows: " + "; ".join(parts)
 
     # --- viewer -------------------------------------------------------------------------------------
