@@ -8,6 +8,11 @@ the page polls forever (the likely cause of a live-mode "Keep" that never answer
 beside four polling threads: 39 and 40 of them (two runs) never delivered without the gate, 0
 with it. So every server-side use of the cache goes through :data:`_CACHE_GATE`, and the fork
 happens holding it, with the workspace database quiet too (``app.db.quiet_for_fork``).
+
+A poll's race (both managers): Dash reads a job's result, then asks whether the job still runs, and
+takes "ended, no result" for a cancelled job (HTTP 204: the page never shows the answer). A job that
+wrote its result and ended between the two was lost; CI met it as a live-mode "Keep" that never
+answered. ``_delivering`` reads once more when it sees the job ended: what an ended job wrote is stored.
 """
 from __future__ import annotations
 
@@ -31,14 +36,24 @@ _GATED = ("terminate_job", "terminate_unhealthy_job", "job_running", "clear_cach
 def make_background_manager(config: Config):
     """JobProcessManager (diskcache) on the workspace (default) or CeleryManager (APP_JOB_BACKEND=celery)."""
     if config.job_backend == "celery":
-        from dash import CeleryManager
-
         from app.celery_app import make_celery
 
-        return CeleryManager(make_celery(config))
+        return _celery_class()(make_celery(config))
     import diskcache
 
     return _manager_class()(diskcache.Cache(str(Workspace(config.workspace).jobs_cache_dir())))
+
+
+def _delivering(get_result: Callable) -> Callable:
+    """``get_result`` that reads again once it sees the job ended, so a result stored just before the end
+    is delivered, not taken for a cancellation (the module's "poll's race")."""
+    @functools.wraps(get_result)
+    def call(self, key, job):
+        result = get_result(self, key, job)
+        if result is self.UNDEFINED and job and not self.job_running(job):
+            result = get_result(self, key, job)
+        return result
+    return call
 
 
 def _gated(method: Callable) -> Callable:
@@ -61,7 +76,19 @@ def _manager_class():
 
     for name in _GATED:
         setattr(JobProcessManager, name, _gated(getattr(DiskcacheManager, name)))
+    JobProcessManager.get_result = _gated(_delivering(DiskcacheManager.get_result))
     return JobProcessManager
+
+
+@functools.cache
+def _celery_class():
+    from dash import CeleryManager
+
+    class CeleryJobManager(CeleryManager):
+        """CeleryManager whose polls deliver a result stored just before its task ended."""
+        get_result = _delivering(CeleryManager.get_result)
+
+    return CeleryJobManager
 
 
 def job_process_main(server_pid: int, job_fn: Callable[..., Any], *args: Any) -> Any:

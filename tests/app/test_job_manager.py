@@ -61,3 +61,55 @@ def test_jobs_forked_while_other_threads_poll_the_cache_deliver_their_results(co
             pass
     assert not missing, f"{len(missing)} of {len(pids)} forked jobs never delivered a result"
     assert {m.get_result(k, None) for k in pids} == set(pids.values())
+
+
+class _DelayedAfterFirstRead:
+    """The job cache as a poll thread sees it when it is held up between reading the result and asking
+    whether the job still runs: the job stores its result and ends meanwhile."""
+
+    def __init__(self, cache, meanwhile):
+        self.cache, self.meanwhile, self.reads = cache, meanwhile, 0
+
+    def get(self, key, default=None, **kwargs):
+        value = self.cache.get(key, default, **kwargs)
+        self.reads += 1
+        if self.reads == 1:
+            self.meanwhile()
+        return value
+
+    def __getattr__(self, name):
+        return getattr(self.cache, name)
+
+
+def _result_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def _poll_as_dash_does(manager, key: str, pid: int):
+    """Dash's poll: the result first, then whether the job runs; "ended, no result" means cancelled."""
+    result = manager.get_result(key, pid)
+    return None if result is manager.UNDEFINED and not manager.job_running(pid) else result
+
+
+def test_a_poll_delivers_a_result_stored_just_before_its_job_ended(config):
+    """Such a poll took the job for cancelled (HTTP 204): a live-mode Keep in CI never answered."""
+    from dash import DiskcacheManager
+
+    m = job_manager.make_background_manager(config)
+    for manager, delivered in ((m, True), (DiskcacheManager(m.handle), False)):   # ours, and Dash's own
+        cache = manager.handle
+        job_fn = manager.make_job_fn(lambda: _result_after(0.5), progress=False)
+        pid = manager.call_job_fn(f"late-{delivered}", job_fn, [], {})
+
+        def job_ends(pid=pid, manager=manager):
+            deadline = time.monotonic() + 30
+            while manager.job_running(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+
+        manager.handle = _DelayedAfterFirstRead(cache, job_ends)
+        try:
+            got = _poll_as_dash_does(manager, f"late-{delivered}", pid)
+        finally:
+            manager.handle = cache
+        assert (got == pid) is delivered, (got, pid, delivered)
