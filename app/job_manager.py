@@ -13,6 +13,9 @@ A poll's race (both managers): Dash reads a job's result, then asks whether the 
 takes "ended, no result" for a cancelled job (HTTP 204: the page never shows the answer). A job that
 wrote its result and ended between the two was lost; CI met it as a live-mode "Keep" that never
 answered. ``_delivering`` reads once more when it sees the job ended: what an ended job wrote is stored.
+And a job's key is a hash of its arguments (a Keep with the same project and click count after a reload):
+an earlier job's result nobody read (its page gone) would be served instead of the new job's, so
+a job's entries are cleared before it starts.
 """
 from __future__ import annotations
 
@@ -56,6 +59,13 @@ def _delivering(get_result: Callable) -> Callable:
     return call
 
 
+def clear_entries(manager, key: str) -> None:
+    """Drop an earlier job's unread result, progress and side updates under ``key`` (keys repeat with the
+    arguments), so a new job's poll reads only what that job stores."""
+    for stale in (key, manager._make_progress_key(key), manager._make_set_props_key(key)):
+        manager.clear_cache_entry(stale)
+
+
 def _gated(method: Callable) -> Callable:
     @functools.wraps(method)
     def call(self, *args, **kwargs):
@@ -72,6 +82,7 @@ def _manager_class():
         """DiskcacheManager whose job processes hold no server state and stop with the server."""
         def call_job_fn(self, key, job_fn, args, context):
             with db.quiet_for_fork(), _CACHE_GATE:
+                clear_entries(self, key)
                 return super().call_job_fn(key, functools.partial(job_process_main, os.getpid(), job_fn), args, context)
 
     for name in _GATED:
@@ -85,8 +96,12 @@ def _celery_class():
     from dash import CeleryManager
 
     class CeleryJobManager(CeleryManager):
-        """CeleryManager whose polls deliver a result stored just before its task ended."""
+        """CeleryManager whose polls deliver a result stored just before its task ended, and only its own."""
         get_result = _delivering(CeleryManager.get_result)
+
+        def call_job_fn(self, key, job_fn, args, context):
+            clear_entries(self, key)
+            return super().call_job_fn(key, job_fn, args, context)
 
     return CeleryJobManager
 

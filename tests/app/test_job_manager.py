@@ -113,3 +113,14 @@ def test_a_poll_delivers_a_result_stored_just_before_its_job_ended(config):
         finally:
             manager.handle = cache
         assert (got == pid) is delivered, (got, pid, delivered)
+
+
+def test_a_new_job_is_not_answered_by_an_unread_result_of_an_earlier_job_with_the_same_key(config):
+    """Keys are hashes of the arguments: the same Keep after a reload must run, not get the old answer."""
+    m = job_manager.make_background_manager(config)
+    m.handle.set("same", "an earlier job's result nobody read")
+    pid = m.call_job_fn("same", m.make_job_fn(os.getpid, progress=False), [], {})
+    deadline = time.monotonic() + 30
+    while not m.result_ready("same") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert m.get_result("same", pid) == pid
