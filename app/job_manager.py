@@ -80,14 +80,15 @@ def _manager_class():
 
     class JobProcessManager(DiskcacheManager):
         """DiskcacheManager whose job processes hold no server state and stop with the server."""
+        get_result = _delivering(DiskcacheManager.get_result)
+
         def call_job_fn(self, key, job_fn, args, context):
             with db.quiet_for_fork(), _CACHE_GATE:
                 clear_entries(self, key)
                 return super().call_job_fn(key, functools.partial(job_process_main, os.getpid(), job_fn), args, context)
 
     for name in _GATED:
-        setattr(JobProcessManager, name, _gated(getattr(DiskcacheManager, name)))
-    JobProcessManager.get_result = _gated(_delivering(DiskcacheManager.get_result))
+        setattr(JobProcessManager, name, _gated(getattr(JobProcessManager, name)))
     return JobProcessManager
 
 
