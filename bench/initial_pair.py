@@ -5,7 +5,9 @@ compared on the same draws of patches: the per-seed differences, their mean and 
 how many seeds went up. Each side is one or more ``bench.initial_steps`` results (an ``--out`` folder
 or a summary JSON kept in docs/benchmarks), joined by commas when their seeds were run apart. The
 sides must be scored alike (split, base, dev rows) and hold the same draws, or the difference would
-be the draw's, not the recipe's: both are checked and a mismatch is refused with what differs.
+be the draw's, not the recipe's: both are checked and a mismatch is refused with what differs. Sides
+whose patches were picked otherwise (``bench.initial_steps --initial``) compare the picking itself: their
+seeds pair the same validation patches and training seed, and the draws are what differs.
 
 A recipe that changes the pre-training has a second noise source: the pre-training run itself moves
 a body's first models by about 0.01 in the mean (v24). ``--base-body`` and ``--arm-body`` add more
@@ -60,7 +62,7 @@ def read_side(spec: str, steps: int | None = None, metric: str = "iou") -> tuple
                 raise RunError(f"seed {m['seed']} is in {part} and in another result of the same side")
             if m.get(metric) is None:
                 raise RunError(f"{part} has no {metric} for seed {m['seed']} (scored before that reading existed)")
-            rows[m["seed"]] = {**m, "iou": m[metric]}
+            rows[m["seed"]] = {**m, "iou": m[metric], "initial": summary.get("initial", "random")}
     if not rows:
         raise RunError(f"no first models in {spec!r}" + (f" at {steps} steps" if steps else ""))
     return settings or {}, rows
@@ -71,10 +73,11 @@ def _same_draw(a: dict, b: dict) -> bool:
 
 
 def averaged(bodies: list[dict[int, dict]]) -> dict[int, dict]:
-    """One row per seed that every body holds: the draw's fields and the bodies' mean IoU."""
+    """One row per seed that every body holds: the draw's fields and the bodies' mean IoU. Random draws must
+    match; draws picked on a body's features (``--initial``) differ with the body by design."""
     seeds = sorted(set.intersection(*(set(b) for b in bodies)))
     for s in seeds:
-        if not all(_same_draw(b[s], bodies[0][s]) for b in bodies):
+        if bodies[0][s]["initial"] == "random" and not all(_same_draw(b[s], bodies[0][s]) for b in bodies):
             raise RunError(f"seed {s} drew other patches in two bodies of one side: not the same draws")
     return {s: {**bodies[0][s], "iou": float(np.mean([b[s]["iou"] for b in bodies]))} for s in seeds}
 
@@ -99,7 +102,7 @@ def paired(base: dict[int, dict], arm: dict[int, dict]) -> dict:
     if len(seeds) < 2:
         raise RunError(f"the sides share {len(seeds)} seed(s) ({seeds}): a paired difference needs 2 or more")
     for s in seeds:
-        if not _same_draw(base[s], arm[s]):
+        if base[s]["initial"] == arm[s]["initial"] and not _same_draw(base[s], arm[s]):
             raise RunError(f"seed {s} drew other patches on each side: not a paired comparison")
     b = np.array([base[s]["iou"] for s in seeds])
     a = np.array([arm[s]["iou"] for s in seeds])
@@ -145,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     except (RunError, OSError, KeyError, json.JSONDecodeError) as exc:
         p.exit(2, f"error: {' '.join(str(exc).split())}\n")
     print(f"read {METRICS[args.metric]} ({args.metric})")
+    picks = {side: {rows[s]["initial"] for rows in bodies_ for s in result["seeds"]}
+             for side, bodies_ in (("base", base_bodies), ("arm", arm_bodies))}
+    if picks["base"] != picks["arm"]:
+        print(f"patches picked {'/'.join(sorted(picks['base']))} (base) against {'/'.join(sorted(picks['arm']))} "
+              "(arm): each seed pairs its validation patches and training, the draws are the arm")
     print(f"base: {' '.join(f'{v:.3f}' for v in result['base'])}, mean {result['base_mean']:.3f}, "
           f"sd {result['base_sd']:.3f} (seeds {result['seeds'][0]}..{result['seeds'][-1]})")
     print("| first model's start | IoU per seed | mean | sd | paired against the base |")

@@ -9,7 +9,8 @@ per seed, mean and sd, seconds per model, and what each seed's draw of patches h
 a poor draw?); writes them to ``--out``/summary.json. ``--train-seed`` trains the same draws again,
 ``--lr`` / ``--batch`` / ``--ema`` / ``--head-steps`` (a linear probe first) / ``--anchor`` (a pull
 toward the pre-trained body) / ``--self-rounds`` (the pool pseudo-labeled again mid-way) with another
-recipe (``bench.ensemble`` then splits the spread into training and draw); ``--m`` gives the model
+recipe (``bench.ensemble`` then splits the spread into training and draw); ``--initial kmeans`` picks the
+patches as the app picks its first suggestions; ``--m`` gives the model
 more random patches, to check a first model's recipe where the app trains its later models (every
 model of the app starts from the pre-trained body).
 Example (the pre-trained body of a finished ``bench.al`` run is reused)::
@@ -27,6 +28,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from ml.active.strategies import MODEL_FREE, NO_MODEL_FALLBACK
 
 from . import al_pretrain, al_tasks
 from .al_pretrain import PRETEXTS
@@ -134,10 +137,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --unlabeled: pre-train in bf16 where the CPU has it (PretrainConfig.cpu_bf16)")
     p.add_argument("--z-radius", type=int, default=0, help="slices either side the model reads as input channels "
                    "(2.5D, ml.slice_context; the body's first layer is widened; default 0)")
+    p.add_argument("--initial", choices=sorted(MODEL_FREE), default="random",
+                   help="how the m patches are picked: random (the protocol's) or a model-free strategy on the new "
+                   f"model's features, as the app picks its first suggestions ({NO_MODEL_FALLBACK})")
     p.add_argument("--tiny", action="store_true", help="the toy protocol (tests)")
     args = p.parse_args(argv)
     proto = replace(PRESETS["tiny" if args.tiny else "quick"], base=args.base, self_train=args.self_train,
-                    seeds=args.seeds, first_seed=args.first_seed, init_train_seed=args.train_seed)
+                    seeds=args.seeds, first_seed=args.first_seed, init_train_seed=args.train_seed,
+                    initial=args.initial)
     proto = replace(proto, init_head_steps=args.head_steps, init_anchor=args.anchor,
                     self_train_rounds=args.self_rounds, self_train_bg_share=args.bg_share,
                     self_train_z=args.self_z, z_radius=args.z_radius, pretext=args.pretext or Protocol.pretext,
@@ -184,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args.raw, args.labels, proto, steps, Path(args.out), weights, args.workers)
     print(table(results, proto))
     summary = {"split": args.split, "dev_train_share": proto.dev_train_share if proto.dev else None,
-               "base": proto.base, "m": proto.m, "self_train": proto.self_train,
+               "base": proto.base, "m": proto.m, "initial": proto.initial, "self_train": proto.self_train,
                "self_train_rounds": proto.self_train_rounds, "self_train_bg_share": proto.self_train_bg_share,
                "self_train_z": proto.self_train_z, "z_radius": proto.z_radius, "weights": weights,
                "pretext": proto.pretext if weights and not args.weights else None,

@@ -11,14 +11,17 @@ from bench.initial_pair import averaged, between_bodies, main, paired, read_side
 from bench.saved_runs import RunError
 
 
-def _summary(folder: Path, ious: dict[int, float], share: float = 0.5, draw_shift: float = 0.0) -> Path:
-    """A ``bench.initial_steps`` summary.json as the tool writes it (the fields initial_pair reads)."""
+def _summary(folder: Path, ious: dict[int, float], share: float = 0.5, draw_shift: float = 0.0,
+             initial: str | None = None) -> Path:
+    """A ``bench.initial_steps`` summary.json as the tool writes it (the fields initial_pair reads; ``initial``
+    None: a summary from before ``--initial`` existed)."""
     folder.mkdir(parents=True)
     models = [{"steps": 1000, "kind": "initial", "seed": s, "iou": v, "iou_z": v + 0.01 * s, "miou": v, "patches": 20,
                "fg_share": 0.35 + 0.05 * s + draw_shift, "fg_pixels": 0.02 * (s + 1), "seconds": 1.0}
               for s, v in ious.items()]
+    picked = {} if initial is None else {"initial": initial}
     (folder / "summary.json").write_text(json.dumps({"split": "dev", "dev_train_share": share, "base": 16, "m": 20,
-                                                     "self_train": True, "models": models}))
+                                                     "self_train": True, "models": models, **picked}))
     return folder
 
 
@@ -51,6 +54,19 @@ def test_other_draws_or_another_scoring_are_refused_with_the_reason(tmp_path, ca
         assert reason in capsys.readouterr().err
     with pytest.raises(RunError, match="seed 0 is in"):
         read_side(f"{base},{base}")
+
+
+def test_patches_picked_otherwise_are_compared_as_the_arm(tmp_path, capsys):
+    """``--initial kmeans`` draws other patches by design: the pairing is then over seeds, and says so."""
+    base = _summary(tmp_path / "base", {0: 0.60, 1: 0.70}, initial="random")
+    kmeans = _summary(tmp_path / "kmeans", {0: 0.30, 1: 0.66}, draw_shift=0.05, initial="kmeans")
+    result = paired(read_side(str(base))[1], read_side(str(kmeans))[1])
+    assert result["diff"] == pytest.approx([-0.30, -0.04])
+    assert main([str(base), str(kmeans)]) == 0
+    assert "patches picked random (base) against kmeans (arm)" in capsys.readouterr().out
+    older = _summary(tmp_path / "older", {0: 0.61, 1: 0.69}, draw_shift=0.05)     # no "initial": random
+    with pytest.raises(RunError, match="drew other patches"):
+        paired(read_side(str(base))[1], read_side(str(older))[1])
 
 
 def test_several_bodies_a_side_pair_their_mean_and_compare_the_bodies(tmp_path, capsys):

@@ -141,3 +141,24 @@ def test_a_pretext_pretrains_its_own_body_the_default_keeps_the_old_file(tmp_pat
     assert read_info(bodies["inpaint"])["pretrain"]["block"] == 16     # the protocol's recipe, whatever ml's default
     for changes in PRETEXTS.values():            # every pretext is a pre-training ml.pretrain accepts, its block pinned
         assert PretrainConfig(**changes).block == changes["block"]
+
+
+def test_initial_picks_the_first_patches_as_the_app_does(tmp_path):
+    """``--initial kmeans`` draws the m patches by k-means on the new model's features (the app's first
+    suggestions), not at random: the same seed's draw holds other patches, and the summary says how it drew."""
+    raw, labels = _write(tmp_path)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    draws = {}
+    for initial in ("random", "kmeans"):
+        out = tmp_path / initial
+        r = subprocess.run([sys.executable, "-m", "bench.initial_steps", "--raw", raw, "--labels", labels, "--out",
+                            str(out), "--tiny", "--steps", "2", "--seeds", "1", "--base", "4", "--m", "6",
+                            "--initial", initial], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["initial"] == initial
+        draws[initial] = [(m["fg_share"], m["fg_pixels"]) for m in summary["models"]]
+    assert draws["random"] != draws["kmeans"]
+    bad = subprocess.run([sys.executable, "-m", "bench.initial_steps", "--raw", raw, "--labels", labels, "--tiny",
+                          "--initial", "entropy"], capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr and "Traceback" not in bad.stderr
