@@ -26,6 +26,7 @@ from app.models import ALRound, Suggestion, SuggestionState
 from app.services import exports, factory, pretraining, projects, training
 from app.workspace import Workspace
 from ml.active.pool import candidate_pool, labeled_fraction_excluder
+from ml.active.scores import PatchScores
 from ml.active.strategies import (DEFAULT_STRATEGY, MODEL_FREE, NEEDS_LABELED, NEEDS_MC, NO_MODEL_FALLBACK, STRATEGIES,
                                   describe, select)
 from ml.io.normalize import to_uint8
@@ -127,11 +128,7 @@ def suggest_patches(
     device = factory.device_for(config)
     reader = volume_reader(volume, lo, hi)
 
-    def on_batch(n_done: int, total: int, info: dict) -> None:
-        report(progress, n_done, total, phase="scoring patches", **info)
-
-    scores = score_patches(model, reader, pool, mc_passes=MC_PASSES if used in NEEDS_MC else 0, device=device,
-                           progress=on_batch, cancel=cancel)
+    scores = _pool_scores(used, model, reader, pool, device, progress, cancel)
     labeled_emb = None
     if used in NEEDS_LABELED:
         labeled = exports.labeled_patches(config, volume_id, grid=patch_size)[:MAX_LABELED_REFERENCE]
@@ -145,6 +142,22 @@ def suggest_patches(
     report(progress, 1, 1, phase="done")
     return {"round_id": round_id, "strategy": used, "requested": strategy, "note": note,
             "n_candidates": len(pool)}
+
+
+def _pool_scores(used: str, model: Any, reader: Any, pool: list, device: Any, progress: ProgressFn,
+                 cancel: CancelFn) -> PatchScores:
+    """The candidates' scores as ``used`` reads them; chance reads none, so a random round (the first
+    suggestions') comes without a pass over the candidates."""
+    from ml.active.scoring import score_patches
+
+    if used == "random":
+        return PatchScores.unscored(pool)
+
+    def on_batch(n_done: int, total: int, info: dict) -> None:
+        report(progress, n_done, total, phase="scoring patches", **info)
+
+    return score_patches(model, reader, pool, mc_passes=MC_PASSES if used in NEEDS_MC else 0, device=device,
+                         progress=on_batch, cancel=cancel)
 
 
 def _model_and_strategy(config: Any, project_id: int, volume_id: int, strategy: str) -> tuple:

@@ -59,6 +59,13 @@ class PatchScores:
     def __len__(self) -> int:
         return int(self.entropy.shape[0])
 
+    @classmethod
+    def unscored(cls, patches: list) -> "PatchScores":
+        """Rows for ``patches`` that no model scored (zeros, no features): all the ``random`` strategy reads, so
+        a random round needs no forward pass."""
+        zero = np.zeros(len(patches))
+        return cls(zero, zero, zero, zero, np.zeros((len(patches), 0)), patches=list(patches))
+
     @property
     def has_bald(self) -> bool:
         return self.bald is not None

@@ -56,6 +56,18 @@ def test_random_without_model_keeps_strategy(env):
     assert res["strategy"] == "random"
 
 
+def test_a_random_round_scores_no_candidate_and_an_uncertain_one_does(env):
+    """Chance reads no score, so a random round (the first suggestions') skips the pass over the candidates."""
+    _add_active_model(env)
+    phases = {}
+    for strategy in ("random", "entropy"):
+        seen = phases[strategy] = []
+        res = active.suggest_patches(env.config, env.vid, strategy, k=3, patch_size=32,
+                                     progress=lambda done, total, info: seen.append(info.get("phase")))
+        assert res["strategy"] == strategy and len(_suggestions(env, res["round_id"])) == 3
+    assert "scoring patches" not in phases["random"] and "scoring patches" in phases["entropy"]
+
+
 def test_active_model_ranks_by_requested_strategy(env):
     mid = _add_active_model(env)
     res = active.suggest_patches(env.config, env.vid, "bald", k=4, patch_size=16)
