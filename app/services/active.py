@@ -5,8 +5,10 @@ suggestion (served by the ``/thumbs/<id>.png`` route; :func:`thumbnail_png` also
 missing one). Patches that are already labeled (in the label store, or marked labeled in an
 earlier round) or that the user skipped never enter the pool. With no
 trained model yet, uncertainty means nothing, so the round falls back to a model-free
-strategy (``NO_MODEL_FALLBACK``) on the features of the volume's pre-trained body (or of an
-untrained network when pre-training has not run) and says so.
+strategy (``NO_MODEL_FALLBACK``: random patches, which gave steadier first models than
+representative ones) and says so. A model-free strategy asked for by name (k-means, core set,
+TypiClust) reads the features of the volume's pre-trained body (or of an untrained network when
+pre-training has not run).
 """
 from __future__ import annotations
 
@@ -27,8 +29,8 @@ from app.services import exports, factory, pretraining, projects, training
 from app.workspace import Workspace
 from ml.active.pool import candidate_pool, labeled_fraction_excluder
 from ml.active.scores import PatchScores
-from ml.active.strategies import (DEFAULT_STRATEGY, MODEL_FREE, NEEDS_LABELED, NEEDS_MC, NO_MODEL_FALLBACK, STRATEGIES,
-                                  describe, select)
+from ml.active.strategies import (DEFAULT_STRATEGY, MODEL_FREE, NEEDS_LABELED, NEEDS_MC, NO_MODEL_FALLBACK,
+                                  NO_MODEL_FALLBACK_WHY, STRATEGIES, describe, select)
 from ml.io.normalize import to_uint8
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
@@ -161,19 +163,22 @@ def _pool_scores(used: str, model: Any, reader: Any, pool: list, device: Any, pr
 
 
 def _model_and_strategy(config: Any, project_id: int, volume_id: int, strategy: str) -> tuple:
-    """``(model, model_id, strategy used, note)``: the active model, or an untrained one + fallback."""
+    """``(model, model_id, strategy used, note)``: the active model, or with none yet the model-free strategy
+    (``NO_MODEL_FALLBACK`` for one that needs a model) on a new network's features (no network for chance)."""
     loaded = training.load_active_model(config, project_id)
     if loaded is not None:
         return loaded[0], loaded[1], strategy, None
+    used = strategy if strategy in MODEL_FREE else NO_MODEL_FALLBACK
+    note = None if used == strategy else (
+        f"No trained model yet, and “{strategy_label(strategy)}” needs one: these are {strategy_label(used)} patches "
+        f"instead ({NO_MODEL_FALLBACK_WHY}). Label them completely, train, then ask again.")
+    if used == "random":
+        return None, None, used, note or "No trained model yet: random patches."
     model = factory.new_model(config, len(projects.get_classes(config, volume_id)))
     origin = pretraining.init_new_model(config, project_id, model)
     features = "an untrained network, as no pre-trained weights exist for this model yet" if origin == factory.SCRATCH \
         else f"the network {origin}"
-    if strategy in MODEL_FREE:
-        return model, None, strategy, f"No trained model yet: patch features come from {features}."
-    note = (f"No trained model yet, and “{strategy_label(strategy)}” needs one: these are representative patches "
-            f"instead ({NO_MODEL_FALLBACK} on the features of {features}). Label them, train, then ask again.")
-    return model, None, NO_MODEL_FALLBACK, note
+    return model, None, used, note or f"No trained model yet: patch features come from {features}."
 
 
 def _store_round(config: Any, rec_info: tuple, strategy: str, k: int, patch_size: int,

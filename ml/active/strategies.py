@@ -277,11 +277,16 @@ DEFAULT_STRATEGY = "weighted_balanced"
 #: Strategies that need scores from MC-dropout passes (``score_patches(..., mc_passes > 0)``).
 NEEDS_MC = frozenset({"bald", "bald_diverse", "balanced_bald"})
 #: Strategies that mean something without a trained model (no uncertainty needed: features or chance);
-#: the others fall back to ``NO_MODEL_FALLBACK`` until a model exists. k-means on the pre-trained
-#: body's features gave the best and steadiest first models on VNC's dev split (6 seeds: 0.688,
-#: sd 0.029; random 0.675 / 0.056, TypiClust 0.653 / 0.048, core set 0.664 / 0.051; docs/BENCHMARKS.md v9).
+#: the others fall back to ``NO_MODEL_FALLBACK`` until a model exists. Chance, since v39: with the model the
+#: app trains, k-means representatives on the pre-trained body's features gave first models no better on VNC's
+#: dev halves (-0.016, standard error 0.031, 6 seeds) and far worse on the test half (-0.13, 2 of 6 seeds up,
+#: sd 0.19 against 0.10): centroids follow the common textures, so a draw held 1-7 % mitochondria pixels where
+#: random ones held 4-7 %, and a first model follows what its draw holds (docs/BENCHMARKS.md v39; v9 saw the
+#: same at base 8). Random is also the protocol's draw, so the app's first model is the one measured there.
 MODEL_FREE = frozenset({"random", "kmeans", "coreset", "typiclust"})
-NO_MODEL_FALLBACK = "kmeans"
+NO_MODEL_FALLBACK = "random"
+#: Why, in the page's words (the round's note says it).
+NO_MODEL_FALLBACK_WHY = "with no model to ask, chance covers the volume's structures as often as they occur"
 #: Strategies that steer away from what is labeled: they need the labeled patches' embeddings.
 NEEDS_LABELED = frozenset({"coreset", "typiclust", "weighted_balanced_cover"})
 

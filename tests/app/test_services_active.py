@@ -42,7 +42,7 @@ def test_strategy_options_cover_every_strategy_with_descriptions():
 def test_no_model_falls_back_to_a_model_free_strategy_and_says_so(env):
     res = active.suggest_patches(env.config, env.vid, "entropy", k=3, patch_size=32)
     assert res["strategy"] == NO_MODEL_FALLBACK and res["requested"] == "entropy"
-    assert "No trained model" in res["note"]
+    assert "No trained model" in res["note"] and "“entropy” needs one: these are random patches" in res["note"]
     rows = _suggestions(env, res["round_id"])
     assert [r["rank"] for r in rows] == [1, 2, 3]
     assert all(r["status"] == "todo" and r["size"] == 32 for r in rows)
@@ -53,7 +53,7 @@ def test_no_model_falls_back_to_a_model_free_strategy_and_says_so(env):
 
 def test_random_without_model_keeps_strategy(env):
     res = active.suggest_patches(env.config, env.vid, "random", k=2, patch_size=32)
-    assert res["strategy"] == "random"
+    assert res["strategy"] == "random" and res["note"] == "No trained model yet: random patches."
 
 
 def test_a_random_round_scores_no_candidate_and_an_uncertain_one_does(env):

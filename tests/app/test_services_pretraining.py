@@ -251,14 +251,16 @@ def _anchor(config, model_id: int) -> float:
     return training.load_model(config, model_id)[1]["meta"]["train_config"]["anchor"]
 
 
-def test_first_suggestions_use_the_pretrained_features(env):
+def test_model_free_suggestions_use_the_pretrained_features(env):
     from app.services import active
 
-    before = active.suggest_patches(env.config, env.vid, "balanced", k=3, patch_size=32)
+    before = active.suggest_patches(env.config, env.vid, "kmeans", k=3, patch_size=32)
     assert "untrained network" in before["note"]
     assert _run(env).ok
-    after = active.suggest_patches(env.config, env.vid, "balanced", k=3, patch_size=32)
-    assert after["strategy"] == NO_MODEL_FALLBACK and "pretrained on syn (4 steps)" in after["note"]
+    after = active.suggest_patches(env.config, env.vid, "kmeans", k=3, patch_size=32)
+    assert after["strategy"] == "kmeans" and "pretrained on syn (4 steps)" in after["note"]
+    fallback = active.suggest_patches(env.config, env.vid, "balanced", k=3, patch_size=32)
+    assert fallback["strategy"] == NO_MODEL_FALLBACK == "random" and "network" not in fallback["note"]
 
 
 def test_other_architecture_falls_back_to_scratch(env):
