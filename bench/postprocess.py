@@ -1,4 +1,4 @@
-"""``python -m bench.postprocess``: what the app's post-processing does to a model's IoU.
+"""``python -m bench.postprocess``: what the app's post-processing does to a model's IoU and object count.
 
 The protocol scores a prediction thresholded at 0.5; what a user exports is ``ml.postprocess.segment``'s
 objects: holes filled, 3D connected components, objects under a minimum size dropped (the Results panel
@@ -27,6 +27,7 @@ from ml.postprocess import segment
 from ml.z_consensus import WEIGHT, check_weight, smooth_z
 
 from .al_protocol import eval_slices
+from .paired import paired_stats
 from .rescore import add_arguments, open_or_exit
 from .saved_runs import fg_prob, load_model, run_protocol
 
@@ -92,16 +93,16 @@ def _table(rows: dict[str, dict], keys: list[str], names: list[str]) -> str:
 
 
 def _means(rows: dict[str, dict], keys: list[str], names: list[str]) -> dict[str, dict[str, float]]:
-    """Mean IoU and mean paired gain (sample-sd standard error) of each setting over the models."""
+    """Mean IoU and mean paired gain (``paired_stats``) of each setting over the models, and mean counts."""
     out = {}
     for k in keys:
         out[k] = {}
         for n in names:
             vals = np.array([r[k][n] for r in rows.values()])
             gains = vals - np.array([r[keys[0]][n] for r in rows.values()])
-            se = float(gains.std(ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else float("nan")
-            out[k][n] = {"mean": float(vals.mean()), "gain": float(gains.mean()), "gain_se": se,
-                         "up": int((gains > 0).sum())}
+            st = paired_stats(gains) if gains.size > 1 else {"mean": float(gains.mean()), "se": float("nan"),
+                                                              "up": int((gains > 0).sum())}
+            out[k][n] = {"mean": float(vals.mean()), "gain": st["mean"], "gain_se": st["se"], "up": st["up"]}
         out[k]["objects"] = float(np.mean([r[k]["objects"] for r in rows.values()]))
         for c in ("false_objects", "missed_objects"):
             out[k][c] = float(np.mean([r[k][c] for r in rows.values()]))
