@@ -74,6 +74,12 @@ EMPTY_QUEUE = {
 }
 
 
+def score_text(row: dict) -> str:
+    """What a card says of its rank: the strategy's score, or that chance drew it (a random priority means
+    nothing about the patch)."""
+    return "random pick" if row.get("strategy") == "random" else f"score {row['score']:.3f}"
+
+
 def queue_items(rows: Sequence[dict], empty: str = "ready") -> list[Any]:
     """One card per suggestion: thumbnail (served by /thumbs/<id>.png), rank, score, status, skip;
     without any, what to do first (``empty``: a key of EMPTY_QUEUE)."""
@@ -97,7 +103,7 @@ def queue_items(rows: Sequence[dict], empty: str = "ready") -> list[Any]:
                         dbc.Col(
                             [
                                 html.Div(f"#{r['rank']}  z={r['z']}  y={r['y']}  x={r['x']}", className="small"),
-                                html.Div(f"score {r['score']:.3f}", className="small text-muted"),
+                                html.Div(score_text(r), className="small text-muted"),
                                 dbc.Badge(text, color=color, className="me-1"),
                                 dbc.Button("Skip", id={"type": ids.AL_SKIP_TYPE, "index": r["id"]}, size="sm",
                                            color="link", disabled=r["status"] != "todo", n_clicks=0),

@@ -218,12 +218,14 @@ def latest_round_id(session: Session, volume_id: int) -> int | None:
 
 
 def round_rows(session: Session, round_id: int) -> list[dict]:
-    """The queue of a round, best first, as plain dicts (id, rank, z, y, x, size, score, status, strokes)."""
+    """The queue of a round, best first, as plain dicts (id, rank, z, y, x, size, score, status, strokes, and the
+    round's strategy: a random round's score is the draw's priority, not a measure of the patch)."""
     rows = session.execute(
         sql_select(Suggestion).where(Suggestion.round_id == round_id).order_by(Suggestion.rank)
     ).scalars().all()
+    strategy = session.get(ALRound, round_id).strategy if rows else None
     return [dict(id=r.id, rank=r.rank, z=r.z, y=r.y, x=r.x, size=r.size, score=float(r.score), status=r.status,
-                 n_strokes=int(r.n_strokes or 0)) for r in rows]
+                 n_strokes=int(r.n_strokes or 0), strategy=strategy) for r in rows]
 
 
 def latest_queue(config: Any, volume_id: int) -> list[dict]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from callbacks.page import columns_view
-from layouts import charts, effort, jobs, page, results, training
+from layouts import active, charts, effort, jobs, page, results, training
 from layouts import ids
 from layouts.format import file_size, plural
 
@@ -106,3 +106,9 @@ def test_the_empty_viewer_fixes_no_range_so_reset_axes_never_returns_to_it():
     assert empty["xaxis"]["autorange"] is True and empty["yaxis"]["autorange"] is True
     shown = make_figure(256, 128, "/tiles/1/xy/0.png")["layout"]
     assert shown["xaxis"]["range"] == [-0.5, 255.5] and shown["yaxis"]["range"] == [127.5, -0.5]
+
+
+def test_a_random_pick_shows_no_score_an_uncertain_one_does():
+    row = {"score": 0.973, "strategy": "random"}
+    assert active.score_text(row) == "random pick"
+    assert active.score_text({**row, "strategy": "entropy"}) == "score 0.973"

@@ -54,6 +54,7 @@ def test_no_model_falls_back_to_a_model_free_strategy_and_says_so(env):
 def test_random_without_model_keeps_strategy(env):
     res = active.suggest_patches(env.config, env.vid, "random", k=2, patch_size=32)
     assert res["strategy"] == "random" and res["note"] == "No trained model yet: random patches."
+    assert {r["strategy"] for r in _suggestions(env, res["round_id"])} == {"random"}   # the cards say "random pick"
 
 
 def test_a_random_round_scores_no_candidate_and_an_uncertain_one_does(env):
