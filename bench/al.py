@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the slices above and below by this weight (0: each slice alone, the default)")
     p.add_argument("--first-seed", type=int, help="first seed (default 0): fresh seeds check a choice made on others")
     p.add_argument("--initial", choices=sorted(MODEL_FREE), help="how the m initial patches are picked: random (the protocol's) or a model-free "
-                                     "strategy on the new model's features, as the app's first suggestions (typiclust)")
+                                     "strategy on the new model's features (kmeans: the app's first suggestions "
+                                     "until v39)")
     p.add_argument("--init-anchor", type=float,
                    help="the pull toward the pre-trained body (L2-SP, ml.train's anchor; default 0) of the models that "
                         "start from it: the initial model and full supervision's first schedule")

@@ -313,8 +313,8 @@ def initial_patches(data: BenchData, grid: list[Patch], state: LabelState, proto
                     embed: Callable[[list[Patch]], np.ndarray] | None = None) -> list[Patch]:
     """The m starting patches of a seed (shared by every strategy and the RF baseline).
 
-    ``proto.initial`` other than random picks them as the app's first suggestions do, by a
-    model-free strategy on ``embed(candidates)``: the new model's (pre-trained) features.
+    ``proto.initial`` other than random picks them by that model-free strategy on ``embed(candidates)``, the new
+    model's (pre-trained) features, as the app does when a user asks for it by name.
     """
     cands = candidates(grid, state, proto, seed, 0)
     if proto.initial == "random":

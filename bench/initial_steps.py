@@ -10,9 +10,9 @@ a poor draw?); writes them to ``--out``/summary.json. ``--train-seed`` trains th
 ``--lr`` / ``--batch`` / ``--ema`` / ``--head-steps`` (a linear probe first) / ``--anchor`` (a pull
 toward the pre-trained body) / ``--self-rounds`` (the pool pseudo-labeled again mid-way) with another
 recipe (``bench.ensemble`` then splits the spread into training and draw); ``--initial kmeans`` picks the
-patches as the app picks its first suggestions; ``--m`` gives the model
-more random patches, to check a first model's recipe where the app trains its later models (every
-model of the app starts from the pre-trained body).
+patches as k-means representatives on the body's features (the app's first suggestions until v39); ``--m``
+gives the model more random patches, to check a first model's recipe where the app trains its later models
+(every model of the app starts from the pre-trained body).
 Example (the pre-trained body of a finished ``bench.al`` run is reused)::
 
     python -m bench.initial_steps --raw R --labels L --base 16 --self-train --steps 1000,2000 \\
@@ -138,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--z-radius", type=int, default=0, help="slices either side the model reads as input channels "
                    "(2.5D, ml.slice_context; the body's first layer is widened; default 0)")
     p.add_argument("--initial", choices=sorted(MODEL_FREE), default="random",
-                   help="how the m patches are picked: random (the protocol's) or a model-free strategy on the new "
-                   f"model's features, as the app picks its first suggestions ({NO_MODEL_FALLBACK})")
+                   help=f"how the m patches are picked: random (the protocol's draw; the app's first suggestions are "
+                   f"{NO_MODEL_FALLBACK}) or a model-free strategy on the new model's features")
     p.add_argument("--tiny", action="store_true", help="the toy protocol (tests)")
     args = p.parse_args(argv)
     proto = replace(PRESETS["tiny" if args.tiny else "quick"], base=args.base, self_train=args.self_train,
