@@ -30,7 +30,7 @@ from app.workspace import Workspace
 from ml.active.pool import candidate_pool, labeled_fraction_excluder
 from ml.active.scores import PatchScores
 from ml.active.strategies import (DEFAULT_STRATEGY, MODEL_FREE, NEEDS_LABELED, NEEDS_MC, NO_MODEL_FALLBACK,
-                                  NO_MODEL_FALLBACK_WHY, STRATEGIES, describe, select)
+                                  NO_MODEL_FALLBACK_WHY, READS_NO_SCORE, STRATEGIES, describe, select)
 from ml.io.normalize import to_uint8
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
@@ -152,7 +152,7 @@ def _pool_scores(used: str, model: Any, reader: Any, pool: list, device: Any, pr
     suggestions') comes without a pass over the candidates."""
     from ml.active.scoring import score_patches
 
-    if used == "random":
+    if used in READS_NO_SCORE:
         return PatchScores.unscored(pool)
 
     def on_batch(n_done: int, total: int, info: dict) -> None:
@@ -172,7 +172,7 @@ def _model_and_strategy(config: Any, project_id: int, volume_id: int, strategy: 
     note = None if used == strategy else (
         f"No trained model yet, and “{strategy_label(strategy)}” needs one: these are {strategy_label(used)} patches "
         f"instead ({NO_MODEL_FALLBACK_WHY}). Label them completely, train, then ask again.")
-    if used == "random":
+    if used in READS_NO_SCORE:
         return None, None, used, note or "No trained model yet: random patches."
     model = factory.new_model(config, len(projects.get_classes(config, volume_id)))
     origin = pretraining.init_new_model(config, project_id, model)

@@ -274,6 +274,9 @@ STRATEGIES: dict[str, StrategyFn] = {
 #: models): +2.9 % / +1.7 %, ahead of off-rim doubt (``off_rim_balanced``, +2.0 % / +0.3 %) on every seed.
 DEFAULT_STRATEGY = "weighted_balanced"
 
+#: Strategies that read no score at all (chance): a round of them needs neither a network nor a pass over the
+#: candidates (``PatchScores.unscored``).
+READS_NO_SCORE = frozenset({"random"})
 #: Strategies that need scores from MC-dropout passes (``score_patches(..., mc_passes > 0)``).
 NEEDS_MC = frozenset({"bald", "bald_diverse", "balanced_bald"})
 #: Strategies that mean something without a trained model (no uncertainty needed: features or chance);
