@@ -1,5 +1,5 @@
-"""From probabilities to objects: threshold, fill holes, 3D connected components, size filter,
-optional watershed split of touching objects.
+"""From probabilities to objects: threshold, fill holes, 3D connected components, a core threshold
+(hysteresis), size filter, optional watershed split of touching objects.
 
 Distances for splitting are measured in nanometres (``voxel_size``), so anisotropic EM
 stacks (e.g. 40 nm sections, 5 nm pixels) split where the physical shape has a neck, not
@@ -7,7 +7,8 @@ where the voxel grid happens to be thin.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -65,6 +66,45 @@ def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
         small = sizes < min_size
         small[0] = False
         labels[small[labels]] = 0
+    return labels
+
+
+def check_core_threshold(threshold: float, core_threshold: float | None) -> None:
+    """A core threshold under the threshold would keep what the threshold already dropped: refuse it."""
+    if core_threshold is not None and not threshold <= core_threshold < 1.0:
+        raise ValueError(f"The core threshold must lie between the threshold ({threshold}) and 1, "
+                         f"got {core_threshold}.")
+
+
+def keep_cored(labels: np.ndarray, prob: np.ndarray, core_threshold: float) -> np.ndarray:
+    """Zero out objects (in place) whose highest probability stays at or under ``core_threshold``.
+
+    Hysteresis, as ilastik's two thresholds: an object's extent comes from the low threshold, its
+    existence from a core the model is sure of, so faint blobs go while a sure object keeps its rim.
+    """
+    n = int(labels.max())
+    if n:
+        peak = np.zeros(n + 1)
+        peak[1:] = ndi.maximum(prob, labels, np.arange(1, n + 1))
+        faint = peak <= core_threshold
+        faint[0] = False
+        labels[faint[labels]] = 0
+    return labels
+
+
+def remove_thin_in_z(labels: np.ndarray, min_slices: int) -> np.ndarray:
+    """Zero out objects (in place) that span fewer than ``min_slices`` z slices.
+
+    On anisotropic EM an organelle crosses several sections; a blob in one section is more often
+    a texture the model misread than an object. Objects cut by the volume's first or last slice
+    are kept: their extent there is not known.
+    """
+    if min_slices > 1:
+        last = labels.shape[0]
+        for idx, box in enumerate(ndi.find_objects(labels)):
+            if box is not None and box[0].stop - box[0].start < min_slices and 0 < box[0].start and box[0].stop < last:
+                view = labels[box]
+                view[view == idx + 1] = 0
     return labels
 
 
@@ -152,13 +192,17 @@ def segment(
     connectivity: int = 1,
     voxel_size: Sequence[float] | None = None,
     split_min_distance_nm: float | None = None,
+    core_threshold: float | None = None,
+    min_slices: int = 1,
 ) -> np.ndarray:
     """Instance labels (int32, 0 = background, 1..n) from a foreground probability map.
 
     ``prob_fg``: (Z, Y, X) or (Y, X) probabilities (numpy, zarr or Volume; read into memory);
     foreground is ``prob > threshold``. ``min_size`` is in voxels; ``connectivity`` 1/2/3 =
     6/18/26 neighbours. ``split`` separates touching objects (see :func:`split_touching`);
-    ``voxel_size`` (z, y, x) nm makes its distances physical.
+    ``voxel_size`` (z, y, x) nm makes its distances physical. ``core_threshold`` keeps only objects
+    whose peak probability exceeds it (:func:`keep_cored`); ``min_slices`` drops objects spanning
+    fewer z slices (:func:`remove_thin_in_z`; a (Y, X) input has one slice and ignores it).
     """
     prob = _as_array(prob_fg, "prob_fg")
     if prob.ndim not in (2, 3):
@@ -169,15 +213,59 @@ def segment(
     vs = voxel_size_or_unit(voxel_size)
     if int(min_size) < 0:
         raise ValueError(f"min_size must be >= 0 voxels, got {min_size}")
+    check_core_threshold(threshold, core_threshold)
+    if int(min_slices) < 1:
+        raise ValueError(f"min_slices must be 1 or more, got {min_slices}")
     mask = prob > threshold
     if fill_holes:
         mask = fill_mask_holes(mask)
     labels, _ = ndi.label(mask, structure=structure)
+    if core_threshold is not None:
+        labels = keep_cored(labels, prob, float(core_threshold))
+    if not flat:
+        labels = remove_thin_in_z(labels, int(min_slices))
     labels = remove_small(labels, int(min_size))
     if split and labels.max() > 0:
         labels = remove_small(split_touching(labels, vs, int(connectivity), split_min_distance_nm), int(min_size))
     labels = _relabel(labels)
     return labels[0] if flat else labels
+
+
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """What makes an object, as a user chooses it: the one set of choices the Results panel, the REST
+    API, the CLI and a segmentation's record carry, checked once by :meth:`parse`."""
+    threshold: float = 0.5
+    min_size: int = 0
+    split: bool = False
+    core_threshold: float | None = None
+
+    @classmethod
+    def parse(cls, values: Mapping[str, Any]) -> "PostprocessSettings":
+        """From loose values (a form, a JSON body, a job's params; missing keys take the defaults).
+        Raises ValueError with a message a user can act on."""
+        known = {k: values[k] for k in cls.__dataclass_fields__ if values.get(k) is not None}
+        try:
+            threshold, min_size = float(known.get("threshold", 0.5)), int(known.get("min_size", 0))
+            core = float(known["core_threshold"]) if "core_threshold" in known else None
+        except (TypeError, ValueError):
+            raise ValueError("Threshold and core threshold must be numbers in (0, 1) and min size a whole number "
+                             "of voxels.") from None
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"Threshold must be between 0 and 1, got {threshold}.")
+        if min_size < 0:
+            raise ValueError(f"Min size must be 0 or more voxels, got {min_size}.")
+        check_core_threshold(threshold, core)
+        return cls(threshold, min_size, bool(known.get("split", False)), core)
+
+    def as_params(self) -> dict:
+        """JSON-ready, and the keyword arguments :func:`segment` takes."""
+        return asdict(self)
+
+    def describe(self) -> str:
+        """The settings in a status line's words."""
+        core = f", core {self.core_threshold}" if self.core_threshold is not None else ""
+        return f"threshold {self.threshold}{core}, min size {self.min_size}{', split' if self.split else ''}"
 
 
 def argmax_labels(prob: Any) -> np.ndarray:

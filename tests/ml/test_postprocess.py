@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import zarr
 
-from ml.postprocess import argmax_labels, segment
+from ml.postprocess import PostprocessSettings, argmax_labels, segment
 from ml.volume import Volume
 
 
@@ -71,6 +71,45 @@ def test_min_size_removes_small_objects():
     assert lab.max() == 1 and np.count_nonzero(lab) == 108
     with pytest.raises(ValueError, match="min_size"):
         segment(prob, min_size=-1)
+
+
+def test_core_threshold_keeps_objects_with_a_sure_core_and_their_rims():
+    prob = np.zeros((4, 20, 20), np.float32)
+    prob[1:3, 2:8, 2:8] = 0.6
+    prob[1:3, 4:6, 4:6] = 0.95  # a sure core inside a faint rim
+    prob[1:3, 12:18, 12:18] = 0.7  # faint throughout
+    assert segment(prob).max() == 2
+    lab = segment(prob, core_threshold=0.9)
+    assert lab.max() == 1 and np.count_nonzero(lab) == 2 * 36  # the rim stays with its core
+    assert segment(prob, core_threshold=0.95).max() == 0  # a peak must exceed the core threshold
+    with pytest.raises(ValueError, match="core threshold must lie between the threshold"):
+        segment(prob, threshold=0.5, core_threshold=0.4)
+
+
+def test_postprocess_settings_parse_loose_values_and_say_what_is_wrong():
+    got = PostprocessSettings.parse({"threshold": "0.4", "min_size": "12", "core_threshold": None, "other": 1})
+    assert got == PostprocessSettings(threshold=0.4, min_size=12) and got.core_threshold is None
+    cored = PostprocessSettings.parse({"core_threshold": 0.9, "split": True})
+    assert cored.as_params() == {"threshold": 0.5, "min_size": 0, "split": True, "core_threshold": 0.9}
+    assert cored.describe() == "threshold 0.5, core 0.9, min size 0, split"
+    for bad, says in (({"threshold": 1.5}, "between 0 and 1"), ({"min_size": -1}, "0 or more voxels"),
+                      ({"threshold": "x"}, "must be numbers"), ({"threshold": 0.6, "core_threshold": 0.5}, "core")):
+        with pytest.raises(ValueError, match=says):
+            PostprocessSettings.parse(bad)
+
+
+def test_min_slices_drops_blobs_of_one_section_but_not_at_the_volume_faces():
+    prob = np.zeros((6, 20, 20), np.float32)
+    prob[1:5, 2:8, 2:8] = 1  # four sections
+    prob[2, 12:18, 12:18] = 1  # one section, inside the stack
+    prob[0, 12:18, 2:8] = 1  # one section, cut by the first slice
+    assert segment(prob).max() == 3
+    lab = segment(prob, min_slices=2)
+    assert lab.max() == 2 and lab[2, 14, 14] == 0 and lab[0, 14, 4] > 0
+    assert segment(prob, min_slices=5).max() == 1  # the 4-section object goes too; the cut one stays
+    assert segment(prob[2], min_slices=3).max() == 2  # one (Y, X) slice: the extent is not known
+    with pytest.raises(ValueError, match="min_slices"):
+        segment(prob, min_slices=0)
 
 
 def test_connectivity_changes_count_for_diagonal_touch():
