@@ -31,7 +31,8 @@ def test_whole_loop_survives_reload(workspace, processes, tmp_path, driver, down
         screenshots = tmp_path / "screens"
         screenshots.mkdir()
     flows.open_app(page, url, shared)
-    assert "\u2713 Data" in page.text("guide-bar") and "\u2713 Train" not in page.text("guide-bar")
+    page.wait(lambda: "\u2713 Data" in page.text("guide-bar"), 30, "the guide bar to tick Data (a demo volume is there)")
+    assert "\u2713 Train" not in page.text("guide-bar")
     flows.check_tiles_and_step(page)
     _check_enter_applies_a_typed_contrast(page)
     z = flows.current_slice(page)
