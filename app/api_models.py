@@ -144,6 +144,8 @@ class SegmentIn(BaseModel):
     min_size: int = Field(0, ge=0, description="objects smaller than this (voxels) are dropped")
     mc: bool = Field(False, description="also compute MC-dropout uncertainty")
     split: bool = Field(False, description="split touching objects (watershed)")
+    core_threshold: Optional[float] = Field(None, gt=0, lt=1, description="keep only objects whose peak probability "
+                                            "exceeds this (hysteresis; at least the threshold); null = every object")
 
 
 class TrainIn(BaseModel):

@@ -23,40 +23,50 @@ from layouts import results as view
 
 
 # --- logic (plain functions; tests call these) -------------------------------------------------------
-def run_postprocess(config: Config, volume: dict | None, threshold: Any, min_size: Any, split: Any) -> tuple:
+def pp_settings(threshold: Any, min_size: Any, split: Any, core: Any) -> dict:
+    """The panel's post-processing inputs as :class:`ml.postprocess.PostprocessSettings`' fields (the
+    service checks them); an empty core threshold means none."""
+    return {"threshold": threshold, "min_size": min_size, "split": "split" in (split or []),
+            "core_threshold": None if core in (None, "") else core}
+
+
+def _settings_text(result: dict) -> str:
+    """The settings a segmentation was made with, as its record keeps them."""
+    return segmentation.postprocess_settings(result.get("settings")).describe()
+
+
+def run_postprocess(config: Config, volume: dict | None, settings: dict) -> tuple:
     """-> (segmentation id or no_update, status text)."""
     vid = volume_id_of(volume)
     if vid is None:
         return no_update, "Select a volume first."
     outcome = jobs.run_job(config, "segment", volume.get("project_id"), partial(segmentation.postprocess, config),
-                           params={"volume_id": vid, "threshold": threshold, "min_size": min_size,
-                                   "split": bool(split), "step": "postprocess"},
-                           compute=False, volume_id=vid, threshold=threshold, min_size=min_size, split=bool(split))
+                           params={"volume_id": vid, **settings, "step": "postprocess"},
+                           compute=False, volume_id=vid, settings=settings)
     if not outcome.ok:
         return no_update, outcome_text(outcome, "")
     s = segmentation.summary_view(outcome.result["summary"])
-    return outcome.result["segmentation_id"], f"{s['count']} objects (threshold {threshold}, min size {min_size})."
+    return outcome.result["segmentation_id"], f"{s['count']} objects ({_settings_text(outcome.result)})."
 
 
-def run_segment(config: Config, volume: dict | None, mc: Any, threshold: Any, min_size: Any, split: Any,
+def run_segment(config: Config, volume: dict | None, mc: Any, settings: dict,
                 set_progress: Callable | None = None) -> tuple:
     """-> (status text, overlay revision, segmentation id)."""
     vid = volume_id_of(volume)
     if vid is None:
         return "Select a volume first.", no_update, no_update
-    mc, split = bool(mc), bool(split)
+    mc = bool(mc)
     outcome = jobs.run_job(config, "segment", volume.get("project_id"),
                            partial(segmentation.segment_and_measure, config), progress_adapter(set_progress),
-                           params={"volume_id": vid, "mc": mc, "threshold": threshold, "min_size": min_size,
-                                   "split": split},
-                           volume_id=vid, mc=mc, threshold=threshold, min_size=min_size, split=split)
+                           params={"volume_id": vid, "mc": mc, **settings},
+                           volume_id=vid, mc=mc, settings=settings)
     if not outcome.ok:
         return outcome_text(outcome, ""), no_update, no_update
     res = outcome.result
     s = segmentation.summary_view(res["summary"])
     rev = f"{res['segmentation_id']}-{int(time.time())}"
     return (f"Segmented with model {res['model_id']}{' (with MC-dropout uncertainty)' if mc else ''}: "
-            f"{s['count']} objects (threshold {threshold}, min size {min_size})."), rev, res["segmentation_id"]
+            f"{s['count']} objects ({_settings_text(res)})."), rev, res["segmentation_id"]
 
 
 def cancel_segment(config: Config, project_id: int | None) -> str:
@@ -103,7 +113,7 @@ def register(app) -> None:
         Output(pids.SEG_STATUS, "children"), Output(pids.SEG_DONE, "data"), Output(pids.OBJ_SEG, "data"),
         Input(pids.SEG_RUN, "n_clicks"),
         State(ids.VOLUME_STORE, "data"), State(pids.SEG_MC, "value"), State(pids.PP_THRESHOLD, "value"),
-        State(pids.PP_MIN_SIZE, "value"), State(pids.PP_SPLIT, "value"),
+        State(pids.PP_MIN_SIZE, "value"), State(pids.PP_SPLIT, "value"), State(pids.PP_CORE, "value"),
         background=True,
         progress=[Output(pids.SEG_PROGRESS, "value"), Output(pids.SEG_PROGRESS, "label")],
         progress_default=IDLE_PROGRESS,
@@ -111,8 +121,8 @@ def register(app) -> None:
                  (Output(pids.PP_APPLY, "disabled"), True, False)],
         prevent_initial_call=True,
     )
-    def _segment(set_progress, _n, volume, mc, threshold, min_size, split):
-        return run_segment(config, volume, "mc" in (mc or []), threshold, min_size, "split" in (split or []),
+    def _segment(set_progress, _n, volume, mc, threshold, min_size, split, core):
+        return run_segment(config, volume, "mc" in (mc or []), pp_settings(threshold, min_size, split, core),
                            set_progress)
 
     @app.callback(Output(pids.SEG_STATUS, "children", allow_duplicate=True), Input(pids.SEG_CANCEL, "n_clicks"),
@@ -124,13 +134,13 @@ def register(app) -> None:
         Output(pids.OBJ_SEG, "data", allow_duplicate=True), Output(pids.PP_STATUS, "children"),
         Input(pids.PP_APPLY, "n_clicks"),
         State(ids.VOLUME_STORE, "data"), State(pids.PP_THRESHOLD, "value"), State(pids.PP_MIN_SIZE, "value"),
-        State(pids.PP_SPLIT, "value"),
+        State(pids.PP_SPLIT, "value"), State(pids.PP_CORE, "value"),
         background=True,
         running=[(Output(pids.PP_APPLY, "disabled"), True, False), (Output(pids.SEG_RUN, "disabled"), True, False)],
         prevent_initial_call=True,
     )
-    def _postprocess(_n, volume, threshold, min_size, split):
-        return run_postprocess(config, volume, threshold, min_size, "split" in (split or []))
+    def _postprocess(_n, volume, threshold, min_size, split, core):
+        return run_postprocess(config, volume, pp_settings(threshold, min_size, split, core))
 
     @app.callback(Output(pids.OBJ_TABLE, "data"), Output(pids.OBJ_SUMMARY, "children"), Output(pids.OBJ_SHOWN, "data"),
                   Input(pids.OBJ_SEG, "data"), Input(ids.VOLUME_STORE, "data"))

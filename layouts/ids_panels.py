@@ -53,6 +53,7 @@ SEG_DONE = "seg-done-store"          # bumps when a prediction is written (overl
 PP_THRESHOLD = "pp-threshold"
 PP_MIN_SIZE = "pp-min-size"
 PP_SPLIT = "pp-split"
+PP_CORE = "pp-core"
 PP_APPLY = "pp-apply-btn"
 PP_STATUS = "pp-status"
 OBJ_TABLE = "obj-table"

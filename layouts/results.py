@@ -21,6 +21,10 @@ OBJECT_COLUMNS = [
     {"name": "x", "id": "centroid_x", "type": "numeric", "format": {"specifier": ".1f"}},
 ]
 DEFAULT_MESH_N = 50
+#: the page's core threshold (hysteresis): measured in BENCHMARKS v40; empty in the form = every object.
+CORE_THRESHOLD = 0.9
+CORE_HELP = ("Core threshold: an object is kept only where the model is this sure somewhere inside it; "
+             "its outline still comes from the threshold. Empty keeps every object.")
 MESH_HEIGHT = 380
 
 
@@ -73,9 +77,13 @@ def build() -> Any:
                     dbc.Row([
                         dbc.Col([dbc.Label("Min size (voxels)", html_for=ids.PP_MIN_SIZE),
                                  dbc.Input(id=ids.PP_MIN_SIZE, type="number", min=0, step=1, value=50)]),
+                        dbc.Col([dbc.Label("Core threshold", html_for=ids.PP_CORE),
+                                 dbc.Input(id=ids.PP_CORE, type="number", min=0.5, max=0.99, step=0.05,
+                                           value=CORE_THRESHOLD, placeholder="off")]),
                         dbc.Col(dbc.Checklist(id=ids.PP_SPLIT, options=[{"label": "Split touching", "value": "split"}],
                                               value=[], switch=True), className="pt-4"),
                     ]),
+                    html.Small(CORE_HELP, className="text-muted d-block"),
                     dbc.Button("Apply", id=ids.PP_APPLY, className="my-2"),
                     html.Div(id=ids.PP_STATUS, className="small"),
                     dcc.Store(id=ids.OBJ_SEG),

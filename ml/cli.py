@@ -108,8 +108,10 @@ def cmd_stats(args) -> int:
     from ml.files import atomic_write
     from ml.infer import foreground_probability, open_prediction
     from ml.objects import object_table, summary
-    from ml.postprocess import segment
+    from ml.postprocess import PostprocessSettings, segment
 
+    rule = PostprocessSettings.parse({"threshold": args.threshold, "min_size": args.min_size, "split": args.split,
+                                      "core_threshold": args.core_threshold})
     _check_stats_outputs(args)
     group = open_prediction(args.pred)
     _, zdim, h, w = group["prob"].shape
@@ -118,8 +120,8 @@ def cmd_stats(args) -> int:
         fg[z] = foreground_probability(group, z)
     stored = group.attrs.get("voxel_size")
     vs = args.voxel_size or (tuple(stored) if stored else None)
-    print(f"segmenting {zdim}x{h}x{w} at threshold {args.threshold} ...", file=sys.stderr, flush=True)
-    inst = segment(fg, threshold=args.threshold, min_size=args.min_size, split=args.split, voxel_size=vs)
+    print(f"segmenting {zdim}x{h}x{w} ({rule.describe()}) ...", file=sys.stderr, flush=True)
+    inst = segment(fg, voxel_size=vs, **rule.as_params())
     del fg
     table = object_table(inst, vs)
     atomic_write(Path(args.out), lambda tmp: table.to_csv(tmp, index=False))
@@ -202,6 +204,8 @@ def build_parser() -> OneLineParser:
     st.add_argument("--out", required=True, help="CSV table, one row per object")
     st.add_argument("--threshold", type=probability, default=0.5, help="foreground probability threshold (0..1)")
     st.add_argument("--min-size", type=non_negative(int), default=0, help="drop objects smaller than this (voxels)")
+    st.add_argument("--core-threshold", type=probability, help="keep only objects whose peak probability exceeds this "
+                    "(hysteresis, at least --threshold; the app's page suggests 0.9); default: every object")
     st.add_argument("--voxel-size", type=voxel_size, help="z,y,x in nm (default: stored with the prediction)")
     st.add_argument("--split", action="store_true", help="split touching objects (watershed)")
     st.add_argument("--instances", help="also write the instance label volume (.tif, .tiff or .zarr)")

@@ -15,11 +15,11 @@ from ml.progress import CancelFn
 
 
 def segment(config: Config, job: dict, cancel: CancelFn = None) -> jobs.JobOutcome:
-    """params ``{volume_id, mc, threshold, min_size, split}`` (as ``callbacks.results.run_segment``)."""
+    """params ``{volume_id, mc}`` and the post-processing settings (as ``callbacks.results.run_segment``)."""
     p = job["params"]
     return jobs.run_job(config, "segment", job["project_id"], partial(segmentation.segment_and_measure, config),
                         cancel=cancel, job_id=job["id"], volume_id=int(p["volume_id"]), mc=bool(p.get("mc")),
-                        threshold=p.get("threshold", 0.5), min_size=p.get("min_size", 0), split=bool(p.get("split")))
+                        settings=p)
 
 
 def train(config: Config, job: dict, cancel: CancelFn = None) -> jobs.JobOutcome:

@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd   # at import time: a first import in a request thread races plotly's pandas check
@@ -26,6 +26,7 @@ from app.models import Segmentation, dumps, loads
 from app.services import factory, predictions, projects, training
 from app.workspace import Workspace
 from ml.files import atomic_write
+from ml.postprocess import PostprocessSettings, segment
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
 
 MC_PASSES = 8
@@ -118,26 +119,22 @@ def slice_uncertainty(config: Any, volume_id: int) -> dict | None:
 
 
 # --- post-processing -----------------------------------------------------------------------------------
-def _validate_pp(threshold: Any, min_size: Any) -> tuple[float, int]:
+def postprocess_settings(values: Mapping[str, Any] | None) -> PostprocessSettings:
+    """The user's post-processing choices, checked (a UserError says what is wrong)."""
     try:
-        threshold, min_size = float(threshold), int(min_size or 0)
-    except (TypeError, ValueError):
-        raise UserError("Threshold must be a number in (0, 1) and min size a whole number of voxels.") from None
-    if not 0.0 < threshold < 1.0:
-        raise UserError(f"Threshold must be between 0 and 1, got {threshold}.")
-    if min_size < 0:
-        raise UserError(f"Min size must be 0 or more voxels, got {min_size}.")
-    return threshold, min_size
+        return PostprocessSettings.parse(values or {})
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
-def postprocess(config: Any, volume_id: int, threshold: float = 0.5, min_size: int = 0, split: bool = False,
+def postprocess(config: Any, volume_id: int, settings: Mapping[str, Any] | None = None,
                 progress: ProgressFn = None, cancel: CancelFn = None) -> dict:
-    """Threshold + connected components (+ split) of the prediction; store instances, table, summary."""
+    """Threshold + connected components (+ core, size filter, split) of the prediction; store instances,
+    table, summary. ``settings``: :class:`PostprocessSettings`' fields (a job's params carry them)."""
     from ml.infer import foreground_probability, open_prediction
     from ml.objects import object_table, summary
-    from ml.postprocess import segment
 
-    threshold, min_size = _validate_pp(threshold, min_size)
+    rule = postprocess_settings(settings)
     found = predictions.current(config, volume_id)
     if found is None:
         raise UserError("No prediction yet: press “Segment volume” first.")
@@ -150,12 +147,12 @@ def postprocess(config: Any, volume_id: int, threshold: float = 0.5, min_size: i
         fg[z] = foreground_probability(group, z)
         report(progress, z + 1, nz + 2, phase="reading prediction")
     vs = projects.volume_info(config, volume_id)["voxel_size"]
-    instances = segment(fg, threshold=threshold, min_size=min_size, split=bool(split), voxel_size=vs)
+    instances = segment(fg, voxel_size=vs, **rule.as_params())
     check_cancel(cancel)
     report(progress, nz + 1, nz + 2, phase="measuring objects")
     table = object_table(instances, vs)
     summ = {**summary(table), "voxel_size_known": vs is not None}
-    params = {"threshold": threshold, "min_size": min_size, "split": bool(split), "pred_path": str(pred_path)}
+    params = {**rule.as_params(), "pred_path": str(pred_path)}
     ws = Workspace(config.workspace)
     with session_scope(config) as s:
         row = Segmentation(volume_id=volume_id, model_id=model_id, pred_path=str(pred_path),
@@ -170,20 +167,19 @@ def postprocess(config: Any, volume_id: int, threshold: float = 0.5, min_size: i
         row.instances_path, row.table_path = str(inst_path), str(table_path)
         seg_id = int(row.id)
     report(progress, nz + 2, nz + 2, phase="done")
-    return {"segmentation_id": seg_id, "summary": summ}
+    return {"segmentation_id": seg_id, "summary": summ, "settings": rule.as_params()}
 
 
-def segment_and_measure(config: Any, volume_id: int, mc: bool = False, threshold: Any = 0.5, min_size: Any = 0,
-                        split: bool = False, progress: ProgressFn = None, cancel: CancelFn = None) -> dict:
+def segment_and_measure(config: Any, volume_id: int, mc: bool = False, settings: Mapping[str, Any] | None = None,
+                        progress: ProgressFn = None, cancel: CancelFn = None) -> dict:
     """One "Segment" click, one job: predict the volume, then post-process it into objects.
 
     The post-processing settings are checked first, so a typo does not cost a whole prediction.
     """
-    _validate_pp(threshold, min_size)
+    postprocess_settings(settings)
     predicted = segment_volume(config, volume_id, mc, progress=progress, cancel=cancel)
-    objects = postprocess(config, volume_id, threshold, min_size, split, progress=progress, cancel=cancel)
-    return {**predicted, "segmentation_id": objects["segmentation_id"], "summary": objects["summary"],
-            "prediction_id": predicted["segmentation_id"]}
+    objects = postprocess(config, volume_id, settings, progress=progress, cancel=cancel)
+    return {**predicted, **objects, "prediction_id": predicted["segmentation_id"]}
 
 
 def latest_segmentation_id(config: Any, volume_id: int | None) -> int | None:

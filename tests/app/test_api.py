@@ -90,9 +90,13 @@ def test_train_then_segment_then_download_the_object_table(client, env):
     assert job["status"] == "done", job
     models = client.get(f"/api/projects/{env.pid}/models").get_json()
     assert len(models) == 1 and models[0]["active"]
-    started = client.post(f"/api/volumes/{env.vid}/segment", json={"threshold": 0.5, "min_size": 0})
+    bad = client.post(f"/api/volumes/{env.vid}/segment", json={"threshold": 0.5, "core_threshold": 0.4})
+    assert bad.status_code == 400 and "core threshold must lie between" in bad.get_json()["error"]
+    started = client.post(f"/api/volumes/{env.vid}/segment", json={"threshold": 0.5, "min_size": 0,
+                                                                   "core_threshold": 0.55})
     job = _wait_done(client, started.get_json()["id"])
     assert job["status"] == "done" and job["kind"] == "segment", job
+    assert job["result"]["settings"] == {"threshold": 0.5, "min_size": 0, "split": False, "core_threshold": 0.55}
     table = client.get(f"/api/volumes/{env.vid}/objects.csv")
     assert table.status_code == 200 and table.mimetype == "text/csv"
     frame = pd.read_csv(io.StringIO(table.get_data(as_text=True)))

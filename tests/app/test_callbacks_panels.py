@@ -148,7 +148,7 @@ def test_results_and_export_views_without_segmentation(env):
     assert rows == [] and seg_id is None and "No objects" in str(summary)
     assert "segment and post-process" in str(cb_results.mesh_view(env.config, None, 10).layout.annotations)
     assert cb_results.goto_object(env.config, None, {"row_id": 1}) is no_update
-    status = cb_results.run_segment(env.config, env.vol, False, 0.5, 0, False)[0]
+    status = cb_results.run_segment(env.config, env.vol, False, {"threshold": 0.5})[0]
     assert status.startswith("Failed: No trained model")
     assert cb_export.format_choice("objects", "tiff") == ([{"label": "CSV", "value": "csv"}], "csv")
     assert cb_export.format_choice("instances", "nrrd")[1] == "nrrd"

@@ -14,7 +14,7 @@ from app.db import session_scope
 from app.errors import UserError
 from app.models import Segmentation
 from app.services import predictions, segmentation, training
-from ml.infer import open_prediction
+from ml.infer import foreground_probability, open_prediction
 from ml.progress import Cancelled
 from tests.app.envs import TINY, add_model_version, paint_ground_truth, synthetic_env
 
@@ -64,7 +64,7 @@ def test_segment_writes_complete_prediction_and_overlay_path(trained):
 
 def test_postprocess_stores_instances_table_and_summary(trained):
     segmentation.segment_volume(trained.config, trained.vid)
-    res = segmentation.postprocess(trained.config, trained.vid, threshold=0.5, min_size=5)
+    res = segmentation.postprocess(trained.config, trained.vid, {"threshold": 0.5, "min_size": 5})
     seg_id = res["segmentation_id"]
     assert segmentation.latest_segmentation_id(trained.config, trained.vid) == seg_id
     inst = np.asarray(segmentation.open_instances(trained.config, seg_id)[:])
@@ -86,8 +86,8 @@ def test_postprocess_stores_instances_table_and_summary(trained):
 
 def test_threshold_changes_objects_and_each_run_is_kept(trained):
     segmentation.segment_volume(trained.config, trained.vid)
-    low = segmentation.postprocess(trained.config, trained.vid, threshold=0.9, min_size=0)
-    high = segmentation.postprocess(trained.config, trained.vid, threshold=0.1, min_size=0)
+    low = segmentation.postprocess(trained.config, trained.vid, {"threshold": 0.9})
+    high = segmentation.postprocess(trained.config, trained.vid, {"threshold": 0.1})
     vox = [np.count_nonzero(segmentation.open_instances(trained.config, r["segmentation_id"])[:]) for r in (low, high)]
     assert vox[0] < vox[1]
     with session_scope(trained.config) as s:
@@ -99,7 +99,25 @@ def test_postprocess_needs_a_prediction_and_valid_settings(trained):
         segmentation.postprocess(trained.config, trained.vid)
     segmentation.segment_volume(trained.config, trained.vid)
     with pytest.raises(UserError, match="Threshold"):
-        segmentation.postprocess(trained.config, trained.vid, threshold=1.5)
+        segmentation.postprocess(trained.config, trained.vid, {"threshold": 1.5})
+    with pytest.raises(UserError, match="core threshold must lie between the threshold"):
+        segmentation.postprocess(trained.config, trained.vid, {"threshold": 0.5, "core_threshold": 0.3})
+
+
+def test_a_core_threshold_keeps_only_objects_the_model_is_sure_of(trained):
+    segmentation.segment_volume(trained.config, trained.vid)
+    every = segmentation.postprocess(trained.config, trained.vid, {"threshold": 0.3})
+    fg = np.stack([foreground_probability(open_prediction(predictions.current(trained.config, trained.vid).path), z)
+                   for z in range(3)])
+    inst = np.asarray(segmentation.open_instances(trained.config, every["segmentation_id"])[:])
+    peaks = sorted(float(fg[inst == i].max()) for i in range(1, int(inst.max()) + 1))
+    assert len(peaks) >= 2, peaks
+    core = (peaks[0] + peaks[-1]) / 2                      # between the faintest object's peak and the surest's
+    cored = segmentation.postprocess(trained.config, trained.vid, {"threshold": 0.3, "core_threshold": core})
+    assert cored["summary"]["count"] == sum(p > core for p in peaks) < every["summary"]["count"]
+    assert cored["settings"]["core_threshold"] == core
+    params = segmentation.segmentation_info(trained.config, cored["segmentation_id"])["params"]
+    assert params["core_threshold"] == core
 
 
 def test_cancel_keeps_the_previous_prediction(trained):
@@ -141,10 +159,10 @@ def test_one_segment_click_is_one_job_with_objects(trained):
     from callbacks import results as cb_results
 
     vol = {"id": trained.vid, "project_id": trained.pid}
-    text, rev, seg_id = cb_results.run_segment(trained.config, vol, False, 0.5, 0, False)
-    assert text.startswith(f"Segmented with model {trained.model_id}: ") and "objects" in text
+    text, rev, seg_id = cb_results.run_segment(trained.config, vol, False, {"threshold": 0.5, "min_size": 0})
+    assert text.startswith(f"Segmented with model {trained.model_id}: ") and "objects (threshold 0.5, min size 0)" in text
     assert seg_id == segmentation.latest_segmentation_id(trained.config, trained.vid)
     rows = [j for j in jobs.list_jobs(trained.config, trained.pid) if j["kind"] == "segment"]
     assert len(rows) == 1 and rows[0]["status"] == "done", rows
-    text, _, seg = cb_results.run_segment(trained.config, vol, False, 2.0, 0, False)   # checked before predicting
+    text, _, seg = cb_results.run_segment(trained.config, vol, False, {"threshold": 2.0})   # checked before predicting
     assert "threshold" in text.lower() and seg is no_update

@@ -201,6 +201,8 @@ def segment(page: Page, min_size: int = 10) -> list[dict]:
     page.wait(lambda: "Segmented" in page.text("seg-status") or "Failed" in page.text("seg-status"),
               JOB_TIMEOUT["segment"], "the segmentation job to finish. " + HANG_HINT, context=page.page_summary)
     assert "Failed" not in page.text("seg-status"), page.text("seg-status")
+    core = page.el("pp-core").get_attribute("value")       # the page's core threshold reached the job
+    assert core and f"core {float(core)}" in page.text("seg-status"), (core, page.text("seg-status"))
     rows = page.wait(lambda: page.table_rows("obj-table"), 30, "rows in the object table",
                      context=lambda: page.text("seg-status") + " | " + page.text("obj-summary"))
     fig = page.wait(lambda: (f := page.figure("obj-mesh-graph")) and any(t["type"] == "mesh3d" for t in f["data"])

@@ -64,6 +64,10 @@ def test_train_predict_stats_end_to_end(tiffs, tmp_path):
     assert f"objects: {len(rows)}" in r.stdout
     if rows:  # volumes scale with the voxel size given on the command line
         assert float(rows[0]["volume_nm3"]) == pytest.approx(int(rows[0]["voxels"]) * 640.0)
+    cored = tmp_path / "cored.csv"        # a core threshold keeps a subset: the objects with a sure peak
+    r = run_cli("stats", "--pred", str(pred), "--out", str(cored), "--threshold", "0.3", "--core-threshold", "0.6")
+    assert r.returncode == 0 and "core 0.6" in r.stderr, r.stderr
+    assert len(list(csv.DictReader(cored.open()))) <= len(rows)
 
 
 def test_pretrain_then_train_from_it(tiffs, tmp_path):
