@@ -25,9 +25,8 @@ from layouts import results as view
 # --- logic (plain functions; tests call these) -------------------------------------------------------
 def pp_settings(threshold: Any, min_size: Any, split: Any, core: Any) -> dict:
     """The panel's post-processing inputs as :class:`ml.postprocess.PostprocessSettings`' fields (the
-    service checks them); an empty core threshold means none."""
-    return {"threshold": threshold, "min_size": min_size, "split": "split" in (split or []),
-            "core_threshold": None if core in (None, "") else core}
+    service checks them; an emptied box takes the default: min size 0, no core threshold)."""
+    return {"threshold": threshold, "min_size": min_size, "split": "split" in (split or []), "core_threshold": core}
 
 
 def _settings_text(result: dict) -> str:

@@ -242,9 +242,9 @@ class PostprocessSettings:
 
     @classmethod
     def parse(cls, values: Mapping[str, Any]) -> "PostprocessSettings":
-        """From loose values (a form, a JSON body, a job's params; missing keys take the defaults).
-        Raises ValueError with a message a user can act on."""
-        known = {k: values[k] for k in cls.__dataclass_fields__ if values.get(k) is not None}
+        """From loose values (a form, a JSON body, a job's params); a missing or emptied field takes its default
+        (no core threshold, min size 0). Raises ValueError with a message a user can act on."""
+        known = {k: values[k] for k in cls.__dataclass_fields__ if values.get(k) not in (None, "")}
         try:
             threshold, min_size = float(known.get("threshold", 0.5)), int(known.get("min_size", 0))
             core = float(known["core_threshold"]) if "core_threshold" in known else None

@@ -89,6 +89,8 @@ def test_core_threshold_keeps_objects_with_a_sure_core_and_their_rims():
 def test_postprocess_settings_parse_loose_values_and_say_what_is_wrong():
     got = PostprocessSettings.parse({"threshold": "0.4", "min_size": "12", "core_threshold": None, "other": 1})
     assert got == PostprocessSettings(threshold=0.4, min_size=12) and got.core_threshold is None
+    emptied = PostprocessSettings.parse({"threshold": 0.5, "min_size": "", "core_threshold": ""})   # cleared boxes
+    assert emptied == PostprocessSettings()
     cored = PostprocessSettings.parse({"core_threshold": 0.9, "split": True})
     assert cored.as_params() == {"threshold": 0.5, "min_size": 0, "split": True, "core_threshold": 0.9}
     assert cored.describe() == "threshold 0.5, core 0.9, min size 0, split"
