@@ -19,6 +19,7 @@ OBJECT_COLUMNS = [
     {"name": "z", "id": "centroid_z", "type": "numeric", "format": {"specifier": ".1f"}},
     {"name": "y", "id": "centroid_y", "type": "numeric", "format": {"specifier": ".1f"}},
     {"name": "x", "id": "centroid_x", "type": "numeric", "format": {"specifier": ".1f"}},
+    {"name": "edge", "id": "edge", "type": "text"},
 ]
 DEFAULT_MESH_N = 50
 #: the page's core threshold (hysteresis): measured in BENCHMARKS v40; empty in the form = every object.
@@ -47,7 +48,8 @@ def summary_view(summary: dict | None) -> Any:
     if not summary:
         return html.Div("No objects yet.", className="text-muted small")
     unit = summary.get("units", "µm³")
-    cells = [("objects", f"{summary.get('count', 0)}"),
+    cut = summary.get("edge_count")
+    cells = [("objects" if cut is None else f"objects, {cut} cut by the volume's edge", f"{summary.get('count', 0)}"),
              ("total volume", f"{summary.get('total_volume_um3', 0.0):.3g} {unit}"),
              ("mean volume", f"{summary.get('mean_volume_um3', 0.0):.3g} {unit}")]
     return dbc.Row([dbc.Col([html.Div(v, className="fw-bold"), html.Small(k, className="text-muted")])

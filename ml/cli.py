@@ -129,7 +129,7 @@ def cmd_stats(args) -> int:
         _write_instances(Path(args.instances), inst, vs)
     s = summary(table)
     vol_unit, area_unit = ("nm^3", "nm^2") if vs else ("voxels", "voxel faces (no --voxel-size)")
-    print(f"objects: {s['count']}")
+    print(f"objects: {s['count']} ({s['edge_count']} cut by the volume's edge: column 'edge')")
     print(f"total volume: {s['total_volume_nm3']:.6g} {vol_unit} (mean {s['mean_volume_nm3']:.6g} {vol_unit})")
     print(f"total surface: {s['total_surface_nm2']:.6g} {area_unit}")
     print(f"wrote {args.out}" + (f" and {args.instances}" if args.instances else ""))

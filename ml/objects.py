@@ -19,7 +19,7 @@ from scipy import ndimage as ndi
 from ml.volume import voxel_size_or_unit
 
 COLUMNS = ["id", "voxels", "volume_nm3", "surface_nm2", "centroid_z", "centroid_y", "centroid_x",
-           "bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1", "bbox_y1", "bbox_x1"]
+           "bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1", "bbox_y1", "bbox_x1", "edge"]
 
 #: Gaussian sigma (pixels, in-plane) applied to each section's signed distance before meshing.
 SMOOTH_SIGMA = 0.6
@@ -95,8 +95,10 @@ def object_table(instances: Any, voxel_size: Sequence[float] | None) -> pd.DataF
     """One row per object id > 0 with the columns in :data:`COLUMNS`.
 
     Volumes in nm^3 and surfaces in nm^2 (voxel units when ``voxel_size`` is None);
-    centroids in voxel coordinates; bboxes half-open voxel ranges. Objects touching the
-    volume edge are closed by the padding, so their surface includes the cut face.
+    centroids in voxel coordinates; bboxes half-open voxel ranges. ``edge``: the object touches a
+    face of the volume, so the volume cut it: its volume is a part, and its surface includes the
+    cut face (the padding closes it). A count or a mean size of whole objects leaves these out,
+    as Fiji's 3D Objects Counter does with "exclude objects on edges".
     """
     inst = _instances(instances)
     vs = voxel_size_or_unit(voxel_size)
@@ -111,19 +113,23 @@ def object_table(instances: Any, voxel_size: Sequence[float] | None) -> pd.DataF
         coords = np.nonzero(inside)
         n = int(coords[0].size)
         centroid = [float(c.mean()) + s.start for c, s in zip(coords, box)]
+        edge = any(s.start == 0 or s.stop == dim for s, dim in zip(box, inst.shape))
         rows.append([oid, n, n * voxel_nm3, _surface(inside, vs), *centroid,
-                     *(s.start for s in box), *(s.stop for s in box)])
+                     *(s.start for s in box), *(s.stop for s in box), edge])
     table = pd.DataFrame(rows, columns=COLUMNS)
     ints = ["id", "voxels"] + [c for c in COLUMNS if c.startswith("bbox_")]
-    return table.astype({c: "int64" for c in ints} | {c: "float64" for c in COLUMNS if c not in ints})
+    floats = [c for c in COLUMNS if c not in ints and c != "edge"]
+    return table.astype({c: "int64" for c in ints} | {c: "float64" for c in floats} | {"edge": bool})
 
 
 def summary(table: pd.DataFrame) -> dict:
-    """count, total/mean volume (nm^3) and total surface (nm^2) of an :func:`object_table`."""
+    """count, total/mean volume (nm^3) and total surface (nm^2) of an :func:`object_table`; ``edge_count``
+    of those objects the volume's edge cuts."""
     count = int(len(table))
     total = float(table["volume_nm3"].sum()) if count else 0.0
     return {
         "count": count,
+        "edge_count": int(table["edge"].sum()) if count else 0,
         "total_volume_nm3": total,
         "mean_volume_nm3": total / count if count else 0.0,
         "total_surface_nm2": float(table["surface_nm2"].sum()) if count else 0.0,

@@ -229,20 +229,22 @@ def _read_table(path: str, _mtime_ns: int):
 def summary_view(summary: dict) -> dict:
     """Summary in µm³ for display (voxel units when the voxel size is unknown)."""
     scale = NM3_PER_UM3 if summary.get("voxel_size_known", True) else 1.0
-    return {"count": int(summary.get("count", 0)),
+    return {"count": int(summary.get("count", 0)), "edge_count": summary.get("edge_count"),
             "total_volume_um3": float(summary.get("total_volume_nm3", 0.0)) / scale,
             "mean_volume_um3": float(summary.get("mean_volume_nm3", 0.0)) / scale,
             "units": "µm³" if summary.get("voxel_size_known", True) else "voxels"}
 
 
 def object_rows(config: Any, seg_id: int) -> list[dict]:
-    """Rows for the object DataTable: id, µm³ volume, µm² surface, voxels, centroid, bbox."""
+    """Rows for the object DataTable: id, µm³ volume, µm² surface, voxels, centroid, bbox, and "cut" where the
+    volume's edge cuts the object (empty for a table measured before v40, which did not say)."""
     t = object_table_frame(config, seg_id)
+    t["edge"] = t["edge"].map({True: "cut", False: ""}) if "edge" in t else ""
     known = segmentation_info(config, seg_id)["summary"].get("voxel_size_known", True)
     t["volume_um3"] = t["volume_nm3"] / (NM3_PER_UM3 if known else 1.0)
     t["surface_um2"] = t["surface_nm2"] / (NM2_PER_UM2 if known else 1.0)
     cols = ["id", "volume_um3", "surface_um2", "voxels", "centroid_z", "centroid_y", "centroid_x",
-            "bbox_z0", "bbox_z1", "bbox_y0", "bbox_y1", "bbox_x0", "bbox_x1"]
+            "bbox_z0", "bbox_z1", "bbox_y0", "bbox_y1", "bbox_x0", "bbox_x1", "edge"]
     return t[cols].to_dict("records")
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import zarr
 from dash import no_update
@@ -75,6 +76,11 @@ def test_postprocess_stores_instances_table_and_summary(trained):
     total = sum(r["volume_um3"] for r in rows)
     view = segmentation.summary_view(res["summary"])
     assert view["count"] == len(rows) and view["total_volume_um3"] == pytest.approx(total)
+    cut = [r["id"] for r in rows if r["edge"] == "cut"]
+    assert view["edge_count"] == len(cut) and {r["edge"] for r in rows} <= {"cut", ""}
+    faces = np.zeros(inst.shape, bool)
+    faces[[0, -1]], faces[:, [0, -1]], faces[:, :, [0, -1]] = True, True, True
+    assert sorted(cut) == sorted(int(i) for i in np.unique(inst[faces]) if i)
     assert view["total_volume_um3"] == pytest.approx(np.count_nonzero(inst) * 40 * 5 * 5 / 1e9)
     nav = segmentation.object_nav(trained.config, seg_id, rows[0]["id"])
     assert rows[0]["bbox_z0"] <= nav["z"] < rows[0]["bbox_z1"] and nav["vid"] == trained.vid
@@ -82,6 +88,15 @@ def test_postprocess_stores_instances_table_and_summary(trained):
     assert mesh["units"] == "µm" and len(mesh["i"]) > 0 and len(set(mesh["object_id"])) <= 2
     coarse = segmentation.object_meshes(trained.config, seg_id, max_objects=2, max_faces=len(mesh["i"]) // 3)
     assert coarse["step"] > mesh["step"] and len(coarse["i"]) < len(mesh["i"])
+
+
+def test_an_object_table_from_before_the_edge_column_still_lists(trained):
+    segmentation.segment_volume(trained.config, trained.vid)
+    seg_id = segmentation.postprocess(trained.config, trained.vid, {"min_size": 5})["segmentation_id"]
+    path = Path(segmentation.segmentation_info(trained.config, seg_id)["table_path"])
+    pd.read_csv(path).drop(columns="edge").to_csv(path, index=False)     # as written before v40
+    rows = segmentation.object_rows(trained.config, seg_id)
+    assert rows and all(r["edge"] == "" for r in rows)
 
 
 def test_threshold_changes_objects_and_each_run_is_kept(trained):
@@ -160,7 +175,8 @@ def test_one_segment_click_is_one_job_with_objects(trained):
 
     vol = {"id": trained.vid, "project_id": trained.pid}
     text, rev, seg_id = cb_results.run_segment(trained.config, vol, False, {"threshold": 0.5, "min_size": 0})
-    assert text.startswith(f"Segmented with model {trained.model_id}: ") and "objects (threshold 0.5, min size 0)" in text
+    assert text.startswith(f"Segmented with model {trained.model_id}: ")
+    assert "objects (threshold 0.5, min size 0)" in text
     assert seg_id == segmentation.latest_segmentation_id(trained.config, trained.vid)
     rows = [j for j in jobs.list_jobs(trained.config, trained.pid) if j["kind"] == "segment"]
     assert len(rows) == 1 and rows[0]["status"] == "done", rows

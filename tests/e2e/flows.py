@@ -205,6 +205,9 @@ def segment(page: Page, min_size: int = 10) -> list[dict]:
     assert core and f"core {float(core)}" in page.text("seg-status"), (core, page.text("seg-status"))
     rows = page.wait(lambda: page.table_rows("obj-table"), 30, "rows in the object table",
                      context=lambda: page.text("seg-status") + " | " + page.text("obj-summary"))
+    said = re.search(r"(\d+) cut by the volume's edge", page.text("obj-summary"))
+    assert said and {r.get("edge") for r in rows} <= {"cut", ""}, (page.text("obj-summary"), rows)
+    assert int(said[1]) >= sum(r["edge"] == "cut" for r in rows), rows   # the table's first page; the summary: all
     fig = page.wait(lambda: (f := page.figure("obj-mesh-graph")) and any(t["type"] == "mesh3d" for t in f["data"])
                     and f, 30, "the 3D view to show a mesh")
     assert any(t["type"] == "mesh3d" and t["n"] > 0 for t in fig["data"]), fig

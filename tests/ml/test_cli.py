@@ -61,7 +61,7 @@ def test_train_predict_stats_end_to_end(tiffs, tmp_path):
     with table.open() as fh:
         header = fh.readline().strip().split(",")
     assert header[:4] == ["id", "voxels", "volume_nm3", "surface_nm2"]
-    assert f"objects: {len(rows)}" in r.stdout
+    assert f"objects: {len(rows)} ({sum(r['edge'] == 'True' for r in rows)} cut by the volume's edge" in r.stdout
     if rows:  # volumes scale with the voxel size given on the command line
         assert float(rows[0]["volume_nm3"]) == pytest.approx(int(rows[0]["voxels"]) * 640.0)
     cored = tmp_path / "cored.csv"        # a core threshold keeps a subset: the objects with a sure peak

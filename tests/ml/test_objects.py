@@ -80,7 +80,21 @@ def test_table_from_segmentation_and_summary():
     assert s["total_surface_nm2"] == pytest.approx(table.surface_nm2.sum())
     empty = object_table(np.zeros((3, 4, 4), np.int32), (1, 1, 1))
     assert isinstance(empty, pd.DataFrame) and list(empty.columns) == COLUMNS and len(empty) == 0
-    assert summary(empty) == {"count": 0, "total_volume_nm3": 0.0, "mean_volume_nm3": 0.0, "total_surface_nm2": 0.0}
+    assert summary(empty) == {"count": 0, "edge_count": 0, "total_volume_nm3": 0.0, "mean_volume_nm3": 0.0,
+                              "total_surface_nm2": 0.0}
+
+
+def test_objects_the_volume_cuts_are_marked_on_every_face():
+    inst = np.zeros((5, 12, 12), np.int32)
+    inst[2, 5:7, 5:7] = 1                       # inside
+    inst[0:2, 5:7, 5:7] = 2                     # the first slice
+    inst[2, 10:12, 5:7] = 3                     # the last row
+    inst[3, 5:7, 0:2] = 4                       # the first column
+    inst[4, 1:3, 1:3] = 5                       # the last slice
+    table = object_table(inst, (40, 5, 5))
+    assert table.edge.dtype == bool and table.set_index("id").edge.to_dict() == {1: False, 2: True, 3: True,
+                                                                                 4: True, 5: True}
+    assert summary(table)["edge_count"] == 4
 
 
 def test_single_voxel_and_slab_objects_get_a_surface():
