@@ -23,11 +23,11 @@ from scipy import ndimage
 
 from ml.dataset import regions_from_store, split_regions
 from ml.infer import predict_image
-from ml.predicted_class import predicted_class
 from ml.quality import Basis, calibrated_iou, class_histograms, estimate_range, expected_iou
+from ml.z_consensus import WEIGHT
 
 from .al_protocol import QUICK, load_data
-from .al_scores import heldout_scores
+from .al_scores import heldout_prob_scores
 
 BRUSH = 4                    # stroke radius (px), the app's default brush is 8 px wide
 STYLES = {"inside": (BRUSH + 4, 14, False), "careful": (BRUSH + 1, BRUSH + 2, True)}   # fg erosion, bg margin, hug
@@ -153,7 +153,7 @@ def _fit(model, data, train_regions, val_regions, tcfg, seed: int, self_train: b
 
 
 def run_one(data, weights: str | None, style: str, budget: int, seed: int, steps: int,
-            self_train: bool = False, lr: float = 1e-3) -> dict:
+            self_train: bool = False, lr: float = 1e-3, base: int = 8, anchor: float = 0.0) -> dict:
     from ml.model import UNet2D
     from ml.pretrain import init_from_pretrained
     from ml.train import TrainConfig, evaluate
@@ -167,22 +167,22 @@ def run_one(data, weights: str | None, style: str, budget: int, seed: int, steps
     else:
         labels = strokes(pool_mask, budget, style, rng)
     regions = regions_from_store(data.pool, ArrayStore(labels), 0.0, 1.0)
-    tcfg = TrainConfig(steps=steps, lr=lr, seed=seed, eval_every=25)
+    tcfg = TrainConfig(steps=steps, lr=lr, seed=seed, eval_every=25, anchor=anchor)
     train_regions, val_regions = split_regions(regions, tcfg.val_fraction, tcfg.seed)
     torch.manual_seed(seed)
-    model = UNet2D(base=8, depth=4)
+    model = UNet2D(base=base, depth=4)
     if weights:
         init_from_pretrained(model, weights)
     result = _fit(model, data, train_regions, val_regions, tcfg, seed, self_train)
     model = result.model
-    truth = heldout_scores(lambda img: predicted_class(predict_image(model, img)["prob"]) == 1, data)["iou"]
+    truth = heldout_prob_scores(lambda img: predict_image(model, img)["prob"][1], data, WEIGHT)
     pool_z = sorted({int(z) for z in np.linspace(1, data.image.shape[0] - 2, 4)})
     volume, heldout = class_histograms(model, [data.image[z, :data.split_y] for z in pool_z], val_regions, 1)
     basis = Basis()
     for r in val_regions:
         basis.add(r.labels)
     last = evaluate(model, val_regions, torch.device("cpu"))["val_iou"] if val_regions else None
-    return {"style": style, "budget": budget, "seed": seed, "true": truth,
+    return {"style": style, "budget": budget, "seed": seed, "true": truth["iou"], "true_z": truth["iou_z"],
             "shown": result.best_val_iou, "heldout": last, "expected": expected_iou(volume),
             "calibrated": calibrated_iou(volume, heldout), "thin": basis.thin_reason(),
             "basis": basis.__dict__, "labeled_px": int(np.count_nonzero(labels))}
@@ -221,6 +221,13 @@ def summarize(rows: list[dict]) -> list[str]:
         width = np.mean([r["range_high"] - r["range_low"] for r in ranged])
         out.append(f"\nthe app's range held the true IoU in {held} of {len(ranged)} trusted runs "
                    f"(mean width {width:.3f})")
+        read = [r for r in ranged if r.get("true_z") is not None]   # rows since v40 also score the app's reading
+        if read:
+            low = np.array([r["range_low"] - r["true_z"] for r in read])
+            held = sum(r["range_low"] <= r["true_z"] <= r["range_high"] for r in read)
+            out.append(f"read in z consensus as the app segments (mean true IoU {np.mean([r['true_z'] for r in read]):.3f}"
+                       f"): the range held it in {held} of {len(read)}; low end mean abs error "
+                       f"{np.abs(low).mean():.3f}, worst overstatement {low.max():+.3f}")
     return out
 
 
@@ -237,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (the app's default was 1e-3)")
     p.add_argument("--self-train", action="store_true", help="the last third of the steps with pseudo-labels "
                    "of the pool half, whatever the app's gate says (v11 measured the gate with it)")
+    p.add_argument("--base", type=int, default=8, help="U-Net width (the app's is 16; v1-v3 measured 8)")
+    p.add_argument("--anchor", type=float, default=0.0, help="pull toward the pre-trained body (the app: 0.5 for "
+                   "a new model from the body that self-trains, ml.anchor.start_anchor)")
     p.add_argument("--out", default="bench_out/quality.json")
     p.add_argument("--summarize", metavar="JSON", help="only print the summary of a finished run's rows")
     args = p.parse_args(argv)
@@ -254,10 +264,10 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(args.seeds):
                 t0 = time.monotonic()
                 row = with_range(run_one(data, args.weights, style, budget, seed, args.steps, args.self_train,
-                                          args.lr))
+                                          args.lr, args.base, args.anchor))
                 row["seconds"] = round(time.monotonic() - t0, 1)
                 rows.append(row)
-                fmt = {k: ("n/a" if row[k] is None else f"{row[k]:.3f}") for k in ("true",) + ESTIMATES}
+                fmt = {k: ("n/a" if row[k] is None else f"{row[k]:.3f}") for k in ("true", "true_z") + ESTIMATES}
                 print(f"{style:8s} budget {budget:3d} seed {seed}: " + " ".join(f"{k} {v}" for k, v in fmt.items())
                       + f" | {row['thin'] or 'basis ok'} ({row['seconds']} s)", flush=True)
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)

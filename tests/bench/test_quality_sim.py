@@ -43,3 +43,8 @@ def test_summary_counts_runs_whose_range_holds_the_truth():
     text = "\n".join(summarize(rows))
     assert "held the true IoU in 1 of 2 trusted runs (mean width 0.200)" in text
     assert "| range_low | 3 |" in text and "-0.100 |" in text    # the low end never overstated here
+    assert "z consensus" not in text                              # rows from before v40 have no true_z
+    read = [{**r, "true_z": t} for r, t in zip(rows, (0.35, 0.45, 0.3))]
+    text = "\n".join(summarize(read))
+    assert "read in z consensus as the app segments (mean true IoU 0.400): the range held it in 1 of 2" in text
+    assert "low end mean abs error 0.200, worst overstatement -0.150" in text
