@@ -145,7 +145,8 @@ class SegmentIn(BaseModel):
     mc: bool = Field(False, description="also compute MC-dropout uncertainty")
     split: bool = Field(False, description="split touching objects (watershed)")
     core_threshold: Optional[float] = Field(None, gt=0, lt=1, description="keep only objects whose peak probability "
-                                            "exceeds this (hysteresis; at least the threshold); null = every object")
+                                            "exceeds this (hysteresis); null, or one at or under the threshold, keeps "
+                                            "every object")
 
 
 class TrainIn(BaseModel):

@@ -205,7 +205,7 @@ def build_parser() -> OneLineParser:
     st.add_argument("--threshold", type=probability, default=0.5, help="foreground probability threshold (0..1)")
     st.add_argument("--min-size", type=non_negative(int), default=0, help="drop objects smaller than this (voxels)")
     st.add_argument("--core-threshold", type=probability, help="keep only objects whose peak probability exceeds this "
-                    "(hysteresis, at least --threshold; the app's page suggests 0.9); default: every object")
+                    "(hysteresis; the app's page suggests 0.9); default, or at or under --threshold: every object")
     st.add_argument("--voxel-size", type=voxel_size, help="z,y,x in nm (default: stored with the prediction)")
     st.add_argument("--split", action="store_true", help="split touching objects (watershed)")
     st.add_argument("--instances", help="also write the instance label volume (.tif, .tiff or .zarr)")

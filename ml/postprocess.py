@@ -69,11 +69,11 @@ def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     return labels
 
 
-def check_core_threshold(threshold: float, core_threshold: float | None) -> None:
-    """A core threshold under the threshold would keep what the threshold already dropped: refuse it."""
-    if core_threshold is not None and not threshold <= core_threshold < 1.0:
-        raise ValueError(f"The core threshold must lie between the threshold ({threshold}) and 1, "
-                         f"got {core_threshold}.")
+def check_core_threshold(core_threshold: float | None) -> None:
+    """A core threshold is a probability; one at or under the threshold keeps every object (each object's
+    peak already exceeds the threshold), so a slider moved past it needs no error."""
+    if core_threshold is not None and not 0.0 < core_threshold < 1.0:
+        raise ValueError(f"The core threshold must be between 0 and 1 (empty: every object), got {core_threshold}.")
 
 
 def keep_cored(labels: np.ndarray, prob: np.ndarray, core_threshold: float) -> np.ndarray:
@@ -213,7 +213,7 @@ def segment(
     vs = voxel_size_or_unit(voxel_size)
     if int(min_size) < 0:
         raise ValueError(f"min_size must be >= 0 voxels, got {min_size}")
-    check_core_threshold(threshold, core_threshold)
+    check_core_threshold(core_threshold)
     if int(min_slices) < 1:
         raise ValueError(f"min_slices must be 1 or more, got {min_slices}")
     mask = prob > threshold
@@ -255,7 +255,7 @@ class PostprocessSettings:
             raise ValueError(f"Threshold must be between 0 and 1, got {threshold}.")
         if min_size < 0:
             raise ValueError(f"Min size must be 0 or more voxels, got {min_size}.")
-        check_core_threshold(threshold, core)
+        check_core_threshold(core)
         return cls(threshold, min_size, bool(known.get("split", False)), core)
 
     def as_params(self) -> dict:

@@ -90,8 +90,8 @@ def test_train_then_segment_then_download_the_object_table(client, env):
     assert job["status"] == "done", job
     models = client.get(f"/api/projects/{env.pid}/models").get_json()
     assert len(models) == 1 and models[0]["active"]
-    bad = client.post(f"/api/volumes/{env.vid}/segment", json={"threshold": 0.5, "core_threshold": 0.4})
-    assert bad.status_code == 400 and "core threshold must lie between" in bad.get_json()["error"]
+    bad = client.post(f"/api/volumes/{env.vid}/segment", json={"threshold": 0.5, "core_threshold": 1.5})
+    assert bad.status_code == 422 and "core_threshold" in bad.get_data(as_text=True), bad.get_data(as_text=True)
     started = client.post(f"/api/volumes/{env.vid}/segment", json={"threshold": 0.5, "min_size": 0,
                                                                    "core_threshold": 0.55})
     job = _wait_done(client, started.get_json()["id"])

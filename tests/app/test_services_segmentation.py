@@ -115,8 +115,8 @@ def test_postprocess_needs_a_prediction_and_valid_settings(trained):
     segmentation.segment_volume(trained.config, trained.vid)
     with pytest.raises(UserError, match="Threshold"):
         segmentation.postprocess(trained.config, trained.vid, {"threshold": 1.5})
-    with pytest.raises(UserError, match="core threshold must lie between the threshold"):
-        segmentation.postprocess(trained.config, trained.vid, {"threshold": 0.5, "core_threshold": 0.3})
+    with pytest.raises(UserError, match="core threshold must be between 0 and 1"):
+        segmentation.postprocess(trained.config, trained.vid, {"threshold": 0.5, "core_threshold": 1.5})
 
 
 def test_a_core_threshold_keeps_only_objects_the_model_is_sure_of(trained):
