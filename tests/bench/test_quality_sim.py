@@ -48,3 +48,6 @@ def test_summary_counts_runs_whose_range_holds_the_truth():
     text = "\n".join(summarize(read))
     assert "read in z consensus as the app segments (mean true IoU 0.400): the range held it in 1 of 2" in text
     assert "low end mean abs error 0.200, worst overstatement -0.150" in text
+    assert "pool half" not in text                                # nor true_pool
+    text = "\n".join(summarize([{**r, "true_pool": 0.45} for r in read]))
+    assert "(pool half, labels left out) (mean true IoU 0.450): the range held it in 0 of 2" in text
