@@ -246,7 +246,7 @@ class PostprocessSettings:
         (no core threshold, min size 0). Raises ValueError with a message a user can act on."""
         known = {k: values[k] for k in cls.__dataclass_fields__ if values.get(k) not in (None, "")}
         try:
-            threshold, min_size = float(known.get("threshold", 0.5)), int(known.get("min_size", 0))
+            threshold, min_size = float(known.get("threshold", cls.threshold)), int(known.get("min_size", cls.min_size))
             core = float(known["core_threshold"]) if "core_threshold" in known else None
         except (TypeError, ValueError):
             raise ValueError("Threshold and core threshold must be numbers in (0, 1) and min size a whole number "
@@ -256,7 +256,7 @@ class PostprocessSettings:
         if min_size < 0:
             raise ValueError(f"Min size must be 0 or more voxels, got {min_size}.")
         check_core_threshold(core)
-        return cls(threshold, min_size, bool(known.get("split", False)), core)
+        return cls(threshold, min_size, bool(known.get("split", cls.split)), core)
 
     def as_params(self) -> dict:
         """JSON-ready, and the keyword arguments :func:`segment` takes."""
