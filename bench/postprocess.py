@@ -5,7 +5,7 @@ objects: holes filled, 3D connected components, objects under a minimum size dro
 offers 50 voxels), and, if asked, objects with no sure core (``--core-thresholds``, hysteresis) or spanning too
 few sections (``--min-slices``). This re-scores the models a ``bench.initial_steps`` run saved (nothing is trained):
 each predicts every slice of the scored rows, read in z consensus as the app reads it (``--z``), and is
-segmented at each ``--min-sizes`` value with and without hole filling, and with holes filled under each seed
+segmented at each ``--min-sizes`` value with and without hole filling, and with holes filled under each core
 threshold and section count alone and together. It prints per seed the IoU on the
 protocol's scored slices and on every slice, and the paired gain of each setting over the threshold alone.
 The truth goes through the same filter first: what a size would drop of the expert's own mitochondria
@@ -88,37 +88,30 @@ def setting_scores(prob: np.ndarray, truth: np.ndarray, settings, slices: dict[s
     return out
 
 
-def _sizes(text: str) -> tuple[int, ...]:
+def _listed(text: str, flag: str, convert, what: str, valid, rule: str) -> tuple:
+    """Comma-separated values of ``flag``, each ``convert``-ed and ``valid``; else an argparse error saying ``rule``."""
     try:
-        values = [int(v) for v in text.split(",")]
+        values = tuple(convert(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--min-sizes takes comma-separated voxel counts, got {text!r}") from None
-    if any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"a minimum size is 0 or more voxels, got {text!r}")
+        raise argparse.ArgumentTypeError(f"{flag} takes comma-separated {what}, got {text!r}") from None
+    if not all(valid(v) for v in values):
+        raise argparse.ArgumentTypeError(f"{rule}, got {text!r}")
+    return values
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    values = _listed(text, "--min-sizes", int, "voxel counts", lambda v: v >= 0, "a minimum size is 0 or more voxels")
     return (0, *dict.fromkeys(v for v in values if v != 0))
 
 
 def _cores(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--core-thresholds takes comma-separated probabilities, got {text!r}") \
-            from None
-    if not all(0.5 <= v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"a core threshold lies in [0.5, 1), the segmentation's own threshold up; "
-                                         f"got {text!r}")
-    return values
+    return _listed(text, "--core-thresholds", float, "probabilities", lambda v: 0.5 <= v < 1,
+                   "a core threshold lies in [0.5, 1), the segmentation's own threshold up")
 
 
 def _slices(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--min-slices takes comma-separated section counts, got {text!r}") from None
-    if not all(v >= 2 for v in values):
-        raise argparse.ArgumentTypeError(f"a section count to require is 2 or more (1 keeps every object), "
-                                         f"got {text!r}")
-    return values
+    return _listed(text, "--min-slices", int, "section counts", lambda v: v >= 2,
+                   "a section count to require is 2 or more (1 keeps every object)")
 
 
 def _z(text: str) -> float:
