@@ -57,3 +57,16 @@ def test_dense_labels_give_an_estimate_close_to_the_true_iou(env):
     assert low <= truth + TOLERANCE, "the number shown overstates the model"
     assert high >= truth - TOLERANCE and abs(high - truth) <= TOLERANCE, "the range misses the true IoU"
     assert quality["basis"]["boundary"] > 0 and quality["basis"]["regions"] >= 1
+
+
+def test_a_self_trained_version_says_its_estimate_reads_high():
+    """bench.quality v4: after self-training the low end overstated the true IoU in 8 of 9 runs."""
+    from app.services.evaluation import SELF_TRAINED_CAVEAT, quality_text
+
+    estimate = {"iou": 0.7, "high": 0.8, "basis": {"regions": 3, "pixels": 50_000, "boundary": 900}}
+    plain = quality_text({"quality": estimate, "self_training": None})
+    assert plain.startswith("estimated IoU 0.70 to 0.80") and SELF_TRAINED_CAVEAT not in plain
+    said = quality_text({"quality": estimate, "self_training": {"pixels": 12_000}})
+    assert said == plain + SELF_TRAINED_CAVEAT and "upper bound" in said
+    withheld = {"iou": None, "reason": "the held-out labels are strokes", "basis": {}}
+    assert SELF_TRAINED_CAVEAT not in quality_text({"quality": withheld, "self_training": {"pixels": 1}})
