@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ml.metrics import count_metrics
+from ml.metrics import iou
 from ml.postprocess import segment
 from ml.z_consensus import WEIGHT, check_weight, smooth_z
 
@@ -61,8 +61,7 @@ def settings_for(min_sizes, cores=(), slices=()) -> list[Setting]:
 
 def iou_on(pred: np.ndarray, truth: np.ndarray, slices: list[int]) -> float:
     """IoU of ``pred`` against ``truth`` (Z, Y, X) counted over ``slices`` only."""
-    p, t = pred[slices], truth[slices]
-    return count_metrics(int((p & t).sum()), int((p & ~t).sum()), int((t & ~p).sum()))["iou"]
+    return iou(pred[slices], truth[slices])
 
 
 def setting_scores(prob: np.ndarray, truth: np.ndarray, settings, slices: dict[str, list[int]]) -> dict:

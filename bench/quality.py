@@ -23,8 +23,8 @@ from scipy import ndimage
 
 from ml.dataset import regions_from_store, split_regions
 from ml.infer import predict_image
+from ml.metrics import confusion, count_metrics
 from ml.quality import Basis, calibrated_iou, class_histograms, estimate_range, expected_iou
-from ml.metrics import count_metrics
 from ml.z_consensus import WEIGHT
 
 from .al_protocol import QUICK, load_data
@@ -156,12 +156,9 @@ def _fit(model, data, train_regions, val_regions, tcfg, seed: int, self_train: b
 def pool_truth(model, data, pool_z: list[int], labels: np.ndarray) -> float:
     """The true IoU on the slices the estimate reads (the pool half's ``pool_z``), the labeled pixels left out:
     what the page's number is about, without the test half's shift (1.6x the mitochondria)."""
-    counts = np.zeros(3, np.int64)
-    for z in pool_z:
-        pred = predict_image(model, data.image[z, :data.split_y])["prob"][1] > 0.5
-        truth, free = data.mask[z, :data.split_y] > 0, labels[z] == 0
-        counts += [np.sum(pred & truth & free), np.sum(pred & ~truth & free), np.sum(~pred & truth & free)]
-    return count_metrics(*(int(c) for c in counts))["iou"]
+    counts = sum(np.array(confusion(predict_image(model, data.image[z, :data.split_y])["prob"][1] > 0.5,
+                                    data.mask[z, :data.split_y], labels[z] == 0)) for z in pool_z)
+    return count_metrics(*map(int, counts[:3]))["iou"]
 
 
 def run_one(data, weights: str | None, style: str, budget: int, seed: int, steps: int,
