@@ -9,6 +9,7 @@ way the app does (held-out split of ``ml.dataset.split_regions``, best validatio
 then every estimate of ``ml.quality`` is compared with the true foreground IoU on the test
 half's evaluation slices (never labeled). Prints one row per run and, per estimate, the
 Pearson correlation with the true IoU, the mean absolute error and the worst overstatement.
+With ``--self-train`` the estimates read the model before self-training, as the app does (``--read``).
 """
 from __future__ import annotations
 
@@ -162,7 +163,8 @@ def pool_truth(model, data, pool_z: list[int], labels: np.ndarray) -> float:
 
 
 def run_one(data, weights: str | None, style: str, budget: int, seed: int, steps: int,
-            self_train: bool = False, lr: float = 1e-3, base: int = 8, anchor: float = 0.0) -> dict:
+            self_train: bool = False, lr: float = 1e-3, base: int = 8, anchor: float = 0.0,
+            read: str = "supervised") -> dict:
     from ml.model import UNet2D
     from ml.pretrain import init_from_pretrained
     from ml.train import TrainConfig, evaluate
@@ -184,19 +186,23 @@ def run_one(data, weights: str | None, style: str, budget: int, seed: int, steps
         init_from_pretrained(model, weights)
     result = _fit(model, data, train_regions, val_regions, tcfg, seed, self_train)
     model = result.model
+    reader = result.labels_only if read == "supervised" else model        # the model the estimates read
     truth = heldout_prob_scores(lambda img: predict_image(model, img)["prob"][1], data, WEIGHT)
     pool_z = sorted({int(z) for z in np.linspace(1, data.image.shape[0] - 2, 4)})
-    volume, heldout = class_histograms(model, [data.image[z, :data.split_y] for z in pool_z], val_regions, 1)
-    on_pool = pool_truth(model, data, pool_z, labels)
+    volume, heldout = class_histograms(reader, [data.image[z, :data.split_y] for z in pool_z], val_regions, 1)
     basis = Basis()
     for r in val_regions:
         basis.add(r.labels)
-    last = evaluate(model, val_regions, torch.device("cpu"))["val_iou"] if val_regions else None
-    return {"style": style, "budget": budget, "seed": seed, "true": truth["iou"], "true_z": truth["iou_z"],
-            "true_pool": on_pool,
-            "shown": result.best_val_iou, "heldout": last, "expected": expected_iou(volume),
-            "calibrated": calibrated_iou(volume, heldout), "thin": basis.thin_reason(),
-            "basis": basis.__dict__, "labeled_px": int(np.count_nonzero(labels))}
+    last = evaluate(reader, val_regions, torch.device("cpu"))["val_iou"] if val_regions else None
+    row = {"style": style, "budget": budget, "seed": seed, "true": truth["iou"], "true_z": truth["iou_z"],
+           "true_pool": pool_truth(model, data, pool_z, labels), "read_from": read,
+           "shown": result.best_val_iou, "heldout": last, "expected": expected_iou(volume),
+           "calibrated": calibrated_iou(volume, heldout), "thin": basis.thin_reason(),
+           "basis": basis.__dict__, "labeled_px": int(np.count_nonzero(labels))}
+    if reader is not model:                     # how good the model read was: is its estimate right about itself?
+        own = heldout_prob_scores(lambda img: predict_image(reader, img)["prob"][1], data, WEIGHT)
+        row.update(read_true_z=own["iou_z"], read_true_pool=pool_truth(reader, data, pool_z, labels))
+    return row
 
 
 ESTIMATES = ("shown", "heldout", "expected", "calibrated", "range_low")
@@ -233,7 +239,9 @@ def summarize(rows: list[dict]) -> list[str]:
         out.append(f"\nthe app's range held the true IoU in {held} of {len(ranged)} trusted runs "
                    f"(mean width {width:.3f})")
         for key, what in (("true_z", "read in z consensus as the app segments"),
-                          ("true_pool", "on the slices the estimate reads (pool half, labels left out)")):
+                          ("true_pool", "on the slices the estimate reads (pool half, labels left out)"),
+                          ("read_true_z", "the model read (before self-training), z consensus"),
+                          ("read_true_pool", "the model read (before self-training), on the slices it reads")):
             read = [r for r in ranged if r.get(key) is not None]   # rows since v40 also score these
             if read:
                 low = np.array([r["range_low"] - r[key] for r in read])
@@ -260,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", type=int, default=8, help="U-Net width (the app's is 16; v1-v3 measured 8)")
     p.add_argument("--anchor", type=float, default=0.0, help="pull toward the pre-trained body (the app: 0.5 for "
                    "a new model from the body that self-trains, ml.anchor.start_anchor)")
+    p.add_argument("--read", choices=("supervised", "final"), default="supervised",
+                   help="the model the estimates read: the one the labels alone made (the app's since v41), "
+                   "or the final, self-trained one (v4)")
     p.add_argument("--out", default="bench_out/quality.json")
     p.add_argument("--summarize", metavar="JSON", help="only print the summary of a finished run's rows")
     args = p.parse_args(argv)
@@ -277,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(args.seeds):
                 t0 = time.monotonic()
                 row = with_range(run_one(data, args.weights, style, budget, seed, args.steps, args.self_train,
-                                          args.lr, args.base, args.anchor))
+                                          args.lr, args.base, args.anchor, args.read))
                 row["seconds"] = round(time.monotonic() - t0, 1)
                 rows.append(row)
                 fmt = {k: ("n/a" if row[k] is None else f"{row[k]:.3f}")

@@ -180,10 +180,11 @@ class QualityEstimate:
     overstated the true IoU by up to 0.25 while the model's own expected IoU never did, and the
     truth lay between the two in 8 of 9 runs; on the synthetic test volume the expected IoU
     understated (0.36 against 0.84) and the recalibrated one was right. Neither end alone is
-    the truth: the page shows the range, and where one number must stand, the lower end. With the
-    app's training since v11 (base 16, 1,000 steps, self-training) the lower end overstated too: in 8
-    of 9 runs on the slices it reads, by 0.04 on average and up to 0.13 (BENCHMARKS, quality v4), so
-    the page says so for a self-trained version (``app.services.evaluation.quality_text``).
+    the truth: the page shows the range, and where one number must stand, the lower end. Read from a
+    model that self-trained (the app's training since v11) the lower end overstated too: in 8 of 9 runs on
+    the slices it reads, by 0.04 on average and up to 0.13 (BENCHMARKS, quality v4). Read from the same
+    model before its self-training (``TrainResult.labels_only``, the app's way since quality v5) it lay
+    above the final model's truth in 3 of 9 runs, by at most 0.035, and 0.054 below it on average.
     """
 
     iou: float | None

@@ -14,6 +14,7 @@ the same probabilities as a whole-slice prediction).
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Iterator, Sequence
@@ -230,7 +231,8 @@ def train_in_phases(model: nn.Module, regions: Sequence[Region], val: Sequence[R
     """``train_config.steps`` steps: the first ones on the labels alone, the last ``self_steps`` with
     ``pseudo(model)``'s regions (the model as it is then labels them), in ``config.rounds`` rounds that
     each label the pool again. After a supervised phase the self-training runs at half the learning rate
-    with a new seed per round (the probe's schedule)."""
+    with a new seed per round (the probe's schedule), and the result keeps a copy of the supervised phase's
+    model (``TrainResult.supervised``): the quality estimate reads it (bench.quality v5)."""
     total = int(train_config.steps)
     first = total - int(self_steps)
 
@@ -250,6 +252,7 @@ def train_in_phases(model: nn.Module, regions: Sequence[Region], val: Sequence[R
     if first > 0:
         result = train(model, regions, list(val), timed(train_config, first), progress=shifted(0, "training", first),
                        cancel=cancel, device=device)
+    supervised = copy.deepcopy(model).eval() if first > 0 and self_steps > 0 else None
     done = first
     for k, n in enumerate(round_steps(int(self_steps), config.rounds)):
         report(progress, done, total, phase="pseudo-labeling")
@@ -268,7 +271,7 @@ def train_in_phases(model: nn.Module, regions: Sequence[Region], val: Sequence[R
             raise
         result = part if result is None else _joined(result, part, done)
         done += n
-    return result
+    return result if supervised is None else replace(result, supervised=supervised)
 
 
 def round_steps(steps: int, rounds: int) -> list[int]:

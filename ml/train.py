@@ -101,6 +101,14 @@ class TrainResult:
     history: list[dict]
     best_val_iou: float | None
     best_step: int | None
+    supervised: nn.Module | None = None   # a copy of the model the labels alone made, when self-training went on
+    #                                       from it (ml.self_training.train_in_phases): what to estimate quality from
+
+    @property
+    def labels_only(self) -> nn.Module:
+        """The model that never learned a pseudo-label: ``supervised``, or ``model`` when there was no self-training.
+        Its probabilities on unlabeled pixels were never taught to themselves, so estimates read from it stay honest."""
+        return self.supervised if self.supervised is not None else self.model
 
 
 def class_weights(counts: dict[int, int], n_classes: int, max_weight: float = 10.0) -> torch.Tensor:

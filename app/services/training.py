@@ -260,7 +260,8 @@ def train_model(config: Any, project_id: int, parent_id: int | None = None, epoc
                "seconds": round(time.monotonic() - started, 1),
                "device": str(device), "n_regions": len(regions), "started_from": started_from,
                "self_training": pseudo_stats or None}
-    metrics["quality"] = quality(config, project_id, result.model, val_regions, device)
+    metrics["quality"] = quality(config, project_id, result.labels_only, val_regions, device)   # bench.quality v5
+    metrics["quality_before_self_training"] = result.supervised is not None
     gt = ground_truth_iou(config, project_id, result.model, device)
     if gt:
         metrics.update(gt)

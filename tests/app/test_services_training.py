@@ -117,6 +117,7 @@ def test_a_new_model_self_trains_its_last_third_on_pseudo_labels(env):
     assert 0.0 < st["labeled_share"] <= 1.0 and 0.0 <= st["object_share"] <= st["labeled_share"]
     assert [h["step"] for h in training.version_history(env.config, res["model_id"])] == list(range(1, 61))
     assert training.list_versions(config, env.pid)[0]["note"].startswith("self-trained 20 steps on pseudo-labels (")
+    assert res["metrics"]["quality_before_self_training"]          # read from the 40-step model (bench.quality v5)
 
 
 @pytest.mark.parametrize("given, app_train, used", [(None, None, TrainConfig().lr), ("", {"lr": 5e-4}, 5e-4),
@@ -154,6 +155,7 @@ def test_a_short_new_model_does_not_self_train(env):
     _label(env)
     res = training.train_model(env.config, env.pid, steps=6)
     assert res["metrics"]["self_training"] is None and res["metrics"]["steps"] == 6
+    assert res["metrics"]["quality_before_self_training"] is False
     assert "self-trained" not in (training.list_versions(env.config, env.pid)[0]["note"] or "")
 
 

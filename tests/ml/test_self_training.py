@@ -221,6 +221,33 @@ def test_train_in_phases_runs_every_step_once_and_pseudo_labels_after_the_superv
     assert phases.count("self-training") == self_steps
 
 
+def _flat(model) -> torch.Tensor:
+    return torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("self_steps", [0, 4, 10])
+def test_the_result_keeps_the_model_the_labels_alone_made(self_steps):
+    """The quality estimate reads the supervised phase's model (bench.quality v5): the result must hold that
+    model as it was when the pool was first labeled, not the self-trained one; with no supervised phase
+    (a warm start) or no self-training there is only the final model."""
+    region, at_boundary = _toy(), []
+    torch.manual_seed(0)
+    tcfg = TrainConfig(steps=10, lr=1e-3, batch_size=2, crop=32, seed=0, eval_every=5)
+
+    def pseudo(m):
+        at_boundary.append(_flat(m))
+        return [Region(region.image, np.where(region.labels == 0, 1, 0).astype(np.uint8))]
+
+    result = train_in_phases(UNet2D(base=4, depth=2), [region], [], tcfg, SelfTrainConfig(), self_steps, pseudo)
+    if self_steps in (0, 10):
+        assert result.supervised is None and result.labels_only is result.model
+        return
+    assert result.labels_only is result.supervised and result.supervised is not result.model
+    assert torch.equal(_flat(result.supervised), at_boundary[0])
+    assert not torch.equal(_flat(result.model), at_boundary[0])      # self-training moved the final model
+    assert not result.supervised.training
+
+
 def test_self_steps_split_a_new_model_and_cover_a_warm_start():
     cfg = SelfTrainConfig()
     assert cfg.self_steps(1500, warm=False) == 500 and cfg.self_steps(300, warm=True) == 300
@@ -280,7 +307,7 @@ def test_each_round_labels_the_pool_again_with_the_model_as_trained_so_far():
 
     def pseudo(m):
         calls.append(len(seen))
-        weights.append(torch.cat([p.detach().flatten().clone() for p in m.parameters()]))
+        weights.append(_flat(m))
         return [Region(region.image, np.where(region.labels == 0, 1, 0).astype(np.uint8))]
 
     result = train_in_phases(model, [region], [], tcfg, SelfTrainConfig(rounds=2), 4, pseudo,
