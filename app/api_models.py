@@ -141,7 +141,9 @@ class JobsQuery(BaseModel):
 
 class SegmentIn(BaseModel):
     threshold: float = Field(0.5, gt=0, lt=1, description="foreground probability threshold")
-    min_size: int = Field(0, ge=0, description="objects smaller than this (voxels) are dropped")
+    min_size: float = Field(0, ge=0, description="objects smaller than this are dropped (in min_size_unit)")
+    min_size_unit: Literal["voxels", "um3"] = Field("voxels", description="voxels (a whole number), or µm³ at the "
+                                                    "volume's voxel size (which must be set)")
     mc: bool = Field(False, description="also compute MC-dropout uncertainty")
     split: bool = Field(False, description="split touching objects (watershed)")
     core_threshold: Optional[float] = Field(None, gt=0, lt=1, description="keep only objects whose peak probability "

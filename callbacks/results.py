@@ -23,15 +23,16 @@ from layouts import results as view
 
 
 # --- logic (plain functions; tests call these) -------------------------------------------------------
-def pp_settings(threshold: Any, min_size: Any, split: Any, core: Any) -> dict:
-    """The panel's post-processing inputs as :class:`ml.postprocess.PostprocessSettings`' fields (the
+def pp_settings(threshold: Any, min_size: Any, unit: Any, split: Any, core: Any) -> dict:
+    """The panel's post-processing inputs as :class:`ml.postprocess.PostprocessSettings.parse` reads them (the
     service checks them; an emptied box takes the default: min size 0, no core threshold)."""
-    return {"threshold": threshold, "min_size": min_size, "split": "split" in (split or []), "core_threshold": core}
+    return {"threshold": threshold, "min_size": min_size, "min_size_unit": unit, "split": "split" in (split or []),
+            "core_threshold": core}
 
 
 def _settings_text(result: dict) -> str:
-    """The settings a segmentation was made with, as its record keeps them."""
-    return segmentation.postprocess_settings(result.get("settings")).describe()
+    """The settings a segmentation was made with, in the service's words (min size in voxels and µm³)."""
+    return result["settings_text"]
 
 
 def run_postprocess(config: Config, volume: dict | None, settings: dict) -> tuple:
@@ -112,7 +113,8 @@ def register(app) -> None:
         Output(pids.SEG_STATUS, "children"), Output(pids.SEG_DONE, "data"), Output(pids.OBJ_SEG, "data"),
         Input(pids.SEG_RUN, "n_clicks"),
         State(ids.VOLUME_STORE, "data"), State(pids.SEG_MC, "value"), State(pids.PP_THRESHOLD, "value"),
-        State(pids.PP_MIN_SIZE, "value"), State(pids.PP_SPLIT, "value"), State(pids.PP_CORE, "value"),
+        State(pids.PP_MIN_SIZE, "value"), State(pids.PP_MIN_UNIT, "value"), State(pids.PP_SPLIT, "value"),
+        State(pids.PP_CORE, "value"),
         background=True,
         progress=[Output(pids.SEG_PROGRESS, "value"), Output(pids.SEG_PROGRESS, "label")],
         progress_default=IDLE_PROGRESS,
@@ -120,8 +122,8 @@ def register(app) -> None:
                  (Output(pids.PP_APPLY, "disabled"), True, False)],
         prevent_initial_call=True,
     )
-    def _segment(set_progress, _n, volume, mc, threshold, min_size, split, core):
-        return run_segment(config, volume, "mc" in (mc or []), pp_settings(threshold, min_size, split, core),
+    def _segment(set_progress, _n, volume, mc, threshold, min_size, unit, split, core):
+        return run_segment(config, volume, "mc" in (mc or []), pp_settings(threshold, min_size, unit, split, core),
                            set_progress)
 
     @app.callback(Output(pids.SEG_STATUS, "children", allow_duplicate=True), Input(pids.SEG_CANCEL, "n_clicks"),
@@ -133,13 +135,13 @@ def register(app) -> None:
         Output(pids.OBJ_SEG, "data", allow_duplicate=True), Output(pids.PP_STATUS, "children"),
         Input(pids.PP_APPLY, "n_clicks"),
         State(ids.VOLUME_STORE, "data"), State(pids.PP_THRESHOLD, "value"), State(pids.PP_MIN_SIZE, "value"),
-        State(pids.PP_SPLIT, "value"), State(pids.PP_CORE, "value"),
+        State(pids.PP_MIN_UNIT, "value"), State(pids.PP_SPLIT, "value"), State(pids.PP_CORE, "value"),
         background=True,
         running=[(Output(pids.PP_APPLY, "disabled"), True, False), (Output(pids.SEG_RUN, "disabled"), True, False)],
         prevent_initial_call=True,
     )
-    def _postprocess(_n, volume, threshold, min_size, split, core):
-        return run_postprocess(config, volume, pp_settings(threshold, min_size, split, core))
+    def _postprocess(_n, volume, threshold, min_size, unit, split, core):
+        return run_postprocess(config, volume, pp_settings(threshold, min_size, unit, split, core))
 
     @app.callback(Output(pids.OBJ_TABLE, "data"), Output(pids.OBJ_SUMMARY, "children"), Output(pids.OBJ_SHOWN, "data"),
                   Input(pids.OBJ_SEG, "data"), Input(ids.VOLUME_STORE, "data"))

@@ -52,6 +52,7 @@ SEG_STATUS = "seg-status"
 SEG_DONE = "seg-done-store"          # bumps when a prediction is written (overlays refresh)
 PP_THRESHOLD = "pp-threshold"
 PP_MIN_SIZE = "pp-min-size"
+PP_MIN_UNIT = "pp-min-unit"
 PP_SPLIT = "pp-split"
 PP_CORE = "pp-core"
 PP_APPLY = "pp-apply-btn"

@@ -27,6 +27,9 @@ CORE_THRESHOLD = 0.9
 CORE_HELP = ("Core threshold: an object is kept only where the model is this sure somewhere inside it; "
              "its outline still comes from the threshold. Empty keeps every object.")
 MESH_HEIGHT = 380
+#: a min size's units, as ml.postprocess.SizeUnit names them (tests check they agree): µm³ carries from one
+#: volume to another of another voxel size, and needs the voxel size set in the Data panel.
+MIN_SIZE_UNITS = [{"label": "voxels", "value": "voxels"}, {"label": "µm³", "value": "um3"}]
 
 
 def mesh_figure(mesh: dict | None) -> go.Figure:
@@ -77,8 +80,12 @@ def build() -> Any:
                     dcc.Slider(id=ids.PP_THRESHOLD, min=0.05, max=0.95, step=0.05, value=0.5,
                                marks={0.1: "0.1", 0.5: "0.5", 0.9: "0.9"}),
                     dbc.Row([
-                        dbc.Col([dbc.Label("Min size (voxels)", html_for=ids.PP_MIN_SIZE),
-                                 dbc.Input(id=ids.PP_MIN_SIZE, type="number", min=0, step=1, value=50)]),
+                        dbc.Col([dbc.Label("Min size", html_for=ids.PP_MIN_SIZE),
+                                 dbc.InputGroup([
+                                     dbc.Input(id=ids.PP_MIN_SIZE, type="number", min=0, step="any", value=50),
+                                     dbc.Select(id=ids.PP_MIN_UNIT, options=MIN_SIZE_UNITS, value="voxels",
+                                                style={"maxWidth": "6.5em"}),
+                                 ])]),
                         dbc.Col([dbc.Label("Core threshold", html_for=ids.PP_CORE),
                                  dbc.Input(id=ids.PP_CORE, type="number", min=0.5, max=0.99, step=0.05,
                                            value=CORE_THRESHOLD, placeholder="off")]),

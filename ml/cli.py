@@ -110,17 +110,17 @@ def cmd_stats(args) -> int:
     from ml.objects import object_table, summary
     from ml.postprocess import PostprocessSettings, segment
 
-    rule = PostprocessSettings.parse({"threshold": args.threshold, "min_size": args.min_size, "split": args.split,
-                                      "core_threshold": args.core_threshold})
     _check_stats_outputs(args)
     group = open_prediction(args.pred)
+    stored = group.attrs.get("voxel_size")
+    vs = args.voxel_size or (tuple(stored) if stored else None)
+    rule = PostprocessSettings.parse({"threshold": args.threshold, "min_size": args.min_size, "split": args.split,
+                                      "core_threshold": args.core_threshold, "min_size_unit": args.min_size_unit}, vs)
     _, zdim, h, w = group["prob"].shape
     fg = np.empty((zdim, h, w), np.float16)
     for z in range(zdim):
         fg[z] = foreground_probability(group, z)
-    stored = group.attrs.get("voxel_size")
-    vs = args.voxel_size or (tuple(stored) if stored else None)
-    print(f"segmenting {zdim}x{h}x{w} ({rule.describe()}) ...", file=sys.stderr, flush=True)
+    print(f"segmenting {zdim}x{h}x{w} ({rule.describe(vs)}) ...", file=sys.stderr, flush=True)
     inst = segment(fg, voxel_size=vs, **rule.as_params())
     del fg
     table = object_table(inst, vs)
@@ -203,7 +203,10 @@ def build_parser() -> OneLineParser:
     st.add_argument("--pred", required=True, help="prediction Zarr written by `predict`")
     st.add_argument("--out", required=True, help="CSV table, one row per object")
     st.add_argument("--threshold", type=probability, default=0.5, help="foreground probability threshold (0..1)")
-    st.add_argument("--min-size", type=non_negative(int), default=0, help="drop objects smaller than this (voxels)")
+    st.add_argument("--min-size", type=non_negative(float), default=0,
+                    help="drop objects smaller than this (in --min-size-unit)")
+    st.add_argument("--min-size-unit", choices=("voxels", "um3"), default="voxels",
+                    help="voxels (a whole number), or µm³ at the voxel size (which must be known)")
     st.add_argument("--core-threshold", type=probability, help="keep only objects whose peak probability exceeds this "
                     "(hysteresis; the app's page suggests 0.9); default, or at or under --threshold: every object")
     st.add_argument("--voxel-size", type=voxel_size, help="z,y,x in nm (default: stored with the prediction)")

@@ -8,13 +8,14 @@ where the voxel grid happens to be thin.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import Enum
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from ml.predicted_class import predicted_class
-from ml.volume import voxel_size_or_unit
+from ml.volume import as_voxel_size, voxel_size_or_unit, voxel_volume_um3, voxels_for_volume
 
 #: connectivity argument -> neighbourhood size in 3D.
 CONNECTIVITY = {1: 6, 2: 18, 3: 26}
@@ -231,41 +232,70 @@ def segment(
     return labels[0] if flat else labels
 
 
+class SizeUnit(str, Enum):
+    """The unit a min size is typed in: voxels (what :func:`segment` counts) or µm³ (what the object table
+    reports, and what carries from one volume to another of another voxel size)."""
+    VOXELS = "voxels"
+    UM3 = "um3"
+
+
 @dataclass(frozen=True)
 class PostprocessSettings:
     """What makes an object, as a user chooses it: the one set of choices the Results panel, the REST
-    API, the CLI and a segmentation's record carry, checked once by :meth:`parse`."""
+    API, the CLI and a segmentation's record carry, checked once by :meth:`parse`. ``min_size`` is in
+    voxels; one typed in µm³ (``min_size_unit``) is converted once, by :meth:`parse`."""
     threshold: float = 0.5
     min_size: int = 0
     split: bool = False
     core_threshold: float | None = None
 
     @classmethod
-    def parse(cls, values: Mapping[str, Any]) -> "PostprocessSettings":
+    def parse(cls, values: Mapping[str, Any], voxel_size: Sequence[float] | None = None) -> "PostprocessSettings":
         """From loose values (a form, a JSON body, a job's params); a missing or emptied field takes its default
-        (no core threshold, min size 0). Raises ValueError with a message a user can act on."""
-        known = {k: values[k] for k in cls.__dataclass_fields__ if values.get(k) not in (None, "")}
+        (no core threshold, min size 0). ``min_size_unit`` "um3" reads ``min_size`` in µm³ at ``voxel_size``
+        (z, y, x nm). Raises ValueError with a message a user can act on."""
+        known = {k: values[k] for k in (*cls.__dataclass_fields__, "min_size_unit") if values.get(k) not in (None, "")}
         try:
-            threshold, min_size = float(known.get("threshold", cls.threshold)), int(known.get("min_size", cls.min_size))
+            unit = SizeUnit(known.get("min_size_unit", SizeUnit.VOXELS))
+        except ValueError:
+            raise ValueError(f"Min size unit must be voxels or um3, got {known['min_size_unit']!r}.") from None
+        try:
+            threshold, size = float(known.get("threshold", cls.threshold)), float(known.get("min_size", cls.min_size))
             core = float(known["core_threshold"]) if "core_threshold" in known else None
         except (TypeError, ValueError):
-            raise ValueError("Threshold and core threshold must be numbers in (0, 1) and min size a whole number "
-                             "of voxels.") from None
+            raise ValueError("Threshold and core threshold must be numbers in (0, 1) and min size a number "
+                             "0 or more.") from None
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"Threshold must be between 0 and 1, got {threshold}.")
-        if min_size < 0:
-            raise ValueError(f"Min size must be 0 or more voxels, got {min_size}.")
         check_core_threshold(core)
-        return cls(threshold, min_size, bool(known.get("split", cls.split)), core)
+        split = bool(known.get("split", cls.split))
+        return cls(threshold, _min_size_voxels(size, unit, voxel_size), split, core)
 
     def as_params(self) -> dict:
         """JSON-ready, and the keyword arguments :func:`segment` takes."""
         return asdict(self)
 
-    def describe(self) -> str:
-        """The settings in a status line's words."""
+    def describe(self, voxel_size: Sequence[float] | None = None) -> str:
+        """The settings in a status line's words; with a known ``voxel_size``, the min size in µm³ too."""
         core = f", core {self.core_threshold}" if self.core_threshold is not None else ""
-        return f"threshold {self.threshold}{core}, min size {self.min_size}{', split' if self.split else ''}"
+        size = f"min size {self.min_size}"
+        if self.min_size and as_voxel_size(voxel_size):
+            size += f" voxels ({self.min_size * voxel_volume_um3(voxel_size):.3g} µm³)"
+        return f"threshold {self.threshold}{core}, {size}{', split' if self.split else ''}"
+
+
+def _min_size_voxels(size: float, unit: SizeUnit, voxel_size: Sequence[float] | None) -> int:
+    """A min size as :func:`segment` counts it, or a ValueError a user can act on."""
+    if not (np.isfinite(size) and size >= 0):
+        raise ValueError(f"Min size must be 0 or more, got {size:g}.")
+    if unit is SizeUnit.VOXELS:
+        if not size.is_integer():
+            raise ValueError(f"Min size in voxels must be a whole number, got {size:g}.")
+        return int(size)
+    if as_voxel_size(voxel_size) is None:
+        raise ValueError("A min size in µm³ needs the volume's voxel size: set it in the Data panel (or give "
+                         "--voxel-size), or give the min size in voxels.")
+    return voxels_for_volume(size, voxel_size)
 
 
 def argmax_labels(prob: Any) -> np.ndarray:

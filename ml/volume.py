@@ -5,6 +5,7 @@ behind one small class means nothing downstream ever loads a whole volume by acc
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -29,6 +30,21 @@ def as_voxel_size(value: Sequence[float] | None) -> VoxelSize | None:
 def voxel_size_or_unit(value: Sequence[float] | None) -> VoxelSize:
     """``as_voxel_size`` for measurements: unit voxels (1, 1, 1) when none is known."""
     return as_voxel_size(value) or (1.0, 1.0, 1.0)
+
+
+NM3_PER_UM3 = 1e9
+
+
+def voxel_volume_um3(voxel_size: Sequence[float]) -> float:
+    """One voxel's volume in µm³ (``voxel_size`` (z, y, x) in nm, which must be known)."""
+    vz, vy, vx = as_voxel_size(voxel_size) or (math.nan,) * 3
+    return vz * vy * vx / NM3_PER_UM3
+
+
+def voxels_for_volume(volume_um3: float, voxel_size: Sequence[float]) -> int:
+    """The fewest whole voxels that hold ``volume_um3`` µm³: a size filter typed in physical units, for an
+    engine that counts voxels (an object of that many voxels or more is at least that big)."""
+    return max(0, math.ceil(float(volume_um3) / voxel_volume_um3(voxel_size) - 1e-9))
 
 
 class Volume:

@@ -28,11 +28,11 @@ from app.workspace import Workspace
 from ml.files import atomic_write
 from ml.postprocess import PostprocessSettings, segment
 from ml.progress import CancelFn, ProgressFn, check_cancel, report
+from ml.volume import NM3_PER_UM3
 
 MC_PASSES = 8
 MAX_MESH_FACES = 60_000      # 3D view budget (~2 MB of figure JSON)
 MAX_MESH_STEP = 8
-NM3_PER_UM3 = 1e9
 NM2_PER_UM2 = 1e6
 UNCERTAINTY_SIDECAR = ".slice_entropy.json"   # next to predictions written before the attr
 
@@ -119,10 +119,11 @@ def slice_uncertainty(config: Any, volume_id: int) -> dict | None:
 
 
 # --- post-processing -----------------------------------------------------------------------------------
-def postprocess_settings(values: Mapping[str, Any] | None) -> PostprocessSettings:
-    """The user's post-processing choices, checked (a UserError says what is wrong)."""
+def postprocess_settings(values: Mapping[str, Any] | None, voxel_size: Any = None) -> PostprocessSettings:
+    """The user's post-processing choices, checked, a min size in µm³ read at ``voxel_size`` (a UserError says
+    what is wrong)."""
     try:
-        return PostprocessSettings.parse(values or {})
+        return PostprocessSettings.parse(values or {}, voxel_size)
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
@@ -134,7 +135,8 @@ def postprocess(config: Any, volume_id: int, settings: Mapping[str, Any] | None 
     from ml.infer import foreground_probability, open_prediction
     from ml.objects import object_table, summary
 
-    rule = postprocess_settings(settings)
+    vs = projects.volume_info(config, volume_id)["voxel_size"]
+    rule = postprocess_settings(settings, vs)
     found = predictions.current(config, volume_id)
     if found is None:
         raise UserError("No prediction yet: press “Segment volume” first.")
@@ -146,7 +148,6 @@ def postprocess(config: Any, volume_id: int, settings: Mapping[str, Any] | None 
         check_cancel(cancel)
         fg[z] = foreground_probability(group, z)
         report(progress, z + 1, nz + 2, phase="reading prediction")
-    vs = projects.volume_info(config, volume_id)["voxel_size"]
     instances = segment(fg, voxel_size=vs, **rule.as_params())
     check_cancel(cancel)
     report(progress, nz + 1, nz + 2, phase="measuring objects")
@@ -167,7 +168,7 @@ def postprocess(config: Any, volume_id: int, settings: Mapping[str, Any] | None 
         row.instances_path, row.table_path = str(inst_path), str(table_path)
         seg_id = int(row.id)
     report(progress, nz + 2, nz + 2, phase="done")
-    return {"segmentation_id": seg_id, "summary": summ, "settings": rule.as_params()}
+    return {"segmentation_id": seg_id, "summary": summ, "settings": rule.as_params(), "settings_text": rule.describe(vs)}
 
 
 def segment_and_measure(config: Any, volume_id: int, mc: bool = False, settings: Mapping[str, Any] | None = None,
@@ -176,7 +177,7 @@ def segment_and_measure(config: Any, volume_id: int, mc: bool = False, settings:
 
     The post-processing settings are checked first, so a typo does not cost a whole prediction.
     """
-    postprocess_settings(settings)
+    postprocess_settings(settings, projects.volume_info(config, volume_id)["voxel_size"])
     predicted = segment_volume(config, volume_id, mc, progress=progress, cancel=cancel)
     objects = postprocess(config, volume_id, settings, progress=progress, cancel=cancel)
     return {**predicted, **objects, "prediction_id": predicted["segmentation_id"]}

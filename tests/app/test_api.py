@@ -92,11 +92,14 @@ def test_train_then_segment_then_download_the_object_table(client, env):
     assert len(models) == 1 and models[0]["active"]
     bad = client.post(f"/api/volumes/{env.vid}/segment", json={"threshold": 0.5, "core_threshold": 1.5})
     assert bad.status_code == 422 and "core_threshold" in bad.get_data(as_text=True), bad.get_data(as_text=True)
-    started = client.post(f"/api/volumes/{env.vid}/segment", json={"threshold": 0.5, "min_size": 0,
-                                                                   "core_threshold": 0.55})
+    unit = client.post(f"/api/volumes/{env.vid}/segment", json={"min_size": 1, "min_size_unit": "nm3"})
+    assert unit.status_code == 422 and "min_size_unit" in unit.get_data(as_text=True)
+    started = client.post(f"/api/volumes/{env.vid}/segment", json={"threshold": 0.5, "min_size": 3e-6,
+                                                                   "min_size_unit": "um3", "core_threshold": 0.55})
     job = _wait_done(client, started.get_json()["id"])
     assert job["status"] == "done" and job["kind"] == "segment", job
-    assert job["result"]["settings"] == {"threshold": 0.5, "min_size": 0, "split": False, "core_threshold": 0.55}
+    # 3e-6 µm³ at the 40 x 5 x 5 nm voxels: 3 voxels, and the record keeps voxels
+    assert job["result"]["settings"] == {"threshold": 0.5, "min_size": 3, "split": False, "core_threshold": 0.55}
     table = client.get(f"/api/volumes/{env.vid}/objects.csv")
     assert table.status_code == 200 and table.mimetype == "text/csv"
     frame = pd.read_csv(io.StringIO(table.get_data(as_text=True)))

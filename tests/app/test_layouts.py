@@ -112,3 +112,19 @@ def test_a_random_pick_shows_no_score_an_uncertain_one_does():
     row = {"score": 0.973, "strategy": "random"}
     assert active.score_text(row) == "random pick"
     assert active.score_text({**row, "strategy": "entropy"}) == "score 0.973"
+
+
+def test_the_min_size_units_agree_on_the_page_the_api_and_the_cli():
+    """One set of units (``ml.postprocess.SizeUnit``), spelt out where layouts may not import ml/."""
+    import typing
+
+    from app.api_models import SegmentIn
+    from layouts.results import MIN_SIZE_UNITS
+    from ml.cli import build_parser
+    from ml.postprocess import SizeUnit
+
+    units = [u.value for u in SizeUnit]
+    assert [o["value"] for o in MIN_SIZE_UNITS] == units
+    assert list(typing.get_args(SegmentIn.model_fields["min_size_unit"].annotation)) == units
+    stats = build_parser()._subparsers._group_actions[0].choices["stats"]
+    assert [a for a in stats._actions if a.dest == "min_size_unit"][0].choices == tuple(units)

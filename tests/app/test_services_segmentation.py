@@ -14,7 +14,7 @@ from dash import no_update
 from app.db import session_scope
 from app.errors import UserError
 from app.models import Segmentation
-from app.services import predictions, segmentation, training
+from app.services import predictions, projects, segmentation, training
 from ml.infer import foreground_probability, open_prediction
 from ml.progress import Cancelled
 from tests.app.envs import TINY, add_model_version, paint_ground_truth, synthetic_env
@@ -88,6 +88,20 @@ def test_postprocess_stores_instances_table_and_summary(trained):
     assert mesh["units"] == "µm" and len(mesh["i"]) > 0 and len(set(mesh["object_id"])) <= 2
     coarse = segmentation.object_meshes(trained.config, seg_id, max_objects=2, max_faces=len(mesh["i"]) // 3)
     assert coarse["step"] > mesh["step"] and len(coarse["i"]) < len(mesh["i"])
+
+
+def test_a_min_size_in_um3_is_read_at_the_volumes_voxel_size(trained):
+    """40 x 5 x 5 nm voxels hold 1e-6 µm³: 5e-6 µm³ keeps the objects a min size of 5 voxels keeps, the record
+    keeps voxels, the status names both; a volume without a voxel size says what to do instead."""
+    segmentation.segment_volume(trained.config, trained.vid)
+    by_voxels = segmentation.postprocess(trained.config, trained.vid, {"min_size": 5})
+    physical = segmentation.postprocess(trained.config, trained.vid, {"min_size": "5e-6", "min_size_unit": "um3"})
+    assert physical["settings"]["min_size"] == 5 and physical["summary"] == by_voxels["summary"]
+    assert physical["settings_text"] == "threshold 0.5, min size 5 voxels (5e-06 µm³)"
+    raw = np.zeros((2, 32, 32), np.uint8)
+    bare = projects.add_volume_from_array(trained.config, trained.pid, "no voxel size", raw)["id"]
+    with pytest.raises(UserError, match="needs the volume's voxel size: set it in the Data panel"):
+        segmentation.segment_and_measure(trained.config, bare, settings={"min_size": 1, "min_size_unit": "um3"})
 
 
 def test_an_object_table_from_before_the_edge_column_still_lists(trained):

@@ -211,7 +211,25 @@ def segment(page: Page, min_size: int = 10) -> list[dict]:
     fig = page.wait(lambda: (f := page.figure("obj-mesh-graph")) and any(t["type"] == "mesh3d" for t in f["data"])
                     and f, 30, "the 3D view to show a mesh")
     assert any(t["type"] == "mesh3d" and t["n"] > 0 for t in fig["data"]), fig
+    physical_min_size(page, min_size, page.text("obj-summary"))
     return rows
+
+
+def physical_min_size(page: Page, voxels: int, summary: str) -> None:
+    """The same min size typed in µm³ (the synthetic volume's 40 x 5 x 5 nm voxels hold 1e-6 µm³ each) and
+    applied: the status names it in both units and the objects are the same."""
+    from selenium.webdriver.support.ui import Select
+
+    assert f"min size {voxels} voxels ({voxels * 1e-6:.3g} µm³)" in page.text("seg-status"), page.text("seg-status")
+    Select(page.el("pp-min-unit")).select_by_value("um3")
+    page.set_input("pp-min-size", f"{voxels * 1e-6:g}")
+    page.click("pp-apply-btn")
+    said = f"min size {voxels} voxels ({voxels * 1e-6:.3g} µm³)"
+    page.wait(lambda: said in page.text("pp-status") or "rror" in page.text("pp-status"), JOB_TIMEOUT["segment"],
+              "the post-processing in µm³ to finish", context=lambda: page.text("pp-status"))
+    assert said in page.text("pp-status"), page.text("pp-status")
+    page.wait(lambda: page.text("obj-summary") == summary, 30, "the same objects as the min size in voxels",
+              context=lambda: page.text("obj-summary"))
 
 
 def export(page: Page, downloads: Path, what: str = "segmentation", fmt: str = "tiff",

@@ -68,6 +68,11 @@ def test_train_predict_stats_end_to_end(tiffs, tmp_path):
     r = run_cli("stats", "--pred", str(pred), "--out", str(cored), "--threshold", "0.3", "--core-threshold", "0.6")
     assert r.returncode == 0 and "core 0.6" in r.stderr, r.stderr
     assert len(list(csv.DictReader(cored.open()))) <= len(rows)
+    sized = tmp_path / "sized.csv"        # 0.00005 µm³ at 40 x 4 x 4 nm (640 nm³ a voxel): 79 voxels or more
+    r = run_cli("stats", "--pred", str(pred), "--out", str(sized), "--threshold", "0.3", "--voxel-size", "40,4,4",
+                "--min-size", "0.00005", "--min-size-unit", "um3")
+    assert r.returncode == 0 and "min size 79 voxels (5.06e-05 µm³)" in r.stderr, r.stderr
+    assert [x for x in rows if int(x["voxels"]) >= 79] == list(csv.DictReader(sized.open()))
 
 
 def test_pretrain_then_train_from_it(tiffs, tmp_path):

@@ -167,6 +167,13 @@ def test_stats_core_threshold_is_a_probability(inputs, tmp_path, capsys):
     assert not (tmp_path / "o.csv").exists()
 
 
+def test_stats_min_size_in_um3_needs_a_voxel_size(inputs, tmp_path, capsys):
+    line = _one_error(capsys, "stats", "--pred", inputs["pred"], "--out", tmp_path / "o.csv", "--min-size", "0.01",
+                      "--min-size-unit", "um3")
+    assert "needs the volume's voxel size" in line and "--voxel-size" in line
+    assert not (tmp_path / "o.csv").exists()
+
+
 def test_stats_out_is_a_folder(inputs, tmp_path, capsys):
     (tmp_path / "o.csv").mkdir()
     line = _one_error(capsys, "stats", "--pred", inputs["pred"], "--out", tmp_path / "o.csv")

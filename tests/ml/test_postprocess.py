@@ -95,10 +95,37 @@ def test_postprocess_settings_parse_loose_values_and_say_what_is_wrong():
     cored = PostprocessSettings.parse({"core_threshold": 0.9, "split": True})
     assert cored.as_params() == {"threshold": 0.5, "min_size": 0, "split": True, "core_threshold": 0.9}
     assert cored.describe() == "threshold 0.5, core 0.9, min size 0, split"
-    for bad, says in (({"threshold": 1.5}, "between 0 and 1"), ({"min_size": -1}, "0 or more voxels"),
-                      ({"threshold": "x"}, "must be numbers"), ({"core_threshold": 1.2}, "core")):
+    for bad, says in (({"threshold": 1.5}, "between 0 and 1"), ({"min_size": -1}, "0 or more"),
+                      ({"threshold": "x"}, "must be numbers"), ({"core_threshold": 1.2}, "core"),
+                      ({"min_size": 2.5}, "whole number"), ({"min_size": 1, "min_size_unit": "nm"}, "voxels or um3"),
+                      ({"min_size": 0.01, "min_size_unit": "um3"}, "needs the volume's voxel size")):
         with pytest.raises(ValueError, match=says):
             PostprocessSettings.parse(bad)
+
+
+def test_a_min_size_in_um3_becomes_the_fewest_voxels_that_hold_it():
+    """VNC's voxels (45 x 4.6 x 4.6 nm, 952.2 nm³): 0.001 µm³ is 1,050.2 voxels, so objects of 1,051 or more stay."""
+    vnc = (45.0, 4.6, 4.6)
+    got = PostprocessSettings.parse({"min_size": "0.001", "min_size_unit": "um3"}, voxel_size=vnc)
+    assert got.min_size == 1051 and got.as_params()["min_size"] == 1051      # the record keeps voxels
+    assert PostprocessSettings.parse({"min_size": 952.2e-9, "min_size_unit": "um3"}, vnc).min_size == 1  # exactly one
+    assert PostprocessSettings.parse({"min_size": 0, "min_size_unit": "um3"}, vnc).min_size == 0
+    assert PostprocessSettings.parse({"min_size": 50}, voxel_size=vnc).min_size == 50        # voxels: unchanged
+    assert got.describe(vnc) == "threshold 0.5, min size 1051 voxels (0.001 µm³)"
+    assert got.describe() == "threshold 0.5, min size 1051"                                  # size unknown
+
+
+def test_a_physical_min_size_keeps_the_same_objects_at_another_voxel_size():
+    """The reason for the unit: one object of 6x6x3 voxels at 10 nm, and the same object sampled at 5 nm in
+    y and x (4x the voxels), pass or fail the same 0.0001 µm³ filter (108,000 nm³ against 100,000)."""
+    coarse = np.zeros((5, 20, 20), np.float32)
+    coarse[1:4, 2:8, 2:8] = 1
+    fine = np.repeat(np.repeat(coarse, 2, axis=1), 2, axis=2)
+    for prob, vs in ((coarse, (10.0, 10.0, 10.0)), (fine, (10.0, 5.0, 5.0))):
+        keep = PostprocessSettings.parse({"min_size": 1e-4, "min_size_unit": "um3"}, vs)
+        drop = PostprocessSettings.parse({"min_size": 1.1e-4, "min_size_unit": "um3"}, vs)
+        assert segment(prob, voxel_size=vs, **keep.as_params()).max() == 1
+        assert segment(prob, voxel_size=vs, **drop.as_params()).max() == 0
 
 
 def test_min_slices_drops_blobs_of_one_section_but_not_at_the_volume_faces():
