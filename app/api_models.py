@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
 
 class _Out(BaseModel):
@@ -149,6 +149,13 @@ class SegmentIn(BaseModel):
     core_threshold: Optional[float] = Field(None, gt=0, lt=1, description="keep only objects whose peak probability "
                                             "exceeds this (hysteresis); null, or one at or under the threshold, keeps "
                                             "every object")
+
+    @model_validator(mode="after")
+    def _whole_voxels(self) -> "SegmentIn":
+        """A 422 before any job starts, as for the other fields (the job would refuse it too)."""
+        if self.min_size_unit == "voxels" and not float(self.min_size).is_integer():
+            raise ValueError("min_size in voxels must be a whole number")
+        return self
 
 
 class TrainIn(BaseModel):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -137,10 +138,11 @@ def patches(mask: np.ndarray, n: int, rng: np.random.Generator, size: int = 128)
     return labels
 
 
-def _fit(model, data, train_regions, val_regions, tcfg, seed: int, self_train: bool):
+def _fit(model, data, train_regions, val_regions, tcfg, seed: int, self_train: bool, warm: bool = False):
     """The app's training: with ``self_train`` the last third of the steps also learn pseudo-labels of the
     pool half (held-out windows and labeled pixels spared, as ``app.services.self_training`` does), even
-    where the app's gate (``min_steps``, ``min_dense``) would skip it: this bench measured that gate."""
+    where the app's gate (``min_steps``, ``min_dense``) would skip it: this bench measured that gate. A
+    ``warm`` start (a continued version) self-trains every step, as the app's."""
     from ml.self_training import GATE_OFF, SelfTrainConfig, pseudo_regions, train_in_phases, window_boxes
     from ml.train import train
 
@@ -149,7 +151,7 @@ def _fit(model, data, train_regions, val_regions, tcfg, seed: int, self_train: b
     cfg = SelfTrainConfig(**GATE_OFF)
     pool = data.pool
     boxes = window_boxes(pool.shape, cfg, seed)
-    return train_in_phases(model, train_regions, val_regions, tcfg, cfg, cfg.self_steps(tcfg.steps, warm=False),
+    return train_in_phases(model, train_regions, val_regions, tcfg, cfg, cfg.self_steps(tcfg.steps, warm=warm),
                            lambda m: pseudo_regions(m, pool, 0.0, 1.0, boxes, cfg, held_out=val_regions,
                                                     known=train_regions))
 
@@ -164,7 +166,10 @@ def pool_truth(model, data, pool_z: list[int], labels: np.ndarray) -> float:
 
 def run_one(data, weights: str | None, style: str, budget: int, seed: int, steps: int,
             self_train: bool = False, lr: float = 1e-3, base: int = 8, anchor: float = 0.0,
-            read: str = "supervised") -> dict:
+            read: str = "supervised", start: int = 0) -> dict:
+    """One labeling, one model, every estimate and the truth. ``start`` > 0 (patches only): the model is a
+    continued version, as the app's "Continue from version": a new model of the first ``start`` patches, then
+    continued (warm, not pulled) on all ``budget`` of them (the same draws as a new model of ``budget``)."""
     from ml.model import UNet2D
     from ml.pretrain import init_from_pretrained
     from ml.train import TrainConfig, evaluate
@@ -177,14 +182,22 @@ def run_one(data, weights: str | None, style: str, budget: int, seed: int, steps
         labels = edge_strokes(pool_mask, budget, rng)
     else:
         labels = strokes(pool_mask, budget, style, rng)
-    regions = regions_from_store(data.pool, ArrayStore(labels), 0.0, 1.0)
     tcfg = TrainConfig(steps=steps, lr=lr, seed=seed, eval_every=25, anchor=anchor)
-    train_regions, val_regions = split_regions(regions, tcfg.val_fraction, tcfg.seed)
     torch.manual_seed(seed)
     model = UNet2D(base=base, depth=4)
     if weights:
         init_from_pretrained(model, weights)
-    result = _fit(model, data, train_regions, val_regions, tcfg, seed, self_train)
+    if start:                               # the parent version, then the continued one (unpulled, as the app)
+        rng = np.random.default_rng(1000 * seed + budget)
+        first = patches(pool_mask, start, rng)
+        more = patches(pool_mask, budget - start, rng)
+        assert np.array_equal(np.where(more > 0, more, first), labels), "the parent's patches are not a prefix"
+        parent = split_regions(regions_from_store(data.pool, ArrayStore(first), 0.0, 1.0), tcfg.val_fraction, seed)
+        model = _fit(model, data, *parent, tcfg, seed, self_train).model
+        tcfg = replace(tcfg, anchor=0.0)
+    regions = regions_from_store(data.pool, ArrayStore(labels), 0.0, 1.0)
+    train_regions, val_regions = split_regions(regions, tcfg.val_fraction, tcfg.seed)
+    result = _fit(model, data, train_regions, val_regions, tcfg, seed, self_train, warm=bool(start))
     model = result.model
     reader = result.labels_only if read == "supervised" else model        # the model the estimates read
     truth = heldout_prob_scores(lambda img: predict_image(model, img)["prob"][1], data, WEIGHT)
@@ -194,7 +207,8 @@ def run_one(data, weights: str | None, style: str, budget: int, seed: int, steps
     for r in val_regions:
         basis.add(r.labels)
     last = evaluate(reader, val_regions, torch.device("cpu"))["val_iou"] if val_regions else None
-    row = {"style": style, "budget": budget, "seed": seed, "true": truth["iou"], "true_z": truth["iou_z"],
+    row = {"style": style, "budget": budget, "seed": seed, "start": start, "true": truth["iou"],
+           "true_z": truth["iou_z"],
            "true_pool": pool_truth(model, data, pool_z, labels), "read_from": read,
            "shown": result.best_val_iou, "heldout": last, "expected": expected_iou(volume),
            "calibrated": calibrated_iou(volume, heldout), "thin": basis.thin_reason(),
@@ -271,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--read", choices=("supervised", "final"), default="supervised",
                    help="the model the estimates read: the one the labels alone made (the app's since v41), "
                    "or the final, self-trained one (v4)")
+    p.add_argument("--continue-from", type=int, default=0, metavar="N",
+                   help="patches only: each model continues a version of the first N patches (warm start, every "
+                   "step self-trained, as the app's Continue from version); 0: new models")
     p.add_argument("--out", default="bench_out/quality.json")
     p.add_argument("--summarize", metavar="JSON", help="only print the summary of a finished run's rows")
     args = p.parse_args(argv)
@@ -279,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not (args.raw and args.labels):
         p.error("--raw and --labels are required (or --summarize a finished run)")
+    if args.continue_from and (args.styles != "patches" or
+                               min(max(2, int(b) // 3) for b in args.budgets.split(",")) <= args.continue_from):
+        p.error("--continue-from needs --styles patches and budgets of more patches than it (a third of each)")
     torch.set_num_threads(args.threads)
     data = load_data(args.raw, args.labels, QUICK)
     rows = []
@@ -288,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(args.seeds):
                 t0 = time.monotonic()
                 row = with_range(run_one(data, args.weights, style, budget, seed, args.steps, args.self_train,
-                                          args.lr, args.base, args.anchor, args.read))
+                                          args.lr, args.base, args.anchor, args.read, args.continue_from))
                 row["seconds"] = round(time.monotonic() - t0, 1)
                 rows.append(row)
                 fmt = {k: ("n/a" if row[k] is None else f"{row[k]:.3f}")

@@ -94,6 +94,8 @@ def test_train_then_segment_then_download_the_object_table(client, env):
     assert bad.status_code == 422 and "core_threshold" in bad.get_data(as_text=True), bad.get_data(as_text=True)
     unit = client.post(f"/api/volumes/{env.vid}/segment", json={"min_size": 1, "min_size_unit": "nm3"})
     assert unit.status_code == 422 and "min_size_unit" in unit.get_data(as_text=True)
+    part = client.post(f"/api/volumes/{env.vid}/segment", json={"min_size": 2.5})
+    assert part.status_code == 422 and "whole number" in part.get_data(as_text=True), part.get_data(as_text=True)
     started = client.post(f"/api/volumes/{env.vid}/segment", json={"threshold": 0.5, "min_size": 3e-6,
                                                                    "min_size_unit": "um3", "core_threshold": 0.55})
     job = _wait_done(client, started.get_json()["id"])
