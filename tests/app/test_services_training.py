@@ -118,6 +118,8 @@ def test_a_new_model_self_trains_its_last_third_on_pseudo_labels(env):
     assert [h["step"] for h in training.version_history(env.config, res["model_id"])] == list(range(1, 61))
     assert training.list_versions(config, env.pid)[0]["note"].startswith("self-trained 20 steps on pseudo-labels (")
     assert res["metrics"]["quality_before_self_training"]          # read from the 40-step model (bench.quality v5)
+    continued = training.train_model(config, env.pid, parent_id=res["model_id"], lr=1e-2, steps=10)["metrics"]
+    assert continued["self_training"]["steps"] == 10 and not continued["quality_before_self_training"]   # none to read
 
 
 @pytest.mark.parametrize("given, app_train, used", [(None, None, TrainConfig().lr), ("", {"lr": 5e-4}, 5e-4),
