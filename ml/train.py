@@ -95,14 +95,14 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """Trained model (best validation weights loaded), per-step history and best score."""
+    """Trained model (best validation weights loaded), per-step history and best score; ``supervised`` is a
+    copy of the model the labels alone made when self-training went on from it (``train_in_phases``)."""
 
     model: nn.Module
     history: list[dict]
     best_val_iou: float | None
     best_step: int | None
-    supervised: nn.Module | None = None   # a copy of the model the labels alone made, when self-training went on
-    #                                       from it (ml.self_training.train_in_phases): what to estimate quality from
+    supervised: nn.Module | None = None
 
     @property
     def labels_only(self) -> nn.Module:

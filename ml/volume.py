@@ -36,9 +36,11 @@ NM3_PER_UM3 = 1e9
 
 
 def voxel_volume_um3(voxel_size: Sequence[float]) -> float:
-    """One voxel's volume in µm³ (``voxel_size`` (z, y, x) in nm, which must be known)."""
-    vz, vy, vx = as_voxel_size(voxel_size) or (math.nan,) * 3
-    return vz * vy * vx / NM3_PER_UM3
+    """One voxel's volume in µm³ (``voxel_size`` (z, y, x) in nm; ValueError when it is not known)."""
+    vs = as_voxel_size(voxel_size)
+    if vs is None:
+        raise ValueError("the voxel size is not known")
+    return vs[0] * vs[1] * vs[2] / NM3_PER_UM3
 
 
 def voxels_for_volume(volume_um3: float, voxel_size: Sequence[float]) -> int:

@@ -6,7 +6,7 @@ import pytest
 import zarr
 
 from ml.postprocess import PostprocessSettings, argmax_labels, segment
-from ml.volume import Volume
+from ml.volume import Volume, voxels_for_volume
 
 
 def ball(shape, center_nm, radius_nm, voxel_size) -> np.ndarray:
@@ -113,6 +113,8 @@ def test_a_min_size_in_um3_becomes_the_fewest_voxels_that_hold_it():
     assert PostprocessSettings.parse({"min_size": 50}, voxel_size=vnc).min_size == 50        # voxels: unchanged
     assert got.describe(vnc) == "threshold 0.5, min size 1051 voxels (0.001 µm³)"
     assert got.describe() == "threshold 0.5, min size 1051"                                  # size unknown
+    with pytest.raises(ValueError, match="voxel size is not known"):
+        voxels_for_volume(0.001, None)
 
 
 def test_a_physical_min_size_keeps_the_same_objects_at_another_voxel_size():
