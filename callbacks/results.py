@@ -30,6 +30,13 @@ def pp_settings(threshold: Any, min_size: Any, unit: Any, split: Any, core: Any)
             "core_threshold": core}
 
 
+def unit_choices(volume: dict | None, unit: Any) -> tuple[list, Any]:
+    """The min size's units for this volume: µm³ only where its voxel size is known (else it could only fail),
+    and a choice of µm³ falls back to voxels there."""
+    known = bool(volume and volume.get("voxel_size"))
+    return view.min_size_units(known), unit if known or unit != "um3" else "voxels"
+
+
 def _settings_text(result: dict) -> str:
     """The settings a segmentation was made with, in the service's words (min size in voxels and µm³)."""
     return result["settings_text"]
@@ -142,6 +149,11 @@ def register(app) -> None:
     )
     def _postprocess(_n, volume, threshold, min_size, unit, split, core):
         return run_postprocess(config, volume, pp_settings(threshold, min_size, unit, split, core))
+
+    @app.callback(Output(pids.PP_MIN_UNIT, "options"), Output(pids.PP_MIN_UNIT, "value"),
+                  Input(ids.VOLUME_STORE, "data"), State(pids.PP_MIN_UNIT, "value"))
+    def _units(volume, unit):
+        return unit_choices(volume, unit)
 
     @app.callback(Output(pids.OBJ_TABLE, "data"), Output(pids.OBJ_SUMMARY, "children"), Output(pids.OBJ_SHOWN, "data"),
                   Input(pids.OBJ_SEG, "data"), Input(ids.VOLUME_STORE, "data"))

@@ -27,9 +27,14 @@ CORE_THRESHOLD = 0.9
 CORE_HELP = ("Core threshold: an object is kept only where the model is this sure somewhere inside it; "
              "its outline still comes from the threshold. Empty keeps every object.")
 MESH_HEIGHT = 380
-#: a min size's units, as ml.postprocess.SizeUnit names them (tests check they agree): µm³ carries from one
-#: volume to another of another voxel size, and needs the voxel size set in the Data panel.
-MIN_SIZE_UNITS = [{"label": "voxels", "value": "voxels"}, {"label": "µm³", "value": "um3"}]
+
+
+def min_size_units(physical: bool = True) -> list[dict]:
+    """A min size's units, as ml.postprocess.SizeUnit names them (tests check they agree). µm³ carries from one
+    volume to another of another voxel size; without a known voxel size it is offered greyed, with the reason."""
+    um3 = {"label": "µm³", "value": "um3"} if physical else {"label": "µm³ (set the voxel size)", "value": "um3",
+                                                              "disabled": True}
+    return [{"label": "voxels", "value": "voxels"}, um3]
 
 
 def mesh_figure(mesh: dict | None) -> go.Figure:
@@ -83,7 +88,7 @@ def build() -> Any:
                         dbc.Col([dbc.Label("Min size", html_for=ids.PP_MIN_SIZE),
                                  dbc.InputGroup([
                                      dbc.Input(id=ids.PP_MIN_SIZE, type="number", min=0, step="any", value=50),
-                                     dbc.Select(id=ids.PP_MIN_UNIT, options=MIN_SIZE_UNITS, value="voxels",
+                                     dbc.Select(id=ids.PP_MIN_UNIT, options=min_size_units(), value="voxels",
                                                 style={"maxWidth": "6.5em"}),
                                  ])]),
                         dbc.Col([dbc.Label("Core threshold", html_for=ids.PP_CORE),

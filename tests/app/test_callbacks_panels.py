@@ -143,6 +143,16 @@ def test_training_status_and_effort_note_read_naturally(env):
     assert note.startswith("Effort: 1 suggested patch labeled over 1 round, 1 stroke inside them, "), note
 
 
+def test_um3_is_offered_only_where_the_voxel_size_is_known():
+    """A min size in µm³ on a volume without a voxel size could only fail: greyed, with the reason."""
+    options, unit = cb_results.unit_choices({"id": 1, "voxel_size": [40.0, 5.0, 5.0]}, "um3")
+    assert unit == "um3" and not any(o.get("disabled") for o in options)
+    options, unit = cb_results.unit_choices({"id": 2, "voxel_size": None}, "um3")
+    assert unit == "voxels" and [o["value"] for o in options if o.get("disabled")] == ["um3"]
+    assert "voxel size" in next(o["label"] for o in options if o["value"] == "um3")
+    assert cb_results.unit_choices(None, "voxels")[1] == "voxels"
+
+
 def test_results_and_export_views_without_segmentation(env):
     rows, summary, seg_id = cb_results.objects_view(env.config, env.vol)
     assert rows == [] and seg_id is None and "No objects" in str(summary)

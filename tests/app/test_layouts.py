@@ -119,12 +119,12 @@ def test_the_min_size_units_agree_on_the_page_the_api_and_the_cli():
     import typing
 
     from app.api_models import SegmentIn
-    from layouts.results import MIN_SIZE_UNITS
+    from layouts.results import min_size_units
     from ml.cli import build_parser
     from ml.postprocess import SizeUnit
 
     units = [u.value for u in SizeUnit]
-    assert [o["value"] for o in MIN_SIZE_UNITS] == units
+    assert [o["value"] for o in min_size_units()] == units == [o["value"] for o in min_size_units(False)]
     assert list(typing.get_args(SegmentIn.model_fields["min_size_unit"].annotation)) == units
     stats = build_parser()._subparsers._group_actions[0].choices["stats"]
     assert [a for a in stats._actions if a.dest == "min_size_unit"][0].choices == tuple(units)
