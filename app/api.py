@@ -115,6 +115,7 @@ def register_api(server: Flask, config: Config) -> SpecTree:
     def segment(vid: int, json: m.SegmentIn):
         """Start segmenting the whole volume with the active model, then measuring its objects."""
         volume = _volume(config, vid)
+        segmentation.postprocess_settings(json.model_dump(), volume["voxel_size"])   # µm³ without a voxel size: 400
         job_id = background.launch(config, "segment", volume["project_id"], {"volume_id": vid, **json.model_dump()})
         return m.Job(**jobs.get_job(config, job_id)), 202
 

@@ -96,6 +96,11 @@ def test_train_then_segment_then_download_the_object_table(client, env):
     assert unit.status_code == 422 and "min_size_unit" in unit.get_data(as_text=True)
     part = client.post(f"/api/volumes/{env.vid}/segment", json={"min_size": 2.5})
     assert part.status_code == 422 and "whole number" in part.get_data(as_text=True), part.get_data(as_text=True)
+    from app.services import projects
+    bare = projects.add_volume_from_array(env.config, env.pid, "no voxel size", np.zeros((2, 32, 32), np.uint8))["id"]
+    sized = client.post(f"/api/volumes/{bare}/segment", json={"min_size": 0.01, "min_size_unit": "um3"})
+    assert sized.status_code == 400 and "needs the volume's voxel size" in sized.get_json()["error"], sized.get_json()
+    assert not [j for j in client.get("/api/jobs").get_json() if j["kind"] == "segment"]     # no job was started
     started = client.post(f"/api/volumes/{env.vid}/segment", json={"threshold": 0.5, "min_size": 3e-6,
                                                                    "min_size_unit": "um3", "core_threshold": 0.55})
     job = _wait_done(client, started.get_json()["id"])
